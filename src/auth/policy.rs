@@ -1,0 +1,171 @@
+//! An `auth_backend` compiled for evaluation: the rule order of the spec (§2), constant-time
+//! token comparison, and nothing else. Pure: no clock, no I/O, no state.
+//!
+//! Order, first match decides: `allow token` → `deny token` → `allow ip` → `deny ip` →
+//! `allow ua` → `deny ua` → (portal backends, later) → `allow default` or deny.
+
+use crate::auth::verdict::{DenyReason, PlayRequest, Verdict, canonical_ip};
+use crate::config::{AuthBackend, Cidr};
+use memchr::memmem::Finder;
+
+#[derive(Debug)]
+pub struct Policy {
+    pub name: Box<str>,
+    allow_tokens: Vec<Box<[u8]>>,
+    deny_tokens: Vec<Box<[u8]>>,
+    allow_ips: Vec<Cidr>,
+    deny_ips: Vec<Cidr>,
+    allow_uas: Vec<Finder<'static>>,
+    deny_uas: Vec<Finder<'static>>,
+    allow_default: bool,
+}
+
+impl Policy {
+    pub fn compile(backend: &AuthBackend) -> Policy {
+        let r = &backend.rules;
+        let bytes = |v: &Vec<String>| v.iter().map(|s| s.as_bytes().into()).collect();
+        let finders = |v: &Vec<String>| {
+            v.iter()
+                .map(|s| Finder::new(s.as_bytes()).into_owned())
+                .collect()
+        };
+        Policy {
+            name: backend.name.as_str().into(),
+            allow_tokens: bytes(&r.allow_tokens),
+            deny_tokens: bytes(&r.deny_tokens),
+            allow_ips: r.allow_ips.clone(),
+            deny_ips: r.deny_ips.clone(),
+            allow_uas: finders(&r.allow_uas),
+            deny_uas: finders(&r.deny_uas),
+            allow_default: r.allow_default,
+        }
+    }
+
+    /// Whether the user agent can change this policy's answer (so it must be in cache keys).
+    pub fn reads_user_agent(&self) -> bool {
+        !self.allow_uas.is_empty() || !self.deny_uas.is_empty()
+    }
+
+    /// Evaluates the rules in spec order.
+    pub fn evaluate(&self, req: &PlayRequest<'_>) -> Verdict {
+        if let Some(token) = req.token {
+            if any_token_matches(token, &self.allow_tokens) {
+                return Verdict::Allow;
+            }
+            if any_token_matches(token, &self.deny_tokens) {
+                return Verdict::Deny(DenyReason::BackendDenied);
+            }
+        }
+        let ip = canonical_ip(req.ip);
+        if self.allow_ips.iter().any(|c| c.contains(ip)) {
+            return Verdict::Allow;
+        }
+        if self.deny_ips.iter().any(|c| c.contains(ip)) {
+            return Verdict::Deny(DenyReason::BackendDenied);
+        }
+        if let Some(ua) = req.user_agent {
+            if self.allow_uas.iter().any(|f| f.find(ua).is_some()) {
+                return Verdict::Allow;
+            }
+            if self.deny_uas.iter().any(|f| f.find(ua).is_some()) {
+                return Verdict::Deny(DenyReason::BackendDenied);
+            }
+        }
+        if self.allow_default {
+            Verdict::Allow
+        } else {
+            Verdict::Deny(DenyReason::BackendDenied)
+        }
+    }
+}
+
+/// Compares `token` with every entry, without stopping at the first match, so the time
+/// taken says nothing about which entry (or how much of it) matched.
+fn any_token_matches(token: &[u8], list: &[Box<[u8]>]) -> bool {
+    list.iter()
+        .fold(false, |found, known| found | constant_time_eq(token, known))
+}
+
+/// Equality whose running time depends only on the lengths, not on where the bytes differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = (a.len() ^ b.len()) as u64;
+    let n = a.len().min(b.len());
+    for i in 0..n {
+        diff |= u64::from(a[i] ^ b[i]);
+    }
+    std::hint::black_box(diff) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::verdict::Proto;
+    use std::net::IpAddr;
+
+    fn policy(src: &str) -> Policy {
+        let conf = format!("{src}\nstream s {{ input fake://fake; on_play auth://b; }}");
+        let cfg = crate::config::parse(&conf, "t.conf").expect("test config parses");
+        Policy::compile(&cfg.auth_backends[0])
+    }
+
+    fn ask(p: &Policy, token: Option<&str>, ip: &str, ua: Option<&str>) -> Verdict {
+        let ip: IpAddr = ip.parse().unwrap();
+        p.evaluate(&PlayRequest {
+            stream: 0,
+            proto: Proto::Hls,
+            token: token.map(str::as_bytes),
+            ip,
+            user_agent: ua.map(str::as_bytes),
+        })
+    }
+
+    const DENIED: Verdict = Verdict::Deny(DenyReason::BackendDenied);
+
+    #[test]
+    fn token_rules() {
+        let p = policy("auth_backend b { allow token test1 other; }");
+        assert_eq!(ask(&p, Some("test1"), "1.2.3.4", None), Verdict::Allow);
+        assert_eq!(ask(&p, Some("other"), "1.2.3.4", None), Verdict::Allow);
+        assert_eq!(ask(&p, Some("test"), "1.2.3.4", None), DENIED);
+        assert_eq!(ask(&p, Some("test12"), "1.2.3.4", None), DENIED);
+        assert_eq!(ask(&p, Some(""), "1.2.3.4", None), DENIED);
+        assert_eq!(ask(&p, None, "1.2.3.4", None), DENIED);
+    }
+
+    #[test]
+    fn rule_order_is_first_match() {
+        let p = policy(
+            "auth_backend b { allow token good; deny token bad; allow ip 10.0.0.0/8; deny ip 10.1.0.0/16; allow ua VLC; deny ua curl; allow default; }",
+        );
+        // allow token beats deny ip.
+        assert_eq!(ask(&p, Some("good"), "10.1.2.3", None), Verdict::Allow);
+        // deny token beats allow ip.
+        assert_eq!(ask(&p, Some("bad"), "10.2.3.4", None), DENIED);
+        // allow ip beats deny ip even when both match.
+        assert_eq!(ask(&p, None, "10.1.2.3", None), Verdict::Allow);
+        assert_eq!(ask(&p, None, "::ffff:10.9.9.9", None), Verdict::Allow);
+        assert_eq!(ask(&p, None, "192.0.2.1", Some("VLC/3")), Verdict::Allow);
+        assert_eq!(ask(&p, None, "192.0.2.1", Some("curl/8")), DENIED);
+        assert_eq!(ask(&p, None, "192.0.2.1", Some("ffmpeg")), Verdict::Allow);
+    }
+
+    #[test]
+    fn deny_ip_without_default() {
+        let p = policy("auth_backend b { deny ip 192.0.2.0/24; allow ua ffmpeg; }");
+        assert_eq!(ask(&p, None, "192.0.2.7", Some("ffmpeg")), DENIED);
+        assert_eq!(
+            ask(&p, None, "198.51.100.1", Some("Lavf/ffmpeg")),
+            Verdict::Allow
+        );
+        assert_eq!(ask(&p, None, "198.51.100.1", None), DENIED);
+    }
+
+    #[test]
+    fn constant_time_eq_is_equality() {
+        assert!(constant_time_eq(b"", b""));
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+        assert!(!constant_time_eq(b"ab", b"abc"));
+    }
+}

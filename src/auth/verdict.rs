@@ -1,0 +1,98 @@
+//! The vocabulary of authorization: who asks (`PlayRequest`), by which protocol (`Proto`),
+//! and what the answer is (`Verdict`, `DenyReason`).
+
+use std::fmt;
+use std::net::IpAddr;
+
+/// Index of a stream in the catalog.
+pub type StreamId = u32;
+
+/// Playback protocols, with the names the spec's backend protocol uses for `proto=`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Proto {
+    Hls,
+    LlHls,
+    Dash,
+    Mss,
+    WebRtc,
+    Rtmp,
+    Rtsp,
+    Srt,
+    TsHttp,
+}
+
+impl Proto {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Proto::Hls => "hls",
+            Proto::LlHls => "llhls",
+            Proto::Dash => "dash",
+            Proto::Mss => "mss",
+            Proto::WebRtc => "webrtc",
+            Proto::Rtmp => "rtmp",
+            Proto::Rtsp => "rtsp",
+            Proto::Srt => "srt",
+            Proto::TsHttp => "tshttp",
+        }
+    }
+}
+
+/// Why a play request was refused; sent as `x-deny-reason` and in protocol refusals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DenyReason {
+    /// The rules (or a portal backend) said no.
+    BackendDenied,
+    BackendUnavailable,
+    SessionLimit,
+    SessionRevoked,
+    TokenExpired,
+    BadSignature,
+}
+
+impl DenyReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DenyReason::BackendDenied => "backend_denied",
+            DenyReason::BackendUnavailable => "backend_unavailable",
+            DenyReason::SessionLimit => "session_limit",
+            DenyReason::SessionRevoked => "session_revoked",
+            DenyReason::TokenExpired => "token_expired",
+            DenyReason::BadSignature => "bad_signature",
+        }
+    }
+}
+
+impl fmt::Display for DenyReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Allow,
+    Deny(DenyReason),
+}
+
+/// One play request, as every protocol describes it to the authorizer.
+#[derive(Clone, Copy, Debug)]
+pub struct PlayRequest<'a> {
+    pub stream: StreamId,
+    pub proto: Proto,
+    /// The decoded token, if the client sent the token parameter.
+    pub token: Option<&'a [u8]>,
+    pub ip: IpAddr,
+    pub user_agent: Option<&'a [u8]>,
+}
+
+/// The client address with IPv4-mapped IPv6 (`::ffff:a.b.c.d`) folded to IPv4, so rules,
+/// cache keys and sessions see one address per client whatever the listener family.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(v6),
+        },
+        v4 => v4,
+    }
+}

@@ -1,0 +1,1249 @@
+//! Parser for the config language (spec §2), in two passes over one file:
+//!
+//! 1. **Syntax**: tokens → a tree of `Directive { name, args, block }`. Recovers from every
+//!    error (a missing `;`, a stray `}`, an unclosed block) so that one run reports them all.
+//!    Block nesting is limited (`MAX_NESTING`); deeper blocks are skipped without recursion.
+//! 2. **Meaning**: the tree → `Config`. Checks each directive in its context (top level,
+//!    `auth_backend`, `stream`), refuses known-but-unsupported features by name, and runs the
+//!    whole-file checks (duplicate names and addresses, dangling `auth://` references).
+//!
+//! Every error carries the line:column of the token at fault. Work is linear in the input;
+//! hints (edit distance) are bounded per error.
+
+use super::error::{Diagnostics, did_you_mean, show};
+use super::lexer::{Lexer, Token, Word};
+use super::model::{
+    AuthBackend, Cidr, Config, DEFAULT_SEGMENT_DURATION_MS, InputUrl, Listener, ListenerProto,
+    MAX_SEGMENT_DURATION_MS, MIN_SEGMENT_DURATION_MS, OnPlay, Rules, Span, StreamConfig, Transport,
+};
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+/// Deepest block nesting the syntax pass builds (the grammar needs 1). Deeper blocks are
+/// reported and skipped, so hostile input cannot exhaust the stack.
+pub(crate) const MAX_NESTING: usize = 8;
+
+/// On a dangling `auth://` reference, the first this-many backends are searched for a
+/// "did you mean" (bounding the work per error)...
+const MAX_BACKENDS_SEARCHED: usize = 64;
+/// ...and the first this-many are listed when none is close.
+const MAX_BACKENDS_LISTED: usize = 8;
+
+// ---------------------------------------------------------------------------------------
+// Pass 1: syntax
+// ---------------------------------------------------------------------------------------
+
+/// `NAME ARGS... ;` or `NAME ARGS... { ITEMS }`.
+#[derive(Debug, Clone)]
+pub(crate) struct Directive {
+    pub name: Word,
+    pub args: Vec<Word>,
+    pub block: Option<Block>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Block {
+    /// The `{`.
+    pub open: Span,
+    pub items: Vec<Directive>,
+}
+
+struct SyntaxParser<'s, 'd> {
+    lexer: Lexer<'s>,
+    diags: &'d mut Diagnostics,
+    peeked: Option<Token>,
+}
+
+/// Pass 1: the directive tree of a whole file.
+pub(crate) fn parse_tree(source: &str, diags: &mut Diagnostics) -> Vec<Directive> {
+    let mut parser = SyntaxParser {
+        lexer: Lexer::new(source),
+        diags,
+        peeked: None,
+    };
+    parser.items(1, None)
+}
+
+impl SyntaxParser<'_, '_> {
+    fn peek(&mut self) -> Option<&Token> {
+        if self.peeked.is_none() {
+            self.peeked = self.lexer.next_token(self.diags);
+        }
+        self.peeked.as_ref()
+    }
+
+    fn next(&mut self) -> Option<Token> {
+        match self.peeked.take() {
+            Some(t) => Some(t),
+            None => self.lexer.next_token(self.diags),
+        }
+    }
+
+    /// Directives until the `}` matching `open` (consumed), or end of input. `depth` counts
+    /// the blocks we are in, the top level being 1.
+    fn items(&mut self, depth: usize, open: Option<Span>) -> Vec<Directive> {
+        let mut items = Vec::new();
+        loop {
+            let Some(token) = self.next() else {
+                if let Some(open) = open {
+                    self.diags
+                        .error(open, "unclosed `{`: missing `}` before the end of the file");
+                }
+                return items;
+            };
+            match token {
+                Token::CloseBrace(span) => {
+                    if open.is_some() {
+                        return items;
+                    }
+                    self.diags.error(span, "unexpected `}`: no block is open");
+                }
+                Token::Semicolon(span) => self
+                    .diags
+                    .error(span, "unexpected `;`: no directive before it"),
+                Token::OpenBrace(span) => {
+                    self.diags
+                        .error(span, "unexpected `{`: a block must follow a directive name");
+                    self.skip_block(span);
+                }
+                Token::Word(name) => items.push(self.directive(name, depth)),
+            }
+        }
+    }
+
+    fn directive(&mut self, name: Word, depth: usize) -> Directive {
+        let mut args: Vec<Word> = Vec::new();
+        loop {
+            match self.peek() {
+                Some(Token::Word(_)) => {
+                    if let Some(Token::Word(w)) = self.next() {
+                        args.push(w);
+                    }
+                }
+                Some(Token::Semicolon(_)) => {
+                    self.next();
+                    return Directive {
+                        name,
+                        args,
+                        block: None,
+                    };
+                }
+                Some(Token::OpenBrace(open)) => {
+                    let open = *open;
+                    self.next();
+                    let items = if depth >= MAX_NESTING {
+                        self.diags.error(
+                            open,
+                            format!("blocks nested too deeply (the limit is {MAX_NESTING})"),
+                        );
+                        self.skip_block(open);
+                        Vec::new()
+                    } else {
+                        self.items(depth + 1, Some(open))
+                    };
+                    let block = Some(Block { open, items });
+                    return Directive { name, args, block };
+                }
+                // `}` or end of input: the `;` is missing. Leave the `}` to the caller.
+                Some(Token::CloseBrace(_)) | None => {
+                    let last = args.last().unwrap_or(&name);
+                    self.diags.error(
+                        last.end,
+                        format!("expected `;` after `{}`", show(&last.text)),
+                    );
+                    return Directive {
+                        name,
+                        args,
+                        block: None,
+                    };
+                }
+            }
+        }
+    }
+
+    /// Skips to the `}` matching an already consumed `{`, without recursion.
+    fn skip_block(&mut self, open: Span) {
+        let mut depth = 1usize;
+        while let Some(token) = self.next() {
+            match token {
+                Token::OpenBrace(_) => depth += 1,
+                Token::CloseBrace(_) => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return;
+                    }
+                }
+                Token::Word(_) | Token::Semicolon(_) => {}
+            }
+        }
+        self.diags
+            .error(open, "unclosed `{`: missing `}` before the end of the file");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Pass 2: meaning
+// ---------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Context {
+    Top,
+    AuthBackend,
+    Stream,
+}
+
+impl Context {
+    /// Every directive name valid here, including the known-but-unsupported ones.
+    fn directives(self) -> &'static [&'static str] {
+        match self {
+            Context::Top => &[
+                "http",
+                "rtmp",
+                "rtsp",
+                "srt",
+                "auth_token",
+                "auth_backend",
+                "stream",
+                "template",
+                "api_key",
+                "backend_timeout",
+            ],
+            Context::AuthBackend => &["allow", "deny", "backend", "backend_timeout"],
+            Context::Stream => &["input", "on_play", "on_publish", "segment_duration"],
+        }
+    }
+
+    fn here(self) -> &'static str {
+        match self {
+            Context::Top => "at top level",
+            Context::AuthBackend => "inside `auth_backend`",
+            Context::Stream => "inside `stream`",
+        }
+    }
+
+    fn home(self) -> &'static str {
+        match self {
+            Context::Top => "at top level",
+            Context::AuthBackend => "inside `auth_backend NAME { ... }`",
+            Context::Stream => "inside `stream NAME { ... }`",
+        }
+    }
+}
+
+/// How each directive is written, for messages about missing or extra arguments.
+fn usage(directive: &str) -> &'static str {
+    match directive {
+        "http" => "http PORT|IP:PORT|[IPV6]:PORT;",
+        "rtmp" => "rtmp PORT|IP:PORT|[IPV6]:PORT;",
+        "rtsp" => "rtsp PORT|IP:PORT|[IPV6]:PORT;",
+        "srt" => "srt PORT|IP:PORT|[IPV6]:PORT;",
+        "auth_token" => "auth_token NAME;",
+        "auth_backend" => "auth_backend NAME { ... }",
+        "stream" => "stream NAME { ... }",
+        "input" => "input URL;",
+        "on_play" => "on_play auth://NAME;",
+        "segment_duration" => "segment_duration SECONDS;",
+        _ => "",
+    }
+}
+
+/// Input schemes of later work: recognised, refused as "not supported yet".
+const LATER_INPUT_SCHEMES: &[&str] = &[
+    "publish", "rtmp", "rtsp", "http", "https", "srt", "rtmps", "rtsps",
+];
+
+/// Pass 2: the model of a directive tree. Whatever it returns is only meaningful when no
+/// error was reported.
+pub(crate) fn lower(items: Vec<Directive>, diags: &mut Diagnostics) -> Config {
+    let mut lowering = Lowering {
+        diags,
+        config: Config::default(),
+        auth_token_at: None,
+        listeners_at: HashMap::new(),
+        port_use: HashMap::new(),
+        backends_at: HashMap::new(),
+        streams_at: HashMap::new(),
+        on_play_refs: Vec::new(),
+    };
+    for d in split_missing_semicolons(items, Context::Top, lowering.diags) {
+        lowering.top_level(d);
+    }
+    lowering.check_references();
+    lowering.config
+}
+
+/// What a listen address is already bound by, for the conflict message.
+#[derive(Clone, Copy)]
+struct Bound {
+    proto: ListenerProto,
+    addr: SocketAddr,
+    span: Span,
+}
+
+/// Per (transport, port, IP family): the wildcard listener and one specific-address listener,
+/// so that `0.0.0.0:80` next to `127.0.0.1:80` is caught in O(1).
+#[derive(Default)]
+struct PortUse {
+    wildcard: Option<Bound>,
+    specific: Option<Bound>,
+}
+
+struct Lowering<'d> {
+    diags: &'d mut Diagnostics,
+    config: Config,
+    auth_token_at: Option<Span>,
+    listeners_at: HashMap<(Transport, SocketAddr), Bound>,
+    port_use: HashMap<(Transport, u16, bool), PortUse>,
+    backends_at: HashMap<String, Span>,
+    streams_at: HashMap<String, Span>,
+    /// `on_play auth://NAME` references, checked once every backend is known.
+    on_play_refs: Vec<(String, Span)>,
+}
+
+impl Lowering<'_> {
+    fn top_level(&mut self, d: Directive) {
+        match d.name.text.as_str() {
+            "http" => self.listener(ListenerProto::Http, &d),
+            "rtmp" => self.listener(ListenerProto::Rtmp, &d),
+            "rtsp" => self.listener(ListenerProto::Rtsp, &d),
+            "srt" => self.listener(ListenerProto::Srt, &d),
+            "auth_token" => self.auth_token(&d),
+            "auth_backend" => self.auth_backend(d),
+            "stream" => self.stream(d),
+            "template" | "api_key" | "backend_timeout" => self.not_supported_yet(&d.name),
+            _ => self.unknown_directive(&d.name, Context::Top),
+        }
+    }
+
+    fn not_supported_yet(&mut self, name: &Word) {
+        self.diags
+            .error(name.span, format!("`{}` is not supported yet", name.text));
+    }
+
+    fn unknown_directive(&mut self, name: &Word, context: Context) {
+        let text = name.text.as_str();
+        let elsewhere = [Context::Top, Context::AuthBackend, Context::Stream]
+            .into_iter()
+            .find(|c| *c != context && c.directives().contains(&text));
+        let message = match elsewhere {
+            Some(home) => format!(
+                "`{text}` is not allowed {}; it belongs {}",
+                context.here(),
+                home.home()
+            ),
+            None => match did_you_mean(text, context.directives().iter().copied()) {
+                Some(hint) => format!("unknown directive `{}`; did you mean `{hint}`?", show(text)),
+                None => format!("unknown directive `{}`", show(text)),
+            },
+        };
+        self.diags.error(name.span, message);
+    }
+
+    /// Reports a `{ ... }` after a directive that takes none.
+    fn no_block(&mut self, d: &Directive) {
+        if let Some(block) = &d.block {
+            self.diags.error(
+                block.open,
+                format!("`{}` does not take a `{{ ... }}` block", d.name.text),
+            );
+        }
+    }
+
+    /// The single argument of `d`, reporting a missing one or extra ones.
+    fn one_arg<'w>(&mut self, d: &'w Directive) -> Option<&'w Word> {
+        let name = &d.name.text;
+        if let Some(extra) = d.args.get(1) {
+            self.diags.error(
+                extra.span,
+                format!(
+                    "unexpected argument `{}` (usage: `{}`)",
+                    show(&extra.text),
+                    usage(name)
+                ),
+            );
+        }
+        match d.args.first() {
+            Some(arg) => Some(arg),
+            None => {
+                self.diags.error(
+                    d.name.span,
+                    format!("`{name}` needs an argument (usage: `{}`)", usage(name)),
+                );
+                None
+            }
+        }
+    }
+
+    /// The block of a block directive, reporting a missing one.
+    fn block_of(&mut self, d: &mut Directive) -> Option<Block> {
+        let block = d.block.take();
+        if block.is_none() {
+            self.diags.error(
+                d.name.span,
+                format!(
+                    "`{}` needs a `{{ ... }}` block (usage: `{}`)",
+                    d.name.text,
+                    usage(&d.name.text)
+                ),
+            );
+        }
+        block
+    }
+
+    /// The argument of a directive allowed once per block: reports a block after it, a
+    /// repeat (`duplicate` gets the first one's position) and a missing or extra argument.
+    fn once<'w>(
+        &mut self,
+        seen: &mut Option<Span>,
+        d: &'w Directive,
+        duplicate: impl FnOnce(Span) -> String,
+    ) -> Option<&'w Word> {
+        self.no_block(d);
+        if let Some(first) = *seen {
+            self.diags.error(d.name.span, duplicate(first));
+            return None;
+        }
+        *seen = Some(d.name.span);
+        self.one_arg(d)
+    }
+
+    fn listener(&mut self, proto: ListenerProto, d: &Directive) {
+        self.no_block(d);
+        let Some(arg) = self.one_arg(d) else { return };
+        let addr = match parse_listen_addr(&arg.text) {
+            Ok(addr) => addr,
+            Err(message) => return self.diags.error(arg.span, message),
+        };
+        let this = Bound {
+            proto,
+            addr,
+            span: arg.span,
+        };
+        let transport = proto.transport();
+        match self.listeners_at.entry((transport, addr)) {
+            Entry::Occupied(first) => {
+                let first = *first.get();
+                self.diags.error(
+                    arg.span,
+                    format!(
+                        "listen address `{addr}` is already used by `{}` at {}",
+                        first.proto, first.span
+                    ),
+                );
+                return;
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(this);
+            }
+        }
+        let family = self
+            .port_use
+            .entry((transport, addr.port(), addr.is_ipv4()))
+            .or_default();
+        let clash = if addr.ip().is_unspecified() {
+            family.wildcard = Some(this);
+            family.specific
+        } else {
+            family.specific.get_or_insert(this);
+            family.wildcard
+        };
+        if let Some(other) = clash {
+            self.diags.error(
+                arg.span,
+                format!(
+                    "listen address `{addr}` overlaps `{}` of `{}` at {}",
+                    other.addr, other.proto, other.span
+                ),
+            );
+            return;
+        }
+        self.config.listeners.push(Listener {
+            proto,
+            addr,
+            span: d.name.span,
+        });
+    }
+
+    fn auth_token(&mut self, d: &Directive) {
+        self.no_block(d);
+        let Some(arg) = self.one_arg(d) else { return };
+        if let Some(first) = self.auth_token_at {
+            return self.diags.error(
+                d.name.span,
+                format!("duplicate `auth_token` (first set at {first})"),
+            );
+        }
+        self.auth_token_at = Some(d.name.span);
+        let valid = !arg.text.is_empty()
+            && arg
+                .text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'));
+        if !valid {
+            return self.diags.error(
+                arg.span,
+                format!(
+                    "invalid `auth_token` name `{}`: use letters, digits, `-`, `_`, `.` or `~`",
+                    show(&arg.text)
+                ),
+            );
+        }
+        self.config.auth_token_param = arg.text.clone();
+    }
+
+    fn auth_backend(&mut self, mut d: Directive) {
+        let name = self.one_arg(&d).cloned();
+        let block = self.block_of(&mut d);
+        let name = name.filter(|n| self.check_backend_name(n));
+        let mut rules = Rules::default();
+        if let Some(block) = block {
+            for item in split_missing_semicolons(block.items, Context::AuthBackend, self.diags) {
+                match item.name.text.as_str() {
+                    "allow" => self.rule(&mut rules, &item, true),
+                    "deny" => self.rule(&mut rules, &item, false),
+                    "backend" | "backend_timeout" => self.not_supported_yet(&item.name),
+                    _ => self.unknown_directive(&item.name, Context::AuthBackend),
+                }
+            }
+        }
+        let Some(name) = name else { return };
+        match self.backends_at.entry(name.text.clone()) {
+            Entry::Occupied(first) => {
+                let message = format!(
+                    "duplicate auth_backend `{}` (first defined at {})",
+                    show(&name.text),
+                    first.get()
+                );
+                self.diags.error(name.span, message);
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(name.span);
+                self.config.auth_backends.push(AuthBackend {
+                    name: name.text,
+                    rules,
+                    span: d.name.span,
+                });
+            }
+        }
+    }
+
+    fn check_backend_name(&mut self, name: &Word) -> bool {
+        let problem = if name.text.is_empty() {
+            Some("auth_backend name must not be empty".to_owned())
+        } else if name
+            .text
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+        {
+            Some(format!(
+                "auth_backend name `{}` must not contain whitespace",
+                show(&name.text)
+            ))
+        } else {
+            None
+        };
+        match problem {
+            Some(message) => {
+                self.diags.error(name.span, message);
+                false
+            }
+            None => true,
+        }
+    }
+
+    /// `allow|deny token|ip|ua|country|default VALUES...;`
+    fn rule(&mut self, rules: &mut Rules, d: &Directive, allow: bool) {
+        self.no_block(d);
+        let verb = d.name.text.as_str();
+        let Some((kind, values)) = d.args.split_first() else {
+            let message =
+                format!("`{verb}` needs a rule kind: `token`, `ip`, `ua`, `country` or `default`");
+            return self.diags.error(d.name.span, message);
+        };
+        let needs_values = |lowering: &mut Self| {
+            if values.is_empty() {
+                let message = format!("`{verb} {}` needs at least one value", kind.text);
+                lowering.diags.error(kind.span, message);
+            }
+        };
+        match kind.text.as_str() {
+            "token" => {
+                needs_values(self);
+                let list = if allow { &mut rules.allow_tokens } else { &mut rules.deny_tokens };
+                for v in values {
+                    if v.text.is_empty() {
+                        self.diags.error(v.span, "empty token value");
+                    } else {
+                        list.push(v.text.clone());
+                    }
+                }
+            }
+            "ip" => {
+                needs_values(self);
+                let list = if allow { &mut rules.allow_ips } else { &mut rules.deny_ips };
+                for v in values {
+                    match v.text.parse::<Cidr>() {
+                        Ok(cidr) => list.push(cidr),
+                        Err(e) => self
+                            .diags
+                            .error(v.span, format!("invalid IP or CIDR `{}`: {e}", show(&v.text))),
+                    }
+                }
+            }
+            "ua" => {
+                needs_values(self);
+                let list = if allow { &mut rules.allow_uas } else { &mut rules.deny_uas };
+                for v in values {
+                    if v.text.is_empty() {
+                        self.diags.error(v.span, "empty user-agent substring");
+                    } else {
+                        list.push(v.text.clone());
+                    }
+                }
+            }
+            "country" => {
+                self.diags
+                    .error(kind.span, format!("`{verb} country` is not supported yet"));
+            }
+            "default" if allow => {
+                if let Some(extra) = values.first() {
+                    self.diags.error(
+                        extra.span,
+                        format!("`allow default` takes no values, found `{}`", show(&extra.text)),
+                    );
+                }
+                rules.allow_default = true;
+            }
+            "default" => self.diags.error(
+                kind.span,
+                "`deny default` is not a rule: requests are denied by default unless `allow default;` is set",
+            ),
+            other => {
+                let kinds = ["token", "ip", "ua", "country", "default"];
+                let message = match did_you_mean(other, kinds) {
+                    Some(hint) => format!("unknown rule kind `{}`; did you mean `{hint}`?", show(other)),
+                    None => format!(
+                        "unknown rule kind `{}`: expected `token`, `ip`, `ua`, `country` or `default`",
+                        show(other)
+                    ),
+                };
+                self.diags.error(kind.span, message);
+            }
+        }
+    }
+
+    fn stream(&mut self, mut d: Directive) {
+        let name = self.one_arg(&d).cloned();
+        let block = self.block_of(&mut d);
+        let name = name.filter(|n| match check_stream_name(&n.text) {
+            Ok(()) => true,
+            Err(message) => {
+                self.diags.error(n.span, message);
+                false
+            }
+        });
+        let Some(block) = block else { return };
+
+        let mut input: Option<InputUrl> = None;
+        let mut input_at: Option<Span> = None;
+        let mut on_play: Option<OnPlay> = None;
+        let mut on_play_at: Option<Span> = None;
+        let mut segment_duration_ms = DEFAULT_SEGMENT_DURATION_MS;
+        let mut segment_duration_at: Option<Span> = None;
+        for item in split_missing_semicolons(block.items, Context::Stream, self.diags) {
+            match item.name.text.as_str() {
+                "input" => {
+                    let duplicate = |first| {
+                        format!(
+                            "a second `input` (failover) is not supported yet; the first is at {first}"
+                        )
+                    };
+                    let Some(arg) = self.once(&mut input_at, &item, duplicate) else {
+                        continue;
+                    };
+                    match parse_input_url(&arg.text) {
+                        Ok(url) => input = Some(url),
+                        Err(message) => self.diags.error(arg.span, message),
+                    }
+                }
+                "on_play" => {
+                    let duplicate = |first| format!("duplicate `on_play` (first set at {first})");
+                    let Some(arg) = self.once(&mut on_play_at, &item, duplicate) else {
+                        continue;
+                    };
+                    match parse_on_play(&arg.text) {
+                        Ok(target) => {
+                            let OnPlay::Auth { backend } = &target;
+                            self.on_play_refs.push((backend.clone(), arg.span));
+                            on_play = Some(target);
+                        }
+                        Err(message) => self.diags.error(arg.span, message),
+                    }
+                }
+                "segment_duration" => {
+                    let duplicate =
+                        |first| format!("duplicate `segment_duration` (first set at {first})");
+                    let Some(arg) = self.once(&mut segment_duration_at, &item, duplicate) else {
+                        continue;
+                    };
+                    match parse_segment_duration(&arg.text) {
+                        Ok(ms) => segment_duration_ms = ms,
+                        Err(message) => self.diags.error(arg.span, message),
+                    }
+                }
+                "on_publish" => self.not_supported_yet(&item.name),
+                _ => self.unknown_directive(&item.name, Context::Stream),
+            }
+        }
+
+        let Some(name) = name else { return };
+        if input_at.is_none() {
+            let message = format!(
+                "stream `{}` has no `input` (add e.g. `input fake://fake;`)",
+                show(&name.text)
+            );
+            self.diags.error(name.span, message);
+        }
+        match self.streams_at.entry(name.text.clone()) {
+            Entry::Occupied(first) => {
+                let message = format!(
+                    "duplicate stream `{}` (first defined at {})",
+                    show(&name.text),
+                    first.get()
+                );
+                self.diags.error(name.span, message);
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(name.span);
+                if let Some(input) = input {
+                    self.config.streams.push(StreamConfig {
+                        name: name.text,
+                        input,
+                        on_play,
+                        segment_duration_ms,
+                        span: d.name.span,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Every `auth://NAME` must name an `auth_backend` of this file (defined anywhere in it).
+    fn check_references(&mut self) {
+        let refs = std::mem::take(&mut self.on_play_refs);
+        for (backend, span) in refs {
+            if self.backends_at.contains_key(&backend) {
+                continue;
+            }
+            let defined = &self.config.auth_backends;
+            let names = |n: usize| defined.iter().take(n).map(|b| b.name.as_str());
+            let mut message = format!("auth_backend `{}` is not defined", show(&backend));
+            // Writing to a String cannot fail.
+            if let Some(hint) = did_you_mean(&backend, names(MAX_BACKENDS_SEARCHED)) {
+                let _ = write!(message, "; did you mean `{hint}`?");
+            } else if defined.is_empty() {
+                message.push_str(" (this file defines no auth_backend)");
+            } else {
+                message.push_str("; defined backends: ");
+                for (i, name) in names(MAX_BACKENDS_LISTED).enumerate() {
+                    let sep = if i == 0 { "" } else { ", " };
+                    let _ = write!(message, "{sep}`{}`", show(name));
+                }
+                if defined.len() > MAX_BACKENDS_LISTED {
+                    let _ = write!(message, " and {} more", defined.len() - MAX_BACKENDS_LISTED);
+                }
+            }
+            self.diags.error(span, message);
+        }
+    }
+}
+
+/// Splits directives that swallowed the next one because a `;` was missing at the end of a
+/// line: an unquoted argument that starts a new line and is itself a directive name of this
+/// context begins a new directive (`http 8080⏎rtmp 1935;`). This keeps the error at the
+/// missing `;` and, for rule lists, keeps `allow token a⏎deny token b;` from silently
+/// allowing the tokens `deny`, `token` and `b`. (A token literally named like a directive
+/// can still be given in quotes.)
+fn split_missing_semicolons(
+    items: Vec<Directive>,
+    context: Context,
+    diags: &mut Diagnostics,
+) -> Vec<Directive> {
+    let known = context.directives();
+    let starts_directive = |prev: &Word, arg: &Word| {
+        !arg.quoted && arg.span.line > prev.end.line && known.contains(&arg.text.as_str())
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for d in items {
+        let mut prev = &d.name;
+        let needs_split = d.args.iter().any(|arg| {
+            let split = starts_directive(prev, arg);
+            prev = arg;
+            split
+        });
+        if !needs_split {
+            out.push(d);
+            continue;
+        }
+        let Directive { name, args, block } = d;
+        let mut current = Directive {
+            name,
+            args: Vec::new(),
+            block: None,
+        };
+        for arg in args {
+            let prev = current.args.last().unwrap_or(&current.name);
+            if starts_directive(prev, &arg) {
+                diags.error(
+                    prev.end,
+                    format!("expected `;` after `{}`", show(&prev.text)),
+                );
+                let next = Directive {
+                    name: arg,
+                    args: Vec::new(),
+                    block: None,
+                };
+                out.push(std::mem::replace(&mut current, next));
+            } else {
+                current.args.push(arg);
+            }
+        }
+        current.block = block;
+        out.push(current);
+    }
+    out
+}
+
+/// `PORT` (on `0.0.0.0`), `IPV4:PORT` or `[IPV6]:PORT`.
+pub(crate) fn parse_listen_addr(text: &str) -> Result<SocketAddr, String> {
+    const FORMS: &str = "expected PORT, IP:PORT or [IPV6]:PORT";
+    if let Some(rest) = text.strip_prefix('[') {
+        let Some((ip, port)) = rest.split_once("]:") else {
+            return Err(format!("invalid listen address `{}`: {FORMS}", show(text)));
+        };
+        let ip: Ipv6Addr = ip
+            .parse()
+            .map_err(|_| format!("invalid IPv6 address `{}` in listen address", show(ip)))?;
+        return Ok(SocketAddr::new(IpAddr::V6(ip), parse_port(port)?));
+    }
+    match text.split_once(':') {
+        None if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) => Ok(
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), parse_port(text)?),
+        ),
+        None => Err(format!("invalid listen address `{}`: {FORMS}", show(text))),
+        Some((ip, _)) if ip.contains(':') || text.matches(':').count() > 1 => Err(format!(
+            "invalid listen address `{}`: write IPv6 addresses in brackets, e.g. `[::1]:8080`",
+            show(text)
+        )),
+        Some((ip, port)) => match ip.parse::<Ipv4Addr>() {
+            Ok(ip) => Ok(SocketAddr::new(IpAddr::V4(ip), parse_port(port)?)),
+            Err(_) if ip.bytes().any(|b| b.is_ascii_alphabetic()) => Err(format!(
+                "invalid listen address `{}`: `{}` is not an IP address (host names are not supported)",
+                show(text),
+                show(ip)
+            )),
+            Err(_) => Err(format!(
+                "invalid IPv4 address `{}` in listen address",
+                show(ip)
+            )),
+        },
+    }
+}
+
+/// A TCP/UDP port in 1..=65535, written in decimal.
+fn parse_port(text: &str) -> Result<u16, String> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "invalid port `{}`: expected a number from 1 to 65535",
+            show(text)
+        ));
+    }
+    let digits = text.trim_start_matches('0');
+    match digits.parse::<u16>() {
+        _ if digits.is_empty() => {
+            Err("port 0 is not allowed: expected a number from 1 to 65535".to_owned())
+        }
+        Ok(port) => Ok(port),
+        Err(_) => Err(format!(
+            "port {} is out of range: expected a number from 1 to 65535",
+            show(text)
+        )),
+    }
+}
+
+/// `input URL` → the input, or why it is refused.
+fn parse_input_url(text: &str) -> Result<InputUrl, String> {
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return Err(format!(
+            "invalid input URL `{}`: expected SCHEME://..., e.g. `fake://fake`",
+            show(text)
+        ));
+    };
+    let lower = scheme.to_ascii_lowercase();
+    if lower == "fake" {
+        return match rest {
+            "fake" => Ok(InputUrl::Fake),
+            _ => Err(format!(
+                "unknown fake source `{}`: the built-in test source is `fake://fake`",
+                show(text)
+            )),
+        };
+    }
+    if LATER_INPUT_SCHEMES.contains(&lower.as_str()) {
+        return Err(format!(
+            "input scheme `{}://` is not supported yet",
+            show(scheme)
+        ));
+    }
+    let known = std::iter::once("fake").chain(LATER_INPUT_SCHEMES.iter().copied());
+    Err(match did_you_mean(scheme, known) {
+        Some(hint) => format!(
+            "unknown input scheme `{}://`; did you mean `{hint}://`?",
+            show(scheme)
+        ),
+        None => format!("unknown input scheme `{}://`", show(scheme)),
+    })
+}
+
+/// `on_play auth://NAME` → the target, or why it is refused.
+fn parse_on_play(text: &str) -> Result<OnPlay, String> {
+    const EXPECTED: &str = "expected `auth://NAME`";
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return Err(format!(
+            "invalid on_play target `{}`: {EXPECTED}",
+            show(text)
+        ));
+    };
+    match scheme.to_ascii_lowercase().as_str() {
+        "auth" if rest.is_empty() => Err(format!("`auth://` needs a backend name: {EXPECTED}")),
+        "auth" => Ok(OnPlay::Auth {
+            backend: rest.to_owned(),
+        }),
+        "http" | "https" => Err(format!(
+            "on_play scheme `{}://` is not supported yet",
+            show(scheme)
+        )),
+        _ => Err(format!(
+            "unknown on_play scheme `{}://`: {EXPECTED}",
+            show(scheme)
+        )),
+    }
+}
+
+/// `segment_duration SECONDS` (`2`, `1.5`, `0.75`) → milliseconds in 0.5..=30 s.
+fn parse_segment_duration(text: &str) -> Result<u32, String> {
+    let invalid = || {
+        format!(
+            "invalid segment_duration `{}`: expected seconds, e.g. `2` or `1.5`",
+            show(text)
+        )
+    };
+    let out_of_range = || {
+        format!(
+            "segment_duration `{}` is out of range: expected 0.5 to 30 seconds",
+            show(text)
+        )
+    };
+    let (whole, frac) = match text.split_once('.') {
+        Some((whole, frac)) => (whole, frac),
+        None => (text, ""),
+    };
+    let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty()
+        || !all_digits(whole)
+        || !all_digits(frac)
+        || (text.contains('.') && frac.is_empty())
+    {
+        return Err(invalid());
+    }
+    let whole = whole.trim_start_matches('0');
+    if whole.len() > 3 {
+        return Err(out_of_range());
+    }
+    let frac = frac.trim_end_matches('0');
+    if frac.len() > 3 {
+        return Err(format!(
+            "segment_duration `{}` is finer than a millisecond",
+            show(text)
+        ));
+    }
+    // Both parts are at most 3 digits here, so these cannot fail or overflow.
+    let whole_ms = whole.parse::<u32>().unwrap_or(0) * 1000;
+    let frac_ms = format!("{frac:0<3}").parse::<u32>().unwrap_or(0);
+    let ms = whole_ms + frac_ms;
+    if !(MIN_SEGMENT_DURATION_MS..=MAX_SEGMENT_DURATION_MS).contains(&ms) {
+        return Err(out_of_range());
+    }
+    Ok(ms)
+}
+
+/// Stream names become URL paths (`/NAME/index.m3u8`) and may one day become file paths, so
+/// they are plain `/`-separated segments.
+pub(crate) fn check_stream_name(name: &str) -> Result<(), String> {
+    let shown = show(name);
+    if name.is_empty() {
+        return Err("stream name must not be empty".to_owned());
+    }
+    if let Some(c) = name.chars().find(|c| c.is_whitespace() || c.is_control()) {
+        let what = if c.is_whitespace() {
+            "whitespace"
+        } else {
+            "control characters"
+        };
+        return Err(format!(
+            "stream name `{}` must not contain {what}",
+            show(&name.escape_debug().to_string())
+        ));
+    }
+    if let Some(c) = name.chars().find(|c| matches!(c, '?' | '#' | '%' | '\\')) {
+        return Err(format!("stream name `{shown}` must not contain `{c}`"));
+    }
+    if name.starts_with('/') || name.ends_with('/') {
+        return Err(format!(
+            "stream name `{shown}` must not start or end with `/`"
+        ));
+    }
+    for segment in name.split('/') {
+        match segment {
+            "" => {
+                return Err(format!(
+                    "stream name `{shown}` must not contain an empty segment (`//`)"
+                ));
+            }
+            "." | ".." => {
+                return Err(format!(
+                    "stream name `{shown}` must not contain `{segment}` segments"
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_addresses() {
+        let ok = |s: &str| {
+            parse_listen_addr(s)
+                .unwrap_or_else(|e| panic!("{s}: {e}"))
+                .to_string()
+        };
+        assert_eq!(ok("8080"), "0.0.0.0:8080");
+        assert_eq!(ok("08080"), "0.0.0.0:8080");
+        assert_eq!(ok("127.0.0.1:1935"), "127.0.0.1:1935");
+        assert_eq!(ok("[::]:8080"), "[::]:8080");
+        assert_eq!(ok("[2001:db8::1]:65535"), "[2001:db8::1]:65535");
+
+        let err = |s: &str| parse_listen_addr(s).unwrap_err();
+        assert_eq!(
+            err("0"),
+            "port 0 is not allowed: expected a number from 1 to 65535"
+        );
+        assert_eq!(
+            err("65536"),
+            "port 65536 is out of range: expected a number from 1 to 65535"
+        );
+        assert_eq!(
+            err("99999999999999999999999"),
+            "port 99999999999999999999999 is out of range: expected a number from 1 to 65535"
+        );
+        assert_eq!(
+            err("http"),
+            "invalid listen address `http`: expected PORT, IP:PORT or [IPV6]:PORT"
+        );
+        assert_eq!(
+            err("-1"),
+            "invalid listen address `-1`: expected PORT, IP:PORT or [IPV6]:PORT"
+        );
+        assert_eq!(
+            err("1.2.3.4:"),
+            "invalid port ``: expected a number from 1 to 65535"
+        );
+        assert_eq!(
+            err("1.2.3.4:+80"),
+            "invalid port `+80`: expected a number from 1 to 65535"
+        );
+        assert_eq!(
+            err("1.2.3.4:0"),
+            "port 0 is not allowed: expected a number from 1 to 65535"
+        );
+        assert_eq!(
+            err("1.2.3:80"),
+            "invalid IPv4 address `1.2.3` in listen address"
+        );
+        assert_eq!(
+            err("localhost:80"),
+            "invalid listen address `localhost:80`: `localhost` is not an IP address (host names are not supported)"
+        );
+        assert_eq!(
+            err("::1:8080"),
+            "invalid listen address `::1:8080`: write IPv6 addresses in brackets, e.g. `[::1]:8080`"
+        );
+        assert_eq!(
+            err("[::1]"),
+            "invalid listen address `[::1]`: expected PORT, IP:PORT or [IPV6]:PORT"
+        );
+        assert_eq!(
+            err("[1.2.3.4]:80"),
+            "invalid IPv6 address `1.2.3.4` in listen address"
+        );
+        assert_eq!(
+            err(""),
+            "invalid listen address ``: expected PORT, IP:PORT or [IPV6]:PORT"
+        );
+    }
+
+    #[test]
+    fn segment_durations() {
+        let ok = |s: &str| parse_segment_duration(s).unwrap_or_else(|e| panic!("{s}: {e}"));
+        assert_eq!(ok("2"), 2000);
+        assert_eq!(ok("1.5"), 1500);
+        assert_eq!(ok("0.5"), 500);
+        assert_eq!(ok("30"), 30_000);
+        assert_eq!(ok("30.000"), 30_000);
+        assert_eq!(ok("0.75"), 750);
+        assert_eq!(ok("007.250"), 7250);
+        assert_eq!(ok("1.2500000"), 1250);
+
+        let err = |s: &str| parse_segment_duration(s).unwrap_err();
+        assert_eq!(
+            err("0.4"),
+            "segment_duration `0.4` is out of range: expected 0.5 to 30 seconds"
+        );
+        assert_eq!(
+            err("30.001"),
+            "segment_duration `30.001` is out of range: expected 0.5 to 30 seconds"
+        );
+        assert_eq!(
+            err("0"),
+            "segment_duration `0` is out of range: expected 0.5 to 30 seconds"
+        );
+        assert_eq!(
+            err("99999999999"),
+            "segment_duration `99999999999` is out of range: expected 0.5 to 30 seconds"
+        );
+        assert_eq!(
+            err("1.0001"),
+            "segment_duration `1.0001` is finer than a millisecond"
+        );
+        for bad in ["", ".5", "1.", "1.2.3", "2s", "-1", "+1", "1e3", "NaN"] {
+            assert_eq!(
+                err(bad),
+                format!("invalid segment_duration `{bad}`: expected seconds, e.g. `2` or `1.5`")
+            );
+        }
+    }
+
+    #[test]
+    fn stream_names() {
+        for good in [
+            "auth-check",
+            "live/cam1",
+            "a/b/c",
+            "a.b",
+            "...x",
+            "ünïcode",
+            "a..b",
+        ] {
+            assert_eq!(check_stream_name(good), Ok(()), "{good}");
+        }
+        let err = |s: &str| check_stream_name(s).unwrap_err();
+        assert_eq!(err(""), "stream name must not be empty");
+        assert_eq!(
+            err("a/../b"),
+            "stream name `a/../b` must not contain `..` segments"
+        );
+        assert_eq!(err(".."), "stream name `..` must not contain `..` segments");
+        assert_eq!(
+            err("a/./b"),
+            "stream name `a/./b` must not contain `.` segments"
+        );
+        assert_eq!(
+            err("/live"),
+            "stream name `/live` must not start or end with `/`"
+        );
+        assert_eq!(
+            err("live/"),
+            "stream name `live/` must not start or end with `/`"
+        );
+        assert_eq!(
+            err("a//b"),
+            "stream name `a//b` must not contain an empty segment (`//`)"
+        );
+        assert_eq!(err("a?b"), "stream name `a?b` must not contain `?`");
+        assert_eq!(err("a#b"), "stream name `a#b` must not contain `#`");
+        assert_eq!(err("a%20b"), "stream name `a%20b` must not contain `%`");
+        assert_eq!(err("a\\b"), "stream name `a\\b` must not contain `\\`");
+        assert_eq!(err("a b"), "stream name `a b` must not contain whitespace");
+        assert_eq!(
+            err("a\tb"),
+            "stream name `a\\tb` must not contain whitespace"
+        );
+    }
+
+    #[test]
+    fn input_urls_and_on_play() {
+        assert_eq!(parse_input_url("fake://fake"), Ok(InputUrl::Fake));
+        assert_eq!(
+            parse_input_url("publish://"),
+            Err("input scheme `publish://` is not supported yet".to_owned())
+        );
+        assert_eq!(
+            parse_input_url("https://origin/live/index.m3u8"),
+            Err("input scheme `https://` is not supported yet".to_owned())
+        );
+        assert_eq!(
+            parse_input_url("fake://other"),
+            Err(
+                "unknown fake source `fake://other`: the built-in test source is `fake://fake`"
+                    .to_owned()
+            )
+        );
+        assert_eq!(
+            parse_input_url("rtps://x"),
+            Err("unknown input scheme `rtps://`; did you mean `rtsp://`?".to_owned())
+        );
+        assert_eq!(
+            parse_input_url("fake"),
+            Err("invalid input URL `fake`: expected SCHEME://..., e.g. `fake://fake`".to_owned())
+        );
+        assert_eq!(
+            parse_on_play("auth://play-auth"),
+            Ok(OnPlay::Auth {
+                backend: "play-auth".into()
+            })
+        );
+        assert_eq!(
+            parse_on_play("http://portal/auth"),
+            Err("on_play scheme `http://` is not supported yet".to_owned())
+        );
+        assert_eq!(
+            parse_on_play("auth://"),
+            Err("`auth://` needs a backend name: expected `auth://NAME`".to_owned())
+        );
+        assert_eq!(
+            parse_on_play("play-auth"),
+            Err("invalid on_play target `play-auth`: expected `auth://NAME`".to_owned())
+        );
+    }
+
+    #[test]
+    fn deep_nesting_is_bounded() {
+        let mut diags = Diagnostics::default();
+        let src = format!("a {} {}", "x {".repeat(100_000), "}".repeat(100_000));
+        let tree = parse_tree(&src, &mut diags);
+        assert_eq!(tree.len(), 1);
+        let errors = diags.into_errors("t").unwrap().to_string();
+        assert!(
+            errors.contains("blocks nested too deeply (the limit is 8)"),
+            "{errors}"
+        );
+        assert_eq!(errors.lines().count(), 1, "{errors}");
+    }
+}

@@ -1,0 +1,4 @@
+//! HLS: playlist rendering and segment naming.
+
+pub mod names;
+pub mod playlist;

@@ -1,0 +1,78 @@
+//! Segment names: `YYYY/MM/DD/HH/MM/SS-DURMS.ts`, the UTC start second then the duration in
+//! milliseconds (five digits at least), as the reference server names them.
+
+use crate::stream::segment::Segment;
+use crate::utc::{civil_from_ms, epoch_seconds};
+use std::io::Write;
+
+/// Appends the segment's path (relative to `tracks-v1a1/`).
+pub fn write_segment_path(out: &mut Vec<u8>, segment: &Segment) {
+    let c = civil_from_ms(segment.start_second() * 1000);
+    let _ = write!(
+        out,
+        "{:04}/{:02}/{:02}/{:02}/{:02}/{:02}-{:05}.ts",
+        c.year, c.month, c.day, c.hour, c.minute, c.second, segment.duration_ms
+    );
+}
+
+/// Parses the six path segments after `tracks-v1a1/` back into (start second, duration ms).
+/// Anything that is not exactly that shape is `None` (answered 404).
+pub fn parse_segment_path(parts: [&str; 6]) -> Option<(i64, u32)> {
+    let [y, mo, d, h, mi, last] = parts;
+    let (s, rest) = last.split_once('-')?;
+    let dur = rest.strip_suffix(".ts")?;
+    let num = |t: &str, min: usize, max: usize| -> Option<u32> {
+        if t.len() < min || t.len() > max || !t.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        t.parse().ok()
+    };
+    let secs = epoch_seconds(
+        i64::from(num(y, 4, 4)?),
+        num(mo, 2, 2)?,
+        num(d, 2, 2)?,
+        num(h, 2, 2)?,
+        num(mi, 2, 2)?,
+        num(s, 2, 2)?,
+    )?;
+    Some((secs, num(dur, 5, 9)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    #[test]
+    fn name_round_trips() {
+        let start = epoch_seconds(2024, 2, 3, 19, 31, 36).unwrap();
+        let seg = Segment {
+            sequence: 0,
+            start_utc_ms: start * 1000 + 480,
+            duration_ms: 5000,
+            ts: Bytes::new(),
+        };
+        let mut out = Vec::new();
+        write_segment_path(&mut out, &seg);
+        assert_eq!(out, b"2024/02/03/19/31/36-05000.ts");
+        assert_eq!(
+            parse_segment_path(["2024", "02", "03", "19", "31", "36-05000.ts"]),
+            Some((start, 5000))
+        );
+    }
+
+    #[test]
+    fn rejects_other_shapes() {
+        for parts in [
+            ["2024", "2", "03", "19", "31", "36-05000.ts"],
+            ["2024", "02", "30", "19", "31", "36-05000.ts"],
+            ["2024", "02", "03", "19", "31", "36-0500.ts"],
+            ["2024", "02", "03", "19", "31", "36-05000.mp4"],
+            ["2024", "02", "03", "19", "31", "36+05000.ts"],
+            ["2024", "02", "03", "24", "31", "36-05000.ts"],
+            ["+024", "02", "03", "19", "31", "36-05000.ts"],
+        ] {
+            assert_eq!(parse_segment_path(parts), None, "{parts:?}");
+        }
+    }
+}

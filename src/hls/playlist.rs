@@ -1,0 +1,174 @@
+//! HLS playlist rendering (RFC 8216): the master playlist and the live media playlist, with
+//! the viewer's token carried into every URI they contain.
+//!
+//! URIs are relative, so they resolve under whatever path the viewer used for the stream.
+//! Renders into a reused buffer; allocates nothing.
+
+use crate::hls::names::write_segment_path;
+use crate::http::target::percent_encode_into;
+use crate::stream::segment::Segment;
+use std::io::Write;
+
+/// The query a viewer's URIs must carry: `?PARAM=TOKEN`, or nothing for open streams.
+#[derive(Clone, Copy, Debug)]
+pub struct TokenQuery<'a> {
+    pub param: &'a str,
+    pub token: Option<&'a [u8]>,
+}
+
+impl TokenQuery<'_> {
+    /// Appends `?param=token` (percent-encoded) when there is a token.
+    pub fn write(&self, out: &mut Vec<u8>) {
+        if let Some(token) = self.token {
+            out.push(b'?');
+            percent_encode_into(self.param.as_bytes(), out);
+            out.push(b'=');
+            percent_encode_into(token, out);
+        }
+    }
+}
+
+/// What the master playlist says about the one variant.
+#[derive(Clone, Debug)]
+pub struct VariantInfo {
+    /// `CODECS` attribute value, e.g. `avc1.42c01e,mp4a.40.2`.
+    pub codecs: String,
+    pub resolution: Option<(u16, u16)>,
+    pub frame_rate: Option<f64>,
+}
+
+/// The variant playlist's path relative to the master.
+pub const VARIANT_PATH: &str = "tracks-v1a1/mono.m3u8";
+/// Directory of segments relative to the stream root.
+pub const TRACKS_DIR: &str = "tracks-v1a1/";
+
+/// Master playlist (RFC 8216 §4.3.4.2) with one variant.
+pub fn write_master(
+    out: &mut Vec<u8>,
+    variant: &VariantInfo,
+    bandwidth: u64,
+    token: TokenQuery<'_>,
+) {
+    out.extend_from_slice(b"#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n");
+    let _ = write!(
+        out,
+        "#EXT-X-STREAM-INF:BANDWIDTH={bandwidth},CODECS=\"{}\"",
+        variant.codecs
+    );
+    if let Some((w, h)) = variant.resolution {
+        let _ = write!(out, ",RESOLUTION={w}x{h}");
+    }
+    if let Some(fps) = variant.frame_rate {
+        let _ = write!(out, ",FRAME-RATE={fps:.3}");
+    }
+    out.push(b'\n');
+    out.extend_from_slice(VARIANT_PATH.as_bytes());
+    token.write(out);
+    out.push(b'\n');
+}
+
+/// Live media playlist (RFC 8216 §4.3.3) over `segments` (oldest first). `dir` is the
+/// segment directory relative to the playlist: `""` under `tracks-v1a1/`, or
+/// [`TRACKS_DIR`] for the aliases at the stream root.
+pub fn write_media<'s>(
+    out: &mut Vec<u8>,
+    segments: impl Iterator<Item = &'s Segment> + Clone,
+    dir: &str,
+    token: TokenQuery<'_>,
+) {
+    let target = segments
+        .clone()
+        .map(|s| u64::from(s.duration_ms).div_ceil(1000))
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let first = segments.clone().next().map_or(0, |s| s.sequence);
+    let _ = write!(
+        out,
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:{first}\n"
+    );
+    for s in segments {
+        out.extend_from_slice(b"#EXT-X-PROGRAM-DATE-TIME:");
+        crate::utc::write_iso8601(out, s.start_utc_ms);
+        let _ = write!(
+            out,
+            "\n#EXTINF:{}.{:03},\n",
+            s.duration_ms / 1000,
+            s.duration_ms % 1000
+        );
+        out.extend_from_slice(dir.as_bytes());
+        write_segment_path(out, s);
+        token.write(out);
+        out.push(b'\n');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn seg(sequence: u64, start_utc_ms: i64) -> Segment {
+        Segment {
+            sequence,
+            start_utc_ms,
+            duration_ms: 2000,
+            ts: Bytes::new(),
+        }
+    }
+
+    const TOKEN: TokenQuery<'static> = TokenQuery {
+        param: "token",
+        token: Some(b"test1"),
+    };
+
+    #[test]
+    fn master_carries_token() {
+        let mut out = Vec::new();
+        let v = VariantInfo {
+            codecs: "avc1.42c01e,mp4a.40.2".into(),
+            resolution: Some((320, 240)),
+            frame_rate: Some(25.0),
+        };
+        write_master(&mut out, &v, 2_500_000, TOKEN);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n\
+             #EXT-X-STREAM-INF:BANDWIDTH=2500000,CODECS=\"avc1.42c01e,mp4a.40.2\",RESOLUTION=320x240,FRAME-RATE=25.000\n\
+             tracks-v1a1/mono.m3u8?token=test1\n"
+        );
+    }
+
+    #[test]
+    fn media_playlist_lists_named_segments_with_token() {
+        let mut out = Vec::new();
+        let start = crate::utc::epoch_seconds(2024, 2, 3, 19, 31, 36).unwrap() * 1000;
+        let segs = [seg(7, start), seg(8, start + 2000)];
+        write_media(&mut out, segs.iter(), "", TOKEN);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:7\n\
+             #EXT-X-PROGRAM-DATE-TIME:2024-02-03T19:31:36.000Z\n#EXTINF:2.000,\n\
+             2024/02/03/19/31/36-02000.ts?token=test1\n\
+             #EXT-X-PROGRAM-DATE-TIME:2024-02-03T19:31:38.000Z\n#EXTINF:2.000,\n\
+             2024/02/03/19/31/38-02000.ts?token=test1\n"
+        );
+    }
+
+    #[test]
+    fn hostile_token_cannot_break_lines() {
+        let mut out = Vec::new();
+        let token = TokenQuery {
+            param: "token",
+            token: Some(b"a\n#EXT-X-ENDLIST\n"),
+        };
+        write_media(&mut out, [seg(0, 0)].iter(), TRACKS_DIR, token);
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains("ENDLIST\n"));
+        assert!(
+            text.contains(
+                "tracks-v1a1/1970/01/01/00/00/00-02000.ts?token=a%0A%23EXT-X-ENDLIST%0A\n"
+            )
+        );
+    }
+}

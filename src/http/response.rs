@@ -1,0 +1,139 @@
+//! Writing response heads: the status line and the headers every response carries
+//! (`server`, `date`, CORS, `x-run-time`, `connection`), into a reused buffer.
+//!
+//! `x-run-time` is the time the server spent on the request, in microseconds, from the
+//! moment its head was parsed to the moment the response head is written.
+
+use crate::http::status::Status;
+use std::io::Write;
+use std::time::Instant;
+
+pub const SERVER: &str = concat!("tessera/", env!("CARGO_PKG_VERSION"));
+
+/// Headers a browser player may read from a cross-origin response.
+const CORS: &str = "access-control-allow-origin: *\r\n\
+access-control-allow-methods: GET, HEAD, OPTIONS\r\n\
+access-control-allow-headers: Range, Origin, Accept, Content-Type, Authorization\r\n\
+access-control-expose-headers: Server, Date, Content-Length, x-deny-reason, x-run-time, x-session-id, x-shard\r\n";
+
+/// How a response may be cached by the client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CachePolicy {
+    /// Live playlists change every segment.
+    NoCache,
+    /// Segments never change under their URL. `private` because the URL carries a viewer's
+    /// token: a shared cache must not serve it to anyone else.
+    Immutable,
+}
+
+/// The parts of a response head that differ between responses.
+pub struct Head<'a> {
+    pub status: Status,
+    pub content_type: &'a str,
+    pub content_length: usize,
+    pub cache: CachePolicy,
+    pub close: bool,
+    pub deny_reason: Option<&'a str>,
+    pub session_id: Option<&'a str>,
+    /// `allow:` for 405 answers.
+    pub allow: Option<&'a str>,
+    /// The shard that answered (`x-shard`), for operators tracing a viewer's requests.
+    pub shard: usize,
+}
+
+impl<'a> Head<'a> {
+    pub fn new(status: Status, content_type: &'a str, content_length: usize) -> Self {
+        Head {
+            status,
+            content_type,
+            content_length,
+            cache: CachePolicy::NoCache,
+            close: false,
+            deny_reason: None,
+            session_id: None,
+            allow: None,
+            shard: 0,
+        }
+    }
+}
+
+/// Appends the response head to `out`. Writing to a `Vec` cannot fail, so the `io::Result`s
+/// of `write!` are discarded.
+pub fn write_head(out: &mut Vec<u8>, head: &Head<'_>, date: &[u8], started: Instant) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(head.status.line().as_bytes());
+    out.extend_from_slice(b"\r\nserver: ");
+    out.extend_from_slice(SERVER.as_bytes());
+    out.extend_from_slice(b"\r\ndate: ");
+    out.extend_from_slice(date);
+    out.extend_from_slice(b"\r\n");
+    if head.status != Status::NoContent {
+        out.extend_from_slice(b"content-type: ");
+        out.extend_from_slice(head.content_type.as_bytes());
+        let _ = write!(out, "\r\ncontent-length: {}\r\n", head.content_length);
+    }
+    out.extend_from_slice(match head.cache {
+        CachePolicy::NoCache => b"cache-control: no-cache\r\n".as_slice(),
+        CachePolicy::Immutable => b"cache-control: private, max-age=3600, immutable\r\n".as_slice(),
+    });
+    out.extend_from_slice(CORS.as_bytes());
+    if let Some(reason) = head.deny_reason {
+        out.extend_from_slice(b"x-deny-reason: ");
+        out.extend_from_slice(reason.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(id) = head.session_id {
+        out.extend_from_slice(b"x-session-id: ");
+        out.extend_from_slice(id.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(allow) = head.allow {
+        out.extend_from_slice(b"allow: ");
+        out.extend_from_slice(allow.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let _ = write!(
+        out,
+        "x-shard: {}\r\nx-run-time: {}\r\n",
+        head.shard,
+        started.elapsed().as_micros()
+    );
+    out.extend_from_slice(if head.close {
+        b"connection: close\r\n\r\n".as_slice()
+    } else {
+        b"connection: keep-alive\r\n\r\n".as_slice()
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forbidden_head_has_every_header() {
+        let mut out = Vec::new();
+        let mut head = Head::new(Status::Forbidden, "text/plain", 12);
+        head.deny_reason = Some("backend_denied");
+        write_head(
+            &mut out,
+            &head,
+            b"Sun, 06 Nov 1994 08:49:37 GMT",
+            Instant::now(),
+        );
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("HTTP/1.1 403 Forbidden\r\nserver: tessera/"));
+        for needle in [
+            "date: Sun, 06 Nov 1994 08:49:37 GMT\r\n",
+            "content-length: 12\r\n",
+            "x-deny-reason: backend_denied\r\n",
+            "access-control-allow-origin: *\r\n",
+            "access-control-allow-methods:",
+            "access-control-allow-headers:",
+            "access-control-expose-headers:",
+            "x-run-time: ",
+            "connection: keep-alive\r\n\r\n",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in {text}");
+        }
+    }
+}

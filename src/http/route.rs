@@ -1,0 +1,112 @@
+//! Routing a normalized path to a stream and a playback resource. Stream names may contain
+//! `/`, so the resource is recognised from the end of the path and the rest is the name.
+//! Only syntax here: whether the stream exists is the catalog's call, whether the segment
+//! still exists is the window's (after authorization, so a refused viewer learns nothing).
+
+use crate::hls::names::parse_segment_path;
+use crate::hls::playlist::TRACKS_DIR;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resource {
+    /// `index.m3u8`
+    HlsMaster,
+    /// `tracks-v1a1/mono.m3u8` (`dir` = "") or the aliases `mono.m3u8`, `video.m3u8` at the
+    /// stream root (`dir` = "tracks-v1a1/").
+    HlsMedia { dir: &'static str },
+    /// `tracks-v1a1/YYYY/MM/DD/HH/MM/SS-DURMS.ts`
+    HlsSegment { start_second: i64, duration_ms: u32 },
+}
+
+/// Splits a normalized path (`/name.../resource`) into the stream name and the resource.
+pub fn route(path: &str) -> Option<(&str, Resource)> {
+    let p = path.strip_prefix('/')?;
+    let (name, resource) = if let Some(name) = p.strip_suffix("/tracks-v1a1/mono.m3u8") {
+        (name, Resource::HlsMedia { dir: "" })
+    } else if let Some(name) = p.strip_suffix("/index.m3u8") {
+        (name, Resource::HlsMaster)
+    } else if let Some(name) = p
+        .strip_suffix("/mono.m3u8")
+        .or_else(|| p.strip_suffix("/video.m3u8"))
+    {
+        (name, Resource::HlsMedia { dir: TRACKS_DIR })
+    } else if p.ends_with(".ts") {
+        let mut it = p.rsplitn(8, '/');
+        let last = it.next()?;
+        let mi = it.next()?;
+        let h = it.next()?;
+        let d = it.next()?;
+        let mo = it.next()?;
+        let y = it.next()?;
+        if it.next()? != "tracks-v1a1" {
+            return None;
+        }
+        let name = it.next()?;
+        let (start_second, duration_ms) = parse_segment_path([y, mo, d, h, mi, last])?;
+        (
+            name,
+            Resource::HlsSegment {
+                start_second,
+                duration_ms,
+            },
+        )
+    } else {
+        return None;
+    };
+    (!name.is_empty()).then_some((name, resource))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hls_resources() {
+        assert_eq!(
+            route("/auth-check/index.m3u8"),
+            Some(("auth-check", Resource::HlsMaster))
+        );
+        assert_eq!(
+            route("/live/cam1/index.m3u8"),
+            Some(("live/cam1", Resource::HlsMaster))
+        );
+        assert_eq!(
+            route("/a/tracks-v1a1/mono.m3u8"),
+            Some(("a", Resource::HlsMedia { dir: "" }))
+        );
+        assert_eq!(
+            route("/a/mono.m3u8"),
+            Some(("a", Resource::HlsMedia { dir: TRACKS_DIR }))
+        );
+        assert_eq!(
+            route("/a/video.m3u8"),
+            Some(("a", Resource::HlsMedia { dir: TRACKS_DIR }))
+        );
+        let start = crate::utc::epoch_seconds(2024, 2, 3, 19, 31, 36).unwrap();
+        assert_eq!(
+            route("/x/y/tracks-v1a1/2024/02/03/19/31/36-05000.ts"),
+            Some((
+                "x/y",
+                Resource::HlsSegment {
+                    start_second: start,
+                    duration_ms: 5000
+                }
+            ))
+        );
+    }
+
+    #[test]
+    fn everything_else_is_unrouted() {
+        for p in [
+            "/",
+            "/index.m3u8",
+            "/a",
+            "/a/other.m3u8",
+            "/a/tracks-v1a2/2024/02/03/19/31/36-05000.ts",
+            "/a/tracks-v1a1/2024/02/03/19/31/36.ts",
+            "/tracks-v1a1/2024/02/03/19/31/36-05000.ts",
+            "/a/index.m3u8x",
+        ] {
+            assert_eq!(route(p), None, "{p}");
+        }
+    }
+}

@@ -1,0 +1,314 @@
+//! The HTTP playback service: what one request gets. Sans-IO: a parsed head and the
+//! shard's state in, a response head (and inline body) written to `out` and an optional
+//! shared body out. The connection task does the I/O.
+//!
+//! Every request walks the same phases, in this order and only here:
+//! method → normalize (`Target`) → route → authorize (`Authorizer`, the one auth entry
+//! point) → serve → account. A refused request learns nothing past the phase that refused
+//! it (a denied viewer cannot tell which segments exist).
+
+use crate::auth::verdict::{PlayRequest, Proto, Verdict};
+use crate::hls::playlist::{TokenQuery, write_master, write_media};
+use crate::http::request::{Method, RequestHead};
+use crate::http::response::{CachePolicy, Head, write_head};
+use crate::http::route::{Resource, route};
+use crate::http::status::Status;
+use crate::http::target::Target;
+use crate::shard::{Now, ShardState};
+use bytes::Bytes;
+use std::io::Write;
+use std::net::IpAddr;
+
+const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
+const TS_TYPE: &str = "video/mp2t";
+const TEXT_TYPE: &str = "text/plain; charset=utf-8";
+const ALLOWED_METHODS: &str = "GET, HEAD, OPTIONS";
+
+/// Per-connection buffers the service reuses, so steady-state requests allocate nothing.
+pub struct ConnScratch {
+    pub target: Target,
+    pub body: Vec<u8>,
+}
+
+impl Default for ConnScratch {
+    fn default() -> Self {
+        ConnScratch {
+            target: Target::new(),
+            body: Vec::with_capacity(2048),
+        }
+    }
+}
+
+/// What the connection must do after writing `out`.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: Status,
+    /// A shared body to write after the head (a segment): written as is, never copied.
+    pub body: Option<Bytes>,
+    /// Close the connection after this response.
+    pub close: bool,
+}
+
+/// Answers one request. `now` is when its head was parsed.
+pub fn respond(
+    shard: &mut ShardState,
+    scratch: &mut ConnScratch,
+    head: &RequestHead<'_>,
+    peer: IpAddr,
+    now: Now,
+    out: &mut Vec<u8>,
+) -> Reply {
+    shard.http.requests += 1;
+    scratch.body.clear();
+    let close = head.close;
+    let send_body = head.method != Method::Head;
+
+    // Phase: method.
+    match head.method {
+        Method::Get | Method::Head => {}
+        Method::Options => {
+            // CORS preflight: no auth, nothing about the stream is revealed.
+            let mut h = Head::new(Status::NoContent, "", 0);
+            h.close = close;
+            emit(shard, out, h, now);
+            return Reply {
+                status: Status::NoContent,
+                body: None,
+                close,
+            };
+        }
+        Method::Other => {
+            return error(
+                shard,
+                out,
+                now,
+                Status::MethodNotAllowed,
+                "method not allowed\n",
+                close,
+                send_body,
+            );
+        }
+    }
+
+    // Phase: normalize.
+    // An `Arc` clone (a reference count), so the catalog can be read while the shard's
+    // authorizer and counters are mutated.
+    let catalog = shard.catalog.clone();
+    if let Err(e) = scratch
+        .target
+        .parse(head.target, catalog.token_param.as_bytes())
+    {
+        let _ = writeln!(scratch.body, "bad request: {e}");
+        return finish(
+            shard,
+            out,
+            now,
+            Head::new(Status::BadRequest, TEXT_TYPE, scratch.body.len()),
+            scratch,
+            close,
+            send_body,
+        );
+    }
+
+    // Phase: route.
+    let routed = route(scratch.target.path())
+        .and_then(|(name, res)| catalog.stream_by_name(name).map(|s| (s, res)));
+    let Some((stream, resource)) = routed else {
+        return error(
+            shard,
+            out,
+            now,
+            Status::NotFound,
+            "not found\n",
+            close,
+            send_body,
+        );
+    };
+
+    // Phase: authorize.
+    let play = PlayRequest {
+        stream: stream.id,
+        proto: Proto::Hls,
+        token: scratch.target.token(),
+        ip: peer,
+        user_agent: head.user_agent,
+    };
+    if let Verdict::Deny(reason) = shard.auth.authorize(&catalog, &play, now.instant) {
+        scratch.body.extend_from_slice(b"403 Forbidden: ");
+        scratch.body.extend_from_slice(reason.as_str().as_bytes());
+        scratch.body.push(b'\n');
+        let mut h = Head::new(Status::Forbidden, TEXT_TYPE, scratch.body.len());
+        h.deny_reason = Some(reason.as_str());
+        h.close = close;
+        emit(shard, out, h, now);
+        if send_body {
+            out.extend_from_slice(&scratch.body);
+        }
+        return Reply {
+            status: Status::Forbidden,
+            body: None,
+            close,
+        };
+    }
+
+    // Phase: serve.
+    let view = &shard.streams[stream.id as usize];
+    let token = TokenQuery {
+        param: &catalog.token_param,
+        token: scratch.target.token(),
+    };
+    let (content_type, cache, shared_body) = match resource {
+        Resource::HlsMaster => {
+            let Some(variant) = &view.variant else {
+                return error(
+                    shard,
+                    out,
+                    now,
+                    Status::ServiceUnavailable,
+                    "stream not ready\n",
+                    close,
+                    send_body,
+                );
+            };
+            let bandwidth = view.window.peak_bitrate().unwrap_or(DEFAULT_BANDWIDTH);
+            write_master(&mut scratch.body, variant, bandwidth, token);
+            (PLAYLIST_TYPE, CachePolicy::NoCache, None)
+        }
+        Resource::HlsMedia { dir } => {
+            if view.window.is_empty() {
+                return error(
+                    shard,
+                    out,
+                    now,
+                    Status::ServiceUnavailable,
+                    "stream not ready\n",
+                    close,
+                    send_body,
+                );
+            }
+            write_media(&mut scratch.body, view.window.playlist(), dir, token);
+            (PLAYLIST_TYPE, CachePolicy::NoCache, None)
+        }
+        Resource::HlsSegment {
+            start_second,
+            duration_ms,
+        } => match view.window.find(start_second, duration_ms) {
+            Some(segment) => (TS_TYPE, CachePolicy::Immutable, Some(segment.ts.clone())),
+            None => {
+                return error(
+                    shard,
+                    out,
+                    now,
+                    Status::NotFound,
+                    "segment not found\n",
+                    close,
+                    send_body,
+                );
+            }
+        },
+    };
+
+    // Phase: account.
+    let length = shared_body.as_ref().map_or(scratch.body.len(), Bytes::len);
+    let sent = if send_body { length as u64 } else { 0 };
+    let session = shard.auth.track_session(&catalog, &play, now.instant, sent);
+    shard.http.bytes_sent += sent;
+    let mut h = Head::new(Status::Ok, content_type, length);
+    h.cache = cache;
+    h.close = close;
+    h.session_id = session.as_ref().map(|id| id.as_str());
+    emit(shard, out, h, now);
+    if !send_body {
+        return Reply {
+            status: Status::Ok,
+            body: None,
+            close,
+        };
+    }
+    match shared_body {
+        Some(body) => Reply {
+            status: Status::Ok,
+            body: Some(body),
+            close,
+        },
+        None => {
+            out.extend_from_slice(&scratch.body);
+            Reply {
+                status: Status::Ok,
+                body: None,
+                close,
+            }
+        }
+    }
+}
+
+/// Writes a response head with the shard's id and cached date.
+fn emit(shard: &mut ShardState, out: &mut Vec<u8>, mut head: Head<'_>, now: Now) {
+    head.shard = shard.id;
+    let date = *shard.date(now);
+    write_head(out, &head, &date, now.instant);
+}
+
+/// BANDWIDTH before the first segment exists to measure.
+const DEFAULT_BANDWIDTH: u64 = 2_000_000;
+
+fn finish(
+    shard: &mut ShardState,
+    out: &mut Vec<u8>,
+    now: Now,
+    mut head: Head<'_>,
+    scratch: &ConnScratch,
+    close: bool,
+    send_body: bool,
+) -> Reply {
+    head.close = close;
+    let status = head.status;
+    emit(shard, out, head, now);
+    if send_body {
+        out.extend_from_slice(&scratch.body);
+    }
+    Reply {
+        status,
+        body: None,
+        close,
+    }
+}
+
+/// A short text error response.
+fn error(
+    shard: &mut ShardState,
+    out: &mut Vec<u8>,
+    now: Now,
+    status: Status,
+    text: &'static str,
+    close: bool,
+    send_body: bool,
+) -> Reply {
+    let mut h = Head::new(status, TEXT_TYPE, text.len());
+    h.close = close;
+    if status == Status::MethodNotAllowed {
+        h.allow = Some(ALLOWED_METHODS);
+    }
+    emit(shard, out, h, now);
+    if send_body {
+        out.extend_from_slice(text.as_bytes());
+    }
+    Reply {
+        status,
+        body: None,
+        close,
+    }
+}
+
+/// A response for a request head that could not be parsed (the connection closes after it).
+pub fn invalid_request(shard: &mut ShardState, out: &mut Vec<u8>, now: Now, status: Status) {
+    let text = match status {
+        Status::UriTooLong => "uri too long\n",
+        Status::HeaderFieldsTooLarge => "request header fields too large\n",
+        Status::PayloadTooLarge => "request body too large\n",
+        Status::ServiceUnavailable => "too many connections\n",
+        Status::RequestTimeout => "request head not received in time\n",
+        _ => "bad request\n",
+    };
+    error(shard, out, now, status, text, true, true);
+}

@@ -1,0 +1,54 @@
+//! HTTP status codes the server sends, with their reason phrases.
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Ok,
+    NoContent,
+    BadRequest,
+    Forbidden,
+    NotFound,
+    MethodNotAllowed,
+    RequestTimeout,
+    PayloadTooLarge,
+    UriTooLong,
+    HeaderFieldsTooLarge,
+    InternalServerError,
+    ServiceUnavailable,
+}
+
+impl Status {
+    pub fn code(self) -> u16 {
+        match self {
+            Status::Ok => 200,
+            Status::NoContent => 204,
+            Status::BadRequest => 400,
+            Status::Forbidden => 403,
+            Status::NotFound => 404,
+            Status::MethodNotAllowed => 405,
+            Status::RequestTimeout => 408,
+            Status::PayloadTooLarge => 413,
+            Status::UriTooLong => 414,
+            Status::HeaderFieldsTooLarge => 431,
+            Status::InternalServerError => 500,
+            Status::ServiceUnavailable => 503,
+        }
+    }
+
+    /// The status line after the version, e.g. `403 Forbidden`.
+    pub fn line(self) -> &'static str {
+        match self {
+            Status::Ok => "200 OK",
+            Status::NoContent => "204 No Content",
+            Status::BadRequest => "400 Bad Request",
+            Status::Forbidden => "403 Forbidden",
+            Status::NotFound => "404 Not Found",
+            Status::MethodNotAllowed => "405 Method Not Allowed",
+            Status::RequestTimeout => "408 Request Timeout",
+            Status::PayloadTooLarge => "413 Content Too Large",
+            Status::UriTooLong => "414 URI Too Long",
+            Status::HeaderFieldsTooLarge => "431 Request Header Fields Too Large",
+            Status::InternalServerError => "500 Internal Server Error",
+            Status::ServiceUnavailable => "503 Service Unavailable",
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! Normalizing a request-target into the one path and the one token that routing and
+//! authorization see (RFC 3986 §2.1, §3.3, §3.4, §5.2.4).
+//!
+//! Every request is normalized once, before routing and auth, so that no spelling of a URL
+//! (`..`, `//`, percent-encoding, a repeated token parameter, a fragment) can make a denied
+//! request look like an allowed one. The rules:
+//!
+//! * the target must be origin-form (`/...`); anything else is 400;
+//! * the path is percent-decoded once; an encoded `/`, `\` or control byte, invalid UTF-8, or
+//!   a `..` segment is 400; empty and `.` segments are dropped (so `//a/./b` is `/a/b`);
+//! * the query is split on `&`; keys and values are percent-decoded; the token is the value of
+//!   the key that equals the configured name exactly (case-sensitive); a second occurrence is
+//!   400, so the server and a portal backend can never disagree about which token was meant;
+//! * a `#` anywhere is 400: clients never send fragments, so one is a smuggling attempt.
+//!
+//! Owns reusable buffers so that the steady state allocates nothing per request.
+
+use std::fmt;
+
+/// Why a target was refused (always answered with 400).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TargetError {
+    NotOriginForm,
+    Fragment,
+    BadPercentEncoding,
+    ForbiddenByte,
+    NotUtf8,
+    DotDotSegment,
+    DuplicateToken,
+}
+
+impl fmt::Display for TargetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TargetError::NotOriginForm => "request target must start with /",
+            TargetError::Fragment => "request target contains a fragment",
+            TargetError::BadPercentEncoding => "bad percent-encoding",
+            TargetError::ForbiddenByte => {
+                "path contains an encoded slash, backslash or control byte"
+            }
+            TargetError::NotUtf8 => "path is not UTF-8",
+            TargetError::DotDotSegment => "path contains a .. segment",
+            TargetError::DuplicateToken => "token parameter given more than once",
+        })
+    }
+}
+
+/// The normalized form of one request-target. Reused across requests of a connection.
+#[derive(Default, Debug)]
+pub struct Target {
+    path: String,
+    token: Vec<u8>,
+    has_token: bool,
+    decode_scratch: Vec<u8>,
+}
+
+impl Target {
+    pub fn new() -> Self {
+        Target {
+            path: String::with_capacity(256),
+            token: Vec::with_capacity(128),
+            has_token: false,
+            decode_scratch: Vec::with_capacity(256),
+        }
+    }
+
+    /// The normalized path: starts with `/`, no empty, `.` or `..` segments, no trailing `/`
+    /// (the root is `/`).
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The decoded token, when the query carried the token parameter (possibly empty).
+    pub fn token(&self) -> Option<&[u8]> {
+        self.has_token.then_some(&self.token[..])
+    }
+
+    /// Path segments after the leading `/`.
+    pub fn segments(&self) -> impl DoubleEndedIterator<Item = &str> + Clone {
+        self.path[1..].split('/').filter(|s| !s.is_empty())
+    }
+
+    /// Normalizes `raw` (the request-target as sent), looking for `token_param` in the query.
+    pub fn parse(&mut self, raw: &[u8], token_param: &[u8]) -> Result<(), TargetError> {
+        self.path.clear();
+        self.token.clear();
+        self.has_token = false;
+        if raw.first() != Some(&b'/') {
+            return Err(TargetError::NotOriginForm);
+        }
+        if memchr::memchr(b'#', raw).is_some() {
+            return Err(TargetError::Fragment);
+        }
+        let (raw_path, raw_query) = match memchr::memchr(b'?', raw) {
+            Some(i) => (&raw[..i], &raw[i + 1..]),
+            None => (raw, &[][..]),
+        };
+        self.normalize_path(raw_path)?;
+        self.find_token(raw_query, token_param)
+    }
+
+    fn normalize_path(&mut self, raw_path: &[u8]) -> Result<(), TargetError> {
+        let scratch = &mut self.decode_scratch;
+        for raw_segment in raw_path.split(|&b| b == b'/') {
+            scratch.clear();
+            percent_decode_into(raw_segment, scratch)?;
+            if scratch
+                .iter()
+                .any(|&b| b == b'/' || b == b'\\' || b < 0x20 || b == 0x7f)
+            {
+                return Err(TargetError::ForbiddenByte);
+            }
+            match &scratch[..] {
+                b"" | b"." => continue,
+                b".." => return Err(TargetError::DotDotSegment),
+                _ => {}
+            }
+            let segment = std::str::from_utf8(scratch).map_err(|_| TargetError::NotUtf8)?;
+            self.path.push('/');
+            self.path.push_str(segment);
+        }
+        if self.path.is_empty() {
+            self.path.push('/');
+        }
+        Ok(())
+    }
+
+    fn find_token(&mut self, raw_query: &[u8], token_param: &[u8]) -> Result<(), TargetError> {
+        for pair in raw_query.split(|&b| b == b'&') {
+            let (raw_key, raw_value) = match memchr::memchr(b'=', pair) {
+                Some(i) => (&pair[..i], &pair[i + 1..]),
+                None => (pair, &[][..]),
+            };
+            self.decode_scratch.clear();
+            percent_decode_into(raw_key, &mut self.decode_scratch)?;
+            if self.decode_scratch != token_param {
+                continue;
+            }
+            if self.has_token {
+                return Err(TargetError::DuplicateToken);
+            }
+            self.has_token = true;
+            percent_decode_into(raw_value, &mut self.token)?;
+        }
+        Ok(())
+    }
+}
+
+/// Appends the percent-decoding of `src` to `dst`. `+` stays `+` (RFC 3986, not form
+/// encoding), so base64 tokens survive.
+pub fn percent_decode_into(src: &[u8], dst: &mut Vec<u8>) -> Result<(), TargetError> {
+    let mut i = 0;
+    while i < src.len() {
+        let b = src[i];
+        if b == b'%' {
+            let hi = src.get(i + 1).and_then(|&c| hex_value(c));
+            let lo = src.get(i + 2).and_then(|&c| hex_value(c));
+            match (hi, lo) {
+                (Some(hi), Some(lo)) => dst.push(hi << 4 | lo),
+                _ => return Err(TargetError::BadPercentEncoding),
+            }
+            i += 3;
+        } else {
+            dst.push(b);
+            i += 1;
+        }
+    }
+    Ok(())
+}
+
+fn hex_value(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Appends `value` percent-encoded so it is safe inside a URI query value and inside a
+/// playlist line: everything but RFC 3986 unreserved characters is encoded.
+pub fn percent_encode_into(value: &[u8], dst: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &b in value {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            dst.push(b);
+        } else {
+            dst.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(raw: &str) -> Result<(String, Option<Vec<u8>>), TargetError> {
+        let mut t = Target::new();
+        t.parse(raw.as_bytes(), b"token")?;
+        Ok((t.path().to_string(), t.token().map(<[u8]>::to_vec)))
+    }
+
+    #[test]
+    fn plain_paths_and_tokens() {
+        assert_eq!(
+            parse("/a/index.m3u8?token=t1").unwrap(),
+            ("/a/index.m3u8".into(), Some(b"t1".to_vec()))
+        );
+        assert_eq!(
+            parse("/a/index.m3u8").unwrap(),
+            ("/a/index.m3u8".into(), None)
+        );
+        assert_eq!(parse("/").unwrap(), ("/".into(), None));
+        assert_eq!(parse("/a?x=1&token=&y").unwrap().1, Some(vec![]));
+    }
+
+    #[test]
+    fn collapses_slashes_and_dots() {
+        assert_eq!(parse("//a//./b/").unwrap().0, "/a/b");
+        assert_eq!(parse("/a/%2e/b").unwrap().0, "/a/b");
+    }
+
+    #[test]
+    fn decodes_once() {
+        assert_eq!(
+            parse("/auth%2dcheck/index.m3u8").unwrap().0,
+            "/auth-check/index.m3u8"
+        );
+        // %25 decodes to a literal '%', it is not decoded a second time.
+        assert_eq!(parse("/a%252e").unwrap().0, "/a%2e");
+        assert_eq!(parse("/a?to%6Ben=t%31").unwrap().1, Some(b"t1".to_vec()));
+        assert_eq!(parse("/a?token=a+b%2B").unwrap().1, Some(b"a+b+".to_vec()));
+    }
+
+    #[test]
+    fn refuses_tricks() {
+        assert_eq!(parse("/a/../b"), Err(TargetError::DotDotSegment));
+        assert_eq!(parse("/a/%2e%2E/b"), Err(TargetError::DotDotSegment));
+        assert_eq!(parse("/a%2fb"), Err(TargetError::ForbiddenByte));
+        assert_eq!(parse("/a%5cb"), Err(TargetError::ForbiddenByte));
+        assert_eq!(parse("/a%00b"), Err(TargetError::ForbiddenByte));
+        assert_eq!(parse("/a%zz"), Err(TargetError::BadPercentEncoding));
+        assert_eq!(parse("/a%2"), Err(TargetError::BadPercentEncoding));
+        assert_eq!(parse("/a%ff"), Err(TargetError::NotUtf8));
+        assert_eq!(
+            parse("/a?token=x&token=y"),
+            Err(TargetError::DuplicateToken)
+        );
+        assert_eq!(
+            parse("/a?token=x&%74oken=y"),
+            Err(TargetError::DuplicateToken)
+        );
+        assert_eq!(parse("/a#token=x"), Err(TargetError::Fragment));
+        assert_eq!(parse("http://h/a"), Err(TargetError::NotOriginForm));
+        assert_eq!(parse("*"), Err(TargetError::NotOriginForm));
+    }
+
+    #[test]
+    fn other_keys_are_not_the_token() {
+        assert_eq!(parse("/a?TOKEN=x&tokens=y&xtoken=z").unwrap().1, None);
+    }
+
+    #[test]
+    fn encode_escapes_everything_unsafe() {
+        let mut v = Vec::new();
+        percent_encode_into(b"ab-_.~ \n#&?=%/+", &mut v);
+        assert_eq!(v, b"ab-_.~%20%0A%23%26%3F%3D%25%2F%2B");
+    }
+
+    #[test]
+    fn reused_buffers_do_not_leak_state() {
+        let mut t = Target::new();
+        t.parse(b"/a?token=secret", b"token").unwrap();
+        t.parse(b"/b", b"token").unwrap();
+        assert_eq!(t.token(), None);
+        assert_eq!(t.path(), "/b");
+    }
+}

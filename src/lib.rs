@@ -1,0 +1,19 @@
+//! tessera: an edge media server that authorizes every play request.
+//!
+//! The module tree follows the data path (see ARCHITECTURE.md):
+//! `source` (inputs) → `stream` (segmenter, windows, catalog) → `mux` (containers) →
+//! `hls` / `http` (protocols) → viewer, with `auth` beside the path, entered from one phase.
+//! `runtime` is the only module that touches sockets, threads and timers.
+
+pub mod auth;
+pub mod config;
+pub mod hls;
+pub mod http;
+pub mod logging;
+pub mod media;
+pub mod mux;
+pub mod runtime;
+pub mod shard;
+pub mod source;
+pub mod stream;
+pub mod utc;

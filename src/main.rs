@@ -1,0 +1,114 @@
+//! The `tessera` command: serve a config, or check one.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: tessera [--shards N] [CONFIG]
+       tessera --check CONFIG
+
+  CONFIG        config file to serve (default: the embedded demo config, config/tessera.conf)
+  --check       validate CONFIG, print every error, exit 0 if valid, 1 if not
+  --shards N    number of shards (default: one per core)
+  -h, --help    this text
+  -V, --version print the version
+
+Logs go to stderr; set TESSERA_LOG=error|warn|info|debug|trace (default info).";
+
+struct Args {
+    check: bool,
+    shards: Option<usize>,
+    config: Option<PathBuf>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        check: false,
+        shards: None,
+        config: None,
+    };
+    let mut it = std::env::args_os().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.to_str() {
+            Some("-h" | "--help") => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            Some("-V" | "--version") => {
+                println!("tessera {}", env!("CARGO_PKG_VERSION"));
+                std::process::exit(0);
+            }
+            Some("--check") => args.check = true,
+            Some("--shards") => {
+                let value = it.next().ok_or("--shards needs a number")?;
+                let n = value
+                    .to_str()
+                    .and_then(|s| s.parse::<usize>().ok())
+                    .filter(|&n| (1..=1024).contains(&n))
+                    .ok_or("--shards takes a number from 1 to 1024")?;
+                args.shards = Some(n);
+            }
+            Some(s) if s.starts_with('-') => return Err(format!("unknown option {s}")),
+            _ => {
+                if args.config.is_some() {
+                    return Err("more than one config file given".into());
+                }
+                args.config = Some(PathBuf::from(arg));
+            }
+        }
+    }
+    if args.check && args.config.is_none() {
+        return Err("--check needs a config file".into());
+    }
+    Ok(args)
+}
+
+fn main() -> ExitCode {
+    tessera::logging::init();
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("tessera: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let loaded = match &args.config {
+        Some(path) => tessera::config::load_file(path),
+        None => tessera::config::parse(
+            tessera::config::DEFAULT_CONFIG,
+            "<embedded config/tessera.conf>",
+        ),
+    };
+    let config = match loaded {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::from(1);
+        }
+    };
+    if args.check {
+        let name = args
+            .config
+            .as_ref()
+            .map_or(String::new(), |p| p.display().to_string());
+        println!(
+            "{name}: ok ({} streams, {} auth backends)",
+            config.streams.len(),
+            config.auth_backends.len()
+        );
+        return ExitCode::SUCCESS;
+    }
+    let shards = args
+        .shards
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    match tessera::runtime::run(&config, shards) {
+        Ok(tessera::runtime::Stop::Signal(sig)) => {
+            log::info!("stopping on signal {sig}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            log::error!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! The I/O shell of one HTTP connection: read bytes, frame request heads
+//! (`http::request`), ask the service (`http::service`) for each, write what it says.
+//! Pipelined requests are answered in order. Segments are written straight from their
+//! shared `Bytes`; the connection's buffers are allocated once, at accept.
+
+use crate::http::request::{Parsed, parse_head};
+use crate::http::service::{ConnScratch, invalid_request, respond};
+use crate::http::status::Status;
+use crate::shard::{Now, ShardState};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+use std::cell::RefCell;
+use std::net::IpAddr;
+use std::rc::Rc;
+use std::time::Instant;
+
+/// Serves one accepted connection until the client closes it, an error or timeout occurs,
+/// or a response asks to close.
+pub async fn serve(mut stream: TcpStream, state: Rc<RefCell<ShardState>>) {
+    let peer: IpAddr = match stream.peer_addr() {
+        Ok(a) => a.ip(),
+        Err(_) => return,
+    };
+    let limits = state.borrow().limits.clone();
+    // Segments are written in two sends (head, body); without NODELAY the body's tail can wait
+    // for the client's delayed ACK.
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_read_timeout(Some(limits.read_timeout));
+    let _ = stream.set_write_timeout(Some(limits.write_timeout));
+
+    let mut inbuf = vec![0u8; limits.max_head_bytes + 1024];
+    let (mut start, mut end) = (0usize, 0usize);
+    let mut out: Vec<u8> = Vec::with_capacity(4096);
+    let mut scratch = ConnScratch::default();
+    // Bytes of a request body still to be read and discarded.
+    let mut skip_body = 0usize;
+    // When the first byte of the request head being read arrived: the whole head must come
+    // within `read_timeout`, so a client dripping a byte at a time cannot hold the slot.
+    let mut head_started: Option<Instant> = None;
+
+    loop {
+        // Answer every whole request already buffered.
+        loop {
+            if skip_body > 0 {
+                let n = skip_body.min(end - start);
+                start += n;
+                skip_body -= n;
+                if skip_body > 0 {
+                    break;
+                }
+            }
+            if start == end {
+                break;
+            }
+            let parsed = {
+                let mut shard = state.borrow_mut();
+                match parse_head(&inbuf[start..end], &shard.limits) {
+                    Parsed::Partial => break,
+                    Parsed::Invalid(status) => Err(status),
+                    Parsed::Complete(head) => {
+                        let now = Now::read();
+                        let reply = respond(&mut shard, &mut scratch, &head, peer, now, &mut out);
+                        start += head.head_len;
+                        skip_body = head.body_len;
+                        Ok(reply)
+                    }
+                }
+            };
+            let reply = match parsed {
+                Ok(reply) => reply,
+                Err(status) => {
+                    log::debug!("closing connection from {peer}: {}", status.line());
+                    return close_with(&mut stream, &state, &mut out, status).await;
+                }
+            };
+            head_started = None;
+            if let Some(body) = reply.body {
+                if stream.write_all(&out).await.is_err() || stream.write_all(&body).await.is_err() {
+                    return;
+                }
+                out.clear();
+            }
+            if reply.close {
+                let _ = stream.write_all(&out).await;
+                return;
+            }
+        }
+        if !out.is_empty() {
+            if stream.write_all(&out).await.is_err() {
+                return;
+            }
+            out.clear();
+        }
+        // Keep the unparsed tail at the front so a head always fits the buffer.
+        if start > 0 {
+            inbuf.copy_within(start..end, 0);
+            end -= start;
+            start = 0;
+        }
+        if end == inbuf.len() {
+            // parse_head answers 414/431 before the buffer fills; this is a safety net.
+            let status = Status::HeaderFieldsTooLarge;
+            return close_with(&mut stream, &state, &mut out, status).await;
+        }
+        let timeout = if start == end && skip_body == 0 {
+            head_started = None;
+            limits.read_timeout
+        } else {
+            let started = *head_started.get_or_insert_with(Instant::now);
+            limits.read_timeout.saturating_sub(started.elapsed())
+        };
+        if timeout.is_zero() {
+            return close_with(&mut stream, &state, &mut out, Status::RequestTimeout).await;
+        }
+        let _ = stream.set_read_timeout(Some(timeout));
+        match stream.read(&mut inbuf[end..]).await {
+            Ok(0) => return,
+            Ok(n) => end += n,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut && start != end => {
+                return close_with(&mut stream, &state, &mut out, Status::RequestTimeout).await;
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+/// Answers a connection the shard has no room for with 503 and closes it.
+pub async fn refuse(mut stream: TcpStream, state: Rc<RefCell<ShardState>>) {
+    let mut out = Vec::with_capacity(512);
+    close_with(&mut stream, &state, &mut out, Status::ServiceUnavailable).await;
+}
+
+/// Writes what is pending plus an error response; the caller then closes the connection.
+async fn close_with(
+    stream: &mut TcpStream,
+    state: &Rc<RefCell<ShardState>>,
+    out: &mut Vec<u8>,
+    status: Status,
+) {
+    invalid_request(&mut state.borrow_mut(), out, Now::read(), status);
+    let _ = stream.write_all(out).await;
+}

@@ -1,0 +1,233 @@
+//! The thread-per-core runtime: one glommio executor per shard, pinned to its core.
+//!
+//! Each shard binds its own listeners (SO_REUSEPORT, so the kernel spreads connections),
+//! owns a `ShardState` (stream views, decision cache, sessions), runs the inputs of the
+//! streams it owns, and receives the other shards' stream events over a channel mesh. The
+//! main thread only starts the shards, waits for them to report ready, and stops the process
+//! on SIGINT/SIGTERM.
+
+pub mod fake_input;
+pub mod fanout;
+pub mod http_conn;
+
+use crate::config::{Config, InputUrl, ListenerProto};
+use crate::http::limits::HttpLimits;
+use crate::shard::{Now, ShardState};
+use crate::stream::catalog::Catalog;
+use crate::stream::view::StreamEvent;
+use fanout::Fanout;
+use glommio::channels::channel_mesh::MeshBuilder;
+use glommio::net::TcpListener;
+use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::{Arc, mpsc};
+use std::time::Duration;
+
+/// Stream events a shard may have queued from one peer before that peer's input waits.
+const MESH_QUEUE: usize = 256;
+/// How long shards may take to bind and report ready.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the server stopped.
+#[derive(Debug)]
+pub enum Stop {
+    Signal(i32),
+}
+
+/// Starts the shards and serves until a signal. Errors: a listener that cannot be bound, a
+/// shard that fails to start, or a shard that dies.
+pub fn run(config: &Config, shards: usize) -> Result<Stop, String> {
+    let shards = shards.max(1);
+    let catalog = Arc::new(Catalog::from_config(config));
+    let mut http_addrs = Vec::new();
+    for l in &config.listeners {
+        match l.proto {
+            ListenerProto::Http => http_addrs.push(l.addr),
+            other => log::warn!(
+                "{} listener on {} is accepted but not served yet",
+                other.as_str(),
+                l.addr
+            ),
+        }
+    }
+    if http_addrs.is_empty() {
+        log::warn!("no http listener configured: nothing will be served");
+    }
+    let limits = HttpLimits::default();
+    let seed = crate::auth::os_seed();
+    let mesh: MeshBuilder<StreamEvent, _> = MeshBuilder::full(shards, MESH_QUEUE);
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<usize, String>>();
+
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let placement = if shards <= cores {
+        PoolPlacement::MaxSpread(shards, None)
+    } else {
+        log::warn!("{shards} shards on {cores} cores: shards are not pinned");
+        PoolPlacement::Unbound(shards)
+    };
+    let handles = LocalExecutorPoolBuilder::new(placement)
+        .name("tessera-shard")
+        .on_all_shards(move || {
+            let catalog = catalog.clone();
+            let http_addrs = http_addrs.clone();
+            let ready = ready_tx.clone();
+            async move { shard_main(catalog, http_addrs, mesh, limits, seed, ready).await }
+        })
+        .map_err(|e| format!("cannot start shards: {e}"))?;
+
+    for _ in 0..shards {
+        match ready_rx.recv_timeout(STARTUP_TIMEOUT) {
+            Ok(Ok(_)) => {}
+            Ok(Err(message)) => return Err(message),
+            Err(_) => return Err("shards did not start in time".into()),
+        }
+    }
+
+    let (stop_tx, stop_rx) = mpsc::channel::<Result<Stop, String>>();
+    let on_signal = stop_tx.clone();
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])
+    .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            let _ = on_signal.send(Ok(Stop::Signal(sig)));
+        }
+    });
+    std::thread::spawn(move || {
+        let results = handles.join_all();
+        let failed = results.iter().filter(|r| r.is_err()).count();
+        let _ = stop_tx.send(Err(format!(
+            "{failed} of {} shards stopped unexpectedly",
+            results.len()
+        )));
+    });
+    log::info!("serving with {shards} shards");
+    stop_rx
+        .recv()
+        .unwrap_or_else(|_| Err("lost track of the shards".into()))
+}
+
+async fn shard_main(
+    catalog: Arc<Catalog>,
+    http_addrs: Vec<SocketAddr>,
+    mesh: MeshBuilder<StreamEvent, glommio::channels::channel_mesh::Full>,
+    limits: HttpLimits,
+    seed: u64,
+    ready: mpsc::Sender<Result<usize, String>>,
+) {
+    let shards = mesh.nr_peers();
+    let (senders, mut receivers) = match mesh.join().await {
+        Ok(pair) => pair,
+        Err(e) => {
+            let _ = ready.send(Err(format!("cannot join the shard mesh: {e}")));
+            return;
+        }
+    };
+    let id = senders.peer_id();
+    crate::logging::set_shard(id);
+    let state = Rc::new(RefCell::new(ShardState::new(
+        id,
+        shards,
+        catalog.clone(),
+        limits,
+        seed,
+    )));
+
+    let mut listeners = Vec::new();
+    for addr in &http_addrs {
+        match TcpListener::bind(addr) {
+            Ok(l) => listeners.push(l),
+            Err(e) => {
+                let _ = ready.send(Err(format!("cannot listen for http on {addr}: {e}")));
+                return;
+            }
+        }
+    }
+
+    for (_, receiver) in receivers.streams() {
+        let state = state.clone();
+        glommio::spawn_local(async move {
+            while let Some(event) = receiver.recv().await {
+                state.borrow_mut().apply(event);
+            }
+        })
+        .detach();
+    }
+
+    let fanout = Rc::new(Fanout::new(senders, state.clone()));
+    for stream in &catalog.streams {
+        if catalog.owner_shard(stream.id, shards) != id {
+            continue;
+        }
+        match stream.input {
+            InputUrl::Fake => {
+                let task = fake_input::run(
+                    stream.id,
+                    stream.name.clone(),
+                    stream.segment_duration_ms,
+                    fanout.clone(),
+                );
+                glommio::spawn_local(task).detach();
+            }
+        }
+    }
+
+    let ticker_state = state.clone();
+    glommio::spawn_local(async move {
+        loop {
+            glommio::timer::sleep(Duration::from_secs(1)).await;
+            ticker_state.borrow_mut().tick(Now::read());
+        }
+    })
+    .detach();
+
+    for addr in &http_addrs {
+        log::debug!("shard {id}: http on {addr}");
+    }
+    let _ = ready.send(Ok(id));
+    let accepts: Vec<_> = listeners
+        .into_iter()
+        .map(|l| glommio::spawn_local(accept_loop(l, state.clone())))
+        .collect();
+    for task in accepts {
+        task.await;
+    }
+}
+
+async fn accept_loop(listener: TcpListener, state: Rc<RefCell<ShardState>>) {
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                let full = {
+                    let mut s = state.borrow_mut();
+                    let full = s.http.connections_open >= s.limits.max_connections_per_shard;
+                    if full {
+                        s.http.connections_refused += 1;
+                    } else {
+                        s.http.connections_open += 1;
+                    }
+                    full
+                };
+                let state = state.clone();
+                glommio::spawn_local(async move {
+                    if full {
+                        http_conn::refuse(stream, state).await;
+                    } else {
+                        http_conn::serve(stream, state.clone()).await;
+                        state.borrow_mut().http.connections_open -= 1;
+                    }
+                })
+                .detach();
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: back off briefly instead of spinning.
+                log::warn!("accept failed: {e}");
+                glommio::timer::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}

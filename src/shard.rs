@@ -1,0 +1,98 @@
+//! `ShardState`: everything one shard owns, as a plain value with no I/O: the stream views
+//! it serves from, its authorizer (decision cache, sessions), the HTTP limits and a cached
+//! `Date` header. The runtime wraps it in `Rc<RefCell<_>>` inside the shard; it is never
+//! shared with another thread (other shards talk to it only through `StreamEvent`s).
+
+use crate::auth::Authorizer;
+use crate::http::limits::HttpLimits;
+use crate::stream::catalog::Catalog;
+use crate::stream::view::{StreamEvent, StreamView};
+use crate::utc::{HTTP_DATE_LEN, http_date};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A moment, both as a monotonic instant (for timeouts) and as wall-clock ms (for names).
+#[derive(Clone, Copy, Debug)]
+pub struct Now {
+    pub instant: Instant,
+    pub utc_ms: i64,
+}
+
+impl Now {
+    pub fn read() -> Now {
+        Now {
+            instant: Instant::now(),
+            utc_ms: crate::utc::now_ms(),
+        }
+    }
+}
+
+/// Counters of one shard's HTTP traffic.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HttpStats {
+    pub requests: u64,
+    pub bytes_sent: u64,
+    pub connections_open: usize,
+    pub connections_refused: u64,
+}
+
+pub struct ShardState {
+    pub id: usize,
+    pub shards: usize,
+    pub catalog: Arc<Catalog>,
+    pub streams: Vec<StreamView>,
+    pub auth: Authorizer,
+    pub limits: HttpLimits,
+    pub http: HttpStats,
+    date_second: i64,
+    date: [u8; HTTP_DATE_LEN],
+}
+
+impl ShardState {
+    pub fn new(
+        id: usize,
+        shards: usize,
+        catalog: Arc<Catalog>,
+        limits: HttpLimits,
+        seed: u64,
+    ) -> Self {
+        let streams = catalog
+            .streams
+            .iter()
+            .map(|_| StreamView::default())
+            .collect();
+        ShardState {
+            id,
+            shards,
+            catalog,
+            streams,
+            auth: Authorizer::new(seed ^ (id as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+            limits,
+            http: HttpStats::default(),
+            date_second: i64::MIN,
+            date: [b' '; HTTP_DATE_LEN],
+        }
+    }
+
+    /// Applies an input's announcement to this shard's view of the stream.
+    pub fn apply(&mut self, event: StreamEvent) {
+        if let Some(view) = self.streams.get_mut(event.stream() as usize) {
+            view.apply(event);
+        }
+    }
+
+    /// The `Date` header value, formatted at most once a second.
+    pub fn date(&mut self, now: Now) -> &[u8; HTTP_DATE_LEN] {
+        let second = now.utc_ms.div_euclid(1000);
+        if second != self.date_second {
+            self.date_second = second;
+            self.date = http_date(now.utc_ms);
+        }
+        &self.date
+    }
+
+    /// Periodic housekeeping (the runtime calls it every second).
+    pub fn tick(&mut self, now: Now) {
+        self.auth.expire(&self.catalog, now.instant);
+    }
+}

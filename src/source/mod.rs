@@ -1,0 +1,3 @@
+//! Inputs: where a stream's frames come from.
+
+pub mod fake;

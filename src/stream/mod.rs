@@ -1,0 +1,9 @@
+//! Streams: the catalog of configured streams, and per stream the segmenter (owner shard)
+//! and the window of recent segments (every shard).
+
+pub mod catalog;
+pub mod ring;
+pub mod segment;
+pub mod segmenter;
+pub mod view;
+pub mod window;

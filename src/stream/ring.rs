@@ -1,0 +1,191 @@
+//! `FrameRing`: the recent frames of one stream on one shard, for connection protocols
+//! (RTSP, RTMP) that send frames rather than segments.
+//!
+//! One ring per stream and shard, however many viewers: a viewer is only a cursor (a frame
+//! index). Frames are `Bytes` shared with every other viewer and shard; nothing is copied
+//! per viewer. New viewers start at the latest keyframe (the GOP cache), so the first picture
+//! arrives at once. A viewer that falls so far behind that its next frame has left the ring
+//! skips to the latest keyframe; the caller counts those skips to disconnect one that stays
+//! behind. Tasks waiting for the next frame register a `Waker`; `push` wakes them all, so no
+//! one polls.
+
+use crate::media::frame::{Frame, TrackKind};
+use std::collections::VecDeque;
+use std::task::Waker;
+
+/// Frames kept per stream and shard: about 25 s of 25 fps video plus AAC, enough for the
+/// GOP cache of long-GOP publishers and a viewer a few seconds behind.
+pub const RING_FRAMES: usize = 1800;
+
+/// What a cursor finds.
+#[derive(Debug)]
+pub enum Lookup<'a> {
+    Frame(&'a Frame),
+    /// Not produced yet: wait.
+    NotYet,
+    /// Already dropped: the viewer fell behind.
+    Gone,
+}
+
+#[derive(Debug)]
+pub struct FrameRing {
+    frames: VecDeque<Frame>,
+    /// Index of `frames[0]`.
+    first: u64,
+    capacity: usize,
+    /// Index of the newest video keyframe still in the ring.
+    last_keyframe: Option<u64>,
+    has_video: bool,
+    wakers: Vec<Waker>,
+}
+
+impl Default for FrameRing {
+    fn default() -> Self {
+        FrameRing::new(RING_FRAMES)
+    }
+}
+
+impl FrameRing {
+    pub fn new(capacity: usize) -> Self {
+        FrameRing {
+            frames: VecDeque::with_capacity(capacity.min(4096)),
+            first: 0,
+            capacity: capacity.max(2),
+            last_keyframe: None,
+            has_video: false,
+            wakers: Vec::new(),
+        }
+    }
+
+    /// Index the next pushed frame will get.
+    pub fn end(&self) -> u64 {
+        self.first + self.frames.len() as u64
+    }
+
+    /// Appends a frame and wakes every waiting viewer.
+    pub fn push(&mut self, frame: Frame) {
+        let index = self.end();
+        let is_video = frame.track == TrackKind::Video;
+        self.has_video |= is_video;
+        // In a stream with video, only video keyframes are places to start; audio-only
+        // streams can start anywhere.
+        if frame.keyframe && (is_video || !self.has_video) {
+            self.last_keyframe = Some(index);
+        }
+        self.frames.push_back(frame);
+        while self.frames.len() > self.capacity {
+            self.frames.pop_front();
+            self.first += 1;
+        }
+        if self.last_keyframe.is_some_and(|k| k < self.first) {
+            self.last_keyframe = None;
+        }
+        for waker in self.wakers.drain(..) {
+            waker.wake();
+        }
+    }
+
+    /// Where a new viewer (or one that fell behind) starts: the newest keyframe.
+    pub fn start(&self) -> Option<u64> {
+        self.last_keyframe
+    }
+
+    pub fn get(&self, index: u64) -> Lookup<'_> {
+        if index < self.first {
+            return Lookup::Gone;
+        }
+        match self.frames.get((index - self.first) as usize) {
+            Some(f) => Lookup::Frame(f),
+            None => Lookup::NotYet,
+        }
+    }
+
+    /// Registers a task to wake on the next push.
+    pub fn wait(&mut self, waker: &Waker) {
+        if !self.wakers.iter().any(|w| w.will_wake(waker)) {
+            self.wakers.push(waker.clone());
+        }
+    }
+
+    /// Forgets all frames (the input restarted) and wakes viewers so they notice.
+    pub fn reset(&mut self) {
+        self.first = self.end();
+        self.frames.clear();
+        self.last_keyframe = None;
+        for waker in self.wakers.drain(..) {
+            waker.wake();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn frame(track: TrackKind, keyframe: bool, pts: i64) -> Frame {
+        Frame {
+            track,
+            pts,
+            dts: pts,
+            keyframe,
+            data: Bytes::from_static(b"x"),
+        }
+    }
+
+    #[test]
+    fn viewers_start_at_the_newest_keyframe() {
+        let mut r = FrameRing::new(100);
+        assert_eq!(r.start(), None);
+        r.push(frame(TrackKind::Audio, true, 0));
+        r.push(frame(TrackKind::Video, true, 0));
+        r.push(frame(TrackKind::Video, false, 1));
+        r.push(frame(TrackKind::Audio, true, 1));
+        assert_eq!(
+            r.start(),
+            Some(1),
+            "audio frames are not start points once video exists"
+        );
+        r.push(frame(TrackKind::Video, true, 2));
+        assert_eq!(r.start(), Some(4));
+        assert!(matches!(r.get(4), Lookup::Frame(f) if f.keyframe));
+        assert!(matches!(r.get(5), Lookup::NotYet));
+    }
+
+    #[test]
+    fn bounded_and_reports_gone() {
+        let mut r = FrameRing::new(3);
+        r.push(frame(TrackKind::Video, true, 0));
+        for i in 1..5 {
+            r.push(frame(TrackKind::Video, false, i));
+        }
+        assert!(matches!(r.get(0), Lookup::Gone));
+        assert!(matches!(r.get(2), Lookup::Frame(_)));
+        assert_eq!(r.start(), None, "the keyframe left the ring");
+        assert_eq!(r.end(), 5);
+    }
+
+    #[test]
+    fn push_wakes_waiters() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        struct Count(AtomicUsize);
+        impl std::task::Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut r = FrameRing::new(3);
+        r.wait(&waker);
+        r.wait(&waker);
+        r.push(frame(TrackKind::Audio, true, 0));
+        r.push(frame(TrackKind::Audio, true, 1));
+        assert_eq!(
+            count.0.load(Ordering::SeqCst),
+            1,
+            "woken once, then forgotten"
+        );
+    }
+}

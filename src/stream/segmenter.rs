@@ -1,0 +1,84 @@
+//! `Segmenter`: cuts a stream's frames into MPEG-TS segments at keyframes.
+//!
+//! A segment closes at the first video keyframe at or after `target_ms` of media, so every
+//! segment starts with a keyframe (and PAT/PMT) and plays on its own. A stream without video
+//! cuts on duration alone. Each segment is muxed once into one buffer and frozen into
+//! `Bytes`; nothing downstream copies it.
+
+use crate::media::frame::{Frame, MediaInfo, TIMESCALE, TrackKind};
+use crate::mux::ts::{TsError, TsMuxer};
+use crate::stream::segment::Segment;
+use bytes::BytesMut;
+
+pub struct Segmenter {
+    muxer: TsMuxer,
+    has_video: bool,
+    target_ticks: i64,
+    /// Wall-clock time (ms) of timestamp 0.
+    utc_base_ms: i64,
+    buffer: BytesMut,
+    /// DTS of the open segment's first frame, when a segment is open.
+    open_since: Option<i64>,
+    next_sequence: u64,
+    last_size: usize,
+}
+
+impl Segmenter {
+    pub fn new(info: &MediaInfo, target_ms: u32, utc_base_ms: i64) -> Self {
+        Segmenter {
+            muxer: TsMuxer::new(info),
+            has_video: info.video.is_some(),
+            target_ticks: i64::from(target_ms) * TIMESCALE / 1000,
+            utc_base_ms,
+            buffer: BytesMut::new(),
+            open_since: None,
+            next_sequence: 0,
+            last_size: 256 * 1024,
+        }
+    }
+
+    /// Feeds one frame; returns the segment it closed, if any.
+    pub fn push(&mut self, frame: &Frame) -> Result<Option<Segment>, TsError> {
+        let starts_segment = match frame.track {
+            TrackKind::Video => frame.keyframe,
+            TrackKind::Audio => !self.has_video,
+        };
+        let mut finished = None;
+        if starts_segment {
+            if let Some(since) = self.open_since {
+                if frame.dts - since >= self.target_ticks {
+                    finished = Some(self.close(frame.dts));
+                }
+            }
+            if self.open_since.is_none() {
+                self.open(frame.dts);
+            }
+        }
+        if self.open_since.is_some() {
+            self.muxer.write_frame(frame, &mut self.buffer)?;
+        }
+        Ok(finished)
+    }
+
+    fn open(&mut self, dts: i64) {
+        // Reserve about one segment so muxing rarely reallocates.
+        self.buffer.reserve(self.last_size + self.last_size / 4);
+        self.muxer.write_tables(&mut self.buffer);
+        self.open_since = Some(dts);
+    }
+
+    fn close(&mut self, end_dts: i64) -> Segment {
+        let start = self.open_since.take().unwrap_or(end_dts);
+        let ts = self.buffer.split().freeze();
+        self.last_size = ts.len();
+        let sequence = self.next_sequence;
+        self.next_sequence += 1;
+        Segment {
+            sequence,
+            start_utc_ms: self.utc_base_ms + start * 1000 / TIMESCALE,
+            duration_ms: ((end_dts - start) * 1000 / TIMESCALE).clamp(0, i64::from(u32::MAX))
+                as u32,
+            ts,
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! `StreamView`: what one shard knows of one stream: its media description and its recent
+//! segments. The owner shard's input produces them; every shard (owner included) applies
+//! the same `StreamEvent`s, so every shard serves the same playlists.
+
+use crate::auth::verdict::StreamId;
+use crate::hls::playlist::VariantInfo;
+use crate::media::frame::MediaInfo;
+use crate::stream::segment::Segment;
+use crate::stream::window::SegmentWindow;
+
+/// What an input announces to every shard. `Send`: it crosses shards, and its payloads are
+/// `Bytes`, so crossing costs a reference count, not a copy.
+#[derive(Clone, Debug)]
+pub enum StreamEvent {
+    /// The stream's tracks and codec configuration (sent when an input starts).
+    Media { stream: StreamId, info: MediaInfo },
+    /// A finished segment.
+    Segment { stream: StreamId, segment: Segment },
+}
+
+impl StreamEvent {
+    pub fn stream(&self) -> StreamId {
+        match self {
+            StreamEvent::Media { stream, .. } | StreamEvent::Segment { stream, .. } => *stream,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct StreamView {
+    pub window: SegmentWindow,
+    /// Known once the input has announced its media.
+    pub variant: Option<VariantInfo>,
+}
+
+impl StreamView {
+    pub fn apply(&mut self, event: StreamEvent) {
+        match event {
+            StreamEvent::Media { info, .. } => self.variant = Some(variant_info(&info)),
+            StreamEvent::Segment { segment, .. } => self.window.push(segment),
+        }
+    }
+}
+
+/// The master playlist's description of a stream.
+pub fn variant_info(info: &MediaInfo) -> VariantInfo {
+    let mut codecs = Vec::new();
+    if let Some(v) = &info.video {
+        codecs.push(v.codec_string());
+    }
+    if let Some(a) = &info.audio {
+        codecs.push(a.codec_string());
+    }
+    VariantInfo {
+        codecs: codecs.join(","),
+        resolution: info.video.as_ref().map(|v| (v.width, v.height)),
+        frame_rate: info
+            .video
+            .as_ref()
+            .and_then(|v| v.frame_rate)
+            .filter(|&(_, den)| den > 0)
+            .map(|(num, den)| f64::from(num) / f64::from(den)),
+    }
+}

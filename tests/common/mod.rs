@@ -1,0 +1,245 @@
+//! Test harness: starts the real `tessera` binary on free ports with a temporary config,
+//! talks to it over plain TCP, and runs real ffmpeg/ffprobe against it.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_tessera");
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A unique temporary directory for this test process.
+pub fn temp_dir() -> PathBuf {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("tessera-test-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+pub fn write_config(text: &str) -> PathBuf {
+    let path = temp_dir().join("tessera.conf");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// A running server; killed when dropped.
+pub struct Server {
+    child: Child,
+    pub http: u16,
+    pub log: PathBuf,
+}
+
+/// The spec's demo config with the HTTP listener on `http` (other listeners omitted).
+pub fn demo_config(http: u16) -> String {
+    format!(
+        "http 127.0.0.1:{http};\n\
+         auth_backend play-auth {{\n    allow token test1;\n}}\n\
+         stream auth-check {{\n    input fake://fake;\n    on_play auth://play-auth;\n}}\n"
+    )
+}
+
+impl Server {
+    /// Starts the binary on `config` with two shards and waits until HTTP accepts.
+    pub fn start(config: &str, http: u16) -> Server {
+        Self::start_with_args(config, http, &["--shards", "2"])
+    }
+
+    pub fn start_with_args(config: &str, http: u16, args: &[&str]) -> Server {
+        let path = write_config(config);
+        let log = path.with_file_name("server.log");
+        let child = Command::new(BIN)
+            .args(args)
+            .arg(&path)
+            .env("TESSERA_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("start tessera");
+        let server = Server { child, http, log };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", http)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "server did not listen; log:\n{}",
+                server.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.http)
+    }
+
+    /// Waits until `path` answers 200 (the first segment exists).
+    pub fn wait_ok(&self, path: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if get(self.http, path).status == 200 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{path} never became ready; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn child(&mut self) -> &mut Child {
+        &mut self.child
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The value of a header (case-insensitive name), if present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Sends raw bytes on a new connection and reads until the server closes it.
+pub fn raw(port: u16, request: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request).expect("send");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    out
+}
+
+/// Splits the responses of one connection (heads with content-length bodies).
+pub fn parse_responses(mut data: &[u8], head_only: bool) -> Vec<Response> {
+    let mut out = Vec::new();
+    while let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+        let head = String::from_utf8_lossy(&data[..end]).into_owned();
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let mut r = Response {
+            status,
+            head,
+            body: Vec::new(),
+        };
+        let len: usize = r
+            .header("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let len = if head_only { 0 } else { len };
+        let body_end = (end + 4 + len).min(data.len());
+        r.body = data[end + 4..body_end].to_vec();
+        data = &data[body_end..];
+        out.push(r);
+    }
+    out
+}
+
+/// `GET path` on a new connection.
+pub fn get(port: u16, path: &str) -> Response {
+    request(port, "GET", path, "")
+}
+
+pub fn request(port: u16, method: &str, path: &str, extra_headers: &str) -> Response {
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra_headers}Connection: close\r\n\r\n"
+    );
+    let data = raw(port, req.as_bytes());
+    parse_responses(&data, method == "HEAD")
+        .into_iter()
+        .next()
+        .unwrap_or(Response {
+            status: 0,
+            head: String::new(),
+            body: Vec::new(),
+        })
+}
+
+/// Runs a command with a hard time limit; kills it past the limit. Output goes through
+/// files, so a chatty command can never block on a full pipe.
+pub fn run_bounded(cmd: &mut Command, limit: Duration) -> Output {
+    let dir = temp_dir();
+    let (out_path, err_path) = (dir.join("stdout"), dir.join("stderr"));
+    let mut child = cmd
+        .stdout(std::fs::File::create(&out_path).expect("stdout file"))
+        .stderr(std::fs::File::create(&err_path).expect("stderr file"))
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{cmd:?} ran past {limit:?}\nstderr:\n{}",
+                std::fs::read_to_string(&err_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    Output {
+        status,
+        stdout: std::fs::read(&out_path).unwrap_or_default(),
+        stderr: std::fs::read(&err_path).unwrap_or_default(),
+    }
+}
+
+/// ffmpeg/ffprobe must be installed (tools/test.sh installs them).
+pub fn tool(name: &str) -> Command {
+    let found = Command::new(name)
+        .arg("-version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    assert!(
+        found.is_ok_and(|s| s.success()),
+        "{name} is not installed: run tools/test.sh, which installs it"
+    );
+    let mut c = Command::new(name);
+    c.arg("-hide_banner").stdin(Stdio::null());
+    c
+}

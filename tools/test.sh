@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian machine with only the Rust toolchain:
+# installs what the tests drive (ffmpeg/ffprobe, curl) when missing, then checks formatting,
+# lints, builds every target (benches included) and runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
+command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ]; then
+        echo "tools/test.sh: installing ${missing[*]}" >&2
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    else
+        echo "tools/test.sh: please install ${missing[*]} (e.g. sudo apt-get install ${missing[*]})" >&2
+        exit 1
+    fi
+fi
+
+if cargo fmt --version >/dev/null 2>&1; then
+    cargo fmt --all -- --check
+fi
+if cargo clippy --version >/dev/null 2>&1; then
+    cargo clippy --all-targets -- -D warnings
+fi
+cargo build --all-targets
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --no-fail-fast
+else
+    cargo test --no-fail-fast
+fi
