@@ -4,7 +4,7 @@
 #   tools/load-http.sh [SECONDS=10] [CONNECTIONS=64] [WRK_THREADS=1]
 #   env: PORT (default 18080), SHARDS (default: one per core)
 #
-# Runs three cases against the demo stream on 127.0.0.1 only: a token-protected media
+# Runs three cases (SECONDS at most 15: a segment stays served for about 16 s) against the demo stream on 127.0.0.1 only: a token-protected media
 # playlist, a segment, and the 403 path (no token). Prints requests/s, latency percentiles
 # and transfer rate for each. wrk shares the machine's cores with the server: on a small
 # machine the numbers are a floor, not a ceiling.
@@ -41,9 +41,10 @@ for _ in $(seq 1 100); do
     if curl -sf -o /dev/null "$base/tracks-v1a1/mono.m3u8?token=test1"; then break; fi
     sleep 0.2
 done
-segment=$(curl -sf "$base/tracks-v1a1/mono.m3u8?token=test1" | grep -v '^#' | tail -n 1)
-[ -n "$segment" ] || { echo "server never became ready:"; cat "$dir/server.log"; exit 1; }
-size=$(curl -sf "$base/tracks-v1a1/$segment" | wc -c)
+# The newest segment; it stays in the window for about 16 s, so it is looked up right before
+# its own run.
+newest_segment() { curl -sf "$base/tracks-v1a1/mono.m3u8?token=test1" | grep -v '^#' | tail -n 1; }
+[ -n "$(newest_segment)" ] || { echo "server never became ready:"; cat "$dir/server.log"; exit 1; }
 
 echo "tessera $shards shards, wrk -t$threads -c$conns -d${secs}s, $(nproc) cores shared with wrk"
 run() {
@@ -52,5 +53,7 @@ run() {
         | grep -E 'Requests/sec|Transfer/sec|Non-2xx|Socket errors|^ +(50|90|99)%|Latency ' || true
 }
 run "media playlist with token (200)" "$base/tracks-v1a1/mono.m3u8?token=test1"
+segment=$(newest_segment)
+size=$(curl -sf "$base/tracks-v1a1/$segment" | wc -c)
 run "segment with token (200, $size bytes)" "$base/tracks-v1a1/$segment"
 run "master playlist without token (403)" "$base/index.m3u8"
