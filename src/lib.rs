@@ -12,6 +12,8 @@ pub mod http;
 pub mod logging;
 pub mod media;
 pub mod mux;
+pub mod rtp;
+pub mod rtsp;
 pub mod runtime;
 pub mod shard;
 pub mod source;

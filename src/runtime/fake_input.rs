@@ -30,15 +30,14 @@ pub async fn run(stream: StreamId, name: Box<str>, segment_ms: u32, fanout: Rc<F
             glommio::timer::sleep(wait).await;
         }
         let elapsed = (started.elapsed().as_micros() as i64) * TIMESCALE / 1_000_000;
-        frames.clear();
         source.poll(elapsed, &mut frames);
         if frames.is_empty() {
             // The source had nothing due (timer fired early): never spin on the shard.
             glommio::timer::sleep(Duration::from_millis(1)).await;
             continue;
         }
-        for frame in &frames {
-            match segmenter.push(frame) {
+        for frame in frames.drain(..) {
+            match segmenter.push(&frame) {
                 Ok(Some(segment)) => {
                     fanout
                         .publish(StreamEvent::Segment { stream, segment })
@@ -47,6 +46,7 @@ pub async fn run(stream: StreamId, name: Box<str>, segment_ms: u32, fanout: Rc<F
                 Ok(None) => {}
                 Err(e) => log::warn!("stream {name}: dropped a frame: {e}"),
             }
+            fanout.publish(StreamEvent::Frame { stream, frame }).await;
         }
     }
 }

@@ -9,6 +9,7 @@
 pub mod fake_input;
 pub mod fanout;
 pub mod http_conn;
+pub mod rtsp_conn;
 
 use crate::config::{Config, InputUrl, ListenerProto};
 use crate::http::limits::HttpLimits;
@@ -41,10 +42,11 @@ pub enum Stop {
 pub fn run(config: &Config, shards: usize) -> Result<Stop, String> {
     let shards = shards.max(1);
     let catalog = Arc::new(Catalog::from_config(config));
-    let mut http_addrs = Vec::new();
+    let mut listeners = Listeners::default();
     for l in &config.listeners {
         match l.proto {
-            ListenerProto::Http => http_addrs.push(l.addr),
+            ListenerProto::Http => listeners.http.push(l.addr),
+            ListenerProto::Rtsp => listeners.rtsp.push(l.addr),
             other => log::warn!(
                 "{} listener on {} is accepted but not served yet",
                 other.as_str(),
@@ -52,8 +54,8 @@ pub fn run(config: &Config, shards: usize) -> Result<Stop, String> {
             ),
         }
     }
-    if http_addrs.is_empty() {
-        log::warn!("no http listener configured: nothing will be served");
+    if listeners.http.is_empty() && listeners.rtsp.is_empty() {
+        log::warn!("no http or rtsp listener configured: nothing will be served");
     }
     let limits = HttpLimits::default();
     let seed = crate::auth::os_seed();
@@ -71,9 +73,9 @@ pub fn run(config: &Config, shards: usize) -> Result<Stop, String> {
         .name("tessera-shard")
         .on_all_shards(move || {
             let catalog = catalog.clone();
-            let http_addrs = http_addrs.clone();
+            let listeners = listeners.clone();
             let ready = ready_tx.clone();
-            async move { shard_main(catalog, http_addrs, mesh, limits, seed, ready).await }
+            async move { shard_main(catalog, listeners, mesh, limits, seed, ready).await }
         })
         .map_err(|e| format!("cannot start shards: {e}"))?;
 
@@ -111,9 +113,16 @@ pub fn run(config: &Config, shards: usize) -> Result<Stop, String> {
         .unwrap_or_else(|_| Err("lost track of the shards".into()))
 }
 
+/// The addresses each shard listens on, per protocol.
+#[derive(Clone, Debug, Default)]
+struct Listeners {
+    http: Vec<SocketAddr>,
+    rtsp: Vec<SocketAddr>,
+}
+
 async fn shard_main(
     catalog: Arc<Catalog>,
-    http_addrs: Vec<SocketAddr>,
+    addrs: Listeners,
     mesh: MeshBuilder<StreamEvent, glommio::channels::channel_mesh::Full>,
     limits: HttpLimits,
     seed: u64,
@@ -137,15 +146,36 @@ async fn shard_main(
         seed,
     )));
 
-    let mut listeners = Vec::new();
-    for addr in &http_addrs {
-        match TcpListener::bind(addr) {
-            Ok(l) => listeners.push(l),
-            Err(e) => {
-                let _ = ready.send(Err(format!("cannot listen for http on {addr}: {e}")));
-                return;
+    let mut bound = Vec::new();
+    for (proto, list) in [
+        (ListenerProto::Http, &addrs.http),
+        (ListenerProto::Rtsp, &addrs.rtsp),
+    ] {
+        for addr in list {
+            match TcpListener::bind(addr) {
+                Ok(l) => bound.push((proto, *addr, l)),
+                Err(e) => {
+                    let name = proto.as_str();
+                    let _ = ready.send(Err(format!("cannot listen for {name} on {addr}: {e}")));
+                    return;
+                }
             }
         }
+    }
+    // RTP/RTCP over UDP leave from one socket pair per shard, on the first RTSP address.
+    let udp = match addrs.rtsp.first() {
+        None => None,
+        Some(addr) => match rtsp_conn::UdpPair::bind(addr.ip()) {
+            Ok(pair) => Some(Rc::new(pair)),
+            Err(e) => {
+                log::warn!("shard {id}: no UDP ports for RTSP ({e}); RTSP over TCP only");
+                None
+            }
+        },
+    };
+    if let Some(pair) = &udp {
+        glommio::spawn_local(rtsp_conn::drain_udp(pair.clone(), false)).detach();
+        glommio::spawn_local(rtsp_conn::drain_udp(pair.clone(), true)).detach();
     }
 
     for (_, receiver) in receivers.streams() {
@@ -185,16 +215,46 @@ async fn shard_main(
     })
     .detach();
 
-    for addr in &http_addrs {
-        log::debug!("shard {id}: http on {addr}");
+    for (proto, addr, _) in &bound {
+        log::debug!("shard {id}: {} on {addr}", proto.as_str());
     }
     let _ = ready.send(Ok(id));
-    let accepts: Vec<_> = listeners
+    let accepts: Vec<_> = bound
         .into_iter()
-        .map(|l| glommio::spawn_local(accept_loop(l, state.clone())))
+        .map(|(proto, _, l)| match proto {
+            ListenerProto::Rtsp => {
+                glommio::spawn_local(accept_rtsp(l, state.clone(), udp.clone(), seed))
+            }
+            _ => glommio::spawn_local(accept_loop(l, state.clone())),
+        })
         .collect();
     for task in accepts {
         task.await;
+    }
+}
+
+/// Accepts RTSP connections; each gets its own seed (session ids, SSRCs).
+async fn accept_rtsp(
+    listener: TcpListener,
+    state: Rc<RefCell<ShardState>>,
+    udp: Option<Rc<rtsp_conn::UdpPair>>,
+    seed: u64,
+) {
+    let mut accepted: u64 = 0;
+    let shard = state.borrow().id as u64;
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                accepted += 1;
+                let conn_seed = seed ^ (shard << 48) ^ accepted.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                let task = rtsp_conn::serve(stream, state.clone(), udp.clone(), conn_seed);
+                glommio::spawn_local(task).detach();
+            }
+            Err(e) => {
+                log::warn!("rtsp accept failed: {e}");
+                glommio::timer::sleep(Duration::from_millis(100)).await;
+            }
+        }
     }
 }
 

@@ -1,10 +1,11 @@
-//! `StreamView`: what one shard knows of one stream: its media description and its recent
-//! segments. The owner shard's input produces them; every shard (owner included) applies
+//! `StreamView`: what one shard knows of one stream: its media description, its recent
+//! segments and its recent frames. The owner shard's input produces them; every shard (owner included) applies
 //! the same `StreamEvent`s, so every shard serves the same playlists.
 
 use crate::auth::verdict::StreamId;
 use crate::hls::playlist::VariantInfo;
-use crate::media::frame::MediaInfo;
+use crate::media::frame::{Frame, MediaInfo};
+use crate::stream::ring::FrameRing;
 use crate::stream::segment::Segment;
 use crate::stream::window::SegmentWindow;
 
@@ -16,12 +17,16 @@ pub enum StreamEvent {
     Media { stream: StreamId, info: MediaInfo },
     /// A finished segment.
     Segment { stream: StreamId, segment: Segment },
+    /// One frame, for the frame-by-frame protocols (RTSP).
+    Frame { stream: StreamId, frame: Frame },
 }
 
 impl StreamEvent {
     pub fn stream(&self) -> StreamId {
         match self {
-            StreamEvent::Media { stream, .. } | StreamEvent::Segment { stream, .. } => *stream,
+            StreamEvent::Media { stream, .. }
+            | StreamEvent::Segment { stream, .. }
+            | StreamEvent::Frame { stream, .. } => *stream,
         }
     }
 }
@@ -29,15 +34,27 @@ impl StreamEvent {
 #[derive(Debug, Default)]
 pub struct StreamView {
     pub window: SegmentWindow,
+    /// Recent frames, for viewers that take frames rather than segments.
+    pub ring: FrameRing,
     /// Known once the input has announced its media.
+    pub media: Option<MediaInfo>,
+    /// The master playlist's description, derived from `media`.
     pub variant: Option<VariantInfo>,
 }
 
 impl StreamView {
     pub fn apply(&mut self, event: StreamEvent) {
         match event {
-            StreamEvent::Media { info, .. } => self.variant = Some(variant_info(&info)),
+            StreamEvent::Media { info, .. } => {
+                self.variant = Some(variant_info(&info));
+                if self.media.as_ref().is_some_and(|old| *old != info) {
+                    // New codec configuration: frames of the old one are useless to viewers.
+                    self.ring.reset();
+                }
+                self.media = Some(info);
+            }
             StreamEvent::Segment { segment, .. } => self.window.push(segment),
+            StreamEvent::Frame { frame, .. } => self.ring.push(frame),
         }
     }
 }

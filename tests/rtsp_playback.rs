@@ -1,0 +1,120 @@
+//! RTSP playback against the real binary with real ffprobe/ffmpeg: both transports play the
+//! fake source with the token; no token and a wrong token are refused with 403.
+
+mod common;
+use common::*;
+use std::time::Duration;
+
+fn config(http: u16, rtsp: u16) -> String {
+    format!("{}rtsp 127.0.0.1:{rtsp};\n", demo_config(http))
+}
+
+fn start() -> (Server, u16) {
+    let (http, rtsp) = (free_port(), free_port());
+    let server = Server::start(&config(http, rtsp), http);
+    // RTSP viewers start at a keyframe; wait until the stream has produced media.
+    server.wait_ok("/auth-check/tracks-v1a1/mono.m3u8?token=test1");
+    (server, rtsp)
+}
+
+#[test]
+fn ffprobe_plays_both_transports_with_the_token() {
+    let (server, rtsp) = start();
+    let url = format!("rtsp://127.0.0.1:{rtsp}/auth-check?token=test1");
+    for transport in ["tcp", "udp"] {
+        let out = run_bounded(
+            tool("ffprobe").args(["-rtsp_transport", transport, &url]),
+            Duration::from_secs(60),
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "{transport}: {err}\nserver log:\n{}",
+            server.log_text()
+        );
+        for needle in [
+            "Video: h264 (Constrained Baseline)",
+            "320x240",
+            "25 fps",
+            "Audio: aac (LC)",
+            "48000 Hz, stereo",
+        ] {
+            assert!(
+                err.contains(needle),
+                "{transport}: ffprobe output lacks {needle:?}:\n{err}"
+            );
+        }
+    }
+}
+
+#[test]
+fn ffmpeg_decodes_five_seconds_on_both_transports_without_a_warning() {
+    let (server, rtsp) = start();
+    let url = format!("rtsp://127.0.0.1:{rtsp}/auth-check?token=test1");
+    for transport in ["tcp", "udp"] {
+        let out = run_bounded(
+            tool("ffmpeg").args([
+                "-v",
+                "warning",
+                "-xerror",
+                "-rtsp_transport",
+                transport,
+                "-i",
+                &url,
+                "-t",
+                "5",
+                "-f",
+                "null",
+                "-",
+            ]),
+            Duration::from_secs(60),
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "{transport}: ffmpeg failed:\n{err}\nserver log:\n{}",
+            server.log_text()
+        );
+        assert!(err.trim().is_empty(), "{transport}: ffmpeg warned:\n{err}");
+    }
+    let log = server.log_text();
+    assert!(log.contains("proto=rtsp"), "{log}");
+    assert!(!log.contains("test1"), "whole token in the log:\n{log}");
+}
+
+#[test]
+fn no_token_wrong_token_and_unknown_stream_are_refused() {
+    let (_server, rtsp) = start();
+    for (path, expect) in [
+        ("/auth-check", "403 Forbidden"),
+        ("/auth-check?token=bad", "403 Forbidden"),
+        ("/auth-check?token=test1&token=test1", "400"),
+        ("/other?token=test1", "404"),
+    ] {
+        let url = format!("rtsp://127.0.0.1:{rtsp}{path}");
+        let out = run_bounded(
+            tool("ffprobe").args(["-rtsp_transport", "tcp", &url]),
+            Duration::from_secs(30),
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{path} played");
+        assert!(err.contains(expect), "{path}: expected {expect}:\n{err}");
+    }
+}
+
+#[test]
+fn describe_denial_carries_the_reason() {
+    let (_server, rtsp) = start();
+    let reply = raw(
+        rtsp,
+        format!("DESCRIBE rtsp://127.0.0.1:{rtsp}/auth-check RTSP/1.0\r\nCSeq: 2\r\nAccept: application/sdp\r\n\r\n").as_bytes(),
+    );
+    let text = String::from_utf8_lossy(&reply);
+    assert!(text.starts_with("RTSP/1.0 403 Forbidden\r\n"), "{text}");
+    assert!(text.contains("CSeq: 2\r\n"), "{text}");
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("x-deny-reason: backend_denied"),
+        "{text}"
+    );
+}
