@@ -514,11 +514,11 @@ impl Fmp4Muxer {
             return Err(Fmp4Error::EmptyFragment { sequence });
         }
 
-        let layouts: Vec<Option<TrafLayout>> = self
-            .runs
-            .iter()
-            .map(|run| (!run.samples.is_empty()).then(|| TrafLayout::of(run)))
-            .collect();
+        // At most one run per track kind: no allocation for the layouts.
+        let mut layouts: [Option<TrafLayout>; 2] = [None; 2];
+        for (layout, run) in layouts.iter_mut().zip(&self.runs) {
+            *layout = (!run.samples.is_empty()).then(|| TrafLayout::of(run));
+        }
         let moof_len = BOX_HEADER_LEN
             + (FULL_BOX_HEADER_LEN + 4)
             + layouts.iter().flatten().map(TrafLayout::len).sum::<usize>();
@@ -608,14 +608,12 @@ fn build_run(
                 next_dts,
             });
         };
-        let composition_offset =
-            i32::try_from(to_timescale(frame.pts, track.timescale) - dts).map_err(|_| {
-                Fmp4Error::CompositionOffsetOutOfRange {
-                    sequence,
-                    track: track.kind,
-                    pts: frame.pts,
-                    dts: frame.dts,
-                }
+        let composition_offset = i32::try_from(to_timescale(frame.pts, track.timescale) - dts)
+            .map_err(|_| Fmp4Error::CompositionOffsetOutOfRange {
+                sequence,
+                track: track.kind,
+                pts: frame.pts,
+                dts: frame.dts,
             })?;
         let size = frame.data.len() as u64;
         run.data_len += size;
@@ -985,7 +983,12 @@ fn mp4a_sample_entry(config: &AudioConfig) -> Result<Vec<u8>, Fmp4Error> {
     let es_len = 3 + 2 + decoder_config_len + 3;
     let esds = open_full_box(&mut out, b"esds", 0, 0);
     out.put_slice(&[0x03, es_len, 0x00, 0x00, 0x00]); // ES_ID 0, no flags
-    out.put_slice(&[0x04, decoder_config_len, OBJECT_TYPE_AAC, STREAM_TYPE_AUDIO_BYTE]);
+    out.put_slice(&[
+        0x04,
+        decoder_config_len,
+        OBJECT_TYPE_AAC,
+        STREAM_TYPE_AUDIO_BYTE,
+    ]);
     out.put_bytes(0, 3 + 4 + 4); // bufferSizeDB, maxBitrate, avgBitrate: unknown
     out.put_slice(&[0x05, asc_len]);
     out.put_slice(&config.asc);
@@ -1106,7 +1109,11 @@ mod tests {
         while !rest.is_empty() {
             assert!(rest.len() >= 8, "truncated box header: {rest:?}");
             let size = be32(rest) as usize;
-            assert!(size >= 8 && size <= rest.len(), "box size {size} of {}", rest.len());
+            assert!(
+                size >= 8 && size <= rest.len(),
+                "box size {size} of {}",
+                rest.len()
+            );
             let kind: [u8; 4] = rest[4..8].try_into().unwrap();
             let body = &rest[8..size];
             let children_at = match &kind {
@@ -1119,7 +1126,11 @@ mod tests {
             };
             let children = children_at.map_or_else(Vec::new, |at| parse(&body[at..]));
             if let Some(count_at) = matches!(&kind, b"stsd" | b"dref").then_some(4) {
-                assert_eq!(be32(&body[count_at..]) as usize, children.len(), "entry_count");
+                assert_eq!(
+                    be32(&body[count_at..]) as usize,
+                    children.len(),
+                    "entry_count"
+                );
             }
             boxes.push(Mp4Box {
                 kind,
@@ -1147,7 +1158,10 @@ mod tests {
         let tfhd = traf.child("tfhd");
         assert_eq!(tfhd.version(), 0);
         let tfhd_flags = tfhd.flags();
-        assert_eq!(tfhd_flags & !TFHD_DEFAULT_SAMPLE_FLAGS, TFHD_DEFAULT_BASE_IS_MOOF);
+        assert_eq!(
+            tfhd_flags & !TFHD_DEFAULT_SAMPLE_FLAGS,
+            TFHD_DEFAULT_BASE_IS_MOOF
+        );
         let track_id = be32(tfhd.full());
         let default_flags = (tfhd_flags & TFHD_DEFAULT_SAMPLE_FLAGS != 0).then(|| {
             assert_eq!(tfhd.full().len(), 8);
@@ -1225,7 +1239,10 @@ mod tests {
         let mut expected_offset = mdat_start;
         for traf in &trafs {
             let mut at = moof_start + traf.data_offset as usize;
-            assert_eq!(at, expected_offset, "track data is contiguous, in track order");
+            assert_eq!(
+                at, expected_offset,
+                "track data is contiguous, in track order"
+            );
             let mut samples = Vec::new();
             for &(_, size, _, _) in &traf.samples {
                 samples.push(buf[at..at + size as usize].to_vec());
@@ -1302,7 +1319,11 @@ mod tests {
         let (mut v, mut a) = (start, start);
         while v < end || a < end {
             if v <= a && v < end {
-                frames.push(video(v, (v - start) % 90_000 == 0, 200 + (v / 3600 % 50) as usize));
+                frames.push(video(
+                    v,
+                    (v - start) % 90_000 == 0,
+                    200 + (v / 3600 % 50) as usize,
+                ));
                 v += 3600;
             } else {
                 frames.push(audio(a, 100 + (a / 1920 % 30) as usize));
@@ -1319,11 +1340,18 @@ mod tests {
         let mux = Fmp4Muxer::new(&av_info(48_000)).unwrap();
         let init = mux.init_segment();
         let boxes = parse(&init);
-        assert_eq!(boxes.iter().map(Mp4Box::name).collect::<Vec<_>>(), ["ftyp", "moov"]);
+        assert_eq!(
+            boxes.iter().map(Mp4Box::name).collect::<Vec<_>>(),
+            ["ftyp", "moov"]
+        );
         let ftyp = boxes[0].body;
         assert_eq!(&ftyp[..4], b"iso6");
         assert_eq!(be32(&ftyp[4..]), 0);
-        assert_eq!(&ftyp[8..], b"iso6isommp41", "no cmfc: muxed A/V is not a CMAF track");
+        assert_eq!(
+            &ftyp[8..],
+            b"iso6isommp41",
+            "no cmfc: muxed A/V is not a CMAF track"
+        );
 
         let moov = &boxes[1];
         assert_eq!(moov.names(), ["mvhd", "trak", "trak", "mvex"]);
@@ -1454,7 +1482,7 @@ mod tests {
         }
     }
 
-    /// Splits frames into fragments of `seconds` starting at multiples of it.
+    /// Splits frames into fragments `ticks` long from the first frame, each with its `end_dts`.
     fn split(frames: &[Frame], ticks: i64) -> Vec<(Vec<Frame>, i64)> {
         let last = frames.iter().map(|f| f.dts).max().unwrap();
         let count = (last - frames[0].dts) / ticks + 1;
@@ -1512,7 +1540,10 @@ mod tests {
     #[test]
     fn audio_timescale_conversion_is_exact() {
         assert_eq!(to_timescale(1920, 48_000), 1024);
-        assert_eq!(to_timescale(90_000 * 3600 * 24 * 365, 48_000), 48_000 * 3600 * 24 * 365);
+        assert_eq!(
+            to_timescale(90_000 * 3600 * 24 * 365, 48_000),
+            48_000 * 3600 * 24 * 365
+        );
         assert_eq!(to_timescale(2090, 44_100), 1024); // 2089.795... rounded by the source
         assert_eq!(to_timescale(2089, 44_100), 1024);
         assert_eq!(to_timescale(-1920, 48_000), -1024);
@@ -1528,7 +1559,10 @@ mod tests {
         let out = mux.fragment(1, &frames, 0).unwrap();
         let traf = &read_fragment(&out).trafs[0];
         assert_eq!(traf.base_decode_time, 1_024_000);
-        assert_eq!(traf.samples.iter().map(|s| s.0).collect::<Vec<_>>(), [1024, 1024]);
+        assert_eq!(
+            traf.samples.iter().map(|s| s.0).collect::<Vec<_>>(),
+            [1024, 1024]
+        );
     }
 
     #[test]
@@ -1538,7 +1572,7 @@ mod tests {
             audio: None,
         };
         let mut mux = Fmp4Muxer::new(&info).unwrap();
-        // I P B B with a two-frame reorder delay, and one pts below its dts (legal in v1).
+        // Reordered pictures (B-frames), and one pts below its dts (legal in trun version 1).
         let mut frames = Vec::new();
         for (dts, pts, key) in [
             (0, 7200, true),
@@ -1621,7 +1655,9 @@ mod tests {
             (Tracks::Video, TrackKind::Video, b"vide"),
             (Tracks::Audio, TrackKind::Audio, b"soun"),
         ] {
-            let mut mux = Fmp4Muxer::for_tracks(&info, tracks).unwrap().with_styp(true);
+            let mut mux = Fmp4Muxer::for_tracks(&info, tracks)
+                .unwrap()
+                .with_styp(true);
             assert_eq!(mux.track_id(kind), Some(1));
             let init = mux.init_segment();
             let boxes = parse(&init);
@@ -1643,8 +1679,14 @@ mod tests {
             assert_eq!(fragment.payloads[0].len(), want);
         }
         assert_eq!(
-            Fmp4Muxer::for_tracks(&MediaInfo { audio: None, ..info.clone() }, Tracks::Both)
-                .unwrap_err(),
+            Fmp4Muxer::for_tracks(
+                &MediaInfo {
+                    audio: None,
+                    ..info.clone()
+                },
+                Tracks::Both
+            )
+            .unwrap_err(),
             Fmp4Error::TrackMissing {
                 track: TrackKind::Audio
             }
@@ -1654,7 +1696,9 @@ mod tests {
     #[test]
     fn a_track_without_samples_has_no_traf() {
         let mut mux = Fmp4Muxer::new(&av_info(48_000)).unwrap();
-        let out = mux.fragment(1, &[audio(0, 10), audio(1920, 10)], 3840).unwrap();
+        let out = mux
+            .fragment(1, &[audio(0, 10), audio(1920, 10)], 3840)
+            .unwrap();
         let fragment = read_fragment(&out);
         assert_eq!(fragment.trafs.len(), 1);
         assert_eq!(fragment.trafs[0].track_id, 2);
@@ -1694,7 +1738,12 @@ mod tests {
             Fmp4Error::EmptyFragment { sequence: 2 }
         );
         assert_eq!(
-            err(&mut mux, &[video(3600, true, 1), video(3600, false, 1)], 7200).unwrap_err(),
+            err(
+                &mut mux,
+                &[video(3600, true, 1), video(3600, false, 1)],
+                7200
+            )
+            .unwrap_err(),
             Fmp4Error::BadDuration {
                 sequence: 2,
                 track: TrackKind::Video,
