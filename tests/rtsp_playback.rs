@@ -118,3 +118,90 @@ fn describe_denial_carries_the_reason() {
         "{text}"
     );
 }
+
+/// Sends requests on one connection and returns each response's status line.
+fn statuses(port: u16, requests: &[String]) -> Vec<String> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut reader = BufReader::new(s.try_clone().unwrap());
+    let mut out = Vec::new();
+    for req in requests {
+        s.write_all(req.as_bytes()).unwrap();
+        let mut status = String::new();
+        if reader.read_line(&mut status).unwrap_or(0) == 0 {
+            out.push("closed".to_string());
+            break;
+        }
+        let mut len = 0usize;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0u8; len];
+        reader.read_exact(&mut body).unwrap();
+        out.push(status.trim_end().to_string());
+    }
+    out
+}
+
+#[test]
+fn bad_requests_get_rtsp_statuses_and_others_keep_playing() {
+    let (server, rtsp) = start();
+    let base = format!("rtsp://127.0.0.1:{rtsp}/auth-check");
+    let got = statuses(
+        rtsp,
+        &[
+            format!("OPTIONS {base} RTSP/1.0\r\n\r\n"),
+            format!("DESCRIBE {base}?token=test1 RTSP/1.0\r\nCSeq: 1\r\n\r\n"),
+            format!(
+                "SETUP {base}/trackID=0 RTSP/1.0\r\nCSeq: 2\r\nTransport: RTP/AVP;multicast\r\n\r\n"
+            ),
+            format!(
+                "SETUP {base}/trackID=7 RTSP/1.0\r\nCSeq: 3\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n"
+            ),
+            format!(
+                "SETUP {base}/trackID=0 RTSP/1.0\r\nCSeq: 4\r\nSession: nope\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n"
+            ),
+            format!("RECORD {base} RTSP/1.0\r\nCSeq: 5\r\n\r\n"),
+            format!("PLAY {base} RTSP/1.0\r\nCSeq: 6\r\nSession: nope\r\n\r\n"),
+        ],
+    );
+    assert_eq!(
+        got,
+        vec![
+            "RTSP/1.0 400 Bad Request",
+            "RTSP/1.0 200 OK",
+            "RTSP/1.0 461 Unsupported Transport",
+            "RTSP/1.0 404 Not Found",
+            "RTSP/1.0 454 Session Not Found",
+            "RTSP/1.0 405 Method Not Allowed",
+            "RTSP/1.0 454 Session Not Found",
+        ],
+        "server log:\n{}",
+        server.log_text()
+    );
+    // Garbage on another connection is refused and closed...
+    let reply = raw(rtsp, b"\x00\x01\x02 garbage\r\n\r\n");
+    assert!(
+        String::from_utf8_lossy(&reply).starts_with("RTSP/1.0 400"),
+        "{reply:?}"
+    );
+    // ...and a viewer is still served.
+    let url = format!("{base}?token=test1");
+    let out = run_bounded(
+        tool("ffprobe").args(["-rtsp_transport", "tcp", &url]),
+        Duration::from_secs(60),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
