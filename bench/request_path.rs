@@ -36,6 +36,7 @@ fn segments() -> Vec<Segment> {
             start_utc_ms: 1_706_988_696_000 + i as i64 * 2000,
             duration_ms: 2000,
             ts: Bytes::from(vec![0x47u8; 188 * 1000]),
+            fmp4: None,
         })
         .collect()
 }
@@ -86,7 +87,13 @@ fn bench(c: &mut Criterion) {
     c.bench_function("hls/media_playlist_with_token", |b| {
         b.iter(|| {
             out.clear();
-            write_media(&mut out, window.playlist(), "", token);
+            write_media(
+                &mut out,
+                window.playlist(),
+                "",
+                token,
+                tessera::hls::names::Container::Ts,
+            );
             out.len()
         })
     });

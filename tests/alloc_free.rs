@@ -53,9 +53,14 @@ fn shard_with_segments() -> (ShardState, Vec<String>) {
             start_utc_ms: start + i as i64 * 2000,
             duration_ms: 2000,
             ts: Bytes::from(vec![0x47u8; 188 * 100]),
+            fmp4: None,
         };
         let mut name = Vec::new();
-        tessera::hls::names::write_segment_path(&mut name, &segment);
+        tessera::hls::names::write_segment_path(
+            &mut name,
+            &segment,
+            tessera::hls::names::Container::Ts,
+        );
         names.push(String::from_utf8(name).unwrap());
         shard.apply(StreamEvent::Segment { stream: 0, segment });
     }

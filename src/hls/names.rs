@@ -1,26 +1,53 @@
-//! Segment names: `YYYY/MM/DD/HH/MM/SS-DURMS.ts`, the UTC start second then the duration in
-//! milliseconds (five digits at least), as the reference server names them.
+//! Segment names: `YYYY/MM/DD/HH/MM/SS-DURMS.ts` (or `.m4s` for the fMP4 fragment of the
+//! same segment), the UTC start second then the duration in milliseconds (five digits at
+//! least), as the reference server names them.
 
 use crate::stream::segment::Segment;
 use crate::utc::{civil_from_ms, epoch_seconds};
 use std::io::Write;
 
+/// The container a segment URL asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Container {
+    Ts,
+    Fmp4,
+}
+
+impl Container {
+    pub fn extension(self) -> &'static str {
+        match self {
+            Container::Ts => ".ts",
+            Container::Fmp4 => ".m4s",
+        }
+    }
+}
+
 /// Appends the segment's path (relative to `tracks-v1a1/`).
-pub fn write_segment_path(out: &mut Vec<u8>, segment: &Segment) {
+pub fn write_segment_path(out: &mut Vec<u8>, segment: &Segment, container: Container) {
     let c = civil_from_ms(segment.start_second() * 1000);
     let _ = write!(
         out,
-        "{:04}/{:02}/{:02}/{:02}/{:02}/{:02}-{:05}.ts",
-        c.year, c.month, c.day, c.hour, c.minute, c.second, segment.duration_ms
+        "{:04}/{:02}/{:02}/{:02}/{:02}/{:02}-{:05}{}",
+        c.year,
+        c.month,
+        c.day,
+        c.hour,
+        c.minute,
+        c.second,
+        segment.duration_ms,
+        container.extension()
     );
 }
 
-/// Parses the six path segments after `tracks-v1a1/` back into (start second, duration ms).
-/// Anything that is not exactly that shape is `None` (answered 404).
-pub fn parse_segment_path(parts: [&str; 6]) -> Option<(i64, u32)> {
+/// Parses the six path segments after `tracks-v1a1/` back into (start second, duration ms,
+/// container). Anything that is not exactly that shape is `None` (answered 404).
+pub fn parse_segment_path(parts: [&str; 6]) -> Option<(i64, u32, Container)> {
     let [y, mo, d, h, mi, last] = parts;
     let (s, rest) = last.split_once('-')?;
-    let dur = rest.strip_suffix(".ts")?;
+    let (dur, container) = match rest.strip_suffix(".ts") {
+        Some(dur) => (dur, Container::Ts),
+        None => (rest.strip_suffix(".m4s")?, Container::Fmp4),
+    };
     let num = |t: &str, min: usize, max: usize| -> Option<u32> {
         if t.len() < min || t.len() > max || !t.bytes().all(|b| b.is_ascii_digit()) {
             return None;
@@ -35,7 +62,7 @@ pub fn parse_segment_path(parts: [&str; 6]) -> Option<(i64, u32)> {
         num(mi, 2, 2)?,
         num(s, 2, 2)?,
     )?;
-    Some((secs, num(dur, 5, 9)?))
+    Some((secs, num(dur, 5, 9)?, container))
 }
 
 #[cfg(test)]
@@ -51,13 +78,21 @@ mod tests {
             start_utc_ms: start * 1000 + 480,
             duration_ms: 5000,
             ts: Bytes::new(),
+            fmp4: None,
         };
         let mut out = Vec::new();
-        write_segment_path(&mut out, &seg);
+        write_segment_path(&mut out, &seg, Container::Ts);
         assert_eq!(out, b"2024/02/03/19/31/36-05000.ts");
         assert_eq!(
             parse_segment_path(["2024", "02", "03", "19", "31", "36-05000.ts"]),
-            Some((start, 5000))
+            Some((start, 5000, Container::Ts))
+        );
+        out.clear();
+        write_segment_path(&mut out, &seg, Container::Fmp4);
+        assert_eq!(out, b"2024/02/03/19/31/36-05000.m4s");
+        assert_eq!(
+            parse_segment_path(["2024", "02", "03", "19", "31", "36-05000.m4s"]),
+            Some((start, 5000, Container::Fmp4))
         );
     }
 

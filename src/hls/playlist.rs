@@ -4,7 +4,7 @@
 //! URIs are relative, so they resolve under whatever path the viewer used for the stream.
 //! Renders into a reused buffer; allocates nothing.
 
-use crate::hls::names::write_segment_path;
+use crate::hls::names::{Container, write_segment_path};
 use crate::http::target::percent_encode_into;
 use crate::stream::segment::Segment;
 use std::io::Write;
@@ -67,14 +67,19 @@ pub fn write_master(
     out.push(b'\n');
 }
 
+/// The fMP4 initialization segment's name, beside the fragments.
+pub const INIT_NAME: &str = "init.mp4";
+
 /// Live media playlist (RFC 8216 §4.3.3) over `segments` (oldest first). `dir` is the
 /// segment directory relative to the playlist: `""` under `tracks-v1a1/`, or
-/// [`TRACKS_DIR`] for the aliases at the stream root.
+/// [`TRACKS_DIR`] for playlists at the stream root. fMP4 playlists are version 7 and name the
+/// init segment in `EXT-X-MAP` (§4.3.2.5), token included.
 pub fn write_media<'s>(
     out: &mut Vec<u8>,
     segments: impl Iterator<Item = &'s Segment> + Clone,
     dir: &str,
     token: TokenQuery<'_>,
+    container: Container,
 ) {
     let target = segments
         .clone()
@@ -83,10 +88,21 @@ pub fn write_media<'s>(
         .unwrap_or(1)
         .max(1);
     let first = segments.clone().next().map_or(0, |s| s.sequence);
+    let version = match container {
+        Container::Ts => 3,
+        Container::Fmp4 => 7,
+    };
     let _ = write!(
         out,
-        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:{first}\n"
+        "#EXTM3U\n#EXT-X-VERSION:{version}\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:{first}\n"
     );
+    if container == Container::Fmp4 {
+        out.extend_from_slice(b"#EXT-X-MAP:URI=\"");
+        out.extend_from_slice(dir.as_bytes());
+        out.extend_from_slice(INIT_NAME.as_bytes());
+        token.write(out);
+        out.extend_from_slice(b"\"\n");
+    }
     for s in segments {
         out.extend_from_slice(b"#EXT-X-PROGRAM-DATE-TIME:");
         crate::utc::write_iso8601(out, s.start_utc_ms);
@@ -97,7 +113,7 @@ pub fn write_media<'s>(
             s.duration_ms % 1000
         );
         out.extend_from_slice(dir.as_bytes());
-        write_segment_path(out, s);
+        write_segment_path(out, s, container);
         token.write(out);
         out.push(b'\n');
     }
@@ -114,6 +130,7 @@ mod tests {
             start_utc_ms,
             duration_ms: 2000,
             ts: Bytes::new(),
+            fmp4: None,
         }
     }
 
@@ -144,7 +161,7 @@ mod tests {
         let mut out = Vec::new();
         let start = crate::utc::epoch_seconds(2024, 2, 3, 19, 31, 36).unwrap() * 1000;
         let segs = [seg(7, start), seg(8, start + 2000)];
-        write_media(&mut out, segs.iter(), "", TOKEN);
+        write_media(&mut out, segs.iter(), "", TOKEN, Container::Ts);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:7\n\
@@ -156,13 +173,39 @@ mod tests {
     }
 
     #[test]
+    fn fmp4_playlist_maps_the_init_segment_with_the_token() {
+        let mut out = Vec::new();
+        let start = crate::utc::epoch_seconds(2024, 2, 3, 19, 31, 36).unwrap() * 1000;
+        write_media(
+            &mut out,
+            [seg(3, start)].iter(),
+            TRACKS_DIR,
+            TOKEN,
+            Container::Fmp4,
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:3\n\
+             #EXT-X-MAP:URI=\"tracks-v1a1/init.mp4?token=test1\"\n\
+             #EXT-X-PROGRAM-DATE-TIME:2024-02-03T19:31:36.000Z\n#EXTINF:2.000,\n\
+             tracks-v1a1/2024/02/03/19/31/36-02000.m4s?token=test1\n"
+        );
+    }
+
+    #[test]
     fn hostile_token_cannot_break_lines() {
         let mut out = Vec::new();
         let token = TokenQuery {
             param: "token",
             token: Some(b"a\n#EXT-X-ENDLIST\n"),
         };
-        write_media(&mut out, [seg(0, 0)].iter(), TRACKS_DIR, token);
+        write_media(
+            &mut out,
+            [seg(0, 0)].iter(),
+            TRACKS_DIR,
+            token,
+            Container::Ts,
+        );
         let text = String::from_utf8(out).unwrap();
         assert!(!text.contains("ENDLIST\n"));
         assert!(

@@ -3,7 +3,7 @@
 //! Only syntax here: whether the stream exists is the catalog's call, whether the segment
 //! still exists is the window's (after authorization, so a refused viewer learns nothing).
 
-use crate::hls::names::parse_segment_path;
+use crate::hls::names::{Container, parse_segment_path};
 use crate::hls::playlist::TRACKS_DIR;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -13,8 +13,16 @@ pub enum Resource {
     /// `tracks-v1a1/mono.m3u8` (`dir` = "") or the aliases `mono.m3u8`, `video.m3u8` at the
     /// stream root (`dir` = "tracks-v1a1/").
     HlsMedia { dir: &'static str },
-    /// `tracks-v1a1/YYYY/MM/DD/HH/MM/SS-DURMS.ts`
-    HlsSegment { start_second: i64, duration_ms: u32 },
+    /// `index.fmp4.m3u8`: the media playlist of fMP4 fragments (with `EXT-X-MAP`).
+    HlsFmp4Media,
+    /// `tracks-v1a1/init.mp4`: the fMP4 initialization segment.
+    Fmp4Init,
+    /// `tracks-v1a1/YYYY/MM/DD/HH/MM/SS-DURMS.ts` (or `.m4s`)
+    HlsSegment {
+        start_second: i64,
+        duration_ms: u32,
+        container: Container,
+    },
 }
 
 /// Splits a normalized path (`/name.../resource`) into the stream name and the resource.
@@ -22,6 +30,10 @@ pub fn route(path: &str) -> Option<(&str, Resource)> {
     let p = path.strip_prefix('/')?;
     let (name, resource) = if let Some(name) = p.strip_suffix("/tracks-v1a1/mono.m3u8") {
         (name, Resource::HlsMedia { dir: "" })
+    } else if let Some(name) = p.strip_suffix("/index.fmp4.m3u8") {
+        (name, Resource::HlsFmp4Media)
+    } else if let Some(name) = p.strip_suffix("/tracks-v1a1/init.mp4") {
+        (name, Resource::Fmp4Init)
     } else if let Some(name) = p.strip_suffix("/index.m3u8") {
         (name, Resource::HlsMaster)
     } else if let Some(name) = p
@@ -29,7 +41,7 @@ pub fn route(path: &str) -> Option<(&str, Resource)> {
         .or_else(|| p.strip_suffix("/video.m3u8"))
     {
         (name, Resource::HlsMedia { dir: TRACKS_DIR })
-    } else if p.ends_with(".ts") {
+    } else if p.ends_with(".ts") || p.ends_with(".m4s") {
         let mut it = p.rsplitn(8, '/');
         let last = it.next()?;
         let mi = it.next()?;
@@ -41,14 +53,13 @@ pub fn route(path: &str) -> Option<(&str, Resource)> {
             return None;
         }
         let name = it.next()?;
-        let (start_second, duration_ms) = parse_segment_path([y, mo, d, h, mi, last])?;
-        (
-            name,
-            Resource::HlsSegment {
-                start_second,
-                duration_ms,
-            },
-        )
+        let (start_second, duration_ms, container) = parse_segment_path([y, mo, d, h, mi, last])?;
+        let segment = Resource::HlsSegment {
+            start_second,
+            duration_ms,
+            container,
+        };
+        (name, segment)
     } else {
         return None;
     };
@@ -88,9 +99,29 @@ mod tests {
                 "x/y",
                 Resource::HlsSegment {
                     start_second: start,
-                    duration_ms: 5000
+                    duration_ms: 5000,
+                    container: Container::Ts
                 }
             ))
+        );
+        assert_eq!(
+            route("/a/tracks-v1a1/2024/02/03/19/31/36-05000.m4s"),
+            Some((
+                "a",
+                Resource::HlsSegment {
+                    start_second: start,
+                    duration_ms: 5000,
+                    container: Container::Fmp4
+                }
+            ))
+        );
+        assert_eq!(
+            route("/a/index.fmp4.m3u8"),
+            Some(("a", Resource::HlsFmp4Media))
+        );
+        assert_eq!(
+            route("/a/tracks-v1a1/init.mp4"),
+            Some(("a", Resource::Fmp4Init))
         );
     }
 
@@ -105,6 +136,10 @@ mod tests {
             "/a/tracks-v1a1/2024/02/03/19/31/36.ts",
             "/tracks-v1a1/2024/02/03/19/31/36-05000.ts",
             "/a/index.m3u8x",
+            "/a/init.mp4",
+            "/a/tracks-v1a1/2024/02/03/19/31/36-05000.mp4",
+            "/a/init.mp4",
+            "/a/tracks-v1a1/2024/02/03/19/31/36-05000.mp4",
         ] {
             assert_eq!(route(p), None, "{p}");
         }

@@ -8,7 +8,8 @@
 //! it (a denied viewer cannot tell which segments exist).
 
 use crate::auth::verdict::{PlayRequest, Proto, Verdict};
-use crate::hls::playlist::{TokenQuery, write_master, write_media};
+use crate::hls::names::Container;
+use crate::hls::playlist::{TRACKS_DIR, TokenQuery, write_master, write_media};
 use crate::http::request::{Method, RequestHead};
 use crate::http::response::{CachePolicy, Head, write_head};
 use crate::http::route::{Resource, route};
@@ -21,6 +22,8 @@ use std::net::IpAddr;
 
 const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
 const TS_TYPE: &str = "video/mp2t";
+const MP4_TYPE: &str = "video/mp4";
+const M4S_TYPE: &str = "video/iso.segment";
 const TEXT_TYPE: &str = "text/plain; charset=utf-8";
 const ALLOWED_METHODS: &str = "GET, HEAD, OPTIONS";
 
@@ -157,55 +160,63 @@ pub fn respond(
         param: &catalog.token_param,
         token: scratch.target.token(),
     };
-    let (content_type, cache, shared_body) = match resource {
-        Resource::HlsMaster => {
-            let Some(variant) = &view.variant else {
-                return error(
-                    shard,
-                    out,
-                    now,
-                    Status::ServiceUnavailable,
-                    "stream not ready\n",
-                    close,
-                    send_body,
-                );
-            };
+    let not_ready = Status::ServiceUnavailable;
+    let served = match resource {
+        Resource::HlsMaster => view.variant.as_ref().ok_or(not_ready).map(|variant| {
             let bandwidth = view.window.peak_bitrate().unwrap_or(DEFAULT_BANDWIDTH);
             write_master(&mut scratch.body, variant, bandwidth, token);
             (PLAYLIST_TYPE, CachePolicy::NoCache, None)
+        }),
+        Resource::HlsMedia { dir } if !view.window.is_empty() => {
+            write_media(
+                &mut scratch.body,
+                view.window.playlist(),
+                dir,
+                token,
+                Container::Ts,
+            );
+            Ok((PLAYLIST_TYPE, CachePolicy::NoCache, None))
         }
-        Resource::HlsMedia { dir } => {
-            if view.window.is_empty() {
-                return error(
-                    shard,
-                    out,
-                    now,
-                    Status::ServiceUnavailable,
-                    "stream not ready\n",
-                    close,
-                    send_body,
-                );
-            }
-            write_media(&mut scratch.body, view.window.playlist(), dir, token);
-            (PLAYLIST_TYPE, CachePolicy::NoCache, None)
+        Resource::HlsFmp4Media if !view.window.is_empty() && view.init_mp4.is_some() => {
+            let segments = view.window.playlist();
+            write_media(
+                &mut scratch.body,
+                segments,
+                TRACKS_DIR,
+                token,
+                Container::Fmp4,
+            );
+            Ok((PLAYLIST_TYPE, CachePolicy::NoCache, None))
         }
+        Resource::HlsMedia { .. } | Resource::HlsFmp4Media => Err(not_ready),
+        Resource::Fmp4Init => match &view.init_mp4 {
+            Some(init) => Ok((MP4_TYPE, CachePolicy::NoCache, Some(init.clone()))),
+            None => Err(not_ready),
+        },
         Resource::HlsSegment {
             start_second,
             duration_ms,
-        } => match view.window.find(start_second, duration_ms) {
-            Some(segment) => (TS_TYPE, CachePolicy::Immutable, Some(segment.ts.clone())),
-            None => {
-                return error(
-                    shard,
-                    out,
-                    now,
-                    Status::NotFound,
-                    "segment not found\n",
-                    close,
-                    send_body,
-                );
-            }
-        },
+            container,
+        } => {
+            let found = view.window.find(start_second, duration_ms);
+            let body = match container {
+                Container::Ts => found.map(|s| (TS_TYPE, s.ts.clone())),
+                Container::Fmp4 => found.and_then(|s| s.fmp4.clone()).map(|b| (M4S_TYPE, b)),
+            };
+            body.map(|(kind, bytes)| (kind, CachePolicy::Immutable, Some(bytes)))
+                .ok_or(Status::NotFound)
+        }
+    };
+    let (content_type, cache, shared_body) = match served {
+        Ok(parts) => parts,
+        Err(status) => {
+            let text = if status == Status::NotFound {
+                "segment not found\n"
+            } else {
+                "stream not ready\n"
+            };
+            return error(shard, out, now, status, text, close, send_body);
+        }
     };
 
     // Phase: account.

@@ -13,6 +13,8 @@ pub struct Segment {
     pub duration_ms: u32,
     /// The MPEG-TS bytes, PAT/PMT first, starting with a keyframe.
     pub ts: Bytes,
+    /// The same frames as one fMP4 fragment (moof + mdat), when the stream has fMP4 output.
+    pub fmp4: Option<Bytes>,
 }
 
 impl Segment {

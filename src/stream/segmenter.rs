@@ -1,17 +1,24 @@
-//! `Segmenter`: cuts a stream's frames into MPEG-TS segments at keyframes.
+//! `Segmenter`: cuts a stream's frames into segments at keyframes, in two containers at
+//! once: MPEG-TS and an fMP4 fragment of the same frames.
 //!
 //! A segment closes at the first video keyframe at or after `target_ms` of media, so every
 //! segment starts with a keyframe (and PAT/PMT) and plays on its own. A stream without video
-//! cuts on duration alone. Each segment is muxed once into one buffer and frozen into
-//! `Bytes`; nothing downstream copies it.
+//! cuts on duration alone. Each segment is muxed once per container and frozen into
+//! `Bytes`; nothing downstream copies it. The open segment's frames are held as `Bytes`
+//! references until the fMP4 fragment is written at the cut.
 
 use crate::media::frame::{Frame, MediaInfo, TIMESCALE, TrackKind};
+use crate::mux::fmp4::Fmp4Muxer;
 use crate::mux::ts::{TsError, TsMuxer};
 use crate::stream::segment::Segment;
 use bytes::BytesMut;
 
 pub struct Segmenter {
     muxer: TsMuxer,
+    /// `None` when the stream's tracks cannot be carried in fMP4 (then only TS is served).
+    fmp4: Option<Fmp4Muxer>,
+    /// Frames of the open segment, for the fMP4 fragment.
+    open_frames: Vec<Frame>,
     has_video: bool,
     target_ticks: i64,
     /// Wall-clock time (ms) of timestamp 0.
@@ -25,8 +32,17 @@ pub struct Segmenter {
 
 impl Segmenter {
     pub fn new(info: &MediaInfo, target_ms: u32, utc_base_ms: i64) -> Self {
+        let fmp4 = match Fmp4Muxer::new(info) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                log::warn!("no fMP4 output for this stream: {e}");
+                None
+            }
+        };
         Segmenter {
             muxer: TsMuxer::new(info),
+            fmp4,
+            open_frames: Vec::with_capacity(256),
             has_video: info.video.is_some(),
             target_ticks: i64::from(target_ms) * TIMESCALE / 1000,
             utc_base_ms,
@@ -56,6 +72,9 @@ impl Segmenter {
         }
         if self.open_since.is_some() {
             self.muxer.write_frame(frame, &mut self.buffer)?;
+            if self.fmp4.is_some() {
+                self.open_frames.push(frame.clone());
+            }
         }
         Ok(finished)
     }
@@ -73,7 +92,20 @@ impl Segmenter {
         self.last_size = ts.len();
         let sequence = self.next_sequence;
         self.next_sequence += 1;
+        let fmp4 = self.fmp4.as_mut().and_then(|m| {
+            // mfhd sequence numbers start at 1 and are 32-bit.
+            let fragment_sequence = (sequence as u32).wrapping_add(1);
+            match m.fragment(fragment_sequence, &self.open_frames, end_dts) {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    log::warn!("segment {sequence}: no fMP4 fragment: {e}");
+                    None
+                }
+            }
+        });
+        self.open_frames.clear();
         Segment {
+            fmp4,
             sequence,
             start_utc_ms: self.utc_base_ms + start * 1000 / TIMESCALE,
             duration_ms: ((end_dts - start) * 1000 / TIMESCALE).clamp(0, i64::from(u32::MAX))

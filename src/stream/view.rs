@@ -5,9 +5,11 @@
 use crate::auth::verdict::StreamId;
 use crate::hls::playlist::VariantInfo;
 use crate::media::frame::{Frame, MediaInfo};
+use crate::mux::fmp4::Fmp4Muxer;
 use crate::stream::ring::FrameRing;
 use crate::stream::segment::Segment;
 use crate::stream::window::SegmentWindow;
+use bytes::Bytes;
 
 /// What an input announces to every shard. `Send`: it crosses shards, and its payloads are
 /// `Bytes`, so crossing costs a reference count, not a copy.
@@ -40,6 +42,9 @@ pub struct StreamView {
     pub media: Option<MediaInfo>,
     /// The master playlist's description, derived from `media`.
     pub variant: Option<VariantInfo>,
+    /// The fMP4 initialization segment, derived from `media` (every shard builds the same
+    /// bytes the owner's segmenter fragments against).
+    pub init_mp4: Option<Bytes>,
 }
 
 impl StreamView {
@@ -47,6 +52,7 @@ impl StreamView {
         match event {
             StreamEvent::Media { info, .. } => {
                 self.variant = Some(variant_info(&info));
+                self.init_mp4 = Fmp4Muxer::new(&info).ok().map(|m| m.init_segment());
                 if self.media.as_ref().is_some_and(|old| *old != info) {
                     // New codec configuration: frames of the old one are useless to viewers.
                     self.ring.reset();

@@ -90,6 +90,7 @@ mod tests {
             start_utc_ms: 1_000_000 + sequence as i64 * 2000,
             duration_ms: 2000,
             ts: Bytes::from(vec![0u8; 1000]),
+            fmp4: None,
         }
     }
 
