@@ -205,3 +205,29 @@ fn bad_requests_get_rtsp_statuses_and_others_keep_playing() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn stream_names_with_slashes_play_over_rtsp() {
+    let (http, rtsp) = (free_port(), free_port());
+    let config = format!(
+        "http 127.0.0.1:{http};\nrtsp 127.0.0.1:{rtsp};\n\
+         auth_backend cams {{ allow token cam-token; }}\n\
+         stream live/cam1 {{ input fake://fake; on_play auth://cams; segment_duration 1; }}\n"
+    );
+    let server = Server::start(&config, http);
+    server.wait_ok("/live/cam1/tracks-v1a1/mono.m3u8?token=cam-token");
+    let url = format!("rtsp://127.0.0.1:{rtsp}/live/cam1?token=cam-token");
+    let out = run_bounded(
+        tool("ffprobe").args(["-rtsp_transport", "tcp", &url]),
+        Duration::from_secs(60),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}\n{}", server.log_text());
+    assert!(err.contains("Video: h264 (Constrained Baseline)"), "{err}");
+    let denied = format!("rtsp://127.0.0.1:{rtsp}/live/cam1?token=wrong");
+    let out = run_bounded(
+        tool("ffprobe").args(["-rtsp_transport", "tcp", &denied]),
+        Duration::from_secs(30),
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("403 Forbidden"));
+}

@@ -53,6 +53,15 @@ first_frame() { # $1: label, rest: extra ffmpeg input options
 }
 first_frame "default analysis"
 first_frame "-analyzeduration 100000" -analyzeduration 100000
+# ffprobe: connect, DESCRIBE..PLAY, and its stream analysis.
+probe_times=()
+for _ in $(seq 1 "$runs"); do
+    t0=$(date +%s%N)
+    timeout 20 ffprobe -v error -rtsp_transport "$transport" "$url" </dev/null
+    t1=$(date +%s%N)
+    probe_times+=($(( (t1 - t0) / 1000000 )))
+done
+echo "ffprobe over $transport, $runs runs (ms): $(printf '%s\n' "${probe_times[@]}" | sort -n | tr '\n' ' ')-> median $(printf '%s\n' "${probe_times[@]}" | sort -n | sed -n "$(( (runs + 1) / 2 ))p") ms"
 
 # 2. CPU per viewer.
 ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
