@@ -39,6 +39,8 @@ pub struct Head<'a> {
     pub allow: Option<&'a str>,
     /// The shard that answered (`x-shard`), for operators tracing a viewer's requests.
     pub shard: usize,
+    /// A live body of unknown length: no `content-length`, ended by closing the connection.
+    pub streaming: bool,
 }
 
 impl<'a> Head<'a> {
@@ -53,6 +55,7 @@ impl<'a> Head<'a> {
             session_id: None,
             allow: None,
             shard: 0,
+            streaming: false,
         }
     }
 }
@@ -70,7 +73,11 @@ pub fn write_head(out: &mut Vec<u8>, head: &Head<'_>, date: &[u8], started: Inst
     if head.status != Status::NoContent {
         out.extend_from_slice(b"content-type: ");
         out.extend_from_slice(head.content_type.as_bytes());
-        let _ = write!(out, "\r\ncontent-length: {}\r\n", head.content_length);
+        if head.streaming {
+            out.extend_from_slice(b"\r\n");
+        } else {
+            let _ = write!(out, "\r\ncontent-length: {}\r\n", head.content_length);
+        }
     }
     out.extend_from_slice(match head.cache {
         CachePolicy::NoCache => b"cache-control: no-cache\r\n".as_slice(),
@@ -98,7 +105,7 @@ pub fn write_head(out: &mut Vec<u8>, head: &Head<'_>, date: &[u8], started: Inst
         head.shard,
         started.elapsed().as_micros()
     );
-    out.extend_from_slice(if head.close {
+    out.extend_from_slice(if head.close || head.streaming {
         b"connection: close\r\n\r\n".as_slice()
     } else {
         b"connection: keep-alive\r\n\r\n".as_slice()

@@ -13,6 +13,8 @@ pub enum Resource {
     /// `tracks-v1a1/mono.m3u8` (`dir` = "") or the aliases `mono.m3u8`, `video.m3u8` at the
     /// stream root (`dir` = "tracks-v1a1/").
     HlsMedia { dir: &'static str },
+    /// `mpegts`: the live stream as one continuous MPEG-TS response.
+    MpegTs,
     /// `index.fmp4.m3u8`: the media playlist of fMP4 fragments (with `EXT-X-MAP`).
     HlsFmp4Media,
     /// `tracks-v1a1/init.mp4`: the fMP4 initialization segment.
@@ -25,11 +27,23 @@ pub enum Resource {
     },
 }
 
+impl Resource {
+    /// The protocol a request for this resource plays by (what auth and sessions see).
+    pub fn proto(self) -> crate::auth::verdict::Proto {
+        match self {
+            Resource::MpegTs => crate::auth::verdict::Proto::TsHttp,
+            _ => crate::auth::verdict::Proto::Hls,
+        }
+    }
+}
+
 /// Splits a normalized path (`/name.../resource`) into the stream name and the resource.
 pub fn route(path: &str) -> Option<(&str, Resource)> {
     let p = path.strip_prefix('/')?;
     let (name, resource) = if let Some(name) = p.strip_suffix("/tracks-v1a1/mono.m3u8") {
         (name, Resource::HlsMedia { dir: "" })
+    } else if let Some(name) = p.strip_suffix("/mpegts") {
+        (name, Resource::MpegTs)
     } else if let Some(name) = p.strip_suffix("/index.fmp4.m3u8") {
         (name, Resource::HlsFmp4Media)
     } else if let Some(name) = p.strip_suffix("/tracks-v1a1/init.mp4") {

@@ -7,7 +7,7 @@
 //! point) → serve → account. A refused request learns nothing past the phase that refused
 //! it (a denied viewer cannot tell which segments exist).
 
-use crate::auth::verdict::{PlayRequest, Proto, Verdict};
+use crate::auth::verdict::{PlayRequest, Verdict};
 use crate::hls::names::Container;
 use crate::hls::playlist::{TRACKS_DIR, TokenQuery, write_master, write_media};
 use crate::http::request::{Method, RequestHead};
@@ -50,6 +50,15 @@ pub struct Reply {
     pub body: Option<Bytes>,
     /// Close the connection after this response.
     pub close: bool,
+    /// After the head, stream this stream's live MPEG-TS until the viewer leaves (the
+    /// connection then closes); the request that got it is `play`'s session.
+    pub live: Option<LiveTs>,
+}
+
+/// What the connection needs to stream `/NAME/mpegts`.
+#[derive(Clone, Copy, Debug)]
+pub struct LiveTs {
+    pub stream: crate::auth::verdict::StreamId,
 }
 
 /// Answers one request. `now` is when its head was parsed.
@@ -78,6 +87,7 @@ pub fn respond(
                 status: Status::NoContent,
                 body: None,
                 close,
+                live: None,
             };
         }
         Method::Other => {
@@ -131,7 +141,7 @@ pub fn respond(
     // Phase: authorize.
     let play = PlayRequest {
         stream: stream.id,
-        proto: Proto::Hls,
+        proto: resource.proto(),
         token: scratch.target.token(),
         ip: peer,
         user_agent: head.user_agent,
@@ -151,6 +161,7 @@ pub fn respond(
             status: Status::Forbidden,
             body: None,
             close,
+            live: None,
         };
     }
 
@@ -189,6 +200,10 @@ pub fn respond(
             Ok((PLAYLIST_TYPE, CachePolicy::NoCache, None))
         }
         Resource::HlsMedia { .. } | Resource::HlsFmp4Media => Err(not_ready),
+        Resource::MpegTs => match view.ring.start() {
+            Some(_) => Ok((TS_TYPE, CachePolicy::NoCache, None)),
+            None => Err(not_ready),
+        },
         Resource::Fmp4Init => match &view.init_mp4 {
             Some(init) => Ok((MP4_TYPE, CachePolicy::NoCache, Some(init.clone()))),
             None => Err(not_ready),
@@ -224,32 +239,30 @@ pub fn respond(
     let sent = if send_body { length as u64 } else { 0 };
     let session = shard.auth.track_session(&catalog, &play, now.instant, sent);
     shard.http.bytes_sent += sent;
+    let live = (resource == Resource::MpegTs).then_some(LiveTs { stream: stream.id });
     let mut h = Head::new(Status::Ok, content_type, length);
     h.cache = cache;
-    h.close = close;
+    h.close = close || live.is_some();
+    h.streaming = live.is_some();
     h.session_id = session.as_ref().map(|id| id.as_str());
     emit(shard, out, h, now);
+    let close = close || live.is_some();
     if !send_body {
         return Reply {
             status: Status::Ok,
             body: None,
             close,
+            live: None,
         };
     }
-    match shared_body {
-        Some(body) => Reply {
-            status: Status::Ok,
-            body: Some(body),
-            close,
-        },
-        None => {
-            out.extend_from_slice(&scratch.body);
-            Reply {
-                status: Status::Ok,
-                body: None,
-                close,
-            }
-        }
+    if shared_body.is_none() && live.is_none() {
+        out.extend_from_slice(&scratch.body);
+    }
+    Reply {
+        status: Status::Ok,
+        body: shared_body,
+        close,
+        live,
     }
 }
 
@@ -282,6 +295,7 @@ fn finish(
         status,
         body: None,
         close,
+        live: None,
     }
 }
 
@@ -308,6 +322,7 @@ fn error(
         status,
         body: None,
         close,
+        live: None,
     }
 }
 

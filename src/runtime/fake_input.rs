@@ -6,7 +6,9 @@ use crate::auth::verdict::StreamId;
 use crate::media::frame::TIMESCALE;
 use crate::runtime::fanout::Fanout;
 use crate::source::fake::FakeSource;
+use crate::stream::ring::FeedFrame;
 use crate::stream::segmenter::Segmenter;
+use crate::stream::ts_feed::TsFeed;
 use crate::stream::view::StreamEvent;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -20,6 +22,7 @@ pub async fn run(stream: StreamId, name: Box<str>, segment_ms: u32, fanout: Rc<F
     let mut source = FakeSource::new(utc_base_ms, KEYFRAME_INTERVAL_FRAMES);
     let info = source.media_info();
     let mut segmenter = Segmenter::new(&info, segment_ms, utc_base_ms);
+    let mut feed = TsFeed::new(&info);
     fanout.publish(StreamEvent::Media { stream, info }).await;
     log::info!("stream {name}: fake input started");
     let mut frames = Vec::with_capacity(8);
@@ -46,6 +49,14 @@ pub async fn run(stream: StreamId, name: Box<str>, segment_ms: u32, fanout: Rc<F
                 Ok(None) => {}
                 Err(e) => log::warn!("stream {name}: dropped a frame: {e}"),
             }
+            let ts = match feed.chunk(&frame) {
+                Ok(ts) => ts,
+                Err(e) => {
+                    log::warn!("stream {name}: no TS for a frame: {e}");
+                    continue;
+                }
+            };
+            let frame = FeedFrame { frame, ts };
             fanout.publish(StreamEvent::Frame { stream, frame }).await;
         }
     }

@@ -6,6 +6,7 @@
 use crate::http::request::{Parsed, parse_head};
 use crate::http::service::{ConnScratch, invalid_request, respond};
 use crate::http::status::Status;
+use crate::runtime::live_ts;
 use crate::shard::{Now, ShardState};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
@@ -74,6 +75,15 @@ pub async fn serve(mut stream: TcpStream, state: Rc<RefCell<ShardState>>) {
                 }
             };
             head_started = None;
+            if let Some(live) = reply.live {
+                if stream.write_all(&out).await.is_err() {
+                    return;
+                }
+                out.clear();
+                let token = scratch.target.token().map(<[u8]>::to_vec);
+                live_ts::stream_live_ts(&mut stream, &state, live.stream, token, peer).await;
+                return;
+            }
             if let Some(body) = reply.body {
                 if stream.write_all(&out).await.is_err() || stream.write_all(&body).await.is_err() {
                     return;

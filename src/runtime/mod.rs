@@ -9,6 +9,8 @@
 pub mod fake_input;
 pub mod fanout;
 pub mod http_conn;
+pub mod live_ts;
+pub mod ring_wait;
 pub mod rtsp_conn;
 
 use crate::config::{Config, InputUrl, ListenerProto};

@@ -15,16 +15,14 @@ use crate::rtp::{DEFAULT_MAX_PAYLOAD, RtpPacket, RtpSender};
 use crate::rtsp::session::{
     AuthAnswer, ConnectionConfig, Output, PlayStart, PortPair, RtspConnection, TrackTransport,
 };
+use crate::runtime::ring_wait::RingReady;
 use crate::shard::ShardState;
 use crate::stream::ring::Lookup;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpStream, UdpSocket};
 use std::cell::RefCell;
-use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 /// Largest RTSP request buffered (the machine answers 400/413/414 before this fills).
@@ -168,7 +166,7 @@ pub async fn serve(
             let frame = async {
                 match &player {
                     Some(p) if sending => {
-                        FrameReady {
+                        RingReady {
                             state: &state,
                             stream: p.stream,
                             cursor: p.cursor,
@@ -276,35 +274,6 @@ async fn flush(stream: &mut TcpStream, out: &mut Vec<u8>) -> bool {
     ok
 }
 
-/// Resolves when the ring has something for `cursor` (a frame, or news that it is gone), or,
-/// for a viewer that has not started, when a keyframe exists.
-struct FrameReady<'a> {
-    state: &'a Rc<RefCell<ShardState>>,
-    stream: StreamId,
-    cursor: Option<u64>,
-}
-
-impl Future for FrameReady<'_> {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let mut shard = self.state.borrow_mut();
-        let Some(view) = shard.streams.get_mut(self.stream as usize) else {
-            return Poll::Pending;
-        };
-        let ready = match self.cursor {
-            None => view.ring.start().is_some(),
-            Some(c) => !matches!(view.ring.get(c), Lookup::NotYet),
-        };
-        if ready {
-            Poll::Ready(())
-        } else {
-            view.ring.wait(cx.waker());
-            Poll::Pending
-        }
-    }
-}
-
 struct Track<P> {
     packetizer: P,
     transport: TrackTransport,
@@ -395,7 +364,7 @@ impl Player {
                 match ring.get(cursor) {
                     Lookup::Frame(f) => {
                         self.cursor = Some(cursor + 1);
-                        f.clone()
+                        f.frame.clone()
                     }
                     Lookup::NotYet => {
                         self.cursor = Some(cursor);

@@ -5,5 +5,6 @@ pub mod catalog;
 pub mod ring;
 pub mod segment;
 pub mod segmenter;
+pub mod ts_feed;
 pub mod view;
 pub mod window;

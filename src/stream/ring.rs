@@ -10,6 +10,7 @@
 //! one polls.
 
 use crate::media::frame::{Frame, TrackKind};
+use bytes::Bytes;
 use std::collections::VecDeque;
 use std::task::Waker;
 
@@ -17,10 +18,18 @@ use std::task::Waker;
 /// GOP cache of long-GOP publishers and a viewer a few seconds behind.
 pub const RING_FRAMES: usize = 1800;
 
+/// A frame as the ring keeps it: the frame, and its MPEG-TS packets from the stream's
+/// `TsFeed` (for HTTP MPEG-TS viewers).
+#[derive(Clone, Debug)]
+pub struct FeedFrame {
+    pub frame: Frame,
+    pub ts: Bytes,
+}
+
 /// What a cursor finds.
 #[derive(Debug)]
 pub enum Lookup<'a> {
-    Frame(&'a Frame),
+    Frame(&'a FeedFrame),
     /// Not produced yet: wait.
     NotYet,
     /// Already dropped: the viewer fell behind.
@@ -29,7 +38,7 @@ pub enum Lookup<'a> {
 
 #[derive(Debug)]
 pub struct FrameRing {
-    frames: VecDeque<Frame>,
+    frames: VecDeque<FeedFrame>,
     /// Index of `frames[0]`.
     first: u64,
     capacity: usize,
@@ -63,8 +72,9 @@ impl FrameRing {
     }
 
     /// Appends a frame and wakes every waiting viewer.
-    pub fn push(&mut self, frame: Frame) {
+    pub fn push(&mut self, entry: FeedFrame) {
         let index = self.end();
+        let frame = &entry.frame;
         let is_video = frame.track == TrackKind::Video;
         self.has_video |= is_video;
         // In a stream with video, only video keyframes are places to start; audio-only
@@ -72,7 +82,7 @@ impl FrameRing {
         if frame.keyframe && (is_video || !self.has_video) {
             self.last_keyframe = Some(index);
         }
-        self.frames.push_back(frame);
+        self.frames.push_back(entry);
         while self.frames.len() > self.capacity {
             self.frames.pop_front();
             self.first += 1;
@@ -121,15 +131,19 @@ impl FrameRing {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
 
-    fn frame(track: TrackKind, keyframe: bool, pts: i64) -> Frame {
-        Frame {
+    fn frame(track: TrackKind, keyframe: bool, pts: i64) -> FeedFrame {
+        let data = Bytes::from_static(b"x");
+        let frame = Frame {
             track,
             pts,
             dts: pts,
             keyframe,
-            data: Bytes::from_static(b"x"),
+            data,
+        };
+        FeedFrame {
+            frame,
+            ts: Bytes::new(),
         }
     }
 
@@ -148,7 +162,7 @@ mod tests {
         );
         r.push(frame(TrackKind::Video, true, 2));
         assert_eq!(r.start(), Some(4));
-        assert!(matches!(r.get(4), Lookup::Frame(f) if f.keyframe));
+        assert!(matches!(r.get(4), Lookup::Frame(f) if f.frame.keyframe));
         assert!(matches!(r.get(5), Lookup::NotYet));
     }
 

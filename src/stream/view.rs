@@ -4,9 +4,9 @@
 
 use crate::auth::verdict::StreamId;
 use crate::hls::playlist::VariantInfo;
-use crate::media::frame::{Frame, MediaInfo};
+use crate::media::frame::MediaInfo;
 use crate::mux::fmp4::Fmp4Muxer;
-use crate::stream::ring::FrameRing;
+use crate::stream::ring::{FeedFrame, FrameRing};
 use crate::stream::segment::Segment;
 use crate::stream::window::SegmentWindow;
 use bytes::Bytes;
@@ -19,8 +19,8 @@ pub enum StreamEvent {
     Media { stream: StreamId, info: MediaInfo },
     /// A finished segment.
     Segment { stream: StreamId, segment: Segment },
-    /// One frame, for the frame-by-frame protocols (RTSP).
-    Frame { stream: StreamId, frame: Frame },
+    /// One frame, for the frame-by-frame protocols (RTSP, HTTP MPEG-TS), with its TS chunk.
+    Frame { stream: StreamId, frame: FeedFrame },
 }
 
 impl StreamEvent {

@@ -1,0 +1,43 @@
+//! `RingReady`: the future a connection task awaits for its next frame. It resolves when the
+//! stream's `FrameRing` on this shard has something for the viewer's cursor (a frame, or
+//! news that the frame is gone), or, for a viewer that has not started, when a keyframe
+//! exists. Pending, it leaves its `Waker` with the ring, so `FrameRing::push` wakes it: no
+//! polling.
+
+use crate::auth::verdict::StreamId;
+use crate::shard::ShardState;
+use crate::stream::ring::Lookup;
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+/// Resolves when the ring has something for `cursor` (a frame, or news that it is gone), or,
+/// for a viewer that has not started, when a keyframe exists.
+pub struct RingReady<'a> {
+    pub state: &'a Rc<RefCell<ShardState>>,
+    pub stream: StreamId,
+    pub cursor: Option<u64>,
+}
+
+impl Future for RingReady<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut shard = self.state.borrow_mut();
+        let Some(view) = shard.streams.get_mut(self.stream as usize) else {
+            return Poll::Pending;
+        };
+        let ready = match self.cursor {
+            None => view.ring.start().is_some(),
+            Some(c) => !matches!(view.ring.get(c), Lookup::NotYet),
+        };
+        if ready {
+            Poll::Ready(())
+        } else {
+            view.ring.wait(cx.waker());
+            Poll::Pending
+        }
+    }
+}
