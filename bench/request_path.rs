@@ -37,6 +37,9 @@ fn segments() -> Vec<Segment> {
             duration_ms: 2000,
             ts: Bytes::from(vec![0x47u8; 188 * 1000]),
             fmp4: None,
+            dash: Default::default(),
+            start_dts: 0,
+            end_dts: 180_000,
         })
         .collect()
 }
@@ -119,7 +122,16 @@ fn bench(c: &mut Criterion) {
                 unreachable!()
             };
             out.clear();
-            respond(&mut shard, &mut scratch, &head, peer, Now::read(), &mut out).status
+            respond(
+                &mut shard,
+                &mut scratch,
+                &head,
+                peer,
+                Now::read(),
+                &mut out,
+                true,
+            )
+            .status
         })
     });
     group.finish();

@@ -54,6 +54,9 @@ fn shard_with_segments() -> (ShardState, Vec<String>) {
             duration_ms: 2000,
             ts: Bytes::from(vec![0x47u8; 188 * 100]),
             fmp4: None,
+            dash: Default::default(),
+            start_dts: 0,
+            end_dts: 180_000,
         };
         let mut name = Vec::new();
         tessera::hls::names::write_segment_path(
@@ -94,7 +97,7 @@ fn cached_requests_do_not_allocate() {
                 panic!("parse")
             };
             out.clear();
-            let reply = respond(shard, &mut scratch, &head, peer, Now::read(), out);
+            let reply = respond(shard, &mut scratch, &head, peer, Now::read(), out, true);
             statuses.push(reply.status.code());
             drop(reply);
         }
@@ -110,13 +113,29 @@ fn cached_requests_do_not_allocate() {
             panic!("parse")
         };
         out.clear();
-        respond(&mut shard, &mut scratch, &head, peer, Now::read(), &mut out);
+        respond(
+            &mut shard,
+            &mut scratch,
+            &head,
+            peer,
+            Now::read(),
+            &mut out,
+            true,
+        );
         for req in &requests[1..] {
             let Parsed::Complete(head) = parse_head(req, &limits) else {
                 panic!("parse")
             };
             out.clear();
-            respond(&mut shard, &mut scratch, &head, peer, Now::read(), &mut out);
+            respond(
+                &mut shard,
+                &mut scratch,
+                &head,
+                peer,
+                Now::read(),
+                &mut out,
+                true,
+            );
         }
     }
     COUNTING.store(false, Ordering::SeqCst);

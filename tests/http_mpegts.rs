@@ -66,7 +66,10 @@ fn the_response_is_close_delimited_and_starts_with_pat_pmt() {
     let end = data.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
     let head = String::from_utf8_lossy(&data[..end]).to_ascii_lowercase();
     assert!(head.starts_with("http/1.1 200 ok"), "{head}");
-    assert!(!head.lines().any(|l| l.starts_with("content-length:")), "{head}");
+    assert!(
+        !head.lines().any(|l| l.starts_with("content-length:")),
+        "{head}"
+    );
     assert!(head.contains("connection: close"), "{head}");
     assert!(head.contains("content-type: video/mp2t"), "{head}");
     let body = &data[end..];

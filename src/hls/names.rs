@@ -79,6 +79,9 @@ mod tests {
             duration_ms: 5000,
             ts: Bytes::new(),
             fmp4: None,
+            dash: Default::default(),
+            start_dts: 0,
+            end_dts: 180_000,
         };
         let mut out = Vec::new();
         write_segment_path(&mut out, &seg, Container::Ts);

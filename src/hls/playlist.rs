@@ -35,6 +35,11 @@ pub struct VariantInfo {
     pub codecs: String,
     pub resolution: Option<(u16, u16)>,
     pub frame_rate: Option<f64>,
+    /// Per-track codec strings, for manifests that describe tracks apart (DASH).
+    pub video_codec: Option<String>,
+    pub audio_codec: Option<String>,
+    /// Audio sample rate and channel count.
+    pub audio_format: Option<(u32, u8)>,
 }
 
 /// The variant playlist's path relative to the master.
@@ -131,6 +136,9 @@ mod tests {
             duration_ms: 2000,
             ts: Bytes::new(),
             fmp4: None,
+            dash: Default::default(),
+            start_dts: 0,
+            end_dts: 180_000,
         }
     }
 
@@ -146,6 +154,9 @@ mod tests {
             codecs: "avc1.42c01e,mp4a.40.2".into(),
             resolution: Some((320, 240)),
             frame_rate: Some(25.0),
+            video_codec: None,
+            audio_codec: None,
+            audio_format: None,
         };
         write_master(&mut out, &v, 2_500_000, TOKEN);
         assert_eq!(

@@ -15,6 +15,12 @@ pub enum Resource {
     HlsMedia { dir: &'static str },
     /// `mpegts`: the live stream as one continuous MPEG-TS response.
     MpegTs,
+    /// `index.mpd`: the live DASH manifest.
+    DashManifest,
+    /// `dash/v-init.mp4`, `dash/a-init.mp4`: a DASH track's initialization segment.
+    DashInit { track: DashTrack },
+    /// `dash/v-<decode time>.m4s`, `dash/a-<decode time>.m4s`: a DASH track's fragment.
+    DashSegment { track: DashTrack, start_dts: i64 },
     /// `index.fmp4.m3u8`: the media playlist of fMP4 fragments (with `EXT-X-MAP`).
     HlsFmp4Media,
     /// `tracks-v1a1/init.mp4`: the fMP4 initialization segment.
@@ -32,9 +38,35 @@ impl Resource {
     pub fn proto(self) -> crate::auth::verdict::Proto {
         match self {
             Resource::MpegTs => crate::auth::verdict::Proto::TsHttp,
+            Resource::DashManifest | Resource::DashInit { .. } | Resource::DashSegment { .. } => {
+                crate::auth::verdict::Proto::Dash
+            }
             _ => crate::auth::verdict::Proto::Hls,
         }
     }
+}
+
+/// Which track a DASH resource is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DashTrack {
+    Video,
+    Audio,
+}
+
+/// `NAME/dash/{v,a}-<digits>.m4s` → (NAME, track, decode time).
+fn dash_segment(p: &str) -> Option<(&str, DashTrack, i64)> {
+    let rest = p.strip_suffix(".m4s")?;
+    let (dir, file) = rest.rsplit_once('/')?;
+    let name = dir.strip_suffix("/dash")?;
+    let (track, time) = match file.split_at_checked(2)? {
+        ("v-", t) => (DashTrack::Video, t),
+        ("a-", t) => (DashTrack::Audio, t),
+        _ => return None,
+    };
+    if time.is_empty() || time.len() > 18 || !time.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((name, track, time.parse().ok()?))
 }
 
 /// Splits a normalized path (`/name.../resource`) into the stream name and the resource.
@@ -44,6 +76,24 @@ pub fn route(path: &str) -> Option<(&str, Resource)> {
         (name, Resource::HlsMedia { dir: "" })
     } else if let Some(name) = p.strip_suffix("/mpegts") {
         (name, Resource::MpegTs)
+    } else if let Some(name) = p.strip_suffix("/index.mpd") {
+        (name, Resource::DashManifest)
+    } else if let Some(name) = p.strip_suffix("/dash/v-init.mp4") {
+        (
+            name,
+            Resource::DashInit {
+                track: DashTrack::Video,
+            },
+        )
+    } else if let Some(name) = p.strip_suffix("/dash/a-init.mp4") {
+        (
+            name,
+            Resource::DashInit {
+                track: DashTrack::Audio,
+            },
+        )
+    } else if let Some((name, track, start_dts)) = dash_segment(p) {
+        (name, Resource::DashSegment { track, start_dts })
     } else if let Some(name) = p.strip_suffix("/index.fmp4.m3u8") {
         (name, Resource::HlsFmp4Media)
     } else if let Some(name) = p.strip_suffix("/tracks-v1a1/init.mp4") {
@@ -86,6 +136,35 @@ mod tests {
 
     #[test]
     fn hls_resources() {
+        assert_eq!(
+            route("/live/cam/mpegts"),
+            Some(("live/cam", Resource::MpegTs))
+        );
+        assert_eq!(route("/a/index.mpd"), Some(("a", Resource::DashManifest)));
+        let video = DashTrack::Video;
+        assert_eq!(
+            route("/a/dash/v-init.mp4"),
+            Some(("a", Resource::DashInit { track: video }))
+        );
+        let seg = Resource::DashSegment {
+            track: video,
+            start_dts: 180_000,
+        };
+        assert_eq!(route("/a/b/dash/v-180000.m4s"), Some(("a/b", seg)));
+        let audio = Resource::DashSegment {
+            track: DashTrack::Audio,
+            start_dts: 7,
+        };
+        assert_eq!(route("/a/dash/a-7.m4s"), Some(("a", audio)));
+        for bad in [
+            "/a/dash/v--1.m4s",
+            "/a/dash/v-1x.m4s",
+            "/dash/v-1.m4s",
+            "/a/dash/x-1.m4s",
+            "/a/dash/1.m4s",
+        ] {
+            assert_eq!(route(bad), None, "{bad}");
+        }
         assert_eq!(
             route("/auth-check/index.m3u8"),
             Some(("auth-check", Resource::HlsMaster))

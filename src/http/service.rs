@@ -8,11 +8,12 @@
 //! it (a denied viewer cannot tell which segments exist).
 
 use crate::auth::verdict::{PlayRequest, Verdict};
+use crate::dash::mpd::{MpdContext, write_mpd};
 use crate::hls::names::Container;
 use crate::hls::playlist::{TRACKS_DIR, TokenQuery, write_master, write_media};
 use crate::http::request::{Method, RequestHead};
 use crate::http::response::{CachePolicy, Head, write_head};
-use crate::http::route::{Resource, route};
+use crate::http::route::{DashTrack, Resource, route};
 use crate::http::status::Status;
 use crate::http::target::Target;
 use crate::shard::{Now, ShardState};
@@ -23,6 +24,7 @@ use std::net::IpAddr;
 const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
 const TS_TYPE: &str = "video/mp2t";
 const MP4_TYPE: &str = "video/mp4";
+const MPD_TYPE: &str = "application/dash+xml";
 const M4S_TYPE: &str = "video/iso.segment";
 const TEXT_TYPE: &str = "text/plain; charset=utf-8";
 const ALLOWED_METHODS: &str = "GET, HEAD, OPTIONS";
@@ -53,6 +55,16 @@ pub struct Reply {
     /// After the head, stream this stream's live MPEG-TS until the viewer leaves (the
     /// connection then closes); the request that got it is `play`'s session.
     pub live: Option<LiveTs>,
+    /// Nothing was written: the resource is the segment being cut right now. The connection
+    /// waits (bounded) for the stream's next segment, then asks again.
+    pub wait_for_segment: Option<SegmentWait>,
+}
+
+/// A request parked until `stream` has a segment newer than `after_sequence`.
+#[derive(Clone, Copy, Debug)]
+pub struct SegmentWait {
+    pub stream: crate::auth::verdict::StreamId,
+    pub after_sequence: u64,
 }
 
 /// What the connection needs to stream `/NAME/mpegts`.
@@ -61,7 +73,8 @@ pub struct LiveTs {
     pub stream: crate::auth::verdict::StreamId,
 }
 
-/// Answers one request. `now` is when its head was parsed.
+/// Answers one request. `now` is when its head was parsed. `may_wait`: the connection can
+/// park the request until the stream's next segment (false once it has waited).
 pub fn respond(
     shard: &mut ShardState,
     scratch: &mut ConnScratch,
@@ -69,6 +82,7 @@ pub fn respond(
     peer: IpAddr,
     now: Now,
     out: &mut Vec<u8>,
+    may_wait: bool,
 ) -> Reply {
     shard.http.requests += 1;
     scratch.body.clear();
@@ -88,6 +102,7 @@ pub fn respond(
                 body: None,
                 close,
                 live: None,
+                wait_for_segment: None,
             };
         }
         Method::Other => {
@@ -162,6 +177,7 @@ pub fn respond(
             body: None,
             close,
             live: None,
+            wait_for_segment: None,
         };
     }
 
@@ -200,6 +216,58 @@ pub fn respond(
             Ok((PLAYLIST_TYPE, CachePolicy::NoCache, None))
         }
         Resource::HlsMedia { .. } | Resource::HlsFmp4Media => Err(not_ready),
+        Resource::DashManifest if !view.window.is_empty() => match &view.variant {
+            Some(variant) => {
+                let ctx = MpdContext {
+                    variant,
+                    bandwidth: view.window.peak_bitrate().unwrap_or(DEFAULT_BANDWIDTH),
+                    token,
+                    now_ms: now.utc_ms,
+                    segment_ms: stream.segment_duration_ms,
+                };
+                write_mpd(&mut scratch.body, view.window.playlist(), &ctx);
+                Ok((MPD_TYPE, CachePolicy::NoCache, None))
+            }
+            None => Err(not_ready),
+        },
+        Resource::DashManifest => Err(not_ready),
+        Resource::DashInit { track } => {
+            let init = match track {
+                DashTrack::Video => &view.dash_init.0,
+                DashTrack::Audio => &view.dash_init.1,
+            };
+            init.clone()
+                .map(|b| (MP4_TYPE, CachePolicy::NoCache, Some(b)))
+                .ok_or(not_ready)
+        }
+        Resource::DashSegment { track, start_dts } => {
+            let segment = view.window.find_by_dts(start_dts);
+            if segment.is_none() && may_wait {
+                if let Some(newest) = view.window.newest().filter(|n| n.end_dts == start_dts) {
+                    // The segment a player computed from the timeline is being cut: park the
+                    // request instead of a 404 the player would have to recover from.
+                    let wait = SegmentWait {
+                        stream: stream.id,
+                        after_sequence: newest.sequence,
+                    };
+                    shard.http.requests -= 1;
+                    return Reply {
+                        status: Status::Ok,
+                        body: None,
+                        close,
+                        live: None,
+                        wait_for_segment: Some(wait),
+                    };
+                }
+            }
+            let fragment = match track {
+                DashTrack::Video => segment.and_then(|s| s.dash.video.clone()),
+                DashTrack::Audio => segment.and_then(|s| s.dash.audio.clone()),
+            };
+            fragment
+                .map(|b| (M4S_TYPE, CachePolicy::Immutable, Some(b)))
+                .ok_or(Status::NotFound)
+        }
         Resource::MpegTs => match view.ring.start() {
             Some(_) => Ok((TS_TYPE, CachePolicy::NoCache, None)),
             None => Err(not_ready),
@@ -253,6 +321,7 @@ pub fn respond(
             body: None,
             close,
             live: None,
+            wait_for_segment: None,
         };
     }
     if shared_body.is_none() && live.is_none() {
@@ -263,6 +332,7 @@ pub fn respond(
         body: shared_body,
         close,
         live,
+        wait_for_segment: None,
     }
 }
 
@@ -296,6 +366,7 @@ fn finish(
         body: None,
         close,
         live: None,
+        wait_for_segment: None,
     }
 }
 
@@ -323,6 +394,7 @@ fn error(
         body: None,
         close,
         live: None,
+        wait_for_segment: None,
     }
 }
 

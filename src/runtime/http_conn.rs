@@ -7,6 +7,7 @@ use crate::http::request::{Parsed, parse_head};
 use crate::http::service::{ConnScratch, invalid_request, respond};
 use crate::http::status::Status;
 use crate::runtime::live_ts;
+use crate::runtime::ring_wait::SegmentReady;
 use crate::shard::{Now, ShardState};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
@@ -14,6 +15,9 @@ use std::cell::RefCell;
 use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::Instant;
+
+/// Longest a request for the segment being cut waits for it.
+const SEGMENT_WAIT: std::time::Duration = std::time::Duration::from_secs(6);
 
 /// Serves one accepted connection until the client closes it, an error or timeout occurs,
 /// or a response asks to close.
@@ -38,6 +42,8 @@ pub async fn serve(mut stream: TcpStream, state: Rc<RefCell<ShardState>>) {
     // When the first byte of the request head being read arrived: the whole head must come
     // within `read_timeout`, so a client dripping a byte at a time cannot hold the slot.
     let mut head_started: Option<Instant> = None;
+    // Whether the next request may be parked until a segment is cut (not twice in a row).
+    let mut may_wait = true;
 
     loop {
         // Answer every whole request already buffered.
@@ -60,9 +66,19 @@ pub async fn serve(mut stream: TcpStream, state: Rc<RefCell<ShardState>>) {
                     Parsed::Invalid(status) => Err(status),
                     Parsed::Complete(head) => {
                         let now = Now::read();
-                        let reply = respond(&mut shard, &mut scratch, &head, peer, now, &mut out);
-                        start += head.head_len;
-                        skip_body = head.body_len;
+                        let reply = respond(
+                            &mut shard,
+                            &mut scratch,
+                            &head,
+                            peer,
+                            now,
+                            &mut out,
+                            may_wait,
+                        );
+                        if reply.wait_for_segment.is_none() {
+                            start += head.head_len;
+                            skip_body = head.body_len;
+                        }
                         Ok(reply)
                     }
                 }
@@ -75,6 +91,23 @@ pub async fn serve(mut stream: TcpStream, state: Rc<RefCell<ShardState>>) {
                 }
             };
             head_started = None;
+            if let Some(wait) = reply.wait_for_segment {
+                // Answer what came before, then park this request until the segment it asks
+                // for is cut (bounded), and answer it again, once, without waiting.
+                if stream.write_all(&out).await.is_err() {
+                    return;
+                }
+                out.clear();
+                let ready = SegmentReady {
+                    state: &state,
+                    stream: wait.stream,
+                    after: wait.after_sequence,
+                };
+                futures_lite::future::or(ready, glommio::timer::sleep(SEGMENT_WAIT)).await;
+                may_wait = false;
+                continue;
+            }
+            may_wait = true;
             if let Some(live) = reply.live {
                 if stream.write_all(&out).await.is_err() {
                     return;

@@ -1,3 +1,6 @@
+//! Futures a connection task awaits for media that is not there yet, each woken by the push
+//! that brings it (no polling).
+//!
 //! `RingReady`: the future a connection task awaits for its next frame. It resolves when the
 //! stream's `FrameRing` on this shard has something for the viewer's cursor (a frame, or
 //! news that the frame is gone), or, for a viewer that has not started, when a keyframe
@@ -37,6 +40,34 @@ impl Future for RingReady<'_> {
             Poll::Ready(())
         } else {
             view.ring.wait(cx.waker());
+            Poll::Pending
+        }
+    }
+}
+
+/// Resolves when the stream's segment window on this shard has a segment newer than `after`.
+pub struct SegmentReady<'a> {
+    pub state: &'a Rc<RefCell<ShardState>>,
+    pub stream: StreamId,
+    pub after: u64,
+}
+
+impl Future for SegmentReady<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut shard = self.state.borrow_mut();
+        let Some(view) = shard.streams.get_mut(self.stream as usize) else {
+            return Poll::Ready(());
+        };
+        if view
+            .window
+            .newest()
+            .is_some_and(|s| s.sequence > self.after)
+        {
+            Poll::Ready(())
+        } else {
+            view.window.wait(cx.waker());
             Poll::Pending
         }
     }

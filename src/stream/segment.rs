@@ -9,15 +9,38 @@ pub struct Segment {
     pub sequence: u64,
     /// Wall-clock time of the segment's first frame, ms since the epoch (UTC).
     pub start_utc_ms: i64,
+    /// Decode time of the first frame, 90 kHz (the fMP4 fragment's video `tfdt`; DASH
+    /// `$Time$`).
+    pub start_dts: i64,
+    /// Decode time where the next segment starts, 90 kHz (exact, unlike `duration_ms`).
+    pub end_dts: i64,
     /// Duration in milliseconds.
     pub duration_ms: u32,
     /// The MPEG-TS bytes, PAT/PMT first, starting with a keyframe.
     pub ts: Bytes,
     /// The same frames as one fMP4 fragment (moof + mdat), when the stream has fMP4 output.
     pub fmp4: Option<Bytes>,
+    /// The same frames as one single-track fragment per track, for DASH (one adaptation set
+    /// per track, which every DASH client handles).
+    pub dash: DashFragments,
+}
+
+/// A segment's single-track fMP4 fragments. Both are addressed by the segment's
+/// `start_dts`: the audio fragment's own first sample may sit up to one AAC frame away,
+/// which players absorb, while one timeline for both tracks keeps `t + d` of every entry
+/// equal to the next entry's `t`, the address a player computes.
+#[derive(Clone, Debug, Default)]
+pub struct DashFragments {
+    pub video: Option<Bytes>,
+    pub audio: Option<Bytes>,
 }
 
 impl Segment {
+    /// Wall-clock ms of media time 0 (what DASH calls availabilityStartTime).
+    pub fn utc_of_zero_ms(&self) -> i64 {
+        self.start_utc_ms - self.start_dts * 1000 / crate::media::frame::TIMESCALE
+    }
+
     /// The start second that names the segment in URLs.
     pub fn start_second(&self) -> i64 {
         self.start_utc_ms.div_euclid(1000)

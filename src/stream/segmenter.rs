@@ -8,16 +8,19 @@
 //! references until the fMP4 fragment is written at the cut.
 
 use crate::media::frame::{Frame, MediaInfo, TIMESCALE, TrackKind};
-use crate::mux::fmp4::Fmp4Muxer;
+use crate::mux::fmp4::{Fmp4Muxer, Tracks};
 use crate::mux::ts::{TsError, TsMuxer};
-use crate::stream::segment::Segment;
+use crate::stream::segment::{DashFragments, Segment};
 use bytes::BytesMut;
 
 pub struct Segmenter {
     muxer: TsMuxer,
     /// `None` when the stream's tracks cannot be carried in fMP4 (then only TS is served).
     fmp4: Option<Fmp4Muxer>,
-    /// Frames of the open segment, for the fMP4 fragment.
+    /// Single-track muxers for DASH.
+    dash_video: Option<Fmp4Muxer>,
+    dash_audio: Option<Fmp4Muxer>,
+    /// Frames of the open segment, for the fMP4 fragments.
     open_frames: Vec<Frame>,
     has_video: bool,
     target_ticks: i64,
@@ -39,8 +42,11 @@ impl Segmenter {
                 None
             }
         };
+        let single = |tracks| Fmp4Muxer::for_tracks(info, tracks).ok();
         Segmenter {
             muxer: TsMuxer::new(info),
+            dash_video: info.video.as_ref().and_then(|_| single(Tracks::Video)),
+            dash_audio: info.audio.as_ref().and_then(|_| single(Tracks::Audio)),
             fmp4,
             open_frames: Vec::with_capacity(256),
             has_video: info.video.is_some(),
@@ -72,7 +78,7 @@ impl Segmenter {
         }
         if self.open_since.is_some() {
             self.muxer.write_frame(frame, &mut self.buffer)?;
-            if self.fmp4.is_some() {
+            if self.fmp4.is_some() || self.dash_video.is_some() || self.dash_audio.is_some() {
                 self.open_frames.push(frame.clone());
             }
         }
@@ -103,14 +109,38 @@ impl Segmenter {
                 }
             }
         });
+        let dash = self.dash_fragments(sequence, end_dts);
         self.open_frames.clear();
         Segment {
+            dash,
             fmp4,
             sequence,
+            start_dts: start,
+            end_dts,
             start_utc_ms: self.utc_base_ms + start * 1000 / TIMESCALE,
             duration_ms: ((end_dts - start) * 1000 / TIMESCALE).clamp(0, i64::from(u32::MAX))
                 as u32,
             ts,
+        }
+    }
+
+    fn dash_fragments(&mut self, sequence: u64, end_dts: i64) -> DashFragments {
+        let fragment_sequence = (sequence as u32).wrapping_add(1);
+        let frames = &self.open_frames;
+        let make = |muxer: &mut Option<Fmp4Muxer>| {
+            muxer
+                .as_mut()
+                .and_then(|m| match m.fragment(fragment_sequence, frames, end_dts) {
+                    Ok(f) => Some(f),
+                    Err(e) => {
+                        log::warn!("segment {sequence}: no DASH fragment: {e}");
+                        None
+                    }
+                })
+        };
+        DashFragments {
+            video: make(&mut self.dash_video),
+            audio: make(&mut self.dash_audio),
         }
     }
 }

@@ -5,7 +5,7 @@
 use crate::auth::verdict::StreamId;
 use crate::hls::playlist::VariantInfo;
 use crate::media::frame::MediaInfo;
-use crate::mux::fmp4::Fmp4Muxer;
+use crate::mux::fmp4::{Fmp4Muxer, Tracks};
 use crate::stream::ring::{FeedFrame, FrameRing};
 use crate::stream::segment::Segment;
 use crate::stream::window::SegmentWindow;
@@ -45,6 +45,8 @@ pub struct StreamView {
     /// The fMP4 initialization segment, derived from `media` (every shard builds the same
     /// bytes the owner's segmenter fragments against).
     pub init_mp4: Option<Bytes>,
+    /// The single-track init segments DASH uses: (video, audio).
+    pub dash_init: (Option<Bytes>, Option<Bytes>),
 }
 
 impl StreamView {
@@ -53,6 +55,14 @@ impl StreamView {
             StreamEvent::Media { info, .. } => {
                 self.variant = Some(variant_info(&info));
                 self.init_mp4 = Fmp4Muxer::new(&info).ok().map(|m| m.init_segment());
+                let single = |t| {
+                    Fmp4Muxer::for_tracks(&info, t)
+                        .ok()
+                        .map(|m| m.init_segment())
+                };
+                let video = info.video.as_ref().and_then(|_| single(Tracks::Video));
+                let audio = info.audio.as_ref().and_then(|_| single(Tracks::Audio));
+                self.dash_init = (video, audio);
                 if self.media.as_ref().is_some_and(|old| *old != info) {
                     // New codec configuration: frames of the old one are useless to viewers.
                     self.ring.reset();
@@ -76,6 +86,9 @@ pub fn variant_info(info: &MediaInfo) -> VariantInfo {
     }
     VariantInfo {
         codecs: codecs.join(","),
+        video_codec: info.video.as_ref().map(|v| v.codec_string()),
+        audio_codec: info.audio.as_ref().map(|a| a.codec_string()),
+        audio_format: info.audio.as_ref().map(|a| (a.sample_rate, a.channels)),
         resolution: info.video.as_ref().map(|v| (v.width, v.height)),
         frame_rate: info
             .video

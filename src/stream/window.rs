@@ -6,10 +6,13 @@
 
 use crate::stream::segment::Segment;
 use std::collections::VecDeque;
+use std::task::Waker;
 
 #[derive(Debug)]
 pub struct SegmentWindow {
     segments: VecDeque<Segment>,
+    /// Requests waiting for a segment that is being cut right now.
+    waiters: Vec<Waker>,
     playlist_len: usize,
     keep: usize,
 }
@@ -30,6 +33,7 @@ impl SegmentWindow {
         let playlist_len = playlist_len.max(1);
         SegmentWindow {
             segments: VecDeque::with_capacity(playlist_len + extra + 1),
+            waiters: Vec::new(),
             playlist_len,
             keep: playlist_len + extra,
         }
@@ -49,6 +53,21 @@ impl SegmentWindow {
         while self.segments.len() > self.keep {
             self.segments.pop_front();
         }
+        for waker in self.waiters.drain(..) {
+            waker.wake();
+        }
+    }
+
+    /// The newest segment.
+    pub fn newest(&self) -> Option<&Segment> {
+        self.segments.back()
+    }
+
+    /// Registers a task to wake when the next segment arrives.
+    pub fn wait(&mut self, waker: &Waker) {
+        if !self.waiters.iter().any(|w| w.will_wake(waker)) {
+            self.waiters.push(waker.clone());
+        }
     }
 
     /// The segments a playlist lists, oldest first.
@@ -67,6 +86,14 @@ impl SegmentWindow {
             .iter()
             .rev()
             .find(|s| s.start_second() == start_second && s.duration_ms == duration_ms)
+    }
+
+    /// The segment whose first frame has this decode time (DASH `$Time$`).
+    pub fn find_by_dts(&self, start_dts: i64) -> Option<&Segment> {
+        self.segments
+            .iter()
+            .rev()
+            .find(|s| s.start_dts == start_dts)
     }
 
     /// Peak bitrate over the window, bits per second (for the master playlist's BANDWIDTH).
@@ -91,6 +118,9 @@ mod tests {
             duration_ms: 2000,
             ts: Bytes::from(vec![0u8; 1000]),
             fmp4: None,
+            dash: Default::default(),
+            start_dts: 0,
+            end_dts: 180_000,
         }
     }
 
