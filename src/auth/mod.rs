@@ -4,10 +4,21 @@
 //! `DecisionCache`, and on a miss evaluates the stream's policy and caches the verdict for
 //! the decision's duration. Sessions (`SessionTable`) are tracked beside it. The shard owns
 //! one `Authorizer`; nothing here is shared between threads.
+//!
+//! Built and unit-tested, not yet wired into `authorize` (portal backends are the next
+//! step): `portal` (the Flussonic-compatible backend request/answer), `backend_client`
+//! (sans-IO keep-alive client, pool bookkeeping, circuit breaker), `signed` (HMAC-SHA256
+//! tokens with key rotation), `securetoken` (Flussonic securetoken), `session_limit`
+//! (X-Max-Sessions / X-Unique decisions).
 
+pub mod backend_client;
 pub mod cache;
 pub mod policy;
+pub mod portal;
+pub mod securetoken;
 pub mod session;
+pub mod session_limit;
+pub mod signed;
 pub mod verdict;
 
 use crate::auth::cache::{DecisionCache, DecisionKey};
