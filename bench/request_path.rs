@@ -73,9 +73,9 @@ fn bench(c: &mut Criterion) {
         user_agent: Some(b"Lavf/59.27.100"),
     };
     let now = Instant::now();
-    auth.authorize(&catalog, &req, now);
+    auth.authorize(&catalog, &req, now, 1_700_000_000_000);
     c.bench_function("auth/decision_cache_hit", |b| {
-        b.iter(|| auth.authorize(&catalog, black_box(&req), now))
+        b.iter(|| auth.authorize(&catalog, black_box(&req), now, 1_700_000_000_000))
     });
 
     let mut window = SegmentWindow::default();

@@ -6,10 +6,14 @@ use std::process::ExitCode;
 const USAGE: &str = "\
 usage: tessera [--shards N] [CONFIG]
        tessera --check CONFIG
+       tessera token sign CONFIG BACKEND SCOPE [--ttl SECONDS] [--ip IP|CIDR] [--key ID]
 
   CONFIG        config file to serve (default: the embedded demo config, config/tessera.conf)
   --check       validate CONFIG, print every error, exit 0 if valid, 1 if not
   --shards N    number of shards (default: one per core)
+  token sign    print a signed token for SCOPE (a stream name, `prefix/*` or `*`), signed
+                with BACKEND's newest `signed_key` (or --key ID), valid for --ttl seconds
+                (default 3600), optionally bound to a client address or network
   -h, --help    this text
   -V, --version print the version
 
@@ -63,8 +67,74 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
+/// `tessera token sign CONFIG BACKEND SCOPE [--ttl S] [--ip CIDR] [--key ID]`.
+fn token_sign(args: &[String]) -> Result<String, String> {
+    let [config, backend, scope, rest @ ..] = args else {
+        return Err("token sign needs CONFIG BACKEND SCOPE".into());
+    };
+    let (mut ttl, mut ip, mut key) = (3600i64, None, None);
+    let mut it = rest.iter();
+    while let Some(flag) = it.next() {
+        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--ttl" => {
+                ttl = value
+                    .parse()
+                    .ok()
+                    .filter(|t| *t > 0)
+                    .ok_or("--ttl takes a positive number of seconds")?
+            }
+            "--ip" => {
+                ip = Some(
+                    value
+                        .parse::<tessera::config::Cidr>()
+                        .map_err(|e| format!("--ip: {e}"))?,
+                )
+            }
+            "--key" => key = Some(value.clone()),
+            other => return Err(format!("unknown option {other}")),
+        }
+    }
+    let config =
+        tessera::config::load_file(std::path::Path::new(config)).map_err(|e| e.to_string())?;
+    let rules = &config
+        .auth_backend(backend)
+        .ok_or_else(|| format!("no auth_backend `{backend}` in the config"))?
+        .rules;
+    let newest = rules
+        .signed_keys
+        .last()
+        .ok_or_else(|| format!("auth_backend `{backend}` has no signed_key"))?;
+    let mut keys = tessera::auth::signed::SignedKeys::new();
+    for k in &rules.signed_keys {
+        keys.insert(&k.id, k.secret.as_bytes())
+            .map_err(|e| e.to_string())?;
+    }
+    let kid = key.unwrap_or_else(|| newest.id.clone());
+    let expires = tessera::utc::now_ms() / 1000 + ttl;
+    keys.sign(&kid, expires, scope, ip)
+        .map_err(|e| e.to_string())
+}
+
 fn main() -> ExitCode {
     tessera::logging::init();
+    let raw: Vec<String> = std::env::args().skip(1).collect();
+    if raw.first().map(String::as_str) == Some("token") {
+        if raw.get(1).map(String::as_str) != Some("sign") {
+            eprintln!("tessera: unknown token command\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+        return match token_sign(&raw[2..]) {
+            Ok(token) => {
+                println!("{token}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("tessera: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {

@@ -84,8 +84,15 @@ impl Authorizer {
         &self.sessions
     }
 
-    /// Decides a play request. Open streams (no `on_play`) are allowed.
-    pub fn authorize(&mut self, catalog: &Catalog, req: &PlayRequest<'_>, now: Instant) -> Verdict {
+    /// Decides a play request at `now` (monotonic, for the cache) / `now_unix_ms` (wall
+    /// clock, for signed-token expiry). Open streams (no `on_play`) are allowed.
+    pub fn authorize(
+        &mut self,
+        catalog: &Catalog,
+        req: &PlayRequest<'_>,
+        now: Instant,
+        now_unix_ms: i64,
+    ) -> Verdict {
         let Some(stream) = catalog.stream(req.stream) else {
             return Verdict::Deny(verdict::DenyReason::BackendDenied);
         };
@@ -117,9 +124,18 @@ impl Authorizer {
                     match self.cache.get(&key, now) {
                         Some(v) => v,
                         None => {
-                            let v = policy.evaluate(req);
-                            self.cache.insert(&key, v, now, self.decision_ttl);
-                            v
+                            let decision =
+                                policy.decide(req, &stream.name, now_unix_ms.div_euclid(1000));
+                            // A signed token's allow lasts no longer than the token.
+                            let ttl =
+                                decision
+                                    .valid_until_unix
+                                    .map_or(self.decision_ttl, |until| {
+                                        let left_ms = (until * 1000 - now_unix_ms).max(0) as u64;
+                                        self.decision_ttl.min(Duration::from_millis(left_ms))
+                                    });
+                            self.cache.insert(&key, decision.verdict, now, ttl);
+                            decision.verdict
                         }
                     }
                 }
@@ -250,6 +266,17 @@ pub fn os_seed() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Authorizer {
+        fn authorize_at(
+            &mut self,
+            catalog: &Catalog,
+            req: &PlayRequest<'_>,
+            now: Instant,
+        ) -> Verdict {
+            self.authorize(catalog, req, now, 1_700_000_000_000)
+        }
+    }
     use crate::auth::verdict::{DenyReason, Proto};
 
     fn catalog() -> Catalog {
@@ -280,26 +307,26 @@ mod tests {
         let mut a = Authorizer::new(1);
         let now = Instant::now();
         assert_eq!(
-            a.authorize(&cat, &req(0, Some(b"good")), now),
+            a.authorize_at(&cat, &req(0, Some(b"good")), now),
             Verdict::Allow
         );
         assert_eq!(
-            a.authorize(&cat, &req(0, Some(b"good")), now),
+            a.authorize_at(&cat, &req(0, Some(b"good")), now),
             Verdict::Allow
         );
         assert_eq!((a.cache().hits, a.cache().misses), (1, 1));
         // Same token on another stream is its own decision (a miss, evaluated again).
         assert_eq!(
-            a.authorize(&cat, &req(1, Some(b"good")), now),
+            a.authorize_at(&cat, &req(1, Some(b"good")), now),
             Verdict::Allow
         );
         assert_eq!(a.cache().misses, 2);
         let denied = Verdict::Deny(DenyReason::BackendDenied);
-        assert_eq!(a.authorize(&cat, &req(0, Some(b"bad")), now), denied);
-        assert_eq!(a.authorize(&cat, &req(0, None), now), denied);
-        assert_eq!(a.authorize(&cat, &req(0, Some(b"")), now), denied);
+        assert_eq!(a.authorize_at(&cat, &req(0, Some(b"bad")), now), denied);
+        assert_eq!(a.authorize_at(&cat, &req(0, None), now), denied);
+        assert_eq!(a.authorize_at(&cat, &req(0, Some(b"")), now), denied);
         assert_eq!(
-            a.authorize(&cat, &req(2, None), now),
+            a.authorize_at(&cat, &req(2, None), now),
             Verdict::Allow,
             "open stream"
         );

@@ -1,9 +1,12 @@
 //! An `auth_backend` compiled for evaluation: the rule order of the spec (§2), constant-time
 //! token comparison, and nothing else. Pure: no clock, no I/O, no state.
 //!
-//! Order, first match decides: `allow token` → `deny token` → `allow ip` → `deny ip` →
-//! `allow ua` → `deny ua` → (portal backends, later) → `allow default` or deny.
+//! Order, first match decides: a signed token (`signed_key`: valid allows; expired, forged,
+//! for another stream or another address denies; anything else falls through) →
+//! `allow token` → `deny token` → `allow ip` → `deny ip` → `allow ua` → `deny ua` →
+//! (portal backends, later) → `allow default` or deny.
 
+use crate::auth::signed::{SignedKeys, SignedVerdict};
 use crate::auth::verdict::{DenyReason, PlayRequest, Verdict, canonical_ip};
 use crate::config::{AuthBackend, Cidr};
 use memchr::memmem::Finder;
@@ -18,6 +21,24 @@ pub struct Policy {
     allow_uas: Vec<Finder<'static>>,
     deny_uas: Vec<Finder<'static>>,
     allow_default: bool,
+    signed_keys: SignedKeys,
+}
+
+/// A policy's answer: the verdict, and until when it may be trusted (a signed token's
+/// expiry, Unix seconds) when that is sooner than the usual decision duration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub verdict: Verdict,
+    pub valid_until_unix: Option<i64>,
+}
+
+impl From<Verdict> for Decision {
+    fn from(verdict: Verdict) -> Self {
+        Decision {
+            verdict,
+            valid_until_unix: None,
+        }
+    }
 }
 
 impl Policy {
@@ -38,6 +59,16 @@ impl Policy {
             allow_uas: finders(&r.allow_uas),
             deny_uas: finders(&r.deny_uas),
             allow_default: r.allow_default,
+            signed_keys: {
+                let mut keys = SignedKeys::new();
+                for k in &r.signed_keys {
+                    // The config parser validated every key with the same rules.
+                    if let Err(e) = keys.insert(&k.id, k.secret.as_bytes()) {
+                        log::error!("auth_backend {}: signed_key skipped: {e}", backend.name);
+                    }
+                }
+                keys
+            },
         }
     }
 
@@ -46,7 +77,30 @@ impl Policy {
         !self.allow_uas.is_empty() || !self.deny_uas.is_empty()
     }
 
-    /// Evaluates the rules in spec order.
+    /// Evaluates the rules in spec order for a play of `stream` (its name) at `now_unix`.
+    pub fn decide(&self, req: &PlayRequest<'_>, stream: &str, now_unix: i64) -> Decision {
+        if let (Some(token), false) = (req.token, self.signed_keys.is_empty()) {
+            match self
+                .signed_keys
+                .verify(token, stream, canonical_ip(req.ip), now_unix)
+            {
+                SignedVerdict::NotSigned => {}
+                SignedVerdict::Valid { expires } => {
+                    return Decision {
+                        verdict: Verdict::Allow,
+                        valid_until_unix: Some(expires),
+                    };
+                }
+                denied => {
+                    let reason = denied.deny_reason().unwrap_or(DenyReason::BackendDenied);
+                    return Verdict::Deny(reason).into();
+                }
+            }
+        }
+        self.evaluate(req).into()
+    }
+
+    /// Evaluates the unsigned rules in spec order.
     pub fn evaluate(&self, req: &PlayRequest<'_>) -> Verdict {
         if let Some(token) = req.token {
             if any_token_matches(token, &self.allow_tokens) {

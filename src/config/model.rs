@@ -108,8 +108,9 @@ pub struct AuthBackend {
     pub span: Span,
 }
 
-/// The local rules of an `auth_backend`, each list in file order. Evaluation order (spec §2):
-/// allow token, deny token, allow ip, deny ip, allow ua, deny ua, then `allow_default`.
+/// The local rules of an `auth_backend`, each list in file order. Evaluation order (spec §2,
+/// §7.1): signed tokens, allow token, deny token, allow ip, deny ip, allow ua, deny ua, then
+/// `allow_default`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Rules {
     /// Never contains an empty string.
@@ -124,6 +125,26 @@ pub struct Rules {
     pub deny_uas: Vec<String>,
     /// `allow default;`: allow when no rule matched.
     pub allow_default: bool,
+    /// `signed_key ID SECRET;`: keys that sign `v1` tokens, checked before every other rule.
+    pub signed_keys: Vec<SignedKeyConfig>,
+}
+
+/// One `signed_key ID SECRET;` (the id and secret already validated).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SignedKeyConfig {
+    pub id: String,
+    pub secret: String,
+    pub span: Span,
+}
+
+impl fmt::Debug for SignedKeyConfig {
+    /// The secret never reaches a log line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SignedKeyConfig")
+            .field("id", &self.id)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
 }
 
 /// An IP network: `10.0.0.0/8`, `2001:db8::/32`, or a bare address (`/32`, `/128`).

@@ -14,7 +14,8 @@ use super::error::{Diagnostics, did_you_mean, show};
 use super::lexer::{Lexer, Token, Word};
 use super::model::{
     AuthBackend, Cidr, Config, DEFAULT_SEGMENT_DURATION_MS, InputUrl, Listener, ListenerProto,
-    MAX_SEGMENT_DURATION_MS, MIN_SEGMENT_DURATION_MS, OnPlay, Rules, Span, StreamConfig, Transport,
+    MAX_SEGMENT_DURATION_MS, MIN_SEGMENT_DURATION_MS, OnPlay, Rules, SignedKeyConfig, Span,
+    StreamConfig, Transport,
 };
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -210,7 +211,7 @@ impl Context {
                 "api_key",
                 "backend_timeout",
             ],
-            Context::AuthBackend => &["allow", "deny", "backend", "backend_timeout"],
+            Context::AuthBackend => &["allow", "deny", "signed_key", "backend", "backend_timeout"],
             Context::Stream => &["input", "on_play", "on_publish", "segment_duration"],
         }
     }
@@ -245,6 +246,7 @@ fn usage(directive: &str) -> &'static str {
         "input" => "input URL;",
         "on_play" => "on_play auth://NAME;",
         "segment_duration" => "segment_duration SECONDS;",
+        "signed_key" => "signed_key ID SECRET;",
         _ => "",
     }
 }
@@ -493,6 +495,26 @@ impl Lowering<'_> {
         self.config.auth_token_param = arg.text.clone();
     }
 
+    /// `signed_key ID SECRET;`, validated by the same rules the verifier applies.
+    fn signed_key(&mut self, rules: &mut Rules, d: &Directive) {
+        let [id, secret] = d.args.as_slice() else {
+            let message = format!("usage: `{}`", usage("signed_key"));
+            return self.diags.error(d.name.span, message);
+        };
+        let mut keys = crate::auth::signed::SignedKeys::new();
+        for k in &rules.signed_keys {
+            let _ = keys.insert(&k.id, k.secret.as_bytes());
+        }
+        match keys.insert(&id.text, secret.text.as_bytes()) {
+            Ok(()) => rules.signed_keys.push(SignedKeyConfig {
+                id: id.text.clone(),
+                secret: secret.text.clone(),
+                span: d.name.span,
+            }),
+            Err(e) => self.diags.error(id.span, format!("signed_key: {e}")),
+        }
+    }
+
     fn auth_backend(&mut self, mut d: Directive) {
         let name = self.one_arg(&d).cloned();
         let block = self.block_of(&mut d);
@@ -503,6 +525,7 @@ impl Lowering<'_> {
                 match item.name.text.as_str() {
                     "allow" => self.rule(&mut rules, &item, true),
                     "deny" => self.rule(&mut rules, &item, false),
+                    "signed_key" => self.signed_key(&mut rules, &item),
                     "backend" | "backend_timeout" => self.not_supported_yet(&item.name),
                     _ => self.unknown_directive(&item.name, Context::AuthBackend),
                 }

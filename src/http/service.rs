@@ -161,7 +161,10 @@ pub fn respond(
         ip: peer,
         user_agent: head.user_agent,
     };
-    if let Verdict::Deny(reason) = shard.auth.authorize(&catalog, &play, now.instant) {
+    if let Verdict::Deny(reason) = shard
+        .auth
+        .authorize(&catalog, &play, now.instant, now.utc_ms)
+    {
         scratch.body.extend_from_slice(b"403 Forbidden: ");
         scratch.body.extend_from_slice(reason.as_str().as_bytes());
         scratch.body.push(b'\n');

@@ -243,7 +243,10 @@ fn authorize(
         ip: peer,
         user_agent: user_agent.map(str::as_bytes),
     };
-    match shard.auth.authorize(&catalog, &request, Instant::now()) {
+    match shard
+        .auth
+        .authorize(&catalog, &request, Instant::now(), crate::utc::now_ms())
+    {
         Verdict::Deny(reason) => (
             AuthAnswer::Denied {
                 reason: reason.as_str(),
