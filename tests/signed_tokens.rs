@@ -159,3 +159,87 @@ fn bad_keys_are_config_errors() {
         "a secret in an error message: {err}"
     );
 }
+
+/// A Flussonic securetoken as a portal's PHP would make it, computed here independently.
+fn securetoken(name: &str, ip: &str, start: i64, end: i64, secret: &str, salt: &str) -> String {
+    use sha1::{Digest, Sha1};
+    let digest = Sha1::digest(format!("{name}{ip}{start}{end}{secret}{salt}").as_bytes());
+    let hash: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{hash}-{salt}-{end}-{start}")
+}
+
+#[test]
+fn flussonic_securetoken_is_accepted_and_checked() {
+    let port = free_port();
+    let config = format!(
+        "http 127.0.0.1:{port};\n\
+         auth_backend st {{ securetoken s3cretkey; }}\n\
+         auth_backend st-any-ip {{ securetoken s3cretkey no_check_ip; }}\n\
+         stream cam {{ input fake://fake; on_play auth://st; segment_duration 1; }}\n\
+         stream cam2 {{ input fake://fake; on_play auth://st-any-ip; segment_duration 1; }}\n"
+    );
+    let server = Server::start(&config, port);
+    let now = tessera::utc::now_ms() / 1000;
+    let good = securetoken(
+        "cam",
+        "127.0.0.1",
+        now - 10,
+        now + 600,
+        "s3cretkey",
+        "a1b2c3",
+    );
+    server.wait_ok(&format!("/cam/tracks-v1a1/mono.m3u8?token={good}"));
+    let status = |path: String| {
+        let r = get(server.http, &path);
+        (r.status, r.header("x-deny-reason").map(str::to_owned))
+    };
+    assert_eq!(status(format!("/cam/index.m3u8?token={good}")).0, 200);
+    let other_ip = securetoken(
+        "cam",
+        "192.0.2.9",
+        now - 10,
+        now + 600,
+        "s3cretkey",
+        "a1b2c3",
+    );
+    assert_eq!(status(format!("/cam/index.m3u8?token={other_ip}")).0, 403);
+    let expired = securetoken(
+        "cam",
+        "127.0.0.1",
+        now - 600,
+        now - 10,
+        "s3cretkey",
+        "a1b2c3",
+    );
+    assert_eq!(
+        status(format!("/cam/index.m3u8?token={expired}")),
+        (403, Some("token_expired".into()))
+    );
+    let wrong_key = securetoken("cam", "127.0.0.1", now - 10, now + 600, "other", "a1b2c3");
+    assert_eq!(
+        status(format!("/cam/index.m3u8?token={wrong_key}")),
+        (403, Some("bad_signature".into()))
+    );
+    let wrong_stream = securetoken(
+        "cam2",
+        "127.0.0.1",
+        now - 10,
+        now + 600,
+        "s3cretkey",
+        "a1b2c3",
+    );
+    assert_eq!(
+        status(format!("/cam/index.m3u8?token={wrong_stream}")).0,
+        403
+    );
+    // no_check_ip: the site hashes the literal `no_check_ip`.
+    let any_ip = securetoken(
+        "cam2",
+        "no_check_ip",
+        now - 10,
+        now + 600,
+        "s3cretkey",
+        "zz9",
+    );
+    assert_eq!(status(format!("/cam2/index.m3u8?token={any_ip}")).0, 200);
+}

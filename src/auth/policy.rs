@@ -1,11 +1,12 @@
 //! An `auth_backend` compiled for evaluation: the rule order of the spec (§2), constant-time
 //! token comparison, and nothing else. Pure: no clock, no I/O, no state.
 //!
-//! Order, first match decides: a signed token (`signed_key`: valid allows; expired, forged,
+//! Order, first match decides: a signed token (`signed_key`, then `securetoken`: valid allows; expired, forged,
 //! for another stream or another address denies; anything else falls through) →
 //! `allow token` → `deny token` → `allow ip` → `deny ip` → `allow ua` → `deny ua` →
 //! (portal backends, later) → `allow default` or deny.
 
+use crate::auth::securetoken::SecureToken;
 use crate::auth::signed::{SignedKeys, SignedVerdict};
 use crate::auth::verdict::{DenyReason, PlayRequest, Verdict, canonical_ip};
 use crate::config::{AuthBackend, Cidr};
@@ -22,6 +23,7 @@ pub struct Policy {
     deny_uas: Vec<Finder<'static>>,
     allow_default: bool,
     signed_keys: SignedKeys,
+    securetoken: Option<SecureToken>,
 }
 
 /// A policy's answer: the verdict, and until when it may be trusted (a signed token's
@@ -69,6 +71,10 @@ impl Policy {
                 }
                 keys
             },
+            securetoken: r
+                .securetoken
+                .as_ref()
+                .map(|t| SecureToken::new(t.secret.as_bytes(), t.check_ip)),
         }
     }
 
@@ -79,11 +85,16 @@ impl Policy {
 
     /// Evaluates the rules in spec order for a play of `stream` (its name) at `now_unix`.
     pub fn decide(&self, req: &PlayRequest<'_>, stream: &str, now_unix: i64) -> Decision {
-        if let (Some(token), false) = (req.token, self.signed_keys.is_empty()) {
-            match self
-                .signed_keys
-                .verify(token, stream, canonical_ip(req.ip), now_unix)
-            {
+        if let Some(token) = req.token {
+            let ip = canonical_ip(req.ip);
+            let mut signed = SignedVerdict::NotSigned;
+            if !self.signed_keys.is_empty() {
+                signed = self.signed_keys.verify(token, stream, ip, now_unix);
+            }
+            if let (SignedVerdict::NotSigned, Some(st)) = (signed, &self.securetoken) {
+                signed = st.verify(token, stream, ip, now_unix);
+            }
+            match signed {
                 SignedVerdict::NotSigned => {}
                 SignedVerdict::Valid { expires } => {
                     return Decision {

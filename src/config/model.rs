@@ -127,6 +127,25 @@ pub struct Rules {
     pub allow_default: bool,
     /// `signed_key ID SECRET;`: keys that sign `v1` tokens, checked before every other rule.
     pub signed_keys: Vec<SignedKeyConfig>,
+    /// `securetoken SECRET [no_check_ip];`: Flussonic securetoken, checked with signed keys.
+    pub securetoken: Option<SecureTokenConfig>,
+}
+
+/// `securetoken SECRET [no_check_ip];`
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecureTokenConfig {
+    pub secret: String,
+    /// `false` with `no_check_ip`: tokens are not bound to the client address.
+    pub check_ip: bool,
+}
+
+impl fmt::Debug for SecureTokenConfig {
+    /// The secret never reaches a log line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SecureTokenConfig")
+            .field("check_ip", &self.check_ip)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One `signed_key ID SECRET;` (the id and secret already validated).

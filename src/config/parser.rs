@@ -14,8 +14,8 @@ use super::error::{Diagnostics, did_you_mean, show};
 use super::lexer::{Lexer, Token, Word};
 use super::model::{
     AuthBackend, Cidr, Config, DEFAULT_SEGMENT_DURATION_MS, InputUrl, Listener, ListenerProto,
-    MAX_SEGMENT_DURATION_MS, MIN_SEGMENT_DURATION_MS, OnPlay, Rules, SignedKeyConfig, Span,
-    StreamConfig, Transport,
+    MAX_SEGMENT_DURATION_MS, MIN_SEGMENT_DURATION_MS, OnPlay, Rules, SecureTokenConfig,
+    SignedKeyConfig, Span, StreamConfig, Transport,
 };
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -211,7 +211,14 @@ impl Context {
                 "api_key",
                 "backend_timeout",
             ],
-            Context::AuthBackend => &["allow", "deny", "signed_key", "backend", "backend_timeout"],
+            Context::AuthBackend => &[
+                "allow",
+                "deny",
+                "signed_key",
+                "securetoken",
+                "backend",
+                "backend_timeout",
+            ],
             Context::Stream => &["input", "on_play", "on_publish", "segment_duration"],
         }
     }
@@ -247,6 +254,7 @@ fn usage(directive: &str) -> &'static str {
         "on_play" => "on_play auth://NAME;",
         "segment_duration" => "segment_duration SECONDS;",
         "signed_key" => "signed_key ID SECRET;",
+        "securetoken" => "securetoken SECRET [no_check_ip];",
         _ => "",
     }
 }
@@ -515,6 +523,36 @@ impl Lowering<'_> {
         }
     }
 
+    /// `securetoken SECRET [no_check_ip];` (Flussonic securetoken).
+    fn securetoken(&mut self, rules: &mut Rules, d: &Directive) {
+        let (secret, check_ip) = match d.args.as_slice() {
+            [secret] => (secret, true),
+            [secret, flag] if flag.text == "no_check_ip" => (secret, false),
+            [_, flag] => {
+                let message = format!("expected `no_check_ip`, found `{}`", show(&flag.text));
+                return self.diags.error(flag.span, message);
+            }
+            _ => {
+                let message = format!("usage: `{}`", usage("securetoken"));
+                return self.diags.error(d.name.span, message);
+            }
+        };
+        if secret.text.len() < 8 {
+            return self
+                .diags
+                .error(secret.span, "securetoken secret shorter than 8 bytes");
+        }
+        if rules.securetoken.is_some() {
+            return self
+                .diags
+                .error(d.name.span, "a second `securetoken` in one auth_backend");
+        }
+        rules.securetoken = Some(SecureTokenConfig {
+            secret: secret.text.clone(),
+            check_ip,
+        });
+    }
+
     fn auth_backend(&mut self, mut d: Directive) {
         let name = self.one_arg(&d).cloned();
         let block = self.block_of(&mut d);
@@ -526,6 +564,7 @@ impl Lowering<'_> {
                     "allow" => self.rule(&mut rules, &item, true),
                     "deny" => self.rule(&mut rules, &item, false),
                     "signed_key" => self.signed_key(&mut rules, &item),
+                    "securetoken" => self.securetoken(&mut rules, &item),
                     "backend" | "backend_timeout" => self.not_supported_yet(&item.name),
                     _ => self.unknown_directive(&item.name, Context::AuthBackend),
                 }
