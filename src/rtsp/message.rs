@@ -12,6 +12,7 @@
 //! is unsure about: ambiguous framing (duplicate conflicting `Content-Length`, folded headers,
 //! non-UTF-8 heads) is an error, because a proxy in front of us might frame it differently.
 
+use crate::http::target::{Target, TargetError};
 use std::fmt;
 
 /// Named limits of one RTSP connection.
@@ -495,6 +496,21 @@ pub enum UrlError {
     DuplicateToken,
 }
 
+impl From<TargetError> for UrlError {
+    fn from(e: TargetError) -> Self {
+        match e {
+            // `parse` always hands over origin-form.
+            TargetError::NotOriginForm => UrlError::NotRtspUrl,
+            TargetError::Fragment => UrlError::Fragment,
+            TargetError::BadPercentEncoding => UrlError::BadPercentEncoding,
+            TargetError::ForbiddenByte => UrlError::ForbiddenByte,
+            TargetError::NotUtf8 => UrlError::NotUtf8,
+            TargetError::DotDotSegment => UrlError::DotDotSegment,
+            TargetError::DuplicateToken => UrlError::DuplicateToken,
+        }
+    }
+}
+
 impl fmt::Display for UrlError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -564,42 +580,15 @@ impl RequestUrl {
             url.track = Some(n);
             rest = before;
         }
-        let (raw_path, raw_query) = rest.split_once('?').unwrap_or((rest, ""));
-        let mut scratch = Vec::new();
-        for raw_segment in raw_path.split('/') {
-            scratch.clear();
-            percent_decode_into(raw_segment.as_bytes(), &mut scratch)?;
-            if scratch
-                .iter()
-                .any(|&b| b == b'/' || b == b'\\' || b < 0x20 || b == 0x7f)
-            {
-                return Err(UrlError::ForbiddenByte);
-            }
-            match &scratch[..] {
-                b"" | b"." => continue,
-                b".." => return Err(UrlError::DotDotSegment),
-                _ => {}
-            }
-            let segment = std::str::from_utf8(&scratch).map_err(|_| UrlError::NotUtf8)?;
-            if !url.stream.is_empty() {
-                url.stream.push('/');
-            }
-            url.stream.push_str(segment);
-        }
-        for pair in raw_query.split('&') {
-            let (raw_key, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
-            scratch.clear();
-            percent_decode_into(raw_key.as_bytes(), &mut scratch)?;
-            if scratch != token_param.as_bytes() {
-                continue;
-            }
-            if url.token.is_some() {
-                return Err(UrlError::DuplicateToken);
-            }
-            let mut token = Vec::new();
-            percent_decode_into(raw_value.as_bytes(), &mut token)?;
-            url.token = Some(token);
-        }
+        // The path and token rules are the HTTP front's, applied by the same code.
+        let mut target = Target::new();
+        let slash = if rest.starts_with('/') { "" } else { "/" };
+        let mut origin_form = String::with_capacity(rest.len() + 1);
+        origin_form.push_str(slash);
+        origin_form.push_str(rest);
+        target.parse(origin_form.as_bytes(), token_param.as_bytes())?;
+        url.stream = target.path().trim_start_matches('/').to_string();
+        url.token = target.token().map(<[u8]>::to_vec);
         Ok(url)
     }
 
@@ -620,26 +609,6 @@ impl RequestUrl {
         }
         out
     }
-}
-
-/// Appends the percent-decoding of `src` to `dst`; `+` stays `+` (RFC 3986, not forms).
-fn percent_decode_into(src: &[u8], dst: &mut Vec<u8>) -> Result<(), UrlError> {
-    let mut i = 0;
-    while i < src.len() {
-        if src[i] == b'%' {
-            let hi = src.get(i + 1).and_then(|&c| (c as char).to_digit(16));
-            let lo = src.get(i + 2).and_then(|&c| (c as char).to_digit(16));
-            let (Some(hi), Some(lo)) = (hi, lo) else {
-                return Err(UrlError::BadPercentEncoding);
-            };
-            dst.push((hi << 4 | lo) as u8);
-            i += 3;
-        } else {
-            dst.push(src[i]);
-            i += 1;
-        }
-    }
-    Ok(())
 }
 
 fn percent_encode_segment(segment: &str, out: &mut String) {
