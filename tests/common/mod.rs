@@ -243,3 +243,49 @@ pub fn tool(name: &str) -> Command {
     c.arg("-hide_banner").stdin(Stdio::null());
     c
 }
+
+/// What ffprobe must show for the built-in fake source.
+pub const FAKE_SOURCE_STREAMS: [&str; 5] = [
+    "Video: h264 (Constrained Baseline)",
+    "320x240",
+    "25 fps",
+    "Audio: aac (LC)",
+    "48000 Hz, stereo",
+];
+
+/// Runs ffprobe on `url` (after `options`), asserts it succeeds and shows the fake source's
+/// streams, and returns what it printed.
+pub fn assert_probe_shows_fake_source(options: &[&str], url: &str) -> String {
+    let out = run_bounded(
+        tool("ffprobe").args(options).arg(url),
+        Duration::from_secs(60),
+    );
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "ffprobe {url} failed:\n{err}");
+    for needle in FAKE_SOURCE_STREAMS {
+        assert!(
+            err.contains(needle),
+            "ffprobe {url} lacks {needle:?}:\n{err}"
+        );
+    }
+    err
+}
+
+/// Decodes `seconds` of `url` with `ffmpeg -v warning -xerror` and asserts it printed
+/// nothing, apart from lines containing one of `client_notes` (messages about the client
+/// itself, documented where they are allowed).
+pub fn assert_decodes_cleanly(options: &[&str], url: &str, seconds: u32, client_notes: &[&str]) {
+    let secs = seconds.to_string();
+    let mut cmd = tool("ffmpeg");
+    cmd.args(["-v", "warning", "-xerror"])
+        .args(options)
+        .args(["-i", url, "-t", &secs, "-f", "null", "-"]);
+    let out = run_bounded(&mut cmd, Duration::from_secs(u64::from(seconds) * 6 + 30));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "ffmpeg {url} failed:\n{err}");
+    let ours: Vec<&str> = err
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !client_notes.iter().any(|n| l.contains(n)))
+        .collect();
+    assert!(ours.is_empty(), "ffmpeg {url} warned:\n{err}");
+}
