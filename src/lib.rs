@@ -13,6 +13,7 @@ pub mod http;
 pub mod logging;
 pub mod media;
 pub mod mux;
+pub mod rtmp;
 pub mod rtp;
 pub mod rtsp;
 pub mod runtime;
