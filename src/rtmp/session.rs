@@ -42,6 +42,7 @@ use super::chunk::{
 };
 use super::flv::{self, FlvDemuxer, FlvError, FlvTag, MediaFrame, TagKind};
 use super::handshake::{HandshakeError, ServerHandshake};
+use crate::http::target::Target;
 use crate::media::frame::MediaInfo;
 use bytes::Bytes;
 use std::collections::VecDeque;
@@ -950,6 +951,11 @@ impl RtmpConnection {
     }
 
     /// The stream name and token of a play/publish name (see [`Output::Authorize`]).
+    ///
+    /// Normalized by the HTTP front's `Target`, so RTMP follows the same path and token
+    /// rules as every other protocol (decode once, no `..`, a repeated token parameter is
+    /// refused). A name that breaks a rule yields an empty stream, which names no stream,
+    /// so the request is refused rather than read some other way.
     fn stream_and_token(&self, name: &str) -> (String, Option<Vec<u8>>) {
         let (name_path, name_query) = split_query(name);
         let (app_path, app_query) = split_query(&self.app);
@@ -958,16 +964,35 @@ impl RtmpConnection {
             .split_once('/')
             .map(|(_, rest)| rest);
         let name_path = name_path.trim_matches('/');
-        let stream = match extra {
-            Some(rest) if !rest.is_empty() => format!("{rest}/{name_path}"),
-            _ => name_path.to_string(),
-        };
-        let key = self.cfg.token_param.as_str();
+        let mut origin_form = String::with_capacity(name.len() + self.app.len() + 2);
+        origin_form.push('/');
+        if let Some(rest) = extra.filter(|r| !r.is_empty()) {
+            origin_form.push_str(rest);
+            origin_form.push('/');
+        }
+        origin_form.push_str(name_path);
+        if let Some(q) = name_query {
+            origin_form.push('?');
+            origin_form.push_str(q);
+        }
+        let key = self.cfg.token_param.as_bytes();
+        let mut target = Target::new();
+        if target.parse(origin_form.as_bytes(), key).is_err() {
+            return (String::new(), None);
+        }
+        let stream = target.path().trim_start_matches('/').to_string();
+        let mut token = target.token().map(<[u8]>::to_vec);
+        // Fall back to the tcUrl's query, then the application's.
         let tc_query = self.tc_url.as_deref().and_then(|t| split_query(t).1);
-        let token = [name_query, tc_query, app_query]
-            .into_iter()
-            .flatten()
-            .find_map(|q| query_param(q, key));
+        for query in [tc_query, app_query].into_iter().flatten() {
+            if token.is_some() {
+                break;
+            }
+            if target.parse(format!("/?{query}").as_bytes(), key).is_err() {
+                return (String::new(), None);
+            }
+            token = target.token().map(<[u8]>::to_vec);
+        }
         (stream, token)
     }
 }
@@ -977,42 +1002,6 @@ fn split_query(s: &str) -> (&str, Option<&str>) {
         Some((p, q)) => (p, Some(q)),
         None => (s, None),
     }
-}
-
-/// The percent-decoded value of `key` in a query string.
-fn query_param(query: &str, key: &str) -> Option<Vec<u8>> {
-    query.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == key).then(|| percent_decode(v))
-    })
-}
-
-fn percent_decode(s: &str) -> Vec<u8> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        match (
-            b[i],
-            b.get(i + 1).copied().and_then(hex),
-            b.get(i + 2).copied().and_then(hex),
-        ) {
-            (b'%', Some(h), Some(l)) => {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-            }
-            (b'+', _, _) => {
-                out.push(b' ');
-                i += 1;
-            }
-            (c, _, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -1448,9 +1437,20 @@ mod tests {
             c
         };
         let c = conn_with("a/b", Some("rtmp://h/a/b"));
+        // `+` stays `+`, as on every protocol (RFC 3986 query, base64 tokens survive).
         assert_eq!(
             c.stream_and_token("c?x=1&token=t%41+b"),
-            ("b/c".to_string(), Some(b"tA b".to_vec()))
+            ("b/c".to_string(), Some(b"tA+b".to_vec()))
+        );
+        // The shared rules: a repeated token or a `..` names no stream (refused).
+        assert_eq!(
+            c.stream_and_token("c?token=a&token=b"),
+            (String::new(), None)
+        );
+        assert_eq!(c.stream_and_token("../c?token=a"), (String::new(), None));
+        assert_eq!(
+            c.stream_and_token("auth%2Dcheck"),
+            ("b/auth-check".to_string(), None)
         );
         let c = conn_with("static", Some("rtmp://h/static?token=fromtc"));
         assert_eq!(

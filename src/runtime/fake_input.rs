@@ -4,6 +4,7 @@
 
 use crate::auth::verdict::StreamId;
 use crate::media::frame::TIMESCALE;
+use crate::rtmp::flv::frame_tag;
 use crate::runtime::fanout::Fanout;
 use crate::source::fake::FakeSource;
 use crate::stream::ring::FeedFrame;
@@ -56,7 +57,8 @@ pub async fn run(stream: StreamId, name: Box<str>, segment_ms: u32, fanout: Rc<F
                     continue;
                 }
             };
-            let frame = FeedFrame { frame, ts };
+            let flv = frame_tag(&frame);
+            let frame = FeedFrame { frame, ts, flv };
             fanout.publish(StreamEvent::Frame { stream, frame }).await;
         }
     }

@@ -11,6 +11,7 @@ pub mod fanout;
 pub mod http_conn;
 pub mod live_ts;
 pub mod ring_wait;
+pub mod rtmp_conn;
 pub mod rtsp_conn;
 
 use crate::config::{Config, InputUrl, ListenerProto};
@@ -49,6 +50,7 @@ pub fn run(config: &Config, shards: usize) -> Result<Stop, String> {
         match l.proto {
             ListenerProto::Http => listeners.http.push(l.addr),
             ListenerProto::Rtsp => listeners.rtsp.push(l.addr),
+            ListenerProto::Rtmp => listeners.rtmp.push(l.addr),
             other => log::warn!(
                 "{} listener on {} is accepted but not served yet",
                 other.as_str(),
@@ -56,8 +58,8 @@ pub fn run(config: &Config, shards: usize) -> Result<Stop, String> {
             ),
         }
     }
-    if listeners.http.is_empty() && listeners.rtsp.is_empty() {
-        log::warn!("no http or rtsp listener configured: nothing will be served");
+    if listeners.http.is_empty() && listeners.rtsp.is_empty() && listeners.rtmp.is_empty() {
+        log::warn!("no http, rtsp or rtmp listener configured: nothing will be served");
     }
     let limits = HttpLimits::default();
     let seed = crate::auth::os_seed();
@@ -120,6 +122,7 @@ pub fn run(config: &Config, shards: usize) -> Result<Stop, String> {
 struct Listeners {
     http: Vec<SocketAddr>,
     rtsp: Vec<SocketAddr>,
+    rtmp: Vec<SocketAddr>,
 }
 
 async fn shard_main(
@@ -152,6 +155,7 @@ async fn shard_main(
     for (proto, list) in [
         (ListenerProto::Http, &addrs.http),
         (ListenerProto::Rtsp, &addrs.rtsp),
+        (ListenerProto::Rtmp, &addrs.rtmp),
     ] {
         for addr in list {
             match TcpListener::bind(addr) {
@@ -227,6 +231,7 @@ async fn shard_main(
             ListenerProto::Rtsp => {
                 glommio::spawn_local(accept_rtsp(l, state.clone(), udp.clone(), seed))
             }
+            ListenerProto::Rtmp => glommio::spawn_local(accept_rtmp(l, state.clone(), seed)),
             _ => glommio::spawn_local(accept_loop(l, state.clone())),
         })
         .collect();
@@ -254,6 +259,25 @@ async fn accept_rtsp(
             }
             Err(e) => {
                 log::warn!("rtsp accept failed: {e}");
+                glommio::timer::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Accepts RTMP connections; each gets its own seed (handshake randomness).
+async fn accept_rtmp(listener: TcpListener, state: Rc<RefCell<ShardState>>, seed: u64) {
+    let mut accepted: u64 = 0;
+    let shard = state.borrow().id as u64;
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                accepted += 1;
+                let conn_seed = seed ^ (shard << 40) ^ accepted.wrapping_mul(0xd1b5_4a32_d192_ed03);
+                glommio::spawn_local(rtmp_conn::serve(stream, state.clone(), conn_seed)).detach();
+            }
+            Err(e) => {
+                log::warn!("rtmp accept failed: {e}");
                 glommio::timer::sleep(Duration::from_millis(100)).await;
             }
         }

@@ -10,6 +10,7 @@
 //! one polls.
 
 use crate::media::frame::{Frame, TrackKind};
+use crate::rtmp::flv::FlvTag;
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::task::Waker;
@@ -18,12 +19,13 @@ use std::task::Waker;
 /// GOP cache of long-GOP publishers and a viewer a few seconds behind.
 pub const RING_FRAMES: usize = 1800;
 
-/// A frame as the ring keeps it: the frame, and its MPEG-TS packets from the stream's
-/// `TsFeed` (for HTTP MPEG-TS viewers).
+/// A frame as the ring keeps it: the frame, its MPEG-TS packets from the stream's `TsFeed`
+/// (HTTP MPEG-TS viewers) and its FLV tag (RTMP viewers), each built once by the owner shard.
 #[derive(Clone, Debug)]
 pub struct FeedFrame {
     pub frame: Frame,
     pub ts: Bytes,
+    pub flv: FlvTag,
 }
 
 /// What a cursor finds.
@@ -141,9 +143,11 @@ mod tests {
             keyframe,
             data,
         };
+        let flv = crate::rtmp::flv::frame_tag(&frame);
         FeedFrame {
             frame,
             ts: Bytes::new(),
+            flv,
         }
     }
 

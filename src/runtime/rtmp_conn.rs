@@ -1,0 +1,331 @@
+//! The I/O shell of one RTMP connection: feeds bytes to the sans-IO `RtmpConnection`,
+//! answers its Authorize with the shard's `Authorizer` (proto `rtmp`, the same entry point
+//! as every other protocol), and once a play starts, sends the decoder configuration and
+//! then the stream's FLV tags from the shard's `FrameRing`, from the newest keyframe on.
+//! Tags are built once per frame by the owner shard and shared as `Bytes`.
+//!
+//! Publishing is refused until `publish://` inputs exist. A viewer that falls out of the
+//! ring skips to the newest keyframe and is disconnected after a few skips, like RTSP.
+
+use crate::auth::verdict::{PlayRequest, Proto, StreamId, Verdict, canonical_ip};
+use crate::media::frame::TrackKind;
+use crate::rtmp::flv::{audio_config_tag, video_config_tag};
+use crate::rtmp::session::{
+    Action, AuthAnswer, ConnectionConfig, DenyLevel, Output, RtmpConnection,
+};
+use crate::runtime::ring_wait::RingReady;
+use crate::shard::ShardState;
+use crate::stream::ring::Lookup;
+use bytes::Bytes;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+use std::cell::RefCell;
+use std::net::IpAddr;
+use std::rc::Rc;
+use std::time::Instant;
+
+/// Input buffered at most (the chunk decoder bounds messages well below this per read).
+const INPUT_BUFFER: usize = 64 * 1024;
+/// Frames sent per wake-up before other tasks get the shard back.
+const FRAMES_PER_BATCH: usize = 64;
+/// Times a viewer may fall out of the ring before it is disconnected.
+const MAX_SKIPS: u32 = 3;
+/// Output flushed once it grows past this within a batch.
+const FLUSH_AT: usize = 256 * 1024;
+
+struct Player {
+    stream: StreamId,
+    cursor: Option<u64>,
+    paused: bool,
+    /// Audio before the first keyframe is dropped (players expect video first).
+    started: bool,
+    skips: u32,
+}
+
+/// Serves one RTMP connection until the peer leaves, a refusal, or a protocol error.
+pub async fn serve(mut stream: TcpStream, state: Rc<RefCell<ShardState>>, seed: u64) {
+    let peer = match stream.peer_addr() {
+        Ok(a) => canonical_ip(a.ip()),
+        Err(_) => return,
+    };
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_write_timeout(Some(state.borrow().limits.write_timeout));
+    let mut cfg = ConnectionConfig::new(seed);
+    cfg.token_param = state.borrow().catalog.token_param.to_string();
+    // ffmpeg then reports a refused play as "Input/output error", as the spec's scenario
+    // has it; the onStatus still carries NetStream.Play.Failed and the reason.
+    cfg.deny_level = DenyLevel::Warning;
+    let mut conn = RtmpConnection::new(cfg, Instant::now());
+
+    let mut inbuf = vec![0u8; INPUT_BUFFER];
+    let (mut start, mut end) = (0usize, 0usize);
+    let mut out: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut deadline: Option<Instant> = None;
+    let mut player: Option<Player> = None;
+    let mut authorized_stream: Option<StreamId> = None;
+
+    loop {
+        loop {
+            if start < end {
+                match conn.handle_input(&inbuf[start..end], Instant::now()) {
+                    Ok(n) => start += n,
+                    Err(e) => {
+                        log::debug!("rtmp {peer}: {e}");
+                        start = end;
+                    }
+                }
+            }
+            let mut answered = false;
+            while let Some(output) = conn.poll_output() {
+                match output {
+                    Output::Transmit(bytes) => out.extend_from_slice(&bytes),
+                    Output::Authorize {
+                        action,
+                        stream: name,
+                        token,
+                        ..
+                    } => {
+                        let answer = match action {
+                            Action::Publish => AuthAnswer::Denied {
+                                reason: "publish_not_supported",
+                            },
+                            Action::Play => {
+                                let (answer, id) = authorize(&state, &name, token.as_deref(), peer);
+                                authorized_stream = id;
+                                answer
+                            }
+                        };
+                        conn.authorized(answer, Instant::now());
+                        answered = true;
+                    }
+                    Output::StartPlay(play) => {
+                        let Some(id) = authorized_stream else {
+                            continue;
+                        };
+                        for tag in [
+                            play.media.video.as_ref().map(|v| video_config_tag(v, 0)),
+                            play.media.audio.as_ref().map(|a| audio_config_tag(a, 0)),
+                        ]
+                        .into_iter()
+                        .flatten()
+                        {
+                            if let Some(chunks) = conn.media_message(&tag) {
+                                append_parts(&mut out, chunks.parts());
+                            }
+                        }
+                        log::info!("rtmp play started stream={} ip={peer}", play.stream);
+                        player = Some(Player {
+                            stream: id,
+                            cursor: None,
+                            paused: false,
+                            started: false,
+                            skips: 0,
+                        });
+                    }
+                    Output::PausePlay { paused } => {
+                        if let Some(p) = &mut player {
+                            p.paused = paused;
+                        }
+                    }
+                    Output::StopPlay => player = None,
+                    Output::PublishStarted { .. } | Output::Published(_) | Output::Unpublished => {}
+                    Output::Close(reason) => {
+                        let _ = flush(&mut stream, &mut out).await;
+                        log::debug!("rtmp {peer}: closing: {reason:?}");
+                        return;
+                    }
+                    Output::Timeout(at) => deadline = Some(at),
+                }
+            }
+            if !answered {
+                break;
+            }
+        }
+        if !flush(&mut stream, &mut out).await {
+            return;
+        }
+        if start > 0 {
+            inbuf.copy_within(start..end, 0);
+            end -= start;
+            start = 0;
+        }
+        if end == inbuf.len() {
+            return;
+        }
+
+        let sending = player
+            .as_ref()
+            .filter(|p| !p.paused)
+            .map(|p| (p.stream, p.cursor));
+        let wake = {
+            let read = async { Wake::Read(stream.read(&mut inbuf[end..]).await) };
+            let frame = async {
+                match sending {
+                    Some((id, cursor)) => {
+                        RingReady {
+                            state: &state,
+                            stream: id,
+                            cursor,
+                        }
+                        .await;
+                        Wake::Frame
+                    }
+                    None => futures_lite::future::pending().await,
+                }
+            };
+            let timer = async {
+                match deadline {
+                    Some(at) => {
+                        glommio::timer::sleep(at.saturating_duration_since(Instant::now())).await
+                    }
+                    None => futures_lite::future::pending::<()>().await,
+                }
+                Wake::Deadline
+            };
+            futures_lite::future::or(read, futures_lite::future::or(frame, timer)).await
+        };
+        match wake {
+            Wake::Read(Ok(0)) | Wake::Read(Err(_)) => {
+                conn.peer_closed();
+                return;
+            }
+            Wake::Read(Ok(n)) => end += n,
+            Wake::Deadline => {
+                deadline = None;
+                conn.handle_timeout(Instant::now());
+            }
+            Wake::Frame => {
+                let Some(p) = &mut player else { continue };
+                if let Err(why) =
+                    send_ready_frames(p, &state, &mut conn, &mut stream, &mut out).await
+                {
+                    log::info!("rtmp {peer}: disconnecting: {why}");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+enum Wake {
+    Read(std::io::Result<usize>),
+    Frame,
+    Deadline,
+}
+
+/// Asks the shard's authorizer; returns the machine's answer and the stream.
+fn authorize(
+    state: &Rc<RefCell<ShardState>>,
+    name: &str,
+    token: Option<&[u8]>,
+    peer: IpAddr,
+) -> (AuthAnswer, Option<StreamId>) {
+    let mut shard = state.borrow_mut();
+    let shard = &mut *shard;
+    let catalog = shard.catalog.clone();
+    let Some(spec) = catalog.stream_by_name(name) else {
+        return (AuthAnswer::NotFound, None);
+    };
+    let request = PlayRequest {
+        stream: spec.id,
+        proto: Proto::Rtmp,
+        token,
+        ip: peer,
+        user_agent: None,
+    };
+    match shard
+        .auth
+        .authorize(&catalog, &request, Instant::now(), crate::utc::now_ms())
+    {
+        Verdict::Deny(reason) => (
+            AuthAnswer::Denied {
+                reason: reason.as_str(),
+            },
+            None,
+        ),
+        Verdict::Allow => match shard
+            .streams
+            .get(spec.id as usize)
+            .and_then(|v| v.media.clone())
+        {
+            Some(media) => {
+                let tag = shard.auth.token_tag(token);
+                log::info!("rtmp play allowed stream={name} ip={peer} token={tag}");
+                (AuthAnswer::Allowed { media }, Some(spec.id))
+            }
+            None => (AuthAnswer::NotFound, None),
+        },
+    }
+}
+
+/// Sends every tag the ring has for this viewer (up to a batch).
+async fn send_ready_frames(
+    p: &mut Player,
+    state: &Rc<RefCell<ShardState>>,
+    conn: &mut RtmpConnection,
+    stream: &mut TcpStream,
+    out: &mut Vec<u8>,
+) -> Result<(), &'static str> {
+    for _ in 0..FRAMES_PER_BATCH {
+        let tag = {
+            let shard = state.borrow();
+            let Some(view) = shard.streams.get(p.stream as usize) else {
+                return Err("stream gone");
+            };
+            let Some(c) = p.cursor.or_else(|| view.ring.start()) else {
+                break;
+            };
+            match view.ring.get(c) {
+                Lookup::Frame(f) => {
+                    p.cursor = Some(c + 1);
+                    let video_key = f.frame.track == TrackKind::Video && f.frame.keyframe;
+                    p.started |= video_key;
+                    if !p.started {
+                        continue;
+                    }
+                    f.flv.clone()
+                }
+                Lookup::NotYet => {
+                    p.cursor = Some(c);
+                    break;
+                }
+                Lookup::Gone => {
+                    p.skips += 1;
+                    if p.skips > MAX_SKIPS {
+                        return Err("viewer stays behind the live edge");
+                    }
+                    p.cursor = view.ring.start();
+                    continue;
+                }
+            }
+        };
+        if let Some(chunks) = conn.media_message(&tag) {
+            append_parts(out, chunks.parts());
+        }
+        if out.len() > FLUSH_AT && !flush(stream, out).await {
+            return Err("write failed");
+        }
+    }
+    if flush(stream, out).await {
+        Ok(())
+    } else {
+        Err("write failed")
+    }
+}
+
+/// Chunk headers and payload slices go out in one write per batch (glommio 0.9 has no
+/// vectored send).
+fn append_parts(out: &mut Vec<u8>, parts: &[Bytes]) {
+    for part in parts {
+        out.extend_from_slice(part);
+    }
+}
+
+async fn flush(stream: &mut TcpStream, out: &mut Vec<u8>) -> bool {
+    if out.is_empty() {
+        return true;
+    }
+    let ok = stream.write_all(out).await.is_ok();
+    out.clear();
+    ok
+}
