@@ -3,8 +3,9 @@
 
 use bytes::Bytes;
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tessera::http::limits::HttpLimits;
 use tessera::http::request::{Parsed, parse_head};
 use tessera::http::service::{ConnScratch, respond};
@@ -15,11 +16,20 @@ use tessera::stream::view::StreamEvent;
 
 struct Counting;
 static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-static COUNTING: AtomicBool = AtomicBool::new(false);
+
+thread_local! {
+    /// Counting is per thread: the test harness's own threads allocate whenever they like.
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+}
+
+fn counting() -> bool {
+    // `try_with`: during thread teardown the slot may be gone; nothing is counted then.
+    COUNTING.try_with(Cell::get).unwrap_or(false)
+}
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
+        if counting() {
             ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
         }
         unsafe { System.alloc(layout) }
@@ -28,7 +38,7 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
+        if counting() {
             ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
         }
         unsafe { System.realloc(ptr, layout, new_size) }
@@ -107,7 +117,7 @@ fn cached_requests_do_not_allocate() {
     assert_eq!(run(&mut shard, &mut out), vec![200, 200, 200, 403, 403]);
     let before = shard.auth.cache().hits;
 
-    COUNTING.store(true, Ordering::SeqCst);
+    COUNTING.with(|c| c.set(true));
     for _ in 0..1000 {
         let Parsed::Complete(head) = parse_head(&requests[0], &limits) else {
             panic!("parse")
@@ -138,7 +148,7 @@ fn cached_requests_do_not_allocate() {
             );
         }
     }
-    COUNTING.store(false, Ordering::SeqCst);
+    COUNTING.with(|c| c.set(false));
     let allocations = ALLOCATIONS.load(Ordering::SeqCst);
     assert_eq!(
         allocations, 0,
