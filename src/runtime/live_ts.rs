@@ -7,7 +7,7 @@
 use crate::auth::verdict::{PlayRequest, Proto, StreamId};
 use crate::runtime::ring_wait::RingReady;
 use crate::shard::ShardState;
-use crate::stream::ring::Lookup;
+use crate::stream::ring::{Step, ViewerCursor};
 use bytes::Bytes;
 use futures_lite::AsyncWriteExt;
 use glommio::net::TcpStream;
@@ -18,8 +18,6 @@ use std::time::{Duration, Instant};
 
 /// Chunks written per wake-up before other tasks get the shard back.
 const CHUNKS_PER_BATCH: usize = 64;
-/// Times a viewer may fall out of the ring before it is disconnected.
-const MAX_SKIPS: u32 = 3;
 /// How often the viewer's session is told it is still alive (and how many bytes went out).
 const SESSION_TOUCH: Duration = Duration::from_secs(5);
 
@@ -31,8 +29,7 @@ pub async fn stream_live_ts(
     token: Option<Vec<u8>>,
     peer: IpAddr,
 ) {
-    let mut cursor: Option<u64> = None;
-    let mut skips = 0u32;
+    let mut cursor = ViewerCursor::new();
     let mut batch: Vec<Bytes> = Vec::with_capacity(CHUNKS_PER_BATCH);
     let mut unreported = 0u64;
     let mut last_touch = Instant::now();
@@ -40,7 +37,7 @@ pub async fn stream_live_ts(
         RingReady {
             state,
             stream: id,
-            cursor,
+            cursor: cursor.position(),
         }
         .await;
         batch.clear();
@@ -50,27 +47,14 @@ pub async fn stream_live_ts(
                 return;
             };
             while batch.len() < CHUNKS_PER_BATCH {
-                let Some(c) = cursor.or_else(|| view.ring.start()) else {
-                    break;
-                };
-                match view.ring.get(c) {
-                    Lookup::Frame(f) => {
-                        batch.push(f.ts.clone());
-                        cursor = Some(c + 1);
-                    }
-                    Lookup::NotYet => {
-                        cursor = Some(c);
-                        break;
-                    }
-                    Lookup::Gone => {
-                        skips += 1;
-                        if skips > MAX_SKIPS {
-                            log::info!(
-                                "mpegts {peer}: disconnecting: viewer stays behind the live edge"
-                            );
-                            return;
-                        }
-                        cursor = view.ring.start();
+                match cursor.step(&view.ring) {
+                    Step::Frame(f) => batch.push(f.ts.clone()),
+                    Step::Wait => break,
+                    Step::TooSlow => {
+                        log::info!(
+                            "mpegts {peer}: disconnecting: viewer stays behind the live edge"
+                        );
+                        return;
                     }
                 }
             }

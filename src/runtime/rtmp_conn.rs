@@ -15,7 +15,7 @@ use crate::rtmp::session::{
 };
 use crate::runtime::ring_wait::RingReady;
 use crate::shard::ShardState;
-use crate::stream::ring::Lookup;
+use crate::stream::ring::{Step, ViewerCursor};
 use bytes::Bytes;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
@@ -28,18 +28,15 @@ use std::time::Instant;
 const INPUT_BUFFER: usize = 64 * 1024;
 /// Frames sent per wake-up before other tasks get the shard back.
 const FRAMES_PER_BATCH: usize = 64;
-/// Times a viewer may fall out of the ring before it is disconnected.
-const MAX_SKIPS: u32 = 3;
 /// Output flushed once it grows past this within a batch.
 const FLUSH_AT: usize = 256 * 1024;
 
 struct Player {
     stream: StreamId,
-    cursor: Option<u64>,
+    cursor: ViewerCursor,
     paused: bool,
     /// Audio before the first keyframe is dropped (players expect video first).
     started: bool,
-    skips: u32,
 }
 
 /// Serves one RTMP connection until the peer leaves, a refusal, or a protocol error.
@@ -116,10 +113,9 @@ pub async fn serve(mut stream: TcpStream, state: Rc<RefCell<ShardState>>, seed: 
                         log::info!("rtmp play started stream={} ip={peer}", play.stream);
                         player = Some(Player {
                             stream: id,
-                            cursor: None,
+                            cursor: ViewerCursor::new(),
                             paused: false,
                             started: false,
-                            skips: 0,
                         });
                     }
                     Output::PausePlay { paused } => {
@@ -156,7 +152,7 @@ pub async fn serve(mut stream: TcpStream, state: Rc<RefCell<ShardState>>, seed: 
         let sending = player
             .as_ref()
             .filter(|p| !p.paused)
-            .map(|p| (p.stream, p.cursor));
+            .map(|p| (p.stream, p.cursor.position()));
         let wake = {
             let read = async { Wake::Read(stream.read(&mut inbuf[end..]).await) };
             let frame = async {
@@ -272,31 +268,16 @@ async fn send_ready_frames(
             let Some(view) = shard.streams.get(p.stream as usize) else {
                 return Err("stream gone");
             };
-            let Some(c) = p.cursor.or_else(|| view.ring.start()) else {
-                break;
-            };
-            match view.ring.get(c) {
-                Lookup::Frame(f) => {
-                    p.cursor = Some(c + 1);
-                    let video_key = f.frame.track == TrackKind::Video && f.frame.keyframe;
-                    p.started |= video_key;
+            match p.cursor.step(&view.ring) {
+                Step::Frame(f) => {
+                    p.started |= f.frame.track == TrackKind::Video && f.frame.keyframe;
                     if !p.started {
                         continue;
                     }
                     f.flv.clone()
                 }
-                Lookup::NotYet => {
-                    p.cursor = Some(c);
-                    break;
-                }
-                Lookup::Gone => {
-                    p.skips += 1;
-                    if p.skips > MAX_SKIPS {
-                        return Err("viewer stays behind the live edge");
-                    }
-                    p.cursor = view.ring.start();
-                    continue;
-                }
+                Step::Wait => break,
+                Step::TooSlow => return Err("viewer stays behind the live edge"),
             }
         };
         if let Some(chunks) = conn.media_message(&tag) {

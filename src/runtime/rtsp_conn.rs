@@ -17,7 +17,7 @@ use crate::rtsp::session::{
 };
 use crate::runtime::ring_wait::RingReady;
 use crate::shard::ShardState;
-use crate::stream::ring::Lookup;
+use crate::stream::ring::{Step, ViewerCursor};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpStream, UdpSocket};
 use std::cell::RefCell;
@@ -31,8 +31,6 @@ const INPUT_BUFFER: usize = 80 * 1024;
 const FRAMES_PER_BATCH: usize = 64;
 /// How often RTCP sender reports go out (RFC 3550 §6.2 suggests about 5 s).
 const SENDER_REPORT_INTERVAL: Duration = Duration::from_secs(5);
-/// Times a viewer may fall out of the ring before it is disconnected.
-const MAX_SKIPS: u32 = 3;
 /// CNAME in sender reports.
 const CNAME: &[u8] = b"tessera";
 
@@ -169,7 +167,7 @@ pub async fn serve(
                         RingReady {
                             state: &state,
                             stream: p.stream,
-                            cursor: p.cursor,
+                            cursor: p.cursor.position(),
                         }
                         .await;
                         Wake::Frame
@@ -285,7 +283,7 @@ struct Track<P> {
 /// A playing viewer: where it is in the ring and how its packets leave.
 struct Player {
     stream: StreamId,
-    cursor: Option<u64>,
+    cursor: ViewerCursor,
     paused: bool,
     peer: IpAddr,
     udp: Option<Rc<UdpPair>>,
@@ -294,7 +292,6 @@ struct Player {
     /// (pts, wall ms) of the first frame sent: the one clock mapping every sender report uses.
     origin: Option<(i64, i64)>,
     last_report: Option<Instant>,
-    skips: u32,
     packets: u64,
     started: Instant,
     scratch: Vec<RtpPacket>,
@@ -327,7 +324,7 @@ impl Player {
         }
         Player {
             stream,
-            cursor: None,
+            cursor: ViewerCursor::new(),
             paused: false,
             peer,
             udp,
@@ -335,7 +332,6 @@ impl Player {
             audio,
             origin: None,
             last_report: None,
-            skips: 0,
             packets: 0,
             started: Instant::now(),
             scratch: Vec::with_capacity(64),
@@ -356,35 +352,10 @@ impl Player {
                 let Some(view) = shard.streams.get(self.stream as usize) else {
                     return Err("stream gone");
                 };
-                let ring = &view.ring;
-                let cursor = match self.cursor {
-                    Some(c) => c,
-                    None => match ring.start() {
-                        Some(k) => k,
-                        None => break,
-                    },
-                };
-                match ring.get(cursor) {
-                    Lookup::Frame(f) => {
-                        self.cursor = Some(cursor + 1);
-                        f.frame.clone()
-                    }
-                    Lookup::NotYet => {
-                        self.cursor = Some(cursor);
-                        break;
-                    }
-                    Lookup::Gone => {
-                        self.skips += 1;
-                        if self.skips > MAX_SKIPS {
-                            return Err("viewer stays behind the live edge");
-                        }
-                        self.cursor = ring.start();
-                        log::debug!(
-                            "rtsp {}: fell behind, skipping to the newest keyframe",
-                            self.peer
-                        );
-                        continue;
-                    }
+                match self.cursor.step(&view.ring) {
+                    Step::Frame(f) => f.frame.clone(),
+                    Step::Wait => break,
+                    Step::TooSlow => return Err("viewer stays behind the live edge"),
                 }
             };
             self.send_frame(&frame, stream, out).await?;

@@ -130,6 +130,66 @@ impl FrameRing {
     }
 }
 
+/// Times a viewer may fall out of the ring before it is given up on.
+pub const MAX_SKIPS: u32 = 3;
+
+/// One viewer's place in a stream's ring, and the policy every frame-by-frame protocol
+/// shares: start at the newest keyframe; when the next frame has already left the ring,
+/// skip to the newest keyframe; after [`MAX_SKIPS`] skips, the viewer is too slow.
+#[derive(Debug, Default)]
+pub struct ViewerCursor {
+    next: Option<u64>,
+    skips: u32,
+}
+
+/// What a viewer does next.
+#[derive(Debug)]
+pub enum Step<'a> {
+    /// Send this frame.
+    Frame(&'a FeedFrame),
+    /// Nothing to send yet: wait (on `RingReady` with [`ViewerCursor::position`]).
+    Wait,
+    /// The viewer keeps falling behind the live edge: disconnect it.
+    TooSlow,
+}
+
+impl ViewerCursor {
+    pub fn new() -> Self {
+        ViewerCursor::default()
+    }
+
+    /// The index of the next frame, once the viewer has started.
+    pub fn position(&self) -> Option<u64> {
+        self.next
+    }
+
+    /// The next step for this viewer in `ring`.
+    pub fn step<'a>(&mut self, ring: &'a FrameRing) -> Step<'a> {
+        loop {
+            let Some(index) = self.next.or_else(|| ring.start()) else {
+                return Step::Wait;
+            };
+            match ring.get(index) {
+                Lookup::Frame(f) => {
+                    self.next = Some(index + 1);
+                    return Step::Frame(f);
+                }
+                Lookup::NotYet => {
+                    self.next = Some(index);
+                    return Step::Wait;
+                }
+                Lookup::Gone => {
+                    self.skips += 1;
+                    if self.skips > MAX_SKIPS {
+                        return Step::TooSlow;
+                    }
+                    self.next = None;
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,5 +265,33 @@ mod tests {
             1,
             "woken once, then forgotten"
         );
+    }
+
+    #[test]
+    fn a_cursor_starts_at_a_keyframe_skips_when_behind_and_gives_up() {
+        let mut r = FrameRing::new(4);
+        let mut c = ViewerCursor::new();
+        assert!(matches!(c.step(&r), Step::Wait));
+        r.push(frame(TrackKind::Video, false, 0));
+        assert!(matches!(c.step(&r), Step::Wait), "no keyframe yet");
+        r.push(frame(TrackKind::Video, true, 1));
+        assert!(matches!(c.step(&r), Step::Frame(f) if f.frame.pts == 1));
+        assert!(matches!(c.step(&r), Step::Wait));
+        assert_eq!(c.position(), Some(2));
+        for round in 0..4 {
+            // The viewer stalls while a whole ring's worth of frames goes by.
+            for i in 0..5 {
+                r.push(frame(TrackKind::Video, i == 2, 10 * (round + 1) + i));
+            }
+            let step = c.step(&r);
+            if round < 3 {
+                assert!(
+                    matches!(step, Step::Frame(f) if f.frame.keyframe),
+                    "round {round}: {step:?}"
+                );
+            } else {
+                assert!(matches!(step, Step::TooSlow), "round {round}: {step:?}");
+            }
+        }
     }
 }
