@@ -29,6 +29,19 @@ use std::rc::Rc;
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
+/// Writes `out` to the connection and empties it; `false` when the write failed (the
+/// connection is gone).
+pub(crate) async fn flush(stream: &mut glommio::net::TcpStream, out: &mut Vec<u8>) -> bool {
+    if out.is_empty() {
+        return true;
+    }
+    let ok = futures_lite::AsyncWriteExt::write_all(stream, out)
+        .await
+        .is_ok();
+    out.clear();
+    ok
+}
+
 /// Stream events a shard may have queued from one peer before that peer's input waits.
 const MESH_QUEUE: usize = 256;
 /// How long shards may take to bind and report ready.

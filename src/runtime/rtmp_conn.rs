@@ -13,11 +13,12 @@ use crate::rtmp::flv::{audio_config_tag, video_config_tag};
 use crate::rtmp::session::{
     Action, AuthAnswer, ConnectionConfig, DenyLevel, Output, RtmpConnection,
 };
+use crate::runtime::flush;
 use crate::runtime::ring_wait::RingReady;
 use crate::shard::ShardState;
 use crate::stream::ring::{Step, ViewerCursor};
 use bytes::Bytes;
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::AsyncReadExt;
 use glommio::net::TcpStream;
 use std::cell::RefCell;
 use std::net::IpAddr;
@@ -300,13 +301,4 @@ fn append_parts(out: &mut Vec<u8>, parts: &[Bytes]) {
     for part in parts {
         out.extend_from_slice(part);
     }
-}
-
-async fn flush(stream: &mut TcpStream, out: &mut Vec<u8>) -> bool {
-    if out.is_empty() {
-        return true;
-    }
-    let ok = stream.write_all(out).await.is_ok();
-    out.clear();
-    ok
 }

@@ -15,10 +15,11 @@ use crate::rtp::{DEFAULT_MAX_PAYLOAD, RtpPacket, RtpSender};
 use crate::rtsp::session::{
     AuthAnswer, ConnectionConfig, Output, PlayStart, PortPair, RtspConnection, TrackTransport,
 };
+use crate::runtime::flush;
 use crate::runtime::ring_wait::RingReady;
 use crate::shard::ShardState;
 use crate::stream::ring::{Step, ViewerCursor};
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::AsyncReadExt;
 use glommio::net::{TcpStream, UdpSocket};
 use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr};
@@ -264,15 +265,6 @@ fn authorize(
             }
         },
     }
-}
-
-async fn flush(stream: &mut TcpStream, out: &mut Vec<u8>) -> bool {
-    if out.is_empty() {
-        return true;
-    }
-    let ok = stream.write_all(out).await.is_ok();
-    out.clear();
-    ok
 }
 
 struct Track<P> {

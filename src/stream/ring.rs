@@ -114,7 +114,10 @@ impl FrameRing {
 
     /// Registers a task to wake on the next push.
     pub fn wait(&mut self, waker: &Waker) {
-        if !self.wakers.iter().any(|w| w.will_wake(waker)) {
+        // Only the last entry is compared: scanning all would make a frame with n waiting
+        // viewers cost n² comparisons; a task polled twice between pushes leaves at most a
+        // stray duplicate, cleared by the next push.
+        if !self.wakers.last().is_some_and(|w| w.will_wake(waker)) {
             self.wakers.push(waker.clone());
         }
     }

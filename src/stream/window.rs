@@ -65,7 +65,10 @@ impl SegmentWindow {
 
     /// Registers a task to wake when the next segment arrives.
     pub fn wait(&mut self, waker: &Waker) {
-        if !self.waiters.iter().any(|w| w.will_wake(waker)) {
+        // Only the last entry is compared: scanning all would make a frame with n waiting
+        // viewers cost n² comparisons; a task polled twice between pushes leaves at most a
+        // stray duplicate, cleared by the next push.
+        if !self.waiters.last().is_some_and(|w| w.will_wake(waker)) {
             self.waiters.push(waker.clone());
         }
     }
