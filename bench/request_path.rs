@@ -1,13 +1,16 @@
 //! criterion benches of the HTTP playback hot path, phase by phase and whole:
-//! request parsing, target normalization, a decision-cache hit, media playlist rendering
-//! with a token, and the full cached request (parse → normalize → route → authorize → serve).
+//! request parsing, target normalization, a decision-cache hit, a signed-token check, the
+//! portal miss path (the shard's side of it: question built, answer cached, next request a
+//! hit), media playlist rendering with a token, and the full cached request (parse →
+//! normalize → route → authorize → serve).
 
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, black_box, criterion_group, criterion_main};
 use std::sync::Arc;
 use std::time::Instant;
-use tessera::auth::Authorizer;
+use tessera::auth::portal::{BackendAnswer, BackendDecision, HeaderNotes};
 use tessera::auth::verdict::{PlayRequest, Proto};
+use tessera::auth::{Authorization, Authorizer, PortalOutcome};
 use tessera::hls::playlist::{TokenQuery, write_media};
 use tessera::http::limits::HttpLimits;
 use tessera::http::request::{Parsed, parse_head};
@@ -71,11 +74,77 @@ fn bench(c: &mut Criterion) {
         token: Some(b"test1"),
         ip: "192.0.2.1".parse().unwrap(),
         user_agent: Some(b"Lavf/59.27.100"),
+        referer: None,
+        qs: b"token=test1",
     };
     let now = Instant::now();
     auth.authorize(&catalog, &req, now, 1_700_000_000_000);
     c.bench_function("auth/decision_cache_hit", |b| {
         b.iter(|| auth.authorize(&catalog, black_box(&req), now, 1_700_000_000_000))
+    });
+
+    // A signed token checked by the policy (HMAC-SHA256, constant-time compare): what a
+    // cache miss costs for `signed_key`, with no backend round trip.
+    let signed_config = tessera::config::parse(
+        "auth_backend s { signed_key k1 0123456789abcdef0123456789abcdef; }\n\
+         stream live { input fake://fake; on_play auth://s; }",
+        "bench",
+    )
+    .expect("bench config");
+    let signed_catalog = Catalog::from_config(&signed_config);
+    let policy = &signed_catalog.policies[0];
+    let now_unix = 1_700_000_000;
+    let mut keys = tessera::auth::signed::SignedKeys::new();
+    keys.insert("k1", b"0123456789abcdef0123456789abcdef")
+        .expect("valid key");
+    let token = keys
+        .sign("k1", now_unix + 3600, "live", None)
+        .expect("signable");
+    let signed_req = PlayRequest {
+        token: Some(token.as_bytes()),
+        ..req
+    };
+    c.bench_function("auth/signed_token_check", |b| {
+        b.iter(|| policy.decide(black_box(&signed_req), "live", now_unix))
+    });
+
+    // The shard's share of a portal miss: the request's question is built and queued, the
+    // portal's answer is cached and its waiters woken, and the next request is a hit.
+    let portal_config = tessera::config::parse(
+        "auth_backend p { backend http://127.0.0.1:9/auth; }\n\
+         stream live { input fake://fake; on_play auth://p; }",
+        "bench",
+    )
+    .expect("bench config");
+    let portal_catalog = Catalog::from_config(&portal_config);
+    let mut portal_auth = Authorizer::new(2);
+    let allow = PortalOutcome::Answered(BackendAnswer {
+        decision: BackendDecision::Allow,
+        duration: std::time::Duration::from_secs(30),
+        user_id: None,
+        max_sessions: None,
+        notes: HeaderNotes::default(),
+    });
+    let mut n = 0u64;
+    let mut token_buf = Vec::with_capacity(32);
+    c.bench_function("auth/portal_miss_path", |b| {
+        b.iter(|| {
+            n += 1;
+            token_buf.clear();
+            token_buf.extend_from_slice(format!("viewer-{n}").as_bytes());
+            let r = PlayRequest {
+                token: Some(&token_buf),
+                ..req
+            };
+            let Authorization::Pending(key) = portal_auth.authorize(&portal_catalog, &r, now, 0)
+            else {
+                unreachable!("a new token is a miss")
+            };
+            let q = portal_auth.lookups.next_to_send().expect("queued");
+            portal_auth.complete(&portal_catalog, q.key, &allow, now);
+            debug_assert_eq!(key, q.key);
+            portal_auth.authorize(&portal_catalog, &r, now, 0)
+        })
     });
 
     let mut window = SegmentWindow::default();

@@ -4,12 +4,18 @@
 //! shared with another thread (other shards talk to it only through `StreamEvent`s).
 
 use crate::auth::Authorizer;
+use crate::auth::users::UserSessions;
+use crate::http::api::{MetricsSnapshot, SessionInfo};
 use crate::http::limits::HttpLimits;
 use crate::stream::catalog::Catalog;
 use crate::stream::view::{StreamEvent, StreamView};
 use crate::utc::{HTTP_DATE_LEN, http_date};
 use std::sync::Arc;
 use std::time::Instant;
+
+/// How long past the slowest backend's timeout a portal question may stay unanswered
+/// before the shard gives up on it (the answer was lost with a shard).
+const LOOKUP_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A moment, both as a monotonic instant (for timeouts) and as wall-clock ms (for names).
 #[derive(Clone, Copy, Debug)]
@@ -42,6 +48,8 @@ pub struct ShardState {
     pub catalog: Arc<Catalog>,
     pub streams: Vec<StreamView>,
     pub auth: Authorizer,
+    /// Sessions of the users this shard owns (session limits, across shards).
+    pub users: UserSessions,
     pub limits: HttpLimits,
     pub http: HttpStats,
     date_second: i64,
@@ -66,7 +74,10 @@ impl ShardState {
             shards,
             catalog,
             streams,
-            auth: Authorizer::new(seed ^ (id as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+            // The same seed on every shard: keys hash alike everywhere (owner shards,
+            // session ids).
+            auth: Authorizer::new(seed),
+            users: UserSessions::default(),
             limits,
             http: HttpStats::default(),
             date_second: i64::MIN,
@@ -91,8 +102,68 @@ impl ShardState {
         &self.date
     }
 
+    /// This shard's sessions, as the API lists them.
+    pub fn session_infos(&self, now: Now) -> Vec<SessionInfo> {
+        let unix =
+            |at: Instant| now.utc_ms - now.instant.saturating_duration_since(at).as_millis() as i64;
+        self.auth
+            .sessions()
+            .iter()
+            .map(|s| SessionInfo {
+                id: s.id,
+                stream: self
+                    .catalog
+                    .stream(s.stream)
+                    .map_or_else(|| "?".into(), |st| st.name.clone()),
+                proto: s.proto,
+                ip: s.ip,
+                token_tag: s.token_tag,
+                user: s.user.as_deref().map(Into::into),
+                opened_unix_ms: unix(s.opened),
+                last_seen_unix_ms: unix(s.last_seen),
+                requests: s.requests,
+                bytes_sent: s.bytes_sent,
+                shards: 1u64 << (self.id % 64),
+            })
+            .collect()
+    }
+
+    /// This shard's counters for `/metrics`.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        let a = &self.auth.stats;
+        let mut sessions_by_proto = [0u64; 9];
+        for s in self.auth.sessions().iter() {
+            sessions_by_proto[s.proto as usize] += 1;
+        }
+        MetricsSnapshot {
+            shards: 1,
+            http_requests: self.http.requests,
+            http_bytes_sent: self.http.bytes_sent,
+            http_connections_open: self.http.connections_open as u64,
+            allowed: a.allowed,
+            denied_by: a.denied_by,
+            cache_hits: self.auth.cache().hits,
+            cache_misses: self.auth.cache().misses,
+            cache_entries: self.auth.cache().len() as u64,
+            sessions_by_proto,
+            sessions_opened: a.sessions_opened,
+            sessions_closed: a.sessions_closed,
+            sessions_revoked: a.sessions_revoked,
+            stale_served: a.stale_served,
+            portal_requests: a.portal_requests,
+            portal_allowed: a.portal_allowed,
+            portal_denied: a.portal_denied,
+            portal_unreachable: a.portal_unreachable,
+            portal_latency_buckets: a.portal_latency_buckets,
+            portal_latency_sum_us: a.portal_latency_sum_us,
+            lookups_pending: self.auth.lookups.len() as u64,
+            revocations: self.auth.revocations().len() as u64,
+        }
+    }
+
     /// Periodic housekeeping (the runtime calls it every second).
     pub fn tick(&mut self, now: Now) {
-        self.auth.expire(&self.catalog, now.instant);
+        let deadline = self.catalog.max_backend_timeout() + LOOKUP_GRACE;
+        self.auth.expire(&self.catalog, now.instant, deadline);
     }
 }

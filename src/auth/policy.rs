@@ -4,7 +4,8 @@
 //! Order, first match decides: a signed token (`signed_key`, then `securetoken`: valid allows; expired, forged,
 //! for another stream or another address denies; anything else falls through) →
 //! `allow token` → `deny token` → `allow ip` → `deny ip` → `allow ua` → `deny ua` →
-//! (portal backends, later) → `allow default` or deny.
+//! portal backends (`PolicyAnswer::AskPortal`: the caller asks them) → `allow default` or
+//! deny.
 
 use crate::auth::securetoken::SecureToken;
 use crate::auth::signed::{SignedKeys, SignedVerdict};
@@ -24,6 +25,18 @@ pub struct Policy {
     allow_default: bool,
     signed_keys: SignedKeys,
     securetoken: Option<SecureToken>,
+    /// Indices into `Catalog::backends`: the portals asked when no rule matched.
+    pub backends: Vec<u32>,
+    /// `max_sessions_policy refuse_new;`
+    pub refuse_new_sessions: bool,
+}
+
+/// What the rules say about a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PolicyAnswer {
+    Decided(Decision),
+    /// No rule matched and the policy has portal backends: their answer decides.
+    AskPortal,
 }
 
 /// A policy's answer: the verdict, and until when it may be trusted (a signed token's
@@ -44,7 +57,8 @@ impl From<Verdict> for Decision {
 }
 
 impl Policy {
-    pub fn compile(backend: &AuthBackend) -> Policy {
+    /// Compiles `backend`; `backends` are the indices its `backend` URLs got in the catalog.
+    pub fn compile(backend: &AuthBackend, backends: Vec<u32>) -> Policy {
         let r = &backend.rules;
         let bytes = |v: &Vec<String>| v.iter().map(|s| s.as_bytes().into()).collect();
         let finders = |v: &Vec<String>| {
@@ -75,7 +89,15 @@ impl Policy {
                 .securetoken
                 .as_ref()
                 .map(|t| SecureToken::new(t.secret.as_bytes(), t.check_ip)),
+            backends,
+            refuse_new_sessions: r.refuse_new_sessions,
         }
+    }
+
+    /// `allow default;`: what an unanswered question defaults to (also when every portal
+    /// backend is unreachable).
+    pub fn allows_by_default(&self) -> bool {
+        self.allow_default
     }
 
     /// Whether the user agent can change this policy's answer (so it must be in cache keys).
@@ -84,7 +106,7 @@ impl Policy {
     }
 
     /// Evaluates the rules in spec order for a play of `stream` (its name) at `now_unix`.
-    pub fn decide(&self, req: &PlayRequest<'_>, stream: &str, now_unix: i64) -> Decision {
+    pub fn decide(&self, req: &PlayRequest<'_>, stream: &str, now_unix: i64) -> PolicyAnswer {
         if let Some(token) = req.token {
             let ip = canonical_ip(req.ip);
             let mut signed = SignedVerdict::NotSigned;
@@ -97,50 +119,63 @@ impl Policy {
             match signed {
                 SignedVerdict::NotSigned => {}
                 SignedVerdict::Valid { expires } => {
-                    return Decision {
+                    return PolicyAnswer::Decided(Decision {
                         verdict: Verdict::Allow,
                         valid_until_unix: Some(expires),
-                    };
+                    });
                 }
                 denied => {
                     let reason = denied.deny_reason().unwrap_or(DenyReason::BackendDenied);
-                    return Verdict::Deny(reason).into();
+                    return PolicyAnswer::Decided(Verdict::Deny(reason).into());
                 }
             }
         }
-        self.evaluate(req).into()
+        match self.evaluate_rules(req) {
+            Some(verdict) => PolicyAnswer::Decided(verdict.into()),
+            None if !self.backends.is_empty() => PolicyAnswer::AskPortal,
+            None => PolicyAnswer::Decided(self.fallback().into()),
+        }
     }
 
-    /// Evaluates the unsigned rules in spec order.
+    /// Evaluates the unsigned rules in spec order, portals left out (tests, benches).
     pub fn evaluate(&self, req: &PlayRequest<'_>) -> Verdict {
-        if let Some(token) = req.token {
-            if any_token_matches(token, &self.allow_tokens) {
-                return Verdict::Allow;
-            }
-            if any_token_matches(token, &self.deny_tokens) {
-                return Verdict::Deny(DenyReason::BackendDenied);
-            }
-        }
-        let ip = canonical_ip(req.ip);
-        if self.allow_ips.iter().any(|c| c.contains(ip)) {
-            return Verdict::Allow;
-        }
-        if self.deny_ips.iter().any(|c| c.contains(ip)) {
-            return Verdict::Deny(DenyReason::BackendDenied);
-        }
-        if let Some(ua) = req.user_agent {
-            if self.allow_uas.iter().any(|f| f.find(ua).is_some()) {
-                return Verdict::Allow;
-            }
-            if self.deny_uas.iter().any(|f| f.find(ua).is_some()) {
-                return Verdict::Deny(DenyReason::BackendDenied);
-            }
-        }
+        self.evaluate_rules(req).unwrap_or(self.fallback())
+    }
+
+    fn fallback(&self) -> Verdict {
         if self.allow_default {
             Verdict::Allow
         } else {
             Verdict::Deny(DenyReason::BackendDenied)
         }
+    }
+
+    /// The first local rule that matches, if any.
+    fn evaluate_rules(&self, req: &PlayRequest<'_>) -> Option<Verdict> {
+        if let Some(token) = req.token {
+            if any_token_matches(token, &self.allow_tokens) {
+                return Some(Verdict::Allow);
+            }
+            if any_token_matches(token, &self.deny_tokens) {
+                return Some(Verdict::Deny(DenyReason::BackendDenied));
+            }
+        }
+        let ip = canonical_ip(req.ip);
+        if self.allow_ips.iter().any(|c| c.contains(ip)) {
+            return Some(Verdict::Allow);
+        }
+        if self.deny_ips.iter().any(|c| c.contains(ip)) {
+            return Some(Verdict::Deny(DenyReason::BackendDenied));
+        }
+        if let Some(ua) = req.user_agent {
+            if self.allow_uas.iter().any(|f| f.find(ua).is_some()) {
+                return Some(Verdict::Allow);
+            }
+            if self.deny_uas.iter().any(|f| f.find(ua).is_some()) {
+                return Some(Verdict::Deny(DenyReason::BackendDenied));
+            }
+        }
+        None
     }
 }
 
@@ -170,7 +205,7 @@ mod tests {
     fn policy(src: &str) -> Policy {
         let conf = format!("{src}\nstream s {{ input fake://fake; on_play auth://b; }}");
         let cfg = crate::config::parse(&conf, "t.conf").expect("test config parses");
-        Policy::compile(&cfg.auth_backends[0])
+        Policy::compile(&cfg.auth_backends[0], Vec::new())
     }
 
     fn ask(p: &Policy, token: Option<&str>, ip: &str, ua: Option<&str>) -> Verdict {
@@ -181,6 +216,8 @@ mod tests {
             token: token.map(str::as_bytes),
             ip,
             user_agent: ua.map(str::as_bytes),
+            referer: None,
+            qs: b"",
         })
     }
 

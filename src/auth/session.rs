@@ -1,13 +1,18 @@
 //! `SessionTable`: the play sessions a shard serves.
 //!
-//! A session is keyed by (stream, client IP, proto, token) and has a stable random UUID.
-//! HTTP protocols have no connection to hang a session on, so an HTTP session lives while
-//! requests keep coming and closes after `idle_timeout` of silence (swept by the shard's
-//! timer). Session open and close are audit-logged with the token as a short tag, never whole.
+//! A session is keyed by (stream, client IP, proto, token) and has a stable UUID derived
+//! from that key with process-wide secret seeds, so the shards that see requests of one HLS
+//! viewer (its connections may land on different shards) name the same session, and the
+//! portal sees one `session_id`. HTTP protocols have no connection to hang a session on,
+//! so an HTTP session lives while requests keep coming and closes after `idle_timeout` of
+//! silence (swept by the shard's timer); a connection's session (RTMP, RTSP, HTTP MPEG-TS)
+//! lives until the connection ends. Session open and close are audit-logged with the token
+//! as a short tag, never whole.
 
 use crate::auth::verdict::{Proto, StreamId};
 use ahash::AHashMap;
 use std::net::IpAddr;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 /// A session id: an RFC 9562 version 4 UUID in its 36-character text form.
@@ -31,6 +36,26 @@ impl SessionId {
             pos += 2;
         }
         SessionId(out)
+    }
+
+    /// Parses the 36-character text form (lowercase hex, dashes at 8, 13, 18, 23).
+    pub fn parse(text: &str) -> Option<SessionId> {
+        let b = text.as_bytes();
+        if b.len() != 36 {
+            return None;
+        }
+        for (i, &c) in b.iter().enumerate() {
+            let ok = match i {
+                8 | 13 | 18 | 23 => c == b'-',
+                _ => matches!(c, b'0'..=b'9' | b'a'..=b'f'),
+            };
+            if !ok {
+                return None;
+            }
+        }
+        let mut out = [0u8; 36];
+        out.copy_from_slice(b);
+        Some(SessionId(out))
     }
 
     pub fn as_str(&self) -> &str {
@@ -63,6 +88,14 @@ pub struct Session {
     pub last_seen: Instant,
     pub requests: u64,
     pub bytes_sent: u64,
+    /// `X-UserId` of the portal's allow.
+    pub user: Option<Rc<str>>,
+    /// Keyed 64-bit hash of the token (revocation by token matches on it).
+    pub token_hash: u64,
+    /// Lives with a connection: closed by `SessionTable::close`, never by idleness.
+    pub connection: bool,
+    /// Portal requests made for this session so far (`request_number` counts on from it).
+    pub portal_requests: u64,
 }
 
 /// What the table learns when a request is attributed to a session.
@@ -91,6 +124,8 @@ impl std::fmt::Debug for TokenTag {
 #[derive(Debug)]
 pub struct SessionTable {
     sessions: AHashMap<u64, Session>,
+    /// Open sessions per stream (`stream_clients` of portal requests).
+    per_stream: AHashMap<StreamId, u64>,
     idle_timeout: Duration,
     capacity: usize,
 }
@@ -99,6 +134,7 @@ impl SessionTable {
     pub fn new(idle_timeout: Duration, capacity: usize) -> Self {
         SessionTable {
             sessions: AHashMap::new(),
+            per_stream: AHashMap::new(),
             idle_timeout,
             capacity,
         }
@@ -114,6 +150,54 @@ impl SessionTable {
 
     pub fn iter(&self) -> impl Iterator<Item = &Session> {
         self.sessions.values()
+    }
+
+    pub fn get(&self, key: u64) -> Option<&Session> {
+        self.sessions.get(&key)
+    }
+
+    pub fn get_mut(&mut self, key: u64) -> Option<&mut Session> {
+        self.sessions.get_mut(&key)
+    }
+
+    /// Sessions open on `stream` on this shard.
+    pub fn on_stream(&self, stream: StreamId) -> u64 {
+        self.per_stream.get(&stream).copied().unwrap_or(0)
+    }
+
+    /// Closes the session under `key` (its connection ended, or it was cut).
+    pub fn close(&mut self, key: u64) -> Option<Session> {
+        let s = self.sessions.remove(&key)?;
+        self.forget(s.stream);
+        Some(s)
+    }
+
+    /// Closes every session `cut` selects, handing each to `closed`.
+    pub fn close_where(
+        &mut self,
+        mut cut: impl FnMut(&Session) -> bool,
+        mut closed: impl FnMut(&Session),
+    ) -> usize {
+        let before = self.sessions.len();
+        let per_stream = &mut self.per_stream;
+        self.sessions.retain(|_, s| {
+            if cut(s) {
+                closed(s);
+                if let Some(n) = per_stream.get_mut(&s.stream) {
+                    *n = n.saturating_sub(1);
+                }
+                false
+            } else {
+                true
+            }
+        });
+        before - self.sessions.len()
+    }
+
+    fn forget(&mut self, stream: StreamId) {
+        if let Some(n) = self.per_stream.get_mut(&stream) {
+            *n = n.saturating_sub(1);
+        }
     }
 
     /// Attributes a request to the session under `key`, opening it when new. `new_session`
@@ -134,6 +218,9 @@ impl SessionTable {
             kind = Touch::Opened;
             new_session()
         });
+        if kind == Touch::Opened {
+            *self.per_stream.entry(s.stream).or_insert(0) += 1;
+        }
         s.last_seen = now;
         s.requests += 1;
         s.bytes_sent += bytes;
@@ -143,15 +230,10 @@ impl SessionTable {
     /// Closes sessions idle for longer than the timeout, handing each to `closed`.
     pub fn expire_idle(&mut self, now: Instant, mut closed: impl FnMut(&Session)) -> usize {
         let timeout = self.idle_timeout;
-        let before = self.sessions.len();
-        self.sessions.retain(|_, s| {
-            let keep = now.saturating_duration_since(s.last_seen) < timeout;
-            if !keep {
-                closed(s);
-            }
-            keep
-        });
-        before - self.sessions.len()
+        self.close_where(
+            |s| !s.connection && now.saturating_duration_since(s.last_seen) >= timeout,
+            |s| closed(s),
+        )
     }
 }
 
@@ -170,7 +252,35 @@ mod tests {
             last_seen: now,
             requests: 0,
             bytes_sent: 0,
+            user: None,
+            token_hash: 0,
+            connection: false,
+            portal_requests: 0,
         }
+    }
+
+    #[test]
+    fn connection_sessions_never_idle_out_and_counts_follow() {
+        let mut t = SessionTable::new(Duration::from_secs(30), 10);
+        let t0 = Instant::now();
+        t.touch(1, t0, 0, || Session {
+            connection: true,
+            ..session(t0)
+        });
+        t.touch(2, t0, 0, || session(t0));
+        assert_eq!(t.on_stream(0), 2);
+        assert_eq!(t.expire_idle(t0 + Duration::from_secs(60), |_| {}), 1);
+        assert_eq!(t.on_stream(0), 1);
+        assert!(t.close(1).is_some());
+        assert_eq!((t.len(), t.on_stream(0)), (0, 0));
+    }
+
+    #[test]
+    fn session_ids_parse_back() {
+        let id = SessionId::from_random([0x5a; 16]);
+        assert_eq!(SessionId::parse(id.as_str()), Some(id));
+        assert_eq!(SessionId::parse("not-an-id"), None);
+        assert_eq!(SessionId::parse(&id.as_str().to_uppercase()), None);
     }
 
     #[test]

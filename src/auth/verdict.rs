@@ -22,6 +22,23 @@ pub enum Proto {
 }
 
 impl Proto {
+    pub const ALL: [Proto; 9] = [
+        Proto::Hls,
+        Proto::LlHls,
+        Proto::Dash,
+        Proto::Mss,
+        Proto::WebRtc,
+        Proto::Rtmp,
+        Proto::Rtsp,
+        Proto::Srt,
+        Proto::TsHttp,
+    ];
+
+    /// The protocol named `text` (`proto=` values), if any.
+    pub fn parse(text: &str) -> Option<Proto> {
+        Proto::ALL.into_iter().find(|p| p.as_str() == text)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Proto::Hls => "hls",
@@ -49,7 +66,19 @@ pub enum DenyReason {
     BadSignature,
 }
 
+/// How many `DenyReason`s there are (metrics arrays are indexed by `reason as usize`).
+pub const DENY_REASONS: usize = 6;
+
 impl DenyReason {
+    pub const ALL: [DenyReason; DENY_REASONS] = [
+        DenyReason::BackendDenied,
+        DenyReason::BackendUnavailable,
+        DenyReason::SessionLimit,
+        DenyReason::SessionRevoked,
+        DenyReason::TokenExpired,
+        DenyReason::BadSignature,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             DenyReason::BackendDenied => "backend_denied",
@@ -83,6 +112,10 @@ pub struct PlayRequest<'a> {
     pub token: Option<&'a [u8]>,
     pub ip: IpAddr,
     pub user_agent: Option<&'a [u8]>,
+    /// `Referer`, for the portal (HTTP protocols).
+    pub referer: Option<&'a [u8]>,
+    /// The client's query string as it arrived, without `?` (the portal's `qs`).
+    pub qs: &'a [u8],
 }
 
 /// The client address with IPv4-mapped IPv6 (`::ffff:a.b.c.d`) folded to IPv4, so rules,

@@ -132,6 +132,7 @@ mod tests {
                 segment_duration_ms: 2000,
                 span: Span { line: 9, col: 1 },
             }],
+            ..Config::default()
         };
         assert_eq!(config, expected);
         assert!(config.stream("auth-check").is_some());
@@ -264,17 +265,12 @@ mod tests {
     fn later_features_are_refused_by_name() {
         let source = "\
 template live { prefix live; }
-api_key secret;
-backend_timeout 3;
 auth_backend b {
-    backend http://portal/auth;
     allow country US;
     deny country CN;
-    backend_timeout 5;
 }
 stream s {
     input publish://;
-    on_play http://portal/auth;
     on_publish auth://b;
 }
 stream r { input rtmp://origin/live/s; }
@@ -284,17 +280,78 @@ stream h { input https://origin/s/index.m3u8; }
             errors(source),
             "\
 t.conf:1:1: error: `template` is not supported yet
-t.conf:2:1: error: `api_key` is not supported yet
-t.conf:3:1: error: `backend_timeout` is not supported yet
-t.conf:5:5: error: `backend` is not supported yet
-t.conf:6:11: error: `allow country` is not supported yet
-t.conf:7:10: error: `deny country` is not supported yet
-t.conf:8:5: error: `backend_timeout` is not supported yet
-t.conf:11:11: error: input scheme `publish://` is not supported yet
-t.conf:12:13: error: on_play scheme `http://` is not supported yet
-t.conf:13:5: error: `on_publish` is not supported yet
-t.conf:15:18: error: input scheme `rtmp://` is not supported yet
-t.conf:16:18: error: input scheme `https://` is not supported yet"
+t.conf:3:11: error: `allow country` is not supported yet
+t.conf:4:10: error: `deny country` is not supported yet
+t.conf:7:11: error: input scheme `publish://` is not supported yet
+t.conf:8:5: error: `on_publish` is not supported yet
+t.conf:10:18: error: input scheme `rtmp://` is not supported yet
+t.conf:11:18: error: input scheme `https://` is not supported yet"
+        );
+    }
+
+    #[test]
+    fn portal_backends_and_api_key() {
+        let cfg = parse(
+            "api_key 0123456789abcdef01;\n\
+             backend_timeout 2.5;\n\
+             auth_backend portal {\n\
+                 allow token local;\n\
+                 backend http://127.0.0.1:8081/auth;\n\
+                 backend http://[::1]:8082/auth?site=1;\n\
+                 backend_timeout 1;\n\
+                 max_sessions_policy refuse_new;\n\
+             }\n\
+             stream a { input fake://fake; on_play auth://portal; }\n\
+             stream b { input fake://fake; on_play http://127.0.0.1:9000/check; }\n\
+             stream c { input fake://fake; on_play http://127.0.0.1:9000/check; }\n",
+            "t.conf",
+        )
+        .expect("valid");
+        assert_eq!(cfg.api_key.as_deref(), Some("0123456789abcdef01"));
+        assert_eq!(cfg.backend_timeout_ms, 2500);
+        let portal = cfg.auth_backend("portal").unwrap();
+        assert_eq!(
+            portal.rules.backends,
+            [
+                "http://127.0.0.1:8081/auth",
+                "http://[::1]:8082/auth?site=1"
+            ]
+        );
+        assert_eq!(portal.rules.backend_timeout_ms, Some(1000));
+        assert!(portal.rules.refuse_new_sessions);
+        // `on_play http://URL` is an auth backend of its own, shared by streams naming it.
+        let url = "http://127.0.0.1:9000/check";
+        assert_eq!(cfg.auth_backend(url).unwrap().rules.backends, [url]);
+        assert_eq!(cfg.auth_backends.len(), 2);
+        assert_eq!(
+            cfg.stream("c").unwrap().on_play,
+            Some(OnPlay::Auth {
+                backend: url.into()
+            })
+        );
+    }
+
+    #[test]
+    fn bad_portal_directives_name_the_place() {
+        let source = "\
+api_key short;
+backend_timeout 0;
+auth_backend b {
+    backend https://portal/auth;
+    backend http://user:pw@portal/auth;
+    max_sessions_policy newest;
+}
+stream s { input fake://fake; on_play http://portal auth; }
+";
+        assert_eq!(
+            errors(source),
+            "\
+t.conf:1:9: error: api_key must be at least 16 printable characters without spaces
+t.conf:2:17: error: invalid backend_timeout `0`: expected seconds from 0.1 to 60
+t.conf:4:13: error: invalid backend URL `https://portal/auth`: https backends are not supported yet
+t.conf:5:13: error: invalid backend URL `http://user:pw@portal/auth`: credentials in the URL (user:password@) are not allowed
+t.conf:6:25: error: unknown max_sessions_policy `newest`: expected `close_oldest` or `refuse_new`
+t.conf:8:53: error: unexpected argument `auth` (usage: `on_play auth://NAME | http://URL;`)"
         );
     }
 

@@ -14,6 +14,12 @@ pub const DEFAULT_SEGMENT_DURATION_MS: u32 = 2000;
 pub const MIN_SEGMENT_DURATION_MS: u32 = 500;
 /// Longest `segment_duration` accepted (30 s).
 pub const MAX_SEGMENT_DURATION_MS: u32 = 30_000;
+/// How long a portal backend may take to answer unless `backend_timeout` says otherwise
+/// (spec §3: 3 s).
+pub const DEFAULT_BACKEND_TIMEOUT_MS: u32 = 3_000;
+/// `backend_timeout` accepted range.
+pub const MIN_BACKEND_TIMEOUT_MS: u32 = 100;
+pub const MAX_BACKEND_TIMEOUT_MS: u32 = 60_000;
 
 /// A whole validated config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +32,11 @@ pub struct Config {
     pub auth_backends: Vec<AuthBackend>,
     /// In file order; names are unique and every `on_play auth://X` names a backend here.
     pub streams: Vec<StreamConfig>,
+    /// `api_key KEY;`: the Bearer key of the operator API. `None`: the API answers 401 to
+    /// everyone (there is no unauthenticated API).
+    pub api_key: Option<String>,
+    /// `backend_timeout SECONDS;` at top level: the default for every portal backend.
+    pub backend_timeout_ms: u32,
 }
 
 impl Default for Config {
@@ -35,6 +46,8 @@ impl Default for Config {
             auth_token_param: DEFAULT_AUTH_TOKEN_PARAM.to_owned(),
             auth_backends: Vec::new(),
             streams: Vec::new(),
+            api_key: None,
+            backend_timeout_ms: DEFAULT_BACKEND_TIMEOUT_MS,
         }
     }
 }
@@ -129,6 +142,14 @@ pub struct Rules {
     pub signed_keys: Vec<SignedKeyConfig>,
     /// `securetoken SECRET [no_check_ip];`: Flussonic securetoken, checked with signed keys.
     pub securetoken: Option<SecureTokenConfig>,
+    /// `backend http://...;`: portal backends (spec §3), asked in parallel after every local
+    /// rule; validated by `auth::portal::BackendUrl::parse`.
+    pub backends: Vec<String>,
+    /// `backend_timeout SECONDS;` inside the block; the top-level default otherwise.
+    pub backend_timeout_ms: Option<u32>,
+    /// `max_sessions_policy refuse_new;`: a user over `X-Max-Sessions` is refused the new
+    /// session instead of losing the oldest (`close_oldest`, the default).
+    pub refuse_new_sessions: bool,
 }
 
 /// `securetoken SECRET [no_check_ip];`

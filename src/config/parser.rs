@@ -14,8 +14,9 @@ use super::error::{Diagnostics, did_you_mean, show};
 use super::lexer::{Lexer, Token, Word};
 use super::model::{
     AuthBackend, Cidr, Config, DEFAULT_SEGMENT_DURATION_MS, InputUrl, Listener, ListenerProto,
-    MAX_SEGMENT_DURATION_MS, MIN_SEGMENT_DURATION_MS, OnPlay, Rules, SecureTokenConfig,
-    SignedKeyConfig, Span, StreamConfig, Transport,
+    MAX_BACKEND_TIMEOUT_MS, MAX_SEGMENT_DURATION_MS, MIN_BACKEND_TIMEOUT_MS,
+    MIN_SEGMENT_DURATION_MS, OnPlay, Rules, SecureTokenConfig, SignedKeyConfig, Span, StreamConfig,
+    Transport,
 };
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -31,6 +32,8 @@ pub(crate) const MAX_NESTING: usize = 8;
 const MAX_BACKENDS_SEARCHED: usize = 64;
 /// ...and the first this-many are listed when none is close.
 const MAX_BACKENDS_LISTED: usize = 8;
+/// Portal backends one `auth_backend` may ask in parallel.
+const MAX_BACKENDS_PER_AUTH: usize = 8;
 
 // ---------------------------------------------------------------------------------------
 // Pass 1: syntax
@@ -218,6 +221,7 @@ impl Context {
                 "securetoken",
                 "backend",
                 "backend_timeout",
+                "max_sessions_policy",
             ],
             Context::Stream => &["input", "on_play", "on_publish", "segment_duration"],
         }
@@ -251,7 +255,11 @@ fn usage(directive: &str) -> &'static str {
         "auth_backend" => "auth_backend NAME { ... }",
         "stream" => "stream NAME { ... }",
         "input" => "input URL;",
-        "on_play" => "on_play auth://NAME;",
+        "on_play" => "on_play auth://NAME | http://URL;",
+        "api_key" => "api_key KEY;",
+        "backend" => "backend http://HOST[:PORT]/PATH;",
+        "backend_timeout" => "backend_timeout SECONDS;",
+        "max_sessions_policy" => "max_sessions_policy close_oldest|refuse_new;",
         "segment_duration" => "segment_duration SECONDS;",
         "signed_key" => "signed_key ID SECRET;",
         "securetoken" => "securetoken SECRET [no_check_ip];",
@@ -322,7 +330,14 @@ impl Lowering<'_> {
             "auth_token" => self.auth_token(&d),
             "auth_backend" => self.auth_backend(d),
             "stream" => self.stream(d),
-            "template" | "api_key" | "backend_timeout" => self.not_supported_yet(&d.name),
+            "api_key" => self.api_key(&d),
+            "backend_timeout" => {
+                self.no_block(&d);
+                if let Some(ms) = self.backend_timeout(&d) {
+                    self.config.backend_timeout_ms = ms;
+                }
+            }
+            "template" => self.not_supported_yet(&d.name),
             _ => self.unknown_directive(&d.name, Context::Top),
         }
     }
@@ -565,7 +580,14 @@ impl Lowering<'_> {
                     "deny" => self.rule(&mut rules, &item, false),
                     "signed_key" => self.signed_key(&mut rules, &item),
                     "securetoken" => self.securetoken(&mut rules, &item),
-                    "backend" | "backend_timeout" => self.not_supported_yet(&item.name),
+                    "backend" => self.backend(&mut rules, &item),
+                    "backend_timeout" => {
+                        self.no_block(&item);
+                        if let Some(ms) = self.backend_timeout(&item) {
+                            rules.backend_timeout_ms = Some(ms);
+                        }
+                    }
+                    "max_sessions_policy" => self.max_sessions_policy(&mut rules, &item),
                     _ => self.unknown_directive(&item.name, Context::AuthBackend),
                 }
             }
@@ -588,6 +610,122 @@ impl Lowering<'_> {
                     span: d.name.span,
                 });
             }
+        }
+    }
+
+    /// `api_key KEY;`: the operator API's Bearer key.
+    fn api_key(&mut self, d: &Directive) {
+        self.no_block(d);
+        let Some(arg) = self.one_arg(d) else { return };
+        if self.config.api_key.is_some() {
+            return self.diags.error(d.name.span, "duplicate `api_key`");
+        }
+        if arg.text.len() < 16 || !arg.text.bytes().all(|b| b.is_ascii_graphic()) {
+            return self.diags.error(
+                arg.span,
+                "api_key must be at least 16 printable characters without spaces",
+            );
+        }
+        self.config.api_key = Some(arg.text.clone());
+    }
+
+    /// `backend_timeout SECONDS;` (`3`, `0.5`) → milliseconds.
+    fn backend_timeout(&mut self, d: &Directive) -> Option<u32> {
+        let arg = self.one_arg(d)?;
+        let ms = arg
+            .text
+            .parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite())
+            .map(|s| (s * 1000.0).round());
+        match ms {
+            Some(ms)
+                if ms >= f64::from(MIN_BACKEND_TIMEOUT_MS)
+                    && ms <= f64::from(MAX_BACKEND_TIMEOUT_MS) =>
+            {
+                Some(ms as u32)
+            }
+            _ => {
+                self.diags.error(
+                    arg.span,
+                    format!(
+                        "invalid backend_timeout `{}`: expected seconds from 0.1 to 60",
+                        show(&arg.text)
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// `backend http://HOST[:PORT]/PATH;` inside an `auth_backend`.
+    fn backend(&mut self, rules: &mut Rules, d: &Directive) {
+        self.no_block(d);
+        let Some(arg) = self.one_arg(d) else { return };
+        if let Some(url) = self.backend_url(arg) {
+            if rules.backends.contains(&url) {
+                return self
+                    .diags
+                    .error(arg.span, format!("duplicate backend `{}`", show(&url)));
+            }
+            if rules.backends.len() >= MAX_BACKENDS_PER_AUTH {
+                return self.diags.error(
+                    arg.span,
+                    format!("more than {MAX_BACKENDS_PER_AUTH} backends in one auth_backend"),
+                );
+            }
+            rules.backends.push(url);
+        }
+    }
+
+    fn backend_url(&mut self, arg: &Word) -> Option<String> {
+        match crate::auth::portal::BackendUrl::parse(&arg.text) {
+            Ok(_) => Some(arg.text.clone()),
+            Err(e) => {
+                // The error's own text starts by saying it is about a backend URL.
+                let e = e.to_string();
+                let why = e.trim_start_matches("bad backend URL: ");
+                self.diags.error(
+                    arg.span,
+                    format!("invalid backend URL `{}`: {why}", show(&arg.text)),
+                );
+                None
+            }
+        }
+    }
+
+    /// `on_play http://URL;`: an auth backend of its own, named after the URL, whose only
+    /// rule is that portal (spec §2). Streams naming the same URL share it.
+    fn on_play_http(&mut self, arg: &Word) -> Option<String> {
+        let url = self.backend_url(arg)?;
+        if !self.backends_at.contains_key(&url) {
+            self.backends_at.insert(url.clone(), arg.span);
+            self.config.auth_backends.push(AuthBackend {
+                name: url.clone(),
+                rules: Rules {
+                    backends: vec![url.clone()],
+                    ..Rules::default()
+                },
+                span: arg.span,
+            });
+        }
+        Some(url)
+    }
+
+    /// `max_sessions_policy close_oldest|refuse_new;`
+    fn max_sessions_policy(&mut self, rules: &mut Rules, d: &Directive) {
+        self.no_block(d);
+        let Some(arg) = self.one_arg(d) else { return };
+        match arg.text.as_str() {
+            "close_oldest" => rules.refuse_new_sessions = false,
+            "refuse_new" => rules.refuse_new_sessions = true,
+            other => self.diags.error(
+                arg.span,
+                format!(
+                    "unknown max_sessions_policy `{}`: expected `close_oldest` or `refuse_new`",
+                    show(other)
+                ),
+            ),
         }
     }
 
@@ -741,7 +879,12 @@ impl Lowering<'_> {
                             self.on_play_refs.push((backend.clone(), arg.span));
                             on_play = Some(target);
                         }
-                        Err(message) => self.diags.error(arg.span, message),
+                        Err(OnPlayError::Http) => {
+                            on_play = self
+                                .on_play_http(arg)
+                                .map(|backend| OnPlay::Auth { backend });
+                        }
+                        Err(OnPlayError::Message(message)) => self.diags.error(arg.span, message),
                     }
                 }
                 "segment_duration" => {
@@ -969,28 +1112,35 @@ fn parse_input_url(text: &str) -> Result<InputUrl, String> {
     })
 }
 
-/// `on_play auth://NAME` → the target, or why it is refused.
-fn parse_on_play(text: &str) -> Result<OnPlay, String> {
-    const EXPECTED: &str = "expected `auth://NAME`";
+/// Why `parse_on_play` did not return a named backend.
+#[derive(Debug, PartialEq, Eq)]
+enum OnPlayError {
+    /// `http(s)://...`: a portal URL, lowered into its own auth backend by the caller.
+    Http,
+    Message(String),
+}
+
+/// `on_play auth://NAME` → the target; `http://` is the caller's; anything else is refused.
+fn parse_on_play(text: &str) -> Result<OnPlay, OnPlayError> {
+    const EXPECTED: &str = "expected `auth://NAME` or `http://HOST/PATH`";
     let Some((scheme, rest)) = text.split_once("://") else {
-        return Err(format!(
+        return Err(OnPlayError::Message(format!(
             "invalid on_play target `{}`: {EXPECTED}",
             show(text)
-        ));
+        )));
     };
     match scheme.to_ascii_lowercase().as_str() {
-        "auth" if rest.is_empty() => Err(format!("`auth://` needs a backend name: {EXPECTED}")),
+        "auth" if rest.is_empty() => Err(OnPlayError::Message(format!(
+            "`auth://` needs a backend name: {EXPECTED}"
+        ))),
         "auth" => Ok(OnPlay::Auth {
             backend: rest.to_owned(),
         }),
-        "http" | "https" => Err(format!(
-            "on_play scheme `{}://` is not supported yet",
-            show(scheme)
-        )),
-        _ => Err(format!(
+        "http" | "https" => Err(OnPlayError::Http),
+        _ => Err(OnPlayError::Message(format!(
             "unknown on_play scheme `{}://`: {EXPECTED}",
             show(scheme)
-        )),
+        ))),
     }
 }
 
@@ -1281,17 +1431,20 @@ mod tests {
                 backend: "play-auth".into()
             })
         );
-        assert_eq!(
-            parse_on_play("http://portal/auth"),
-            Err("on_play scheme `http://` is not supported yet".to_owned())
-        );
+        assert_eq!(parse_on_play("http://portal/auth"), Err(OnPlayError::Http));
         assert_eq!(
             parse_on_play("auth://"),
-            Err("`auth://` needs a backend name: expected `auth://NAME`".to_owned())
+            Err(OnPlayError::Message(
+                "`auth://` needs a backend name: expected `auth://NAME` or `http://HOST/PATH`"
+                    .to_owned()
+            ))
         );
         assert_eq!(
             parse_on_play("play-auth"),
-            Err("invalid on_play target `play-auth`: expected `auth://NAME`".to_owned())
+            Err(OnPlayError::Message(
+                "invalid on_play target `play-auth`: expected `auth://NAME` or `http://HOST/PATH`"
+                    .to_owned()
+            ))
         );
     }
 

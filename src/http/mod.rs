@@ -1,6 +1,7 @@
 //! HTTP/1.1: request framing, target normalization, routing, the playback service and
 //! response heads. Sans-IO; `runtime::http_conn` does the socket work.
 
+pub mod api;
 pub mod limits;
 pub mod request;
 pub mod response;

@@ -13,6 +13,9 @@ pub enum Method {
     Get,
     Head,
     Options,
+    /// Only the operator API takes these.
+    Post,
+    Delete,
     Other,
 }
 
@@ -24,6 +27,8 @@ pub struct RequestHead<'a> {
     pub target: &'a [u8],
     pub user_agent: Option<&'a [u8]>,
     pub referer: Option<&'a [u8]>,
+    /// `Authorization` (the operator API's Bearer key).
+    pub authorization: Option<&'a [u8]>,
     /// The client wants (or HTTP/1.0 implies) the connection closed after the response.
     pub close: bool,
     /// Bytes of body that follow the head (Content-Length).
@@ -68,6 +73,8 @@ pub fn parse_head<'a>(buf: &'a [u8], limits: &HttpLimits) -> Parsed<'a> {
         "GET" => Method::Get,
         "HEAD" => Method::Head,
         "OPTIONS" => Method::Options,
+        "POST" => Method::Post,
+        "DELETE" => Method::Delete,
         _ => Method::Other,
     };
     let http10 = req.version == Some(0);
@@ -76,6 +83,7 @@ pub fn parse_head<'a>(buf: &'a [u8], limits: &HttpLimits) -> Parsed<'a> {
         target,
         user_agent: None,
         referer: None,
+        authorization: None,
         close: http10,
         body_len: 0,
         head_len,
@@ -87,6 +95,8 @@ pub fn parse_head<'a>(buf: &'a [u8], limits: &HttpLimits) -> Parsed<'a> {
             head.user_agent = Some(h.value);
         } else if name.eq_ignore_ascii_case(b"referer") {
             head.referer = Some(h.value);
+        } else if name.eq_ignore_ascii_case(b"authorization") {
+            head.authorization = Some(h.value);
         } else if name.eq_ignore_ascii_case(b"connection") {
             if contains_token(h.value, b"close") {
                 head.close = true;
@@ -240,7 +250,12 @@ mod tests {
 
     #[test]
     fn other_methods_are_distinguished() {
-        assert_eq!(complete(b"POST / HTTP/1.1\r\n\r\n").method, Method::Other);
+        assert_eq!(complete(b"POST / HTTP/1.1\r\n\r\n").method, Method::Post);
+        assert_eq!(
+            complete(b"DELETE / HTTP/1.1\r\n\r\n").method,
+            Method::Delete
+        );
+        assert_eq!(complete(b"PUT / HTTP/1.1\r\n\r\n").method, Method::Other);
         assert_eq!(complete(b"get / HTTP/1.1\r\n\r\n").method, Method::Other);
         assert_eq!(
             complete(b"OPTIONS * HTTP/1.1\r\n\r\n").method,

@@ -37,6 +37,8 @@ pub struct Head<'a> {
     pub session_id: Option<&'a str>,
     /// `allow:` for 405 answers.
     pub allow: Option<&'a str>,
+    /// `www-authenticate: Bearer` (401 answers of the operator API).
+    pub bearer_challenge: bool,
     /// The shard that answered (`x-shard`), for operators tracing a viewer's requests.
     pub shard: usize,
     /// A live body of unknown length: no `content-length`, ended by closing the connection.
@@ -54,6 +56,7 @@ impl<'a> Head<'a> {
             deny_reason: None,
             session_id: None,
             allow: None,
+            bearer_challenge: false,
             shard: 0,
             streaming: false,
         }
@@ -93,6 +96,9 @@ pub fn write_head(out: &mut Vec<u8>, head: &Head<'_>, date: &[u8], started: Inst
         out.extend_from_slice(b"x-session-id: ");
         out.extend_from_slice(id.as_bytes());
         out.extend_from_slice(b"\r\n");
+    }
+    if head.bearer_challenge {
+        out.extend_from_slice(b"www-authenticate: Bearer realm=\"tessera\"\r\n");
     }
     if let Some(allow) = head.allow {
         out.extend_from_slice(b"allow: ");

@@ -7,6 +7,8 @@
 //! point) → serve → account. A refused request learns nothing past the phase that refused
 //! it (a denied viewer cannot tell which segments exist).
 
+use crate::auth::Authorization;
+use crate::auth::cache::Grant;
 use crate::auth::verdict::{PlayRequest, Verdict};
 use crate::dash::mpd::{MpdContext, write_mpd};
 use crate::hls::names::Container;
@@ -58,6 +60,26 @@ pub struct Reply {
     /// Nothing was written: the resource is the segment being cut right now. The connection
     /// waits (bounded) for the stream's next segment, then asks again.
     pub wait_for_segment: Option<SegmentWait>,
+    /// Nothing was written: the connection has more to do before the answer (wait for a
+    /// portal's verdict, or run an operator API call across the shards).
+    pub defer: Option<Deferred>,
+}
+
+impl Reply {
+    /// The request was not answered yet: it stays in the buffer to be asked again.
+    pub fn parks(&self) -> bool {
+        self.wait_for_segment.is_some() || matches!(self.defer, Some(Deferred::Auth(_)))
+    }
+}
+
+/// Work the connection does before (or instead of) the service's answer.
+#[derive(Debug)]
+pub enum Deferred {
+    /// A portal is being asked about this request: wait for the decision key, then ask
+    /// the service again (with `may_wait` false, so a lost answer ends as unanswered).
+    Auth(u64),
+    /// An operator API call (`http::api`): the connection runs it and writes its answer.
+    Api(crate::http::api::ApiCall),
 }
 
 /// A request parked until `stream` has a segment newer than `after_sequence`.
@@ -89,6 +111,11 @@ pub fn respond(
     let close = head.close;
     let send_body = head.method != Method::Head;
 
+    // The operator API shares the port; it is never routed as a stream.
+    if crate::http::api::is_api_path(head.target) {
+        return api_request(shard, head, now, out, close, send_body);
+    }
+
     // Phase: method.
     match head.method {
         Method::Get | Method::Head => {}
@@ -103,9 +130,10 @@ pub fn respond(
                 close,
                 live: None,
                 wait_for_segment: None,
+                defer: None,
             };
         }
-        Method::Other => {
+        Method::Post | Method::Delete | Method::Other => {
             return error(
                 shard,
                 out,
@@ -154,35 +182,62 @@ pub fn respond(
     };
 
     // Phase: authorize.
+    let qs = memchr::memchr(b'?', head.target).map_or(&[][..], |i| &head.target[i + 1..]);
     let play = PlayRequest {
         stream: stream.id,
         proto: resource.proto(),
         token: scratch.target.token(),
         ip: peer,
         user_agent: head.user_agent,
+        referer: head.referer,
+        qs,
     };
-    if let Verdict::Deny(reason) = shard
+    let verdict = match shard
         .auth
         .authorize(&catalog, &play, now.instant, now.utc_ms)
     {
-        scratch.body.extend_from_slice(b"403 Forbidden: ");
-        scratch.body.extend_from_slice(reason.as_str().as_bytes());
-        scratch.body.push(b'\n');
-        let mut h = Head::new(Status::Forbidden, TEXT_TYPE, scratch.body.len());
-        h.deny_reason = Some(reason.as_str());
-        h.close = close;
-        emit(shard, out, h, now);
-        if send_body {
-            out.extend_from_slice(&scratch.body);
+        Authorization::Allow(grant) => Ok(grant),
+        Authorization::Deny(reason) => Err(reason),
+        Authorization::Pending(key) if may_wait => {
+            // Answered when the portal's verdict arrives; this one does not count yet.
+            shard.http.requests -= 1;
+            return Reply {
+                status: Status::Ok,
+                body: None,
+                close,
+                live: None,
+                wait_for_segment: None,
+                defer: Some(Deferred::Auth(key)),
+            };
         }
-        return Reply {
-            status: Status::Forbidden,
-            body: None,
-            close,
-            live: None,
-            wait_for_segment: None,
-        };
-    }
+        Authorization::Pending(_) => match shard.auth.unanswered(&catalog, stream.id) {
+            Verdict::Allow => Ok(Grant::default()),
+            Verdict::Deny(reason) => Err(reason),
+        },
+    };
+    let grant = match verdict {
+        Ok(grant) => grant,
+        Err(reason) => {
+            scratch.body.extend_from_slice(b"403 Forbidden: ");
+            scratch.body.extend_from_slice(reason.as_str().as_bytes());
+            scratch.body.push(b'\n');
+            let mut h = Head::new(Status::Forbidden, TEXT_TYPE, scratch.body.len());
+            h.deny_reason = Some(reason.as_str());
+            h.close = close;
+            emit(shard, out, h, now);
+            if send_body {
+                out.extend_from_slice(&scratch.body);
+            }
+            return Reply {
+                status: Status::Forbidden,
+                body: None,
+                close,
+                live: None,
+                wait_for_segment: None,
+                defer: None,
+            };
+        }
+    };
 
     // Phase: serve.
     let view = &shard.streams[stream.id as usize];
@@ -260,6 +315,7 @@ pub fn respond(
                         close,
                         live: None,
                         wait_for_segment: Some(wait),
+                        defer: None,
                     };
                 }
             }
@@ -308,7 +364,13 @@ pub fn respond(
     // Phase: account.
     let length = shared_body.as_ref().map_or(scratch.body.len(), Bytes::len);
     let sent = if send_body { length as u64 } else { 0 };
-    let session = shard.auth.track_session(&catalog, &play, now.instant, sent);
+    // A live MPEG-TS viewer's session lives with its connection (`runtime::live_ts`).
+    let session = match resource {
+        Resource::MpegTs => None,
+        _ => shard
+            .auth
+            .track_session(&catalog, &play, &grant, now.instant, sent),
+    };
     shard.http.bytes_sent += sent;
     let live = (resource == Resource::MpegTs).then_some(LiveTs { stream: stream.id });
     let mut h = Head::new(Status::Ok, content_type, length);
@@ -325,6 +387,7 @@ pub fn respond(
             close,
             live: None,
             wait_for_segment: None,
+            defer: None,
         };
     }
     if shared_body.is_none() && live.is_none() {
@@ -336,7 +399,68 @@ pub fn respond(
         close,
         live,
         wait_for_segment: None,
+        defer: None,
     }
+}
+
+/// An operator API request: refused here (401/400/404/405), or handed to the connection
+/// to run across the shards.
+fn api_request(
+    shard: &mut ShardState,
+    head: &RequestHead<'_>,
+    now: Now,
+    out: &mut Vec<u8>,
+    close: bool,
+    send_body: bool,
+) -> Reply {
+    let key = shard.catalog.api_key.clone();
+    match crate::http::api::parse_call(head.method, head.target, head.authorization, key.as_deref())
+    {
+        Ok(call) => Reply {
+            status: Status::Ok,
+            body: None,
+            close,
+            live: None,
+            wait_for_segment: None,
+            defer: Some(Deferred::Api(call)),
+        },
+        Err(e) => {
+            let mut h = Head::new(e.status, TEXT_TYPE, e.message.len());
+            h.close = close;
+            h.bearer_challenge = e.status == Status::Unauthorized;
+            if e.status == Status::MethodNotAllowed {
+                h.allow = Some("GET, POST, DELETE");
+            }
+            emit(shard, out, h, now);
+            if send_body {
+                out.extend_from_slice(e.message.as_bytes());
+            }
+            Reply {
+                status: e.status,
+                body: None,
+                close,
+                live: None,
+                wait_for_segment: None,
+                defer: None,
+            }
+        }
+    }
+}
+
+/// Writes the answer of an API call the connection ran.
+pub fn write_api_answer(
+    shard: &mut ShardState,
+    out: &mut Vec<u8>,
+    status: Status,
+    content_type: &'static str,
+    body: &str,
+    close: bool,
+) {
+    let now = Now::read();
+    let mut h = Head::new(status, content_type, body.len());
+    h.close = close;
+    emit(shard, out, h, now);
+    out.extend_from_slice(body.as_bytes());
 }
 
 /// Writes a response head with the shard's id and cached date.
@@ -370,6 +494,7 @@ fn finish(
         close,
         live: None,
         wait_for_segment: None,
+        defer: None,
     }
 }
 
@@ -398,6 +523,7 @@ fn error(
         close,
         live: None,
         wait_for_segment: None,
+        defer: None,
     }
 }
 

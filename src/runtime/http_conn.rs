@@ -4,10 +4,12 @@
 //! shared `Bytes`; the connection's buffers are allocated once, at accept.
 
 use crate::http::request::{Parsed, parse_head};
-use crate::http::service::{ConnScratch, invalid_request, respond};
+use crate::http::service::{ConnScratch, Deferred, invalid_request, respond, write_api_answer};
 use crate::http::status::Status;
-use crate::runtime::live_ts;
+use crate::runtime::auth_bus::AuthBus;
+use crate::runtime::play_auth::{DecisionReady, decision_wait};
 use crate::runtime::ring_wait::SegmentReady;
+use crate::runtime::{live_ts, operator_api};
 use crate::shard::{Now, ShardState};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
@@ -21,7 +23,7 @@ const SEGMENT_WAIT: std::time::Duration = std::time::Duration::from_secs(6);
 
 /// Serves one accepted connection until the client closes it, an error or timeout occurs,
 /// or a response asks to close.
-pub async fn serve(mut stream: TcpStream, state: Rc<RefCell<ShardState>>) {
+pub async fn serve(mut stream: TcpStream, state: Rc<RefCell<ShardState>>, bus: Rc<AuthBus>) {
     let peer: IpAddr = match stream.peer_addr() {
         Ok(a) => a.ip(),
         Err(_) => return,
@@ -75,7 +77,7 @@ pub async fn serve(mut stream: TcpStream, state: Rc<RefCell<ShardState>>) {
                             &mut out,
                             may_wait,
                         );
-                        if reply.wait_for_segment.is_none() {
+                        if !reply.parks() {
                             start += head.head_len;
                             skip_body = head.body_len;
                         }
@@ -91,6 +93,46 @@ pub async fn serve(mut stream: TcpStream, state: Rc<RefCell<ShardState>>) {
                 }
             };
             head_started = None;
+            match reply.defer {
+                Some(Deferred::Auth(key)) => {
+                    // A portal is being asked about this request: answer what came before,
+                    // wait (bounded) for the verdict, then ask the service again, once.
+                    if stream.write_all(&out).await.is_err() {
+                        return;
+                    }
+                    out.clear();
+                    let wait = decision_wait(&state);
+                    let ready = DecisionReady { state: &state, key };
+                    futures_lite::future::or(ready, glommio::timer::sleep(wait)).await;
+                    may_wait = false;
+                    continue;
+                }
+                Some(Deferred::Api(call)) => {
+                    if stream.write_all(&out).await.is_err() {
+                        return;
+                    }
+                    out.clear();
+                    let catalog = state.borrow().catalog.clone();
+                    let answer = operator_api::run(&bus, call, |name| {
+                        catalog.stream_by_name(name).map(|s| s.id)
+                    })
+                    .await;
+                    write_api_answer(
+                        &mut state.borrow_mut(),
+                        &mut out,
+                        answer.status,
+                        answer.content_type,
+                        &answer.body,
+                        reply.close,
+                    );
+                    if reply.close {
+                        let _ = stream.write_all(&out).await;
+                        return;
+                    }
+                    continue;
+                }
+                None => {}
+            }
             if let Some(wait) = reply.wait_for_segment {
                 // Answer what came before, then park this request until the segment it asks
                 // for is cut (bounded), and answer it again, once, without waiting.

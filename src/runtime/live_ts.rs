@@ -4,7 +4,8 @@
 //! shard muxed once; nothing is copied per viewer. A viewer that falls out of the ring skips
 //! to the newest keyframe; one that keeps falling behind is disconnected, like an RTSP one.
 
-use crate::auth::verdict::{PlayRequest, Proto, StreamId};
+use crate::auth::verdict::{Proto, StreamId};
+use crate::runtime::play_auth::ConnectionPlay;
 use crate::runtime::ring_wait::RingReady;
 use crate::shard::ShardState;
 use crate::stream::ring::{Step, ViewerCursor};
@@ -14,12 +15,10 @@ use glommio::net::TcpStream;
 use std::cell::RefCell;
 use std::net::IpAddr;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Chunks written per wake-up before other tasks get the shard back.
 const CHUNKS_PER_BATCH: usize = 64;
-/// How often the viewer's session is told it is still alive (and how many bytes went out).
-const SESSION_TOUCH: Duration = Duration::from_secs(5);
 
 /// Streams until the viewer goes away or falls behind for good.
 pub async fn stream_live_ts(
@@ -29,17 +28,40 @@ pub async fn stream_live_ts(
     token: Option<Vec<u8>>,
     peer: IpAddr,
 ) {
+    // The service authorized the request; this is the connection's session, re-checked
+    // while it plays so a revocation ends it.
+    let mut play = ConnectionPlay::new(state, id, Proto::TsHttp, token.as_deref(), peer, None);
+    if play.authorize().await.is_err() {
+        return;
+    }
+    play.open_session();
     let mut cursor = ViewerCursor::new();
     let mut batch: Vec<Bytes> = Vec::with_capacity(CHUNKS_PER_BATCH);
-    let mut unreported = 0u64;
-    let mut last_touch = Instant::now();
     loop {
-        RingReady {
+        let ready = RingReady {
             state,
             stream: id,
             cursor: cursor.position(),
-        }
+        };
+        let until = play.next_check().saturating_duration_since(Instant::now());
+        let frame = futures_lite::future::or(
+            async {
+                ready.await;
+                true
+            },
+            async {
+                glommio::timer::sleep(until).await;
+                false
+            },
+        )
         .await;
+        if !frame {
+            if let Err(reason) = play.recheck() {
+                log::info!("mpegts {peer}: play ended: {reason}");
+                return;
+            }
+            continue;
+        }
         batch.clear();
         {
             let shard = state.borrow();
@@ -59,29 +81,20 @@ pub async fn stream_live_ts(
                 }
             }
         }
+        let mut sent = 0u64;
         for chunk in &batch {
             if stream.write_all(chunk).await.is_err() {
                 return;
             }
-            unreported += chunk.len() as u64;
+            sent += chunk.len() as u64;
         }
-        if last_touch.elapsed() >= SESSION_TOUCH {
-            last_touch = Instant::now();
-            let mut shard = state.borrow_mut();
-            let shard = &mut *shard;
-            shard.http.bytes_sent += unreported;
-            let catalog = shard.catalog.clone();
-            let request = PlayRequest {
-                stream: id,
-                proto: Proto::TsHttp,
-                token: token.as_deref(),
-                ip: peer,
-                user_agent: None,
-            };
-            shard
-                .auth
-                .track_session(&catalog, &request, last_touch, unreported);
-            unreported = 0;
+        play.sent(sent);
+        state.borrow_mut().http.bytes_sent += sent;
+        if Instant::now() >= play.next_check()
+            && let Err(reason) = play.recheck()
+        {
+            log::info!("mpegts {peer}: play ended: {reason}");
+            return;
         }
     }
 }

@@ -6,10 +6,14 @@
 //! main thread only starts the shards, waits for them to report ready, and stops the process
 //! on SIGINT/SIGTERM.
 
+pub mod auth_bus;
 pub mod fake_input;
 pub mod fanout;
 pub mod http_conn;
 pub mod live_ts;
+pub mod operator_api;
+pub mod play_auth;
+pub mod portal_client;
 pub mod ring_wait;
 pub mod rtmp_conn;
 pub mod rtsp_conn;
@@ -19,6 +23,7 @@ use crate::http::limits::HttpLimits;
 use crate::shard::{Now, ShardState};
 use crate::stream::catalog::Catalog;
 use crate::stream::view::StreamEvent;
+use auth_bus::{AuthBus, AuthMsg};
 use fanout::Fanout;
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::net::TcpListener;
@@ -77,6 +82,7 @@ pub fn run(config: &Config, shards: usize) -> Result<Stop, String> {
     let limits = HttpLimits::default();
     let seed = crate::auth::os_seed();
     let mesh: MeshBuilder<StreamEvent, _> = MeshBuilder::full(shards, MESH_QUEUE);
+    let auth_mesh: MeshBuilder<AuthMsg, _> = MeshBuilder::full(shards, auth_bus::AUTH_MESH_QUEUE);
     let (ready_tx, ready_rx) = mpsc::channel::<Result<usize, String>>();
 
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -92,7 +98,11 @@ pub fn run(config: &Config, shards: usize) -> Result<Stop, String> {
             let catalog = catalog.clone();
             let listeners = listeners.clone();
             let ready = ready_tx.clone();
-            async move { shard_main(catalog, listeners, mesh, limits, seed, ready).await }
+            let meshes = Meshes {
+                stream: mesh,
+                auth: auth_mesh,
+            };
+            async move { shard_main(catalog, listeners, meshes, limits, seed, ready).await }
         })
         .map_err(|e| format!("cannot start shards: {e}"))?;
 
@@ -138,19 +148,32 @@ struct Listeners {
     rtmp: Vec<SocketAddr>,
 }
 
+/// The channel meshes every shard joins: stream events, and authorization messages.
+struct Meshes {
+    stream: MeshBuilder<StreamEvent, glommio::channels::channel_mesh::Full>,
+    auth: MeshBuilder<AuthMsg, glommio::channels::channel_mesh::Full>,
+}
+
 async fn shard_main(
     catalog: Arc<Catalog>,
     addrs: Listeners,
-    mesh: MeshBuilder<StreamEvent, glommio::channels::channel_mesh::Full>,
+    meshes: Meshes,
     limits: HttpLimits,
     seed: u64,
     ready: mpsc::Sender<Result<usize, String>>,
 ) {
-    let shards = mesh.nr_peers();
-    let (senders, mut receivers) = match mesh.join().await {
+    let shards = meshes.stream.nr_peers();
+    let (senders, mut receivers) = match meshes.stream.join().await {
         Ok(pair) => pair,
         Err(e) => {
             let _ = ready.send(Err(format!("cannot join the shard mesh: {e}")));
+            return;
+        }
+    };
+    let (auth_senders, auth_receivers) = match meshes.auth.join().await {
+        Ok(pair) => pair,
+        Err(e) => {
+            let _ = ready.send(Err(format!("cannot join the auth mesh: {e}")));
             return;
         }
     };
@@ -207,6 +230,7 @@ async fn shard_main(
         .detach();
     }
 
+    let bus = AuthBus::start(auth_senders, auth_receivers, state.clone());
     let fanout = Rc::new(Fanout::new(senders, state.clone()));
     for stream in &catalog.streams {
         if catalog.owner_shard(stream.id, shards) != id {
@@ -245,7 +269,7 @@ async fn shard_main(
                 glommio::spawn_local(accept_rtsp(l, state.clone(), udp.clone(), seed))
             }
             ListenerProto::Rtmp => glommio::spawn_local(accept_rtmp(l, state.clone(), seed)),
-            _ => glommio::spawn_local(accept_loop(l, state.clone())),
+            _ => glommio::spawn_local(accept_loop(l, state.clone(), bus.clone())),
         })
         .collect();
     for task in accepts {
@@ -297,7 +321,7 @@ async fn accept_rtmp(listener: TcpListener, state: Rc<RefCell<ShardState>>, seed
     }
 }
 
-async fn accept_loop(listener: TcpListener, state: Rc<RefCell<ShardState>>) {
+async fn accept_loop(listener: TcpListener, state: Rc<RefCell<ShardState>>, bus: Rc<AuthBus>) {
     loop {
         match listener.accept().await {
             Ok(stream) => {
@@ -312,11 +336,12 @@ async fn accept_loop(listener: TcpListener, state: Rc<RefCell<ShardState>>) {
                     full
                 };
                 let state = state.clone();
+                let bus = bus.clone();
                 glommio::spawn_local(async move {
                     if full {
                         http_conn::refuse(stream, state).await;
                     } else {
-                        http_conn::serve(stream, state.clone()).await;
+                        http_conn::serve(stream, state.clone(), bus).await;
                         state.borrow_mut().http.connections_open -= 1;
                     }
                 })

@@ -7,13 +7,14 @@
 //! Publishing is refused until `publish://` inputs exist. A viewer that falls out of the
 //! ring skips to the newest keyframe and is disconnected after a few skips, like RTSP.
 
-use crate::auth::verdict::{PlayRequest, Proto, StreamId, Verdict, canonical_ip};
+use crate::auth::verdict::{Proto, StreamId, canonical_ip};
 use crate::media::frame::TrackKind;
 use crate::rtmp::flv::{audio_config_tag, video_config_tag};
 use crate::rtmp::session::{
     Action, AuthAnswer, ConnectionConfig, DenyLevel, Output, RtmpConnection,
 };
 use crate::runtime::flush;
+use crate::runtime::play_auth::ConnectionPlay;
 use crate::runtime::ring_wait::RingReady;
 use crate::shard::ShardState;
 use crate::stream::ring::{Step, ViewerCursor};
@@ -60,7 +61,7 @@ pub async fn serve(mut stream: TcpStream, state: Rc<RefCell<ShardState>>, seed: 
     let mut out: Vec<u8> = Vec::with_capacity(64 * 1024);
     let mut deadline: Option<Instant> = None;
     let mut player: Option<Player> = None;
-    let mut authorized_stream: Option<StreamId> = None;
+    let mut authorized: Option<ConnectionPlay> = None;
 
     loop {
         loop {
@@ -88,8 +89,9 @@ pub async fn serve(mut stream: TcpStream, state: Rc<RefCell<ShardState>>, seed: 
                                 reason: "publish_not_supported",
                             },
                             Action::Play => {
-                                let (answer, id) = authorize(&state, &name, token.as_deref(), peer);
-                                authorized_stream = id;
+                                let (answer, play) =
+                                    authorize(&state, &name, token.as_deref(), peer).await;
+                                authorized = play;
                                 answer
                             }
                         };
@@ -97,7 +99,7 @@ pub async fn serve(mut stream: TcpStream, state: Rc<RefCell<ShardState>>, seed: 
                         answered = true;
                     }
                     Output::StartPlay(play) => {
-                        let Some(id) = authorized_stream else {
+                        let Some(id) = authorized.as_ref().map(|a| a.stream) else {
                             continue;
                         };
                         for tag in [
@@ -179,7 +181,24 @@ pub async fn serve(mut stream: TcpStream, state: Rc<RefCell<ShardState>>, seed: 
                 }
                 Wake::Deadline
             };
-            futures_lite::future::or(read, futures_lite::future::or(frame, timer)).await
+            let recheck_at = authorized
+                .as_ref()
+                .filter(|_| player.is_some())
+                .map(ConnectionPlay::next_check);
+            let recheck = async {
+                match recheck_at {
+                    Some(at) => {
+                        glommio::timer::sleep(at.saturating_duration_since(Instant::now())).await
+                    }
+                    None => futures_lite::future::pending::<()>().await,
+                }
+                Wake::Recheck
+            };
+            futures_lite::future::or(
+                read,
+                futures_lite::future::or(frame, futures_lite::future::or(timer, recheck)),
+            )
+            .await
         };
         match wake {
             Wake::Read(Ok(0)) | Wake::Read(Err(_)) => {
@@ -193,10 +212,24 @@ pub async fn serve(mut stream: TcpStream, state: Rc<RefCell<ShardState>>, seed: 
             }
             Wake::Frame => {
                 let Some(p) = &mut player else { continue };
-                if let Err(why) =
-                    send_ready_frames(p, &state, &mut conn, &mut stream, &mut out).await
+                match send_ready_frames(p, &state, &mut conn, &mut stream, &mut out).await {
+                    Ok(sent) => {
+                        if let Some(a) = &mut authorized {
+                            a.sent(sent);
+                        }
+                    }
+                    Err(why) => {
+                        log::info!("rtmp {peer}: disconnecting: {why}");
+                        return;
+                    }
+                }
+            }
+            Wake::Recheck => {
+                if let Some(a) = &mut authorized
+                    && let Err(reason) = a.recheck()
                 {
-                    log::info!("rtmp {peer}: disconnecting: {why}");
+                    // Revoked, over a session limit, or refused by the portal on re-check.
+                    log::info!("rtmp {peer}: play ended: {reason}");
                     return;
                 }
             }
@@ -208,50 +241,45 @@ enum Wake {
     Read(std::io::Result<usize>),
     Frame,
     Deadline,
+    Recheck,
 }
 
-/// Asks the shard's authorizer; returns the machine's answer and the stream.
-fn authorize(
+/// Asks the shard's authorizer (waiting for a portal when one is asked); returns the
+/// machine's answer and, when allowed, the play with its session open.
+async fn authorize(
     state: &Rc<RefCell<ShardState>>,
     name: &str,
     token: Option<&[u8]>,
     peer: IpAddr,
-) -> (AuthAnswer, Option<StreamId>) {
-    let mut shard = state.borrow_mut();
-    let shard = &mut *shard;
-    let catalog = shard.catalog.clone();
-    let Some(spec) = catalog.stream_by_name(name) else {
+) -> (AuthAnswer, Option<ConnectionPlay>) {
+    let spec = state.borrow().catalog.stream_by_name(name).map(|s| s.id);
+    let Some(id) = spec else {
         return (AuthAnswer::NotFound, None);
     };
-    let request = PlayRequest {
-        stream: spec.id,
-        proto: Proto::Rtmp,
-        token,
-        ip: peer,
-        user_agent: None,
+    let mut play = ConnectionPlay::new(state, id, Proto::Rtmp, token, peer, None);
+    match play.authorize().await {
+        Ok(()) => {}
+        Err(reason) => {
+            let reason = reason.as_str();
+            return (AuthAnswer::Denied { reason }, None);
+        }
     };
-    match shard
-        .auth
-        .authorize(&catalog, &request, Instant::now(), crate::utc::now_ms())
-    {
-        Verdict::Deny(reason) => (
-            AuthAnswer::Denied {
-                reason: reason.as_str(),
-            },
-            None,
-        ),
-        Verdict::Allow => match shard
-            .streams
-            .get(spec.id as usize)
-            .and_then(|v| v.media.clone())
-        {
-            Some(media) => {
-                let tag = shard.auth.token_tag(token);
-                log::info!("rtmp play allowed stream={name} ip={peer} token={tag}");
-                (AuthAnswer::Allowed { media }, Some(spec.id))
-            }
-            None => (AuthAnswer::NotFound, None),
-        },
+    let media = state
+        .borrow()
+        .streams
+        .get(id as usize)
+        .and_then(|v| v.media.clone());
+    match media {
+        Some(media) => {
+            let session = play.open_session();
+            let tag = state.borrow().auth.token_tag(token);
+            log::info!(
+                "rtmp play allowed stream={name} ip={peer} token={tag} session={}",
+                session.map_or_else(|| "-".to_owned(), |s| s.to_string())
+            );
+            (AuthAnswer::Allowed { media }, Some(play))
+        }
+        None => (AuthAnswer::NotFound, None),
     }
 }
 
@@ -262,7 +290,8 @@ async fn send_ready_frames(
     conn: &mut RtmpConnection,
     stream: &mut TcpStream,
     out: &mut Vec<u8>,
-) -> Result<(), &'static str> {
+) -> Result<u64, &'static str> {
+    let mut sent = 0u64;
     for _ in 0..FRAMES_PER_BATCH {
         let tag = {
             let shard = state.borrow();
@@ -284,12 +313,13 @@ async fn send_ready_frames(
         if let Some(chunks) = conn.media_message(&tag) {
             append_parts(out, chunks.parts());
         }
+        sent += tag.body.len() as u64;
         if out.len() > FLUSH_AT && !flush(stream, out).await {
             return Err("write failed");
         }
     }
     if flush(stream, out).await {
-        Ok(())
+        Ok(sent)
     } else {
         Err("write failed")
     }

@@ -7,7 +7,7 @@
 //! or the session deadline (no polling). A viewer whose next frame has left the ring skips
 //! to the newest keyframe; one that keeps falling behind is disconnected.
 
-use crate::auth::verdict::{PlayRequest, Proto, StreamId, Verdict, canonical_ip};
+use crate::auth::verdict::{Proto, StreamId, canonical_ip};
 use crate::media::frame::{Frame, TIMESCALE, TrackKind};
 use crate::rtp::aac::AacPacketizer;
 use crate::rtp::h264::H264Packetizer;
@@ -16,6 +16,7 @@ use crate::rtsp::session::{
     AuthAnswer, ConnectionConfig, Output, PlayStart, PortPair, RtspConnection, TrackTransport,
 };
 use crate::runtime::flush;
+use crate::runtime::play_auth::ConnectionPlay;
 use crate::runtime::ring_wait::RingReady;
 use crate::shard::ShardState;
 use crate::stream::ring::{Step, ViewerCursor};
@@ -78,8 +79,7 @@ pub async fn serve(
     let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
     let mut deadline = Instant::now() + Duration::from_secs(60);
     let mut player: Option<Player> = None;
-    let mut stream_id: Option<StreamId> = None;
-    let mut token_tag = None;
+    let mut authorized: Option<ConnectionPlay> = None;
 
     loop {
         // Feed what is buffered and act on every output, until nothing moves.
@@ -102,10 +102,10 @@ pub async fn serve(
                         token,
                         user_agent,
                     } => {
-                        let (answer, id, tag) =
-                            authorize(&state, &name, token.as_deref(), user_agent.as_deref(), peer);
-                        stream_id = id;
-                        token_tag = Some(tag);
+                        let (answer, play) =
+                            authorize(&state, &name, token.as_deref(), user_agent.as_deref(), peer)
+                                .await;
+                        authorized = play;
                         conn.authorized(answer, Instant::now());
                         answered = true;
                     }
@@ -116,14 +116,15 @@ pub async fn serve(
                         match (&mut player, play.resumed) {
                             (Some(p), true) => p.paused = false,
                             _ => {
-                                let Some(id) = stream_id else { return };
+                                let Some(auth) = &mut authorized else { return };
+                                let session = auth.open_session();
                                 log::info!(
-                                    "session opened id={} stream={} proto=rtsp ip={peer} token={}",
+                                    "rtsp play started session={} rtsp_session={} stream={} ip={peer}",
+                                    session.map_or_else(|| "-".to_owned(), |s| s.to_string()),
                                     play.session_id,
                                     play.stream,
-                                    token_tag.map_or_else(String::new, |t| t.to_string()),
                                 );
-                                player = Some(Player::new(id, &play, peer, udp.clone()));
+                                player = Some(Player::new(auth.stream, &play, peer, udp.clone()));
                             }
                         }
                     }
@@ -180,7 +181,24 @@ pub async fn serve(
                 glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
                 Wake::Deadline
             };
-            futures_lite::future::or(read, futures_lite::future::or(frame, timer)).await
+            let recheck_at = authorized
+                .as_ref()
+                .filter(|_| player.is_some())
+                .map(ConnectionPlay::next_check);
+            let recheck = async {
+                match recheck_at {
+                    Some(at) => {
+                        glommio::timer::sleep(at.saturating_duration_since(Instant::now())).await
+                    }
+                    None => futures_lite::future::pending::<()>().await,
+                }
+                Wake::Recheck
+            };
+            futures_lite::future::or(
+                read,
+                futures_lite::future::or(frame, futures_lite::future::or(timer, recheck)),
+            )
+            .await
         };
         match wake {
             Wake::Read(Ok(0)) | Wake::Read(Err(_)) => {
@@ -189,10 +207,26 @@ pub async fn serve(
             }
             Wake::Read(Ok(n)) => end += n,
             Wake::Deadline => conn.handle_timeout(Instant::now()),
+            Wake::Recheck => {
+                if let Some(a) = &mut authorized
+                    && let Err(reason) = a.recheck()
+                {
+                    // Revoked, over a session limit, or refused by the portal on re-check.
+                    log::info!("rtsp {peer}: play ended: {reason}");
+                    log_closed(&conn, &player, peer);
+                    return;
+                }
+            }
             Wake::Frame => {
                 let Some(p) = &mut player else { continue };
+                let packets_before = p.packets;
                 match p.send_ready_frames(&state, &mut stream, &mut out).await {
-                    Ok(()) => {}
+                    Ok(()) => {
+                        if let Some(a) = &mut authorized {
+                            // RTP packets are at most an MTU; a close enough byte count.
+                            a.sent((p.packets - packets_before) * 1200);
+                        }
+                    }
                     Err(why) => {
                         log::info!("rtsp {peer}: disconnecting: {why}");
                         log_closed(&conn, &player, peer);
@@ -208,6 +242,7 @@ enum Wake {
     Read(std::io::Result<usize>),
     Frame,
     Deadline,
+    Recheck,
 }
 
 fn log_closed(conn: &RtspConnection, player: &Option<Player>, peer: IpAddr) {
@@ -220,50 +255,36 @@ fn log_closed(conn: &RtspConnection, player: &Option<Player>, peer: IpAddr) {
     }
 }
 
-/// Asks the shard's authorizer; returns the machine's answer, the stream, and the token tag.
-fn authorize(
+/// Asks the shard's authorizer (waiting for a portal when one is asked); returns the
+/// machine's answer and, when allowed, the play (its session opens at PLAY).
+async fn authorize(
     state: &Rc<RefCell<ShardState>>,
     name: &str,
     token: Option<&[u8]>,
     user_agent: Option<&str>,
     peer: IpAddr,
-) -> (AuthAnswer, Option<StreamId>, crate::auth::session::TokenTag) {
-    let mut shard = state.borrow_mut();
-    let shard = &mut *shard;
-    let tag = shard.auth.token_tag(token);
-    let catalog = shard.catalog.clone();
-    let Some(spec) = catalog.stream_by_name(name) else {
-        return (AuthAnswer::NotFound, None, tag);
+) -> (AuthAnswer, Option<ConnectionPlay>) {
+    let spec = state.borrow().catalog.stream_by_name(name).map(|s| s.id);
+    let Some(id) = spec else {
+        return (AuthAnswer::NotFound, None);
     };
-    let request = PlayRequest {
-        stream: spec.id,
-        proto: Proto::Rtsp,
-        token,
-        ip: peer,
-        user_agent: user_agent.map(str::as_bytes),
-    };
-    match shard
-        .auth
-        .authorize(&catalog, &request, Instant::now(), crate::utc::now_ms())
-    {
-        Verdict::Deny(reason) => (
-            AuthAnswer::Denied {
-                reason: reason.as_str(),
-            },
-            None,
-            tag,
-        ),
-        Verdict::Allow => match shard
-            .streams
-            .get(spec.id as usize)
-            .and_then(|v| v.media.clone())
-        {
-            Some(media) => (AuthAnswer::Allowed { media }, Some(spec.id), tag),
-            None => {
-                log::info!("rtsp {peer}: stream {name} has no media yet");
-                (AuthAnswer::NotFound, None, tag)
-            }
-        },
+    let ua = user_agent.map(str::as_bytes);
+    let mut play = ConnectionPlay::new(state, id, Proto::Rtsp, token, peer, ua);
+    if let Err(reason) = play.authorize().await {
+        let reason = reason.as_str();
+        return (AuthAnswer::Denied { reason }, None);
+    }
+    let media = state
+        .borrow()
+        .streams
+        .get(id as usize)
+        .and_then(|v| v.media.clone());
+    match media {
+        Some(media) => (AuthAnswer::Allowed { media }, Some(play)),
+        None => {
+            log::info!("rtsp {peer}: stream {name} has no media yet");
+            (AuthAnswer::NotFound, None)
+        }
     }
 }
 

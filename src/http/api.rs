@@ -1,0 +1,694 @@
+//! The operator API on the HTTP port (spec §7.3, §7.4), sans-IO: which call a request is
+//! (`parse_call`, Bearer key checked in constant time), and how answers are written
+//! (`write_sessions`, `write_metrics`). The connection runs the call across the shards
+//! (`runtime::auth_bus`); nothing here touches a socket or another shard.
+//!
+//! - `GET /streamer/api/v3/sessions[?name=&proto=&user_id=&token=]` (token: the `#tag` or
+//!   its 8 hex digits, as logs and listings show it), `GET|DELETE .../sessions/{id}`,
+//!   `POST .../sessions/reauth?name=STREAM`
+//! - `POST /streamer/api/v3/revoke?token=T | user_id=U | session_id=ID | name=STREAM`
+//! - `GET /metrics`: Prometheus text format.
+//!
+//! Every call needs `Authorization: Bearer KEY` matching `api_key`; without `api_key` in the
+//! config the API refuses everyone (401), since an open revoke endpoint would be a way to
+//! cut every viewer.
+
+use crate::auth::policy::constant_time_eq;
+use crate::auth::revoke::RevokeTarget;
+use crate::auth::session::{SessionId, TokenTag};
+use crate::auth::verdict::{DENY_REASONS, DenyReason, Proto};
+use crate::http::request::Method;
+use crate::http::status::Status;
+use crate::http::target::percent_decode_into;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+pub const API_PREFIX: &str = "/streamer/api/v3/";
+pub const METRICS_PATH: &str = "/metrics";
+
+/// One API call, parsed and authorized.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ApiCall {
+    ListSessions(SessionFilter),
+    GetSession(Box<str>),
+    DeleteSession(SessionId),
+    Reauth { stream: Box<str> },
+    Revoke(RevokeTarget),
+    Metrics,
+}
+
+/// `GET .../sessions` filters; all that are set must match.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SessionFilter {
+    pub name: Option<Box<str>>,
+    pub proto: Option<Proto>,
+    pub user_id: Option<Box<str>>,
+    pub token_tag: Option<u32>,
+}
+
+impl SessionFilter {
+    pub fn matches(&self, s: &SessionInfo) -> bool {
+        self.name.as_deref().is_none_or(|n| n == &*s.stream)
+            && self.proto.is_none_or(|p| p == s.proto)
+            && self
+                .user_id
+                .as_deref()
+                .is_none_or(|u| s.user.as_deref() == Some(u))
+            && self.token_tag.is_none_or(|t| t == s.token_tag.0)
+    }
+}
+
+/// A session as the API lists it (gathered from every shard that serves it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionInfo {
+    pub id: SessionId,
+    pub stream: Box<str>,
+    pub proto: Proto,
+    pub ip: IpAddr,
+    pub token_tag: TokenTag,
+    pub user: Option<Box<str>>,
+    pub opened_unix_ms: i64,
+    pub last_seen_unix_ms: i64,
+    pub requests: u64,
+    pub bytes_sent: u64,
+    /// A bit per shard serving it.
+    pub shards: u64,
+}
+
+/// Why a request is not a call the API will run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: Status,
+    pub message: &'static str,
+}
+
+fn err(status: Status, message: &'static str) -> ApiError {
+    ApiError { status, message }
+}
+
+/// Whether `path` belongs to the API (it is then never routed as a stream).
+pub fn is_api_path(path: &[u8]) -> bool {
+    path.starts_with(API_PREFIX.as_bytes())
+        || path == METRICS_PATH.as_bytes()
+        || path.starts_with(b"/metrics?")
+}
+
+/// Parses an API request. `raw_target` as sent; `api_key` from the config.
+pub fn parse_call(
+    method: Method,
+    raw_target: &[u8],
+    authorization: Option<&[u8]>,
+    api_key: Option<&str>,
+) -> Result<ApiCall, ApiError> {
+    let Some(key) = api_key else {
+        return Err(err(
+            Status::Unauthorized,
+            "the API is disabled: set `api_key KEY;` in the config\n",
+        ));
+    };
+    let presented = authorization
+        .and_then(|v| {
+            v.strip_prefix(b"Bearer ")
+                .or_else(|| v.strip_prefix(b"bearer "))
+        })
+        .map(<[u8]>::trim_ascii);
+    if !presented.is_some_and(|p| constant_time_eq(p, key.as_bytes())) {
+        return Err(err(Status::Unauthorized, "missing or wrong Bearer key\n"));
+    }
+    let (path, query) = match memchr::memchr(b'?', raw_target) {
+        Some(i) => (&raw_target[..i], &raw_target[i + 1..]),
+        None => (raw_target, &[][..]),
+    };
+    let params = Params::parse(query)?;
+    if path == METRICS_PATH.as_bytes() {
+        return match method {
+            Method::Get | Method::Head => Ok(ApiCall::Metrics),
+            _ => Err(err(Status::MethodNotAllowed, "use GET\n")),
+        };
+    }
+    let rest = path
+        .strip_prefix(API_PREFIX.as_bytes())
+        .ok_or(err(Status::NotFound, "no such API call\n"))?;
+    match (method, rest) {
+        (Method::Get | Method::Head, b"sessions") => Ok(ApiCall::ListSessions(SessionFilter {
+            name: params.text("name")?,
+            proto: match params.text("proto")? {
+                None => None,
+                Some(p) => {
+                    Some(Proto::parse(&p).ok_or(err(Status::BadRequest, "unknown proto\n"))?)
+                }
+            },
+            user_id: params.text("user_id")?,
+            token_tag: match params.text("token")? {
+                None => None,
+                Some(t) => Some(
+                    u32::from_str_radix(t.trim_start_matches('#'), 16)
+                        .ok()
+                        .filter(|_| t.trim_start_matches('#').len() == 8)
+                        .ok_or(err(
+                            Status::BadRequest,
+                            "token filter is a tag: # and 8 hex digits, as listed\n",
+                        ))?,
+                ),
+            },
+        })),
+        (Method::Post, b"sessions/reauth") => Ok(ApiCall::Reauth {
+            stream: params
+                .text("name")?
+                .ok_or(err(Status::BadRequest, "reauth needs ?name=STREAM\n"))?,
+        }),
+        (Method::Post, b"revoke") => {
+            let targets = [
+                params.bytes("token")?.map(RevokeTarget::Token),
+                params.text("user_id")?.map(RevokeTarget::User),
+                match params.text("session_id")? {
+                    None => None,
+                    Some(id) => Some(RevokeTarget::Session(
+                        SessionId::parse(&id).ok_or(err(Status::BadRequest, "bad session_id\n"))?,
+                    )),
+                },
+                params.text("name")?.map(RevokeTarget::Stream),
+            ];
+            let mut given = targets.into_iter().flatten();
+            match (given.next(), given.next()) {
+                (Some(t), None) => Ok(ApiCall::Revoke(t)),
+                _ => Err(err(
+                    Status::BadRequest,
+                    "revoke takes exactly one of token, user_id, session_id, name\n",
+                )),
+            }
+        }
+        (_, b"sessions" | b"sessions/reauth" | b"revoke") => {
+            Err(err(Status::MethodNotAllowed, "method not allowed here\n"))
+        }
+        (method, rest) => {
+            let id = rest
+                .strip_prefix(b"sessions/")
+                .ok_or(err(Status::NotFound, "no such API call\n"))?;
+            let id =
+                std::str::from_utf8(id).map_err(|_| err(Status::NotFound, "no such session\n"))?;
+            match method {
+                Method::Get | Method::Head => Ok(ApiCall::GetSession(id.into())),
+                Method::Delete => Ok(ApiCall::DeleteSession(
+                    SessionId::parse(id).ok_or(err(Status::NotFound, "no such session\n"))?,
+                )),
+                _ => Err(err(Status::MethodNotAllowed, "use GET or DELETE\n")),
+            }
+        }
+    }
+}
+
+/// Query parameters, each key at most once (a repeated key is ambiguous: 400).
+struct Params<'a> {
+    pairs: Vec<(&'a [u8], &'a [u8])>,
+}
+
+const MAX_PARAMS: usize = 16;
+
+impl<'a> Params<'a> {
+    fn parse(query: &'a [u8]) -> Result<Self, ApiError> {
+        let mut pairs: Vec<(&[u8], &[u8])> = Vec::new();
+        for part in query.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
+            let (k, v) = match memchr::memchr(b'=', part) {
+                Some(i) => (&part[..i], &part[i + 1..]),
+                None => (part, &[][..]),
+            };
+            if pairs.iter().any(|(seen, _)| *seen == k) {
+                return Err(err(Status::BadRequest, "a query parameter is repeated\n"));
+            }
+            if pairs.len() == MAX_PARAMS {
+                return Err(err(Status::BadRequest, "too many query parameters\n"));
+            }
+            pairs.push((k, v));
+        }
+        Ok(Params { pairs })
+    }
+
+    fn bytes(&self, key: &str) -> Result<Option<Box<[u8]>>, ApiError> {
+        let Some((_, raw)) = self.pairs.iter().find(|(k, _)| *k == key.as_bytes()) else {
+            return Ok(None);
+        };
+        let mut out = Vec::with_capacity(raw.len());
+        percent_decode_into(raw, &mut out)
+            .map_err(|_| err(Status::BadRequest, "bad percent-encoding\n"))?;
+        if out.is_empty() {
+            return Err(err(Status::BadRequest, "an empty query parameter\n"));
+        }
+        Ok(Some(out.into()))
+    }
+
+    fn text(&self, key: &str) -> Result<Option<Box<str>>, ApiError> {
+        match self.bytes(key)? {
+            None => Ok(None),
+            Some(b) => String::from_utf8(b.into_vec())
+                .map(|s| Some(s.into_boxed_str()))
+                .map_err(|_| err(Status::BadRequest, "a query parameter is not UTF-8\n")),
+        }
+    }
+}
+
+fn json_str(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+fn write_session(out: &mut String, s: &SessionInfo) {
+    out.push_str("{\"id\":");
+    json_str(out, s.id.as_str());
+    out.push_str(",\"name\":");
+    json_str(out, &s.stream);
+    let _ = write!(
+        out,
+        ",\"proto\":\"{}\",\"ip\":\"{}\",\"token\":\"{}\",\"user_id\":",
+        s.proto.as_str(),
+        s.ip,
+        s.token_tag
+    );
+    match &s.user {
+        Some(u) => json_str(out, u),
+        None => out.push_str("null"),
+    }
+    let shards: Vec<String> = (0..64)
+        .filter(|i| s.shards & (1u64 << i) != 0)
+        .map(|i| i.to_string())
+        .collect();
+    let _ = write!(
+        out,
+        ",\"opened_at\":{},\"last_seen_at\":{},\"requests\":{},\"bytes\":{},\"shards\":[{}]}}",
+        s.opened_unix_ms,
+        s.last_seen_unix_ms,
+        s.requests,
+        s.bytes_sent,
+        shards.join(",")
+    );
+}
+
+/// `{"sessions":[...]}`, sessions ordered by opening time.
+pub fn write_sessions(sessions: &[SessionInfo]) -> String {
+    let mut out = String::from("{\"sessions\":[");
+    for (i, s) in sessions.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_session(&mut out, s);
+    }
+    out.push_str("]}\n");
+    out
+}
+
+pub fn write_one_session(s: &SessionInfo) -> String {
+    let mut out = String::new();
+    write_session(&mut out, s);
+    out.push('\n');
+    out
+}
+
+/// Merges one session's views from several shards (same id): counts add up, the earliest
+/// opening and the latest request win.
+pub fn merge_sessions(mut all: Vec<SessionInfo>) -> Vec<SessionInfo> {
+    all.sort_by(|a, b| (a.opened_unix_ms, a.id.as_str()).cmp(&(b.opened_unix_ms, b.id.as_str())));
+    let mut out: Vec<SessionInfo> = Vec::with_capacity(all.len());
+    for s in all {
+        match out.iter_mut().find(|o| o.id == s.id) {
+            Some(o) => {
+                o.requests += s.requests;
+                o.bytes_sent += s.bytes_sent;
+                o.shards |= s.shards;
+                o.opened_unix_ms = o.opened_unix_ms.min(s.opened_unix_ms);
+                o.last_seen_unix_ms = o.last_seen_unix_ms.max(s.last_seen_unix_ms);
+            }
+            None => out.push(s),
+        }
+    }
+    out
+}
+
+/// Upper bounds (ms) of the portal latency histogram buckets; `+Inf` follows.
+pub const LATENCY_BUCKETS_MS: [u64; 12] = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000];
+
+/// One shard's counters, summed over shards for `/metrics`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MetricsSnapshot {
+    pub shards: u64,
+    pub http_requests: u64,
+    pub http_bytes_sent: u64,
+    pub http_connections_open: u64,
+    pub allowed: u64,
+    pub denied_by: [u64; DENY_REASONS],
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    pub cache_entries: u64,
+    pub sessions_by_proto: [u64; 9],
+    pub sessions_opened: u64,
+    pub sessions_closed: u64,
+    pub sessions_revoked: u64,
+    pub stale_served: u64,
+    pub portal_requests: u64,
+    pub portal_allowed: u64,
+    pub portal_denied: u64,
+    pub portal_unreachable: u64,
+    /// Cumulative counts per `LATENCY_BUCKETS_MS` bucket, then `+Inf`.
+    pub portal_latency_buckets: [u64; 13],
+    pub portal_latency_sum_us: u64,
+    pub lookups_pending: u64,
+    pub revocations: u64,
+}
+
+impl MetricsSnapshot {
+    pub fn add(&mut self, o: &MetricsSnapshot) {
+        self.shards += o.shards;
+        self.http_requests += o.http_requests;
+        self.http_bytes_sent += o.http_bytes_sent;
+        self.http_connections_open += o.http_connections_open;
+        self.allowed += o.allowed;
+        for (a, b) in self.denied_by.iter_mut().zip(o.denied_by) {
+            *a += b;
+        }
+        self.cache_hits += o.cache_hits;
+        self.cache_misses += o.cache_misses;
+        self.cache_entries += o.cache_entries;
+        for (a, b) in self.sessions_by_proto.iter_mut().zip(o.sessions_by_proto) {
+            *a += b;
+        }
+        self.sessions_opened += o.sessions_opened;
+        self.sessions_closed += o.sessions_closed;
+        self.sessions_revoked += o.sessions_revoked;
+        self.stale_served += o.stale_served;
+        self.portal_requests += o.portal_requests;
+        self.portal_allowed += o.portal_allowed;
+        self.portal_denied += o.portal_denied;
+        self.portal_unreachable += o.portal_unreachable;
+        for (a, b) in self
+            .portal_latency_buckets
+            .iter_mut()
+            .zip(o.portal_latency_buckets)
+        {
+            *a += b;
+        }
+        self.portal_latency_sum_us += o.portal_latency_sum_us;
+        self.lookups_pending += o.lookups_pending;
+        self.revocations += o.revocations;
+    }
+}
+
+/// Prometheus text exposition format 0.0.4.
+pub fn write_metrics(m: &MetricsSnapshot) -> String {
+    let mut o = String::with_capacity(4096);
+    let counter = |o: &mut String, name: &str, help: &str, value: u64| {
+        let _ = write!(
+            o,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
+        );
+    };
+    counter(
+        &mut o,
+        "tessera_http_requests_total",
+        "HTTP requests answered.",
+        m.http_requests,
+    );
+    counter(
+        &mut o,
+        "tessera_http_sent_bytes_total",
+        "HTTP response bytes sent.",
+        m.http_bytes_sent,
+    );
+    let _ = write!(
+        o,
+        "# HELP tessera_decisions_total Play requests decided, by result and deny reason.\n\
+         # TYPE tessera_decisions_total counter\n\
+         tessera_decisions_total{{result=\"allow\",reason=\"\"}} {}\n",
+        m.allowed
+    );
+    for r in DenyReason::ALL {
+        let _ = writeln!(
+            o,
+            "tessera_decisions_total{{result=\"deny\",reason=\"{}\"}} {}",
+            r.as_str(),
+            m.denied_by[r as usize]
+        );
+    }
+    counter(
+        &mut o,
+        "tessera_decision_cache_hits_total",
+        "Decisions served from the cache.",
+        m.cache_hits,
+    );
+    counter(
+        &mut o,
+        "tessera_decision_cache_misses_total",
+        "Decisions not in the cache.",
+        m.cache_misses,
+    );
+    let ratio = if m.cache_hits + m.cache_misses == 0 {
+        0.0
+    } else {
+        m.cache_hits as f64 / (m.cache_hits + m.cache_misses) as f64
+    };
+    let _ = write!(
+        o,
+        "# HELP tessera_decision_cache_hit_ratio Hits over lookups since start.\n\
+         # TYPE tessera_decision_cache_hit_ratio gauge\n\
+         tessera_decision_cache_hit_ratio {ratio:.6}\n\
+         # HELP tessera_decision_cache_entries Decisions cached (all shards).\n\
+         # TYPE tessera_decision_cache_entries gauge\n\
+         tessera_decision_cache_entries {}\n",
+        m.cache_entries
+    );
+    counter(
+        &mut o,
+        "tessera_stale_allows_served_total",
+        "Requests served from a portal allow past its duration while it was re-asked or unreachable.",
+        m.stale_served,
+    );
+    let _ = write!(
+        o,
+        "# HELP tessera_backend_requests_total Portal backend questions, by outcome.\n\
+         # TYPE tessera_backend_requests_total counter\n\
+         tessera_backend_requests_total{{outcome=\"allow\"}} {}\n\
+         tessera_backend_requests_total{{outcome=\"deny\"}} {}\n\
+         tessera_backend_requests_total{{outcome=\"error\"}} {}\n",
+        m.portal_allowed, m.portal_denied, m.portal_unreachable
+    );
+    let _ = write!(
+        o,
+        "# HELP tessera_backend_request_duration_seconds Portal question latency (all backends of one question).\n\
+         # TYPE tessera_backend_request_duration_seconds histogram\n"
+    );
+    for (i, le) in LATENCY_BUCKETS_MS.iter().enumerate() {
+        let _ = writeln!(
+            o,
+            "tessera_backend_request_duration_seconds_bucket{{le=\"{}\"}} {}",
+            *le as f64 / 1000.0,
+            m.portal_latency_buckets[i]
+        );
+    }
+    let _ = write!(
+        o,
+        "tessera_backend_request_duration_seconds_bucket{{le=\"+Inf\"}} {}\n\
+         tessera_backend_request_duration_seconds_sum {:.6}\n\
+         tessera_backend_request_duration_seconds_count {}\n",
+        m.portal_latency_buckets[12],
+        m.portal_latency_sum_us as f64 / 1e6,
+        m.portal_requests
+    );
+    let _ = write!(
+        o,
+        "# HELP tessera_sessions_open Play sessions open, by protocol (a session served by two shards counts twice).\n\
+         # TYPE tessera_sessions_open gauge\n"
+    );
+    for p in Proto::ALL {
+        let _ = writeln!(
+            o,
+            "tessera_sessions_open{{proto=\"{}\"}} {}",
+            p.as_str(),
+            m.sessions_by_proto[p as usize]
+        );
+    }
+    counter(
+        &mut o,
+        "tessera_sessions_opened_total",
+        "Play sessions opened.",
+        m.sessions_opened,
+    );
+    counter(
+        &mut o,
+        "tessera_sessions_closed_total",
+        "Play sessions closed.",
+        m.sessions_closed,
+    );
+    counter(
+        &mut o,
+        "tessera_sessions_revoked_total",
+        "Play sessions cut by revocation or a session limit.",
+        m.sessions_revoked,
+    );
+    let _ = write!(
+        o,
+        "# HELP tessera_http_connections_open HTTP connections open.\n\
+         # TYPE tessera_http_connections_open gauge\n\
+         tessera_http_connections_open {}\n\
+         # HELP tessera_backend_lookups_pending Portal questions waiting for an answer.\n\
+         # TYPE tessera_backend_lookups_pending gauge\n\
+         tessera_backend_lookups_pending {}\n\
+         # HELP tessera_revocations Revoked tokens, users and sessions remembered.\n\
+         # TYPE tessera_revocations gauge\n\
+         tessera_revocations {}\n\
+         # HELP tessera_shards Shards answering this scrape.\n\
+         # TYPE tessera_shards gauge\n\
+         tessera_shards {}\n",
+        m.http_connections_open, m.lookups_pending, m.revocations, m.shards
+    );
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "0123456789abcdef";
+    const BEARER: &[u8] = b"Bearer 0123456789abcdef";
+
+    fn call(method: Method, target: &str) -> Result<ApiCall, ApiError> {
+        parse_call(method, target.as_bytes(), Some(BEARER), Some(KEY))
+    }
+
+    #[test]
+    fn the_key_is_required() {
+        let t = b"/streamer/api/v3/sessions";
+        assert_eq!(
+            parse_call(Method::Get, t, None, Some(KEY))
+                .unwrap_err()
+                .status,
+            Status::Unauthorized
+        );
+        assert_eq!(
+            parse_call(Method::Get, t, Some(b"Bearer nope"), Some(KEY))
+                .unwrap_err()
+                .status,
+            Status::Unauthorized
+        );
+        assert_eq!(
+            parse_call(Method::Get, t, Some(BEARER), None)
+                .unwrap_err()
+                .status,
+            Status::Unauthorized,
+            "no api_key: no API"
+        );
+        assert!(parse_call(Method::Get, t, Some(BEARER), Some(KEY)).is_ok());
+    }
+
+    #[test]
+    fn calls() {
+        assert_eq!(
+            call(
+                Method::Get,
+                "/streamer/api/v3/sessions?name=a%2Fb&proto=rtmp&token=%2300ff00ff"
+            ),
+            Ok(ApiCall::ListSessions(SessionFilter {
+                name: Some("a/b".into()),
+                proto: Some(Proto::Rtmp),
+                user_id: None,
+                token_tag: Some(0x00ff_00ff),
+            }))
+        );
+        assert_eq!(
+            call(Method::Post, "/streamer/api/v3/revoke?token=test%201"),
+            Ok(ApiCall::Revoke(RevokeTarget::Token(
+                b"test 1".as_slice().into()
+            )))
+        );
+        assert_eq!(
+            call(Method::Post, "/streamer/api/v3/revoke?token=a&user_id=b")
+                .unwrap_err()
+                .status,
+            Status::BadRequest
+        );
+        assert_eq!(
+            call(Method::Post, "/streamer/api/v3/revoke?token=a&token=b")
+                .unwrap_err()
+                .status,
+            Status::BadRequest
+        );
+        assert_eq!(
+            call(Method::Post, "/streamer/api/v3/sessions/reauth?name=s"),
+            Ok(ApiCall::Reauth { stream: "s".into() })
+        );
+        assert_eq!(call(Method::Get, "/metrics"), Ok(ApiCall::Metrics));
+        let id = SessionId::from_random([3; 16]);
+        assert_eq!(
+            call(Method::Delete, &format!("/streamer/api/v3/sessions/{id}")),
+            Ok(ApiCall::DeleteSession(id))
+        );
+        assert_eq!(
+            call(Method::Get, "/streamer/api/v3/sessions/xyz"),
+            Ok(ApiCall::GetSession("xyz".into()))
+        );
+        assert_eq!(
+            call(Method::Get, "/streamer/api/v3/revoke")
+                .unwrap_err()
+                .status,
+            Status::MethodNotAllowed
+        );
+        assert_eq!(
+            call(Method::Get, "/streamer/api/v3/nothing")
+                .unwrap_err()
+                .status,
+            Status::NotFound
+        );
+    }
+
+    #[test]
+    fn sessions_merge_and_render() {
+        let s = |shard: u64, bytes| SessionInfo {
+            id: SessionId::from_random([1; 16]),
+            stream: "a\"b".into(),
+            proto: Proto::Hls,
+            ip: "127.0.0.1".parse().unwrap(),
+            token_tag: TokenTag(0xabcdef01),
+            user: Some("alice".into()),
+            opened_unix_ms: 1000 * shard as i64,
+            last_seen_unix_ms: 5000,
+            requests: 1,
+            bytes_sent: bytes,
+            shards: 1 << shard,
+        };
+        let merged = merge_sessions(vec![s(1, 10), s(0, 5)]);
+        assert_eq!(merged.len(), 1);
+        assert_eq!((merged[0].bytes_sent, merged[0].shards), (15, 3));
+        let json = write_sessions(&merged);
+        assert!(json.contains("\"name\":\"a\\\"b\""), "{json}");
+        assert!(json.contains("\"token\":\"#abcdef01\""), "{json}");
+        assert!(json.contains("\"shards\":[0,1]"), "{json}");
+    }
+
+    #[test]
+    fn metrics_are_prometheus_text() {
+        let mut m = MetricsSnapshot {
+            shards: 1,
+            allowed: 3,
+            ..MetricsSnapshot::default()
+        };
+        m.add(&m.clone());
+        let text = write_metrics(&m);
+        assert!(text.contains("tessera_decisions_total{result=\"allow\",reason=\"\"} 6\n"));
+        assert!(text.contains(
+            "tessera_decisions_total{result=\"deny\",reason=\"backend_unavailable\"} 0\n"
+        ));
+        assert!(text.contains("tessera_shards 2\n"));
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (name, value) = line.rsplit_once(' ').unwrap();
+            assert!(!name.is_empty());
+            assert!(value.parse::<f64>().is_ok(), "{line}");
+        }
+    }
+}

@@ -1,0 +1,385 @@
+//! `AuthBus`: how shards talk about authorization, over a glommio channel mesh of
+//! `AuthMsg` (the stream mesh carries media; this one carries decisions).
+//!
+//! - Portal questions: a shard's `Lookups` outbox is drained by the dispatcher task; a
+//!   question goes to the owner shard of its decision key (`Catalog::owner_of`), which asks
+//!   the portal once (`PortalClient`) for every shard that asked and sends each the outcome.
+//! - User session events go to the owner shard of the user, whose `UserSessions` names the
+//!   sessions a limit closes; those are revoked on every shard (fire and forget).
+//! - Operator API calls run as gathers: every shard applies the call (list sessions,
+//!   metrics, revoke, reauth, delete) to its own state and answers with its part.
+//!
+//! Sends never wait while a handler runs: a full peer queue gets the message from a spawned
+//! task, so two shards answering each other cannot deadlock.
+
+use crate::auth::lookup::PortalQuestion;
+use crate::auth::revoke::RevokeTarget;
+use crate::auth::verdict::{DenyReason, StreamId};
+use crate::auth::{PortalOutcome, UserEvent};
+use crate::http::api::{MetricsSnapshot, SessionInfo};
+use crate::runtime::portal_client::PortalClient;
+use crate::shard::ShardState;
+use crate::stream::catalog::Catalog;
+use ahash::AHashMap;
+use glommio::channels::channel_mesh::{Receivers, Senders};
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+/// Messages queued per peer before a sender has to wait.
+pub const AUTH_MESH_QUEUE: usize = 1024;
+/// How long an API call waits for the other shards' parts.
+const GATHER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What one shard tells another about authorization.
+#[derive(Debug)]
+pub enum AuthMsg {
+    /// To the owner of `question.key`: ask the portal (or join the open question).
+    Ask {
+        from: usize,
+        question: PortalQuestion,
+    },
+    /// From the owner: how a question the receiver asked ended.
+    Answer { key: u64, outcome: PortalOutcome },
+    /// Applied by everyone (session limits).
+    Revoke {
+        target: RevokeTarget,
+        reason: DenyReason,
+    },
+    /// To the owner of the user.
+    User { from: usize, event: UserEvent },
+    /// An API call's share for the receiver.
+    Gather {
+        from: usize,
+        id: u64,
+        call: GatherCall,
+    },
+    /// The receiver's share of gather `id`.
+    Gathered { id: u64, part: GatherPart },
+}
+
+/// What every shard does for an API call.
+#[derive(Clone, Debug)]
+pub enum GatherCall {
+    Sessions,
+    Metrics,
+    Revoke {
+        target: RevokeTarget,
+        reason: DenyReason,
+    },
+    Reauth {
+        stream: StreamId,
+    },
+}
+
+/// One shard's answer to a gather.
+#[derive(Debug)]
+pub enum GatherPart {
+    Sessions(Vec<SessionInfo>),
+    Metrics(Box<MetricsSnapshot>),
+    /// Sessions cut, or decisions marked for re-asking.
+    Count(u64),
+}
+
+struct Gathering {
+    parts: Vec<GatherPart>,
+    missing: usize,
+    waker: Option<Waker>,
+}
+
+pub struct AuthBus {
+    me: usize,
+    shards: usize,
+    senders: Senders<AuthMsg>,
+    state: Rc<RefCell<ShardState>>,
+    portal: Rc<PortalClient>,
+    gathers: RefCell<AHashMap<u64, Gathering>>,
+    next_gather: std::cell::Cell<u64>,
+}
+
+impl AuthBus {
+    /// Joins the bus and starts its tasks: one receiver per peer and the dispatcher.
+    pub fn start(
+        senders: Senders<AuthMsg>,
+        mut receivers: Receivers<AuthMsg>,
+        state: Rc<RefCell<ShardState>>,
+    ) -> Rc<AuthBus> {
+        let catalog = state.borrow().catalog.clone();
+        let bus = Rc::new(AuthBus {
+            me: senders.peer_id(),
+            shards: senders.nr_consumers().max(1),
+            senders,
+            state,
+            portal: PortalClient::new(catalog),
+            gathers: RefCell::new(AHashMap::new()),
+            next_gather: std::cell::Cell::new(0),
+        });
+        for (_, receiver) in receivers.streams() {
+            let bus = bus.clone();
+            glommio::spawn_local(async move {
+                while let Some(msg) = receiver.recv().await {
+                    bus.handle(msg);
+                }
+            })
+            .detach();
+        }
+        glommio::spawn_local(bus.clone().dispatch()).detach();
+        bus
+    }
+
+    /// Delivers `msg` to shard `to` (handled here when `to` is this shard). Never waits:
+    /// when the peer's queue is full, a task of its own waits to send it.
+    fn send(self: &Rc<Self>, to: usize, msg: AuthMsg) {
+        if to == self.me {
+            self.handle(msg);
+            return;
+        }
+        match self.senders.try_send_to(to, msg) {
+            Ok(()) => {}
+            Err(glommio::GlommioError::WouldBlock(glommio::ResourceType::Channel(msg))) => {
+                let bus = self.clone();
+                glommio::spawn_local(async move {
+                    if bus.senders.send_to(to, msg).await.is_err() {
+                        log::warn!("shard {to} no longer takes auth messages");
+                    }
+                })
+                .detach();
+            }
+            Err(e) => log::warn!("cannot send an auth message to shard {to}: {e}"),
+        }
+    }
+
+    /// Handles one message addressed to this shard. Never holds a borrow across an await.
+    fn handle(self: &Rc<Self>, msg: AuthMsg) {
+        let now = Instant::now();
+        match msg {
+            AuthMsg::Ask { from, question } => {
+                // Queued in the outbox; the dispatcher asks the portal (this is the owner).
+                self.state
+                    .borrow_mut()
+                    .auth
+                    .lookups
+                    .begin_remote(question, from, now);
+            }
+            AuthMsg::Answer { key, outcome } => {
+                let mut shard = self.state.borrow_mut();
+                let shard = &mut *shard;
+                let catalog = shard.catalog.clone();
+                shard.auth.complete(&catalog, key, &outcome, now);
+            }
+            AuthMsg::Revoke { target, reason } => {
+                let mut shard = self.state.borrow_mut();
+                let shard = &mut *shard;
+                let catalog = shard.catalog.clone();
+                shard.auth.revoke(&catalog, &target, reason, now);
+            }
+            AuthMsg::User { from, event } => self.user_event(from, event, now),
+            AuthMsg::Gather { from, id, call } => {
+                let part = self.local_part(&call);
+                self.send(from, AuthMsg::Gathered { id, part });
+            }
+            AuthMsg::Gathered { id, part } => {
+                let mut gathers = self.gathers.borrow_mut();
+                if let Some(g) = gathers.get_mut(&id) {
+                    g.parts.push(part);
+                    g.missing = g.missing.saturating_sub(1);
+                    if g.missing == 0
+                        && let Some(w) = g.waker.take()
+                    {
+                        w.wake();
+                    }
+                }
+            }
+        }
+    }
+
+    /// On the user's owner shard: counts the session, and cuts those over the limit.
+    fn user_event(self: &Rc<Self>, from: usize, event: UserEvent, now: Instant) {
+        let cut = {
+            let mut shard = self.state.borrow_mut();
+            match event {
+                UserEvent::Opened {
+                    user,
+                    session,
+                    max,
+                    policy,
+                } => shard.users.opened(&user, session, from, max, policy, now),
+                UserEvent::Closed { user, session } => {
+                    shard.users.closed(&user, session, from);
+                    Vec::new()
+                }
+            }
+        };
+        for (session, reason) in cut {
+            log::info!("session limit: closing session {session} ({reason})");
+            for shard in 0..self.shards {
+                self.send(
+                    shard,
+                    AuthMsg::Revoke {
+                        target: RevokeTarget::Session(session),
+                        reason,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Drains the shard's outbox: portal questions and user events, each to its owner.
+    async fn dispatch(self: Rc<Self>) {
+        enum Work {
+            Question(PortalQuestion),
+            Users(Vec<UserEvent>),
+        }
+        loop {
+            let work = std::future::poll_fn(|cx| {
+                let mut shard = self.state.borrow_mut();
+                if let Some(q) = shard.auth.lookups.next_to_send() {
+                    return Poll::Ready(Work::Question(q));
+                }
+                let events = shard.auth.take_user_events();
+                if !events.is_empty() {
+                    return Poll::Ready(Work::Users(events));
+                }
+                shard.auth.lookups.park_dispatcher(cx.waker());
+                Poll::Pending
+            })
+            .await;
+            match work {
+                Work::Question(q) => {
+                    let owner = Catalog::owner_of(q.key, self.shards);
+                    if owner == self.me {
+                        glommio::spawn_local(self.clone().ask_portal(q)).detach();
+                    } else {
+                        let me = self.me;
+                        self.send(
+                            owner,
+                            AuthMsg::Ask {
+                                from: me,
+                                question: q,
+                            },
+                        );
+                    }
+                }
+                Work::Users(events) => {
+                    for event in events {
+                        let user = match &event {
+                            UserEvent::Opened { user, .. } | UserEvent::Closed { user, .. } => {
+                                user.clone()
+                            }
+                        };
+                        let hash = self.state.borrow().auth.user_hash(&user);
+                        let owner = Catalog::owner_of(hash, self.shards);
+                        let me = self.me;
+                        self.send(owner, AuthMsg::User { from: me, event });
+                    }
+                }
+            }
+        }
+    }
+
+    /// On the key's owner: asks the portal, settles the question here and tells every
+    /// shard that asked.
+    async fn ask_portal(self: Rc<Self>, q: PortalQuestion) {
+        let started = Instant::now();
+        let outcome = self.portal.ask(&q).await;
+        let now = Instant::now();
+        let remote = {
+            let mut shard = self.state.borrow_mut();
+            let shard = &mut *shard;
+            shard
+                .auth
+                .record_portal(&outcome, now.duration_since(started));
+            let catalog = shard.catalog.clone();
+            shard.auth.complete(&catalog, q.key, &outcome, now)
+        };
+        log::debug!(
+            "portal answered key={:016x} in {} us: {}",
+            q.key,
+            now.duration_since(started).as_micros(),
+            match &outcome {
+                PortalOutcome::Answered(a) => format!("{:?}", a.decision),
+                PortalOutcome::Unreachable => "unreachable".to_owned(),
+            }
+        );
+        let Some(remote) = remote else { return };
+        for shard in 0..self.shards.min(64) {
+            if remote & (1u64 << shard) != 0 && shard != self.me {
+                self.send(
+                    shard,
+                    AuthMsg::Answer {
+                        key: q.key,
+                        outcome: outcome.clone(),
+                    },
+                );
+            }
+        }
+    }
+
+    /// This shard's share of an API call.
+    fn local_part(&self, call: &GatherCall) -> GatherPart {
+        let now = Instant::now();
+        let mut shard = self.state.borrow_mut();
+        let shard = &mut *shard;
+        let catalog = shard.catalog.clone();
+        match call {
+            GatherCall::Sessions => {
+                GatherPart::Sessions(shard.session_infos(crate::shard::Now::read()))
+            }
+            GatherCall::Metrics => GatherPart::Metrics(Box::new(shard.metrics())),
+            GatherCall::Revoke { target, reason } => {
+                GatherPart::Count(shard.auth.revoke(&catalog, target, *reason, now) as u64)
+            }
+            GatherCall::Reauth { stream } => {
+                GatherPart::Count(shard.auth.reauth_stream(*stream, now) as u64)
+            }
+        }
+    }
+
+    /// Runs `call` on every shard and returns their parts (those that answered within
+    /// `GATHER_TIMEOUT`; the count of parts tells how many).
+    pub async fn gather(self: &Rc<Self>, call: GatherCall) -> Vec<GatherPart> {
+        let id = self.next_gather.get();
+        self.next_gather.set(id + 1);
+        let local = self.local_part(&call);
+        self.gathers.borrow_mut().insert(
+            id,
+            Gathering {
+                parts: vec![local],
+                missing: self.shards - 1,
+                waker: None,
+            },
+        );
+        for shard in (0..self.shards).filter(|&s| s != self.me) {
+            let me = self.me;
+            self.send(
+                shard,
+                AuthMsg::Gather {
+                    from: me,
+                    id,
+                    call: call.clone(),
+                },
+            );
+        }
+        let done = std::future::poll_fn(|cx| {
+            let mut gathers = self.gathers.borrow_mut();
+            match gathers.get_mut(&id) {
+                Some(g) if g.missing > 0 => {
+                    g.waker = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+                _ => Poll::Ready(()),
+            }
+        });
+        futures_lite::future::or(done, glommio::timer::sleep(GATHER_TIMEOUT)).await;
+        self.gathers
+            .borrow_mut()
+            .remove(&id)
+            .map(|g| g.parts)
+            .unwrap_or_default()
+    }
+
+    pub fn shards(&self) -> usize {
+        self.shards
+    }
+}
