@@ -141,7 +141,7 @@ fn bench(c: &mut Criterion) {
                 unreachable!("a new token is a miss")
             };
             let q = portal_auth.lookups.next_to_send().expect("queued");
-            portal_auth.complete(&portal_catalog, q.key, &allow, now);
+            portal_auth.complete(&portal_catalog, &q, &allow, now);
             debug_assert_eq!(key, q.key);
             portal_auth.authorize(&portal_catalog, &r, now, 0)
         })

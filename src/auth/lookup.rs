@@ -1,9 +1,10 @@
 //! `Lookups`: the portal questions a shard has open, so that no question is asked twice.
 //!
 //! Owns: one `Pending` per decision key with the wakers of the local requests waiting for it,
-//! the set of other shards waiting for it (on the key's owner shard), the outbox of keys the
+//! the outbox of keys the
 //! runtime has yet to send (to the owner shard, or to the portal when this shard owns the
-//! key), and the question itself (`PortalQuestion`, owned, `Send`, so it can cross shards).
+//! key), and the question itself (`PortalQuestion`, owned, `Send`, so it can cross shards;
+//! the owner sends the outcome with the question to every shard, asked or not).
 //!
 //! Never does: I/O, clocks, or deciding. Coalescing is two-level: every shard asks once per
 //! key however many of its viewers wait, and the owner shard (the key's hash modulo the
@@ -42,15 +43,12 @@ pub struct PortalQuestion {
 struct Pending {
     question: PortalQuestion,
     waiters: Vec<Waker>,
-    /// Other shards waiting for the answer (bit per shard; only on the owner).
-    remote: u64,
     since: Instant,
 }
 
-/// A finished lookup: the question, and the shards to forward the answer to.
+/// A finished lookup.
 pub struct Finished {
     pub question: PortalQuestion,
-    pub remote: u64,
 }
 
 #[derive(Default)]
@@ -85,7 +83,6 @@ impl Lookups {
             Pending {
                 question,
                 waiters: Vec::new(),
-                remote: 0,
                 since: now,
             },
         );
@@ -93,26 +90,10 @@ impl Lookups {
         true
     }
 
-    /// On the owner: shard `from` asks `question`. Returns `true` when the portal must be
-    /// asked (nothing was open for the key); otherwise `from` joins the open lookup.
-    pub fn begin_remote(&mut self, question: PortalQuestion, from: usize, now: Instant) -> bool {
-        let bit = 1u64 << (from % 64);
-        if let Some(p) = self.pending.get_mut(&question.key) {
-            p.remote |= bit;
-            return false;
-        }
-        let key = question.key;
-        self.pending.insert(
-            key,
-            Pending {
-                question,
-                waiters: Vec::new(),
-                remote: bit,
-                since: now,
-            },
-        );
-        self.queue(key);
-        true
+    /// On the owner: another shard asks `question`. Returns `true` when the portal must be
+    /// asked (nothing was open for the key); otherwise the open lookup answers it too.
+    pub fn begin_remote(&mut self, question: PortalQuestion, now: Instant) -> bool {
+        self.begin(question, now)
     }
 
     fn queue(&mut self, key: u64) {
@@ -163,7 +144,6 @@ impl Lookups {
         }
         Some(Finished {
             question: p.question,
-            remote: p.remote,
         })
     }
 
@@ -226,7 +206,7 @@ mod tests {
         assert_eq!(l.next_to_send().map(|q| q.key), Some(1));
         assert!(l.next_to_send().is_none());
         let done = l.finish(1).unwrap();
-        assert_eq!(done.remote, 0);
+        assert_eq!(done.question.key, 1);
         assert_eq!(count.0.load(Ordering::Relaxed), 1);
         assert_eq!(other.0.load(Ordering::Relaxed), 1);
         assert!(!l.wait(1, &waker));
@@ -234,13 +214,13 @@ mod tests {
     }
 
     #[test]
-    fn the_owner_collects_asking_shards() {
+    fn the_owner_asks_once_for_every_shard() {
         let mut l = Lookups::default();
         let now = Instant::now();
-        assert!(l.begin_remote(question(5), 1, now));
-        assert!(!l.begin_remote(question(5), 3, now));
+        assert!(l.begin_remote(question(5), now));
+        assert!(!l.begin_remote(question(5), now));
         assert!(!l.begin(question(5), now), "a local request joins too");
-        assert_eq!(l.finish(5).unwrap().remote, 0b1010);
+        assert!(l.finish(5).is_some());
         assert!(l.begin(question(5), now + Duration::from_secs(1)));
         assert_eq!(l.overdue(now + Duration::from_secs(1)), Vec::<u64>::new());
         assert_eq!(l.overdue(now + Duration::from_secs(2)), vec![5]);

@@ -406,8 +406,49 @@ impl Authorizer {
         self.lookups.begin(question, now);
     }
 
-    /// Counts a portal question this shard asked (as the key's owner) and how it ended.
-    pub fn record_portal(&mut self, outcome: &PortalOutcome, took: Duration) {
+    /// Counts a portal question this shard asked (as the key's owner) and how it ended,
+    /// with an audit line (token as a tag).
+    pub fn record_portal(
+        &mut self,
+        catalog: &Catalog,
+        q: &PortalQuestion,
+        outcome: &PortalOutcome,
+        took: Duration,
+    ) {
+        let verdict = match outcome {
+            PortalOutcome::Answered(a) => {
+                if !a.notes.is_empty() {
+                    log::warn!("portal answer adjusted: {}", a.notes);
+                }
+                match a.decision.for_proto(q.proto) {
+                    BackendDecision::Allow => "allow",
+                    BackendDecision::Deny(r) => r.as_str(),
+                    BackendDecision::Redirect(_) => "redirect (refused)",
+                }
+            }
+            PortalOutcome::Unreachable => "unreachable",
+        };
+        let (user, max, duration) = match outcome {
+            PortalOutcome::Answered(a) => (
+                a.user_id.as_deref().unwrap_or("-"),
+                a.max_sessions.map_or(0, NonZeroU32::get),
+                a.duration.as_secs(),
+            ),
+            PortalOutcome::Unreachable => ("-", 0, 0),
+        };
+        log::info!(
+            "decision stream={} proto={} ip={} token={} session={} request={} verdict={verdict} user={user} max_sessions={max} for={duration}s took={}ms",
+            catalog.stream(q.stream).map_or("?", |s| &s.name),
+            q.proto.as_str(),
+            q.ip,
+            self.token_tag(q.token.as_deref()),
+            q.session_id,
+            match q.request_type {
+                RequestType::NewSession => "new_session",
+                RequestType::UpdateSession { .. } => "update_session",
+            },
+            took.as_millis(),
+        );
         let st = &mut self.stats;
         st.portal_requests += 1;
         match outcome {
@@ -442,18 +483,28 @@ impl Authorizer {
         }
     }
 
-    /// A portal question of this shard ended: caches the verdict and wakes the requests
-    /// waiting for it. Returns the other shards to forward the outcome to (a bit each; only
-    /// the owner has any), or `None` when nothing was pending under `key`.
+    /// A portal question ended (asked here, or by another shard: the owner tells every
+    /// shard, so each caches the verdict whichever shard the viewer's next request lands
+    /// on). Caches the verdict and wakes the requests of this shard waiting for it.
     pub fn complete(
         &mut self,
         catalog: &Catalog,
-        key: u64,
+        q: &PortalQuestion,
         outcome: &PortalOutcome,
         now: Instant,
-    ) -> Option<u64> {
-        let done = self.lookups.finish(key)?;
-        let q = &done.question;
+    ) {
+        self.lookups.finish(q.key);
+        self.settle(catalog, q, outcome, now);
+    }
+
+    fn settle(
+        &mut self,
+        catalog: &Catalog,
+        q: &PortalQuestion,
+        outcome: &PortalOutcome,
+        now: Instant,
+    ) {
+        let key = q.key;
         let dkey = DecisionKey {
             hash: key,
             stream: q.stream,
@@ -497,7 +548,6 @@ impl Authorizer {
                 }
             }
         }
-        Some(done.remote)
     }
 
     /// Attributes an allowed request to its session (opening it on first sight) and returns
@@ -567,7 +617,8 @@ impl Authorizer {
             user: grant.user.clone(),
             token_hash,
             connection,
-            portal_requests: 0,
+            // The portal's new_session question came before the session existed.
+            portal_requests: u64::from(grant.from_portal),
         })?;
         if touch == Touch::Opened {
             self.stats.sessions_opened += 1;
@@ -706,7 +757,9 @@ impl Authorizer {
         }
         if let Some(cutoff) = now.checked_sub(lookup_deadline) {
             for key in self.lookups.overdue(cutoff) {
-                self.complete(catalog, key, &PortalOutcome::Unreachable, now);
+                if let Some(done) = self.lookups.finish(key) {
+                    self.settle(catalog, &done.question, &PortalOutcome::Unreachable, now);
+                }
             }
         }
     }
@@ -896,10 +949,8 @@ mod tests {
         assert_eq!(q.request_type, RequestType::NewSession);
         assert_eq!(q.request_number, 1);
         assert!(a.lookups.next_to_send().is_none(), "asked once");
-        assert_eq!(
-            a.complete(&cat, key, &answer(true, 10, Some("alice")), now),
-            Some(0)
-        );
+        assert_eq!(q.key, key);
+        a.complete(&cat, &q, &answer(true, 10, Some("alice")), now);
         let Authorization::Allow(grant) = a.authorize(&cat, &req(PORTAL, Some(b"t")), now, 0)
         else {
             panic!("allowed after the answer")
@@ -925,10 +976,10 @@ mod tests {
                 bytes: 500
             }
         );
-        assert_eq!(update.request_number, 1);
+        assert_eq!(update.request_number, 2);
         assert!(a.lookups.next_to_send().is_none(), "updated once");
         // The portal now says no: the session is refused from the next request on.
-        a.complete(&cat, key, &answer(false, 10, None), later);
+        a.complete(&cat, &update, &answer(false, 10, None), later);
         assert_eq!(
             a.authorize_at(&cat, &req(PORTAL, Some(b"t")), later),
             Verdict::Deny(DenyReason::BackendDenied)
@@ -936,43 +987,66 @@ mod tests {
     }
 
     #[test]
+    fn another_shards_answer_warms_this_cache() {
+        let cat = catalog();
+        let (mut asker, mut other) = (Authorizer::new(9), Authorizer::new(9));
+        let now = Instant::now();
+        let Authorization::Pending(_) = asker.authorize(&cat, &req(PORTAL, Some(b"t")), now, 0)
+        else {
+            panic!()
+        };
+        let q = asker.lookups.next_to_send().unwrap();
+        // The owner tells every shard, also one that never asked.
+        other.complete(&cat, &q, &answer(true, 10, None), now);
+        assert!(matches!(
+            other.authorize(&cat, &req(PORTAL, Some(b"t")), now, 0),
+            Authorization::Allow(_)
+        ));
+        assert!(other.lookups.next_to_send().is_none());
+    }
+
+    #[test]
     fn an_unreachable_portal_refuses_newcomers_and_keeps_sessions() {
         let cat = catalog();
         let mut a = Authorizer::new(1);
         let now = Instant::now();
-        let Authorization::Pending(k1) = a.authorize(&cat, &req(PORTAL, Some(b"old")), now, 0)
+        let Authorization::Pending(_) = a.authorize(&cat, &req(PORTAL, Some(b"old")), now, 0)
         else {
             panic!()
         };
-        a.complete(&cat, k1, &answer(true, 10, None), now);
+        let q1 = a.lookups.next_to_send().unwrap();
+        a.complete(&cat, &q1, &answer(true, 10, None), now);
         let later = now + Duration::from_secs(11);
         // The old session's allow went stale: served, and re-asked.
         assert_eq!(
             a.authorize_at(&cat, &req(PORTAL, Some(b"old")), later),
             Verdict::Allow
         );
-        a.complete(&cat, k1, &PortalOutcome::Unreachable, later);
+        let q1u = a.lookups.next_to_send().unwrap();
+        a.complete(&cat, &q1u, &PortalOutcome::Unreachable, later);
         assert_eq!(
             a.authorize_at(&cat, &req(PORTAL, Some(b"old")), later),
             Verdict::Allow,
             "kept while the portal is down"
         );
-        let Authorization::Pending(k2) = a.authorize(&cat, &req(PORTAL, Some(b"new")), later, 0)
+        let Authorization::Pending(_) = a.authorize(&cat, &req(PORTAL, Some(b"new")), later, 0)
         else {
             panic!()
         };
-        a.complete(&cat, k2, &PortalOutcome::Unreachable, later);
+        let q2 = a.lookups.next_to_send().unwrap();
+        a.complete(&cat, &q2, &PortalOutcome::Unreachable, later);
         assert_eq!(
             a.authorize_at(&cat, &req(PORTAL, Some(b"new")), later),
             Verdict::Deny(DenyReason::BackendUnavailable)
         );
         // `allow default;` lets newcomers in when the portal is down.
-        let Authorization::Pending(k3) = a.authorize(&cat, &req(LENIENT, Some(b"x")), later, 0)
+        let Authorization::Pending(_) = a.authorize(&cat, &req(LENIENT, Some(b"x")), later, 0)
         else {
             panic!()
         };
         assert_eq!(a.unanswered(&cat, LENIENT), Verdict::Allow);
-        a.complete(&cat, k3, &PortalOutcome::Unreachable, later);
+        let q3 = a.lookups.next_to_send().unwrap();
+        a.complete(&cat, &q3, &PortalOutcome::Unreachable, later);
         assert_eq!(
             a.authorize_at(&cat, &req(LENIENT, Some(b"x")), later),
             Verdict::Allow

@@ -40,8 +40,11 @@ pub enum AuthMsg {
         from: usize,
         question: PortalQuestion,
     },
-    /// From the owner: how a question the receiver asked ended.
-    Answer { key: u64, outcome: PortalOutcome },
+    /// From the owner, to every shard: how a question ended.
+    Answer {
+        question: PortalQuestion,
+        outcome: PortalOutcome,
+    },
     /// Applied by everyone (session limits).
     Revoke {
         target: RevokeTarget,
@@ -154,19 +157,19 @@ impl AuthBus {
     fn handle(self: &Rc<Self>, msg: AuthMsg) {
         let now = Instant::now();
         match msg {
-            AuthMsg::Ask { from, question } => {
+            AuthMsg::Ask { from: _, question } => {
                 // Queued in the outbox; the dispatcher asks the portal (this is the owner).
                 self.state
                     .borrow_mut()
                     .auth
                     .lookups
-                    .begin_remote(question, from, now);
+                    .begin_remote(question, now);
             }
-            AuthMsg::Answer { key, outcome } => {
+            AuthMsg::Answer { question, outcome } => {
                 let mut shard = self.state.borrow_mut();
                 let shard = &mut *shard;
                 let catalog = shard.catalog.clone();
-                shard.auth.complete(&catalog, key, &outcome, now);
+                shard.auth.complete(&catalog, &question, &outcome, now);
             }
             AuthMsg::Revoke { target, reason } => {
                 let mut shard = self.state.borrow_mut();
@@ -279,40 +282,28 @@ impl AuthBus {
     }
 
     /// On the key's owner: asks the portal, settles the question here and tells every
-    /// shard that asked.
+    /// shard (not only those that asked: the viewer's next request may land anywhere).
     async fn ask_portal(self: Rc<Self>, q: PortalQuestion) {
         let started = Instant::now();
         let outcome = self.portal.ask(&q).await;
         let now = Instant::now();
-        let remote = {
+        {
             let mut shard = self.state.borrow_mut();
             let shard = &mut *shard;
+            let catalog = shard.catalog.clone();
             shard
                 .auth
-                .record_portal(&outcome, now.duration_since(started));
-            let catalog = shard.catalog.clone();
-            shard.auth.complete(&catalog, q.key, &outcome, now)
-        };
-        log::debug!(
-            "portal answered key={:016x} in {} us: {}",
-            q.key,
-            now.duration_since(started).as_micros(),
-            match &outcome {
-                PortalOutcome::Answered(a) => format!("{:?}", a.decision),
-                PortalOutcome::Unreachable => "unreachable".to_owned(),
-            }
-        );
-        let Some(remote) = remote else { return };
-        for shard in 0..self.shards.min(64) {
-            if remote & (1u64 << shard) != 0 && shard != self.me {
-                self.send(
-                    shard,
-                    AuthMsg::Answer {
-                        key: q.key,
-                        outcome: outcome.clone(),
-                    },
-                );
-            }
+                .record_portal(&catalog, &q, &outcome, now.duration_since(started));
+            shard.auth.complete(&catalog, &q, &outcome, now);
+        }
+        for shard in (0..self.shards).filter(|&s| s != self.me) {
+            self.send(
+                shard,
+                AuthMsg::Answer {
+                    question: q.clone(),
+                    outcome: outcome.clone(),
+                },
+            );
         }
     }
 
