@@ -41,6 +41,7 @@ fn segments() -> Vec<Segment> {
             ts: Bytes::from(vec![0x47u8; 188 * 1000]),
             fmp4: None,
             dash: Default::default(),
+            mss: Default::default(),
             start_dts: 0,
             end_dts: 180_000,
         })

@@ -65,6 +65,7 @@ fn shard_with_segments() -> (ShardState, Vec<String>) {
             ts: Bytes::from(vec![0x47u8; 188 * 100]),
             fmp4: None,
             dash: Default::default(),
+            mss: Default::default(),
             start_dts: 0,
             end_dts: 180_000,
         };

@@ -143,6 +143,7 @@ mod tests {
                 ts: Bytes::new(),
                 fmp4: None,
                 dash: Default::default(),
+                mss: Default::default(),
             })
             .collect();
         let variant = VariantInfo {

@@ -137,6 +137,7 @@ mod tests {
             ts: Bytes::new(),
             fmp4: None,
             dash: Default::default(),
+            mss: Default::default(),
             start_dts: 0,
             end_dts: 180_000,
         }

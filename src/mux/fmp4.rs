@@ -28,6 +28,12 @@
 //! at a video keyframe that falls inside that audio frame, and shortening it to `end_dts`
 //! would leave a hole in the audio timeline before the next fragment's `tfdt`.
 //!
+//! Smooth Streaming (MS-SSTR) fragments are the single-track fragments above with two more
+//! boxes at the end of the `traf` ([`Fmp4Muxer::mss_fragment`]): `tfxd` (§2.2.4.4, the
+//! fragment's absolute time and duration) and `tfrf` (§2.2.4.5, the time and duration of the
+//! next fragment, which a live client adds to its timeline instead of reloading the
+//! manifest). Times are in the track's timescale, which the manifest announces per track.
+//!
 //! CMAF (ISO/IEC 23000-19) fits: a single-track muxer ([`Tracks::Video`] or
 //! [`Tracks::Audio`]) writes CMAF headers and fragments and says so with the `cmfc` brand; a
 //! muxer of both tracks writes the muxed fMP4 HLS accepts (RFC 8216 §3.3), which CMAF does not
@@ -68,6 +74,18 @@ const TRUN_COMPOSITION_OFFSETS: u32 = 0x00_0800;
 const BOX_HEADER_LEN: usize = 8;
 const FULL_BOX_HEADER_LEN: usize = 12;
 
+/// `uuid` extended types of the Smooth Streaming boxes (MS-SSTR §2.2.4.4, §2.2.4.5).
+const TFXD_UUID: [u8; 16] = [
+    0x6D, 0x1D, 0x9B, 0x05, 0x42, 0xD5, 0x44, 0xE6, 0x80, 0xE2, 0x14, 0x1D, 0xAF, 0xF7, 0x57, 0xB2,
+];
+const TFRF_UUID: [u8; 16] = [
+    0xD4, 0x80, 0x7E, 0xF2, 0xCA, 0x39, 0x46, 0x95, 0x8E, 0x54, 0x26, 0xCB, 0x9E, 0x46, 0xA7, 0x9F,
+];
+/// Size of a version-1 `tfxd`: `uuid` header, extended type, version/flags, two 64-bit times.
+const TFXD_LEN: usize = BOX_HEADER_LEN + 16 + 4 + 16;
+/// Size of a version-1 `tfrf` announcing one fragment (its count is one byte).
+const TFRF_ONE_LEN: usize = BOX_HEADER_LEN + 16 + 4 + 1 + 16;
+
 /// The unity transformation matrix of `mvhd` and `tkhd` (§8.2.2.3).
 const UNITY_MATRIX: [u32; 9] = [0x0001_0000, 0, 0, 0, 0x0001_0000, 0, 0, 0, 0x4000_0000];
 /// `mdhd` language "und" as three 5-bit letters (ISO 639-2/T, §8.4.2.3).
@@ -89,6 +107,16 @@ pub enum Tracks {
     Audio,
     /// Video and audio in the same fragments (muxed HLS fMP4). Both must be configured.
     Both,
+}
+
+/// Where a fragment sits on its track's timeline, in the track's timescale: what MSS writes
+/// in `tfxd`, `tfrf` and the manifest's `<c t= d=>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FragmentTime {
+    /// Decode time of the first sample (`tfdt`).
+    pub time: u64,
+    /// Sum of the sample durations.
+    pub duration: u64,
 }
 
 /// Why a muxer could not be built or a fragment written. Fragment errors carry the
@@ -138,6 +166,8 @@ pub enum Fmp4Error {
     },
     /// The fragment's media data would not fit a 32-bit `mdat` size or `trun` data offset.
     FragmentTooLarge { sequence: u32, bytes: u64 },
+    /// A Smooth Streaming fragment asked of a muxer of two tracks (MSS fragments carry one).
+    MssNeedsOneTrack,
 }
 
 impl fmt::Display for Fmp4Error {
@@ -201,6 +231,9 @@ impl fmt::Display for Fmp4Error {
                 f,
                 "fmp4 mux: fragment {sequence}: {bytes} bytes of media exceed 32-bit offsets"
             ),
+            Fmp4Error::MssNeedsOneTrack => {
+                f.write_str("fmp4 mux: a Smooth Streaming fragment carries exactly one track")
+            }
         }
     }
 }
@@ -246,6 +279,16 @@ struct Run {
     data_len: u64,
 }
 
+impl Run {
+    /// The run's first decode time and total duration.
+    fn time(&self) -> FragmentTime {
+        FragmentTime {
+            time: self.base_decode_time,
+            duration: self.samples.iter().map(|s| u64::from(s.duration)).sum(),
+        }
+    }
+}
+
 /// How a `trun` conveys its samples' flags.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum FlagsLayout {
@@ -264,6 +307,15 @@ struct TrafLayout {
     flags: FlagsLayout,
     composition_offsets: bool,
     sample_count: usize,
+    /// Smooth Streaming boxes after `trun`: `tfxd`, and `tfrf` when it announces a fragment.
+    mss: Option<MssBoxes>,
+}
+
+/// The Smooth Streaming boxes of one `traf`.
+#[derive(Clone, Copy, Debug)]
+struct MssBoxes {
+    this: FragmentTime,
+    next: Option<FragmentTime>,
 }
 
 impl TrafLayout {
@@ -272,6 +324,7 @@ impl TrafLayout {
             flags: flags_layout(&run.samples),
             composition_offsets: run.samples.iter().any(|s| s.composition_offset != 0),
             sample_count: run.samples.len(),
+            mss: None,
         }
     }
 
@@ -327,7 +380,10 @@ impl TrafLayout {
             0
         };
         let trun = FULL_BOX_HEADER_LEN + 4 + 4 + first + self.sample_count * per_sample;
-        BOX_HEADER_LEN + tfhd + tfdt + trun
+        let mss = self.mss.map_or(0, |m| {
+            TFXD_LEN + if m.next.is_some() { TFRF_ONE_LEN } else { 0 }
+        });
+        BOX_HEADER_LEN + tfhd + tfdt + trun + mss
     }
 }
 
@@ -497,6 +553,62 @@ impl Fmp4Muxer {
         frames: &[Frame],
         end_dts: i64,
     ) -> Result<Bytes, Fmp4Error> {
+        self.write_fragment(sequence, frames, end_dts, None)
+    }
+
+    /// Where the fragment of `frames` ending at `end_dts` would sit on the timeline of this
+    /// single-track muxer's track (the `tfrf` entry that announces it), without writing it.
+    ///
+    /// # Errors
+    ///
+    /// [`Fmp4Error::MssNeedsOneTrack`], and the timing errors of [`Fmp4Muxer::fragment`].
+    pub fn fragment_time(
+        &mut self,
+        frames: &[Frame],
+        end_dts: i64,
+    ) -> Result<FragmentTime, Fmp4Error> {
+        let (track, run) = match (&self.tracks[..], &mut self.runs[..]) {
+            ([track], [run]) => (track, run),
+            _ => return Err(Fmp4Error::MssNeedsOneTrack),
+        };
+        build_run(track, run, 0, frames, end_dts)?;
+        if run.samples.is_empty() {
+            return Err(Fmp4Error::EmptyFragment { sequence: 0 });
+        }
+        Ok(run.time())
+    }
+
+    /// A Smooth Streaming fragment (MS-SSTR §2.2.4) of this single-track muxer: what
+    /// [`Fmp4Muxer::fragment`] writes, plus a `tfxd` with the fragment's own time and
+    /// duration and, when `next` is known, a `tfrf` announcing the next fragment. Returns the
+    /// fragment and its place on the timeline.
+    ///
+    /// # Errors
+    ///
+    /// [`Fmp4Error::MssNeedsOneTrack`] for a muxer of two tracks, and the errors of
+    /// [`Fmp4Muxer::fragment`].
+    pub fn mss_fragment(
+        &mut self,
+        sequence: u32,
+        frames: &[Frame],
+        end_dts: i64,
+        next: Option<FragmentTime>,
+    ) -> Result<(Bytes, FragmentTime), Fmp4Error> {
+        if self.tracks.len() != 1 {
+            return Err(Fmp4Error::MssNeedsOneTrack);
+        }
+        let bytes = self.write_fragment(sequence, frames, end_dts, Some(next))?;
+        Ok((bytes, self.runs[0].time()))
+    }
+
+    /// `mss`: `None` for a plain fragment; `Some(next)` adds the Smooth Streaming boxes.
+    fn write_fragment(
+        &mut self,
+        sequence: u32,
+        frames: &[Frame],
+        end_dts: i64,
+        mss: Option<Option<FragmentTime>>,
+    ) -> Result<Bytes, Fmp4Error> {
         if let Some(frame) = frames
             .iter()
             .find(|f| self.track(f.track).is_none() && !self.skipped.contains(&f.track))
@@ -517,7 +629,13 @@ impl Fmp4Muxer {
         // At most one run per track kind: no allocation for the layouts.
         let mut layouts: [Option<TrafLayout>; 2] = [None; 2];
         for (layout, run) in layouts.iter_mut().zip(&self.runs) {
-            *layout = (!run.samples.is_empty()).then(|| TrafLayout::of(run));
+            *layout = (!run.samples.is_empty()).then(|| TrafLayout {
+                mss: mss.map(|next| MssBoxes {
+                    this: run.time(),
+                    next,
+                }),
+                ..TrafLayout::of(run)
+            });
         }
         let moof_len = BOX_HEADER_LEN
             + (FULL_BOX_HEADER_LEN + 4)
@@ -706,6 +824,26 @@ fn write_traf(out: &mut BytesMut, track: &Track, run: &Run, layout: &TrafLayout,
         }
     }
     close_box(out, trun);
+
+    if let Some(mss) = layout.mss {
+        // MS-SSTR §2.2.4.4: version 1, 64-bit absolute time and duration.
+        let tfxd = open_box(out, b"uuid");
+        out.put_slice(&TFXD_UUID);
+        out.put_u32(1 << 24);
+        out.put_u64(mss.this.time);
+        out.put_u64(mss.this.duration);
+        close_box(out, tfxd);
+        if let Some(next) = mss.next {
+            // §2.2.4.5: version 1, an 8-bit fragment count, then time and duration of each.
+            let tfrf = open_box(out, b"uuid");
+            out.put_slice(&TFRF_UUID);
+            out.put_u32(1 << 24);
+            out.put_u8(1);
+            out.put_u64(next.time);
+            out.put_u64(next.duration);
+            close_box(out, tfrf);
+        }
+    }
 
     close_box(out, traf);
     debug_assert_eq!(out.len() - traf, layout.len());
@@ -1690,6 +1828,85 @@ mod tests {
             Fmp4Error::TrackMissing {
                 track: TrackKind::Audio
             }
+        );
+    }
+
+    /// The `uuid` boxes after `trun`, as (extended type, body after version/flags).
+    fn uuid_boxes<'a>(traf: &Mp4Box<'a>) -> Vec<([u8; 16], u8, &'a [u8])> {
+        traf.all("uuid")
+            .into_iter()
+            .map(|b| (b.body[..16].try_into().unwrap(), b.body[16], &b.body[20..]))
+            .collect()
+    }
+
+    #[test]
+    fn mss_fragments_carry_tfxd_and_tfrf() {
+        let info = av_info(48_000);
+        let frames = av_frames(180_000, 2);
+        let cut = frames
+            .iter()
+            .rposition(|f| f.keyframe && f.track == TrackKind::Video)
+            .unwrap();
+        let (first, second) = frames.split_at(cut);
+        let next_start = second[0].dts;
+        for (tracks, kind) in [
+            (Tracks::Video, TrackKind::Video),
+            (Tracks::Audio, TrackKind::Audio),
+        ] {
+            let mut mux = Fmp4Muxer::for_tracks(&info, tracks).unwrap();
+            let next = mux.fragment_time(second, 360_000).unwrap();
+            let (out, this) = mux.mss_fragment(3, first, next_start, Some(next)).unwrap();
+            let plain = mux.fragment(3, first, next_start).unwrap();
+            assert_eq!(out.len(), plain.len() + TFXD_LEN + TFRF_ONE_LEN);
+            let boxes = parse(&out);
+            let traf = boxes[0].child("traf");
+            assert_eq!(traf.names(), ["tfhd", "tfdt", "trun", "uuid", "uuid"]);
+            let uuids = uuid_boxes(traf);
+            let (tfxd, tfrf) = (&uuids[0], &uuids[1]);
+            assert_eq!((tfxd.0, tfxd.1), (TFXD_UUID, 1));
+            assert_eq!(be64(tfxd.2), this.time);
+            assert_eq!(be64(&tfxd.2[8..]), this.duration);
+            assert_eq!(tfxd.2.len(), 16);
+            assert_eq!((tfrf.0, tfrf.1, tfrf.2[0]), (TFRF_UUID, 1, 1));
+            assert_eq!(be64(&tfrf.2[1..]), next.time);
+            assert_eq!(be64(&tfrf.2[9..]), next.duration);
+            // The announced fragment starts where this one ends, and tfxd matches tfdt.
+            assert_eq!(this.time + this.duration, next.time, "{kind:?}");
+            assert_eq!(be64(traf.child("tfdt").full()), this.time);
+            // Data offsets still point at the samples.
+            let samples: u64 = first.iter().filter(|f| f.track == kind).count() as u64;
+            let trun = traf.child("trun");
+            assert_eq!(u64::from(be32(trun.full())), samples);
+            let offset = be32(&trun.full()[4..]) as usize;
+            let first_sample = first.iter().find(|f| f.track == kind).unwrap();
+            assert_eq!(
+                &out[offset..offset + first_sample.data.len()],
+                &first_sample.data[..]
+            );
+            match kind {
+                TrackKind::Video => assert_eq!(
+                    (this.time, this.duration, next.duration),
+                    (180_000, 90_000, 90_000)
+                ),
+                // 48 kHz: 1024 samples per AAC frame, times in samples.
+                TrackKind::Audio => {
+                    assert_eq!(this.time, 96_000);
+                    assert_eq!(this.duration % 1024, 0);
+                }
+            }
+            // Without a known next fragment there is no tfrf.
+            let (last, _) = mux.mss_fragment(4, second, 360_000, None).unwrap();
+            let boxes = parse(&last);
+            assert_eq!(boxes[0].child("traf").all("uuid").len(), 1);
+        }
+        let mut both = Fmp4Muxer::new(&info).unwrap();
+        assert_eq!(
+            both.mss_fragment(1, &frames, 360_000, None).unwrap_err(),
+            Fmp4Error::MssNeedsOneTrack
+        );
+        assert_eq!(
+            both.fragment_time(&frames, 360_000).unwrap_err(),
+            Fmp4Error::MssNeedsOneTrack
         );
     }
 

@@ -23,6 +23,8 @@ pub struct Segment {
     /// The same frames as one single-track fragment per track, for DASH (one adaptation set
     /// per track, which every DASH client handles).
     pub dash: DashFragments,
+    /// The Smooth Streaming fragments of the segment *before* this one (see [`MssFragments`]).
+    pub mss: MssFragments,
 }
 
 /// A segment's single-track fMP4 fragments. Both are addressed by the segment's
@@ -33,6 +35,26 @@ pub struct Segment {
 pub struct DashFragments {
     pub video: Option<Bytes>,
     pub audio: Option<Bytes>,
+}
+
+/// Smooth Streaming fragments, one per track, of the segment before the one that carries them.
+/// They come one segment late because a live MSS fragment announces the next fragment's time
+/// and duration (`tfrf`, which clients use instead of reloading the manifest), and the next
+/// fragment's duration is known only once it is cut.
+#[derive(Clone, Debug, Default)]
+pub struct MssFragments {
+    pub video: Option<MssFragment>,
+    pub audio: Option<MssFragment>,
+}
+
+/// One track's MSS fragment and its place on the track's timeline (the track's timescale:
+/// 90 kHz video, the sample rate for audio), which the manifest lists as `<c t= d=>` and
+/// the fragment URL names.
+#[derive(Clone, Debug)]
+pub struct MssFragment {
+    pub time: u64,
+    pub duration: u64,
+    pub bytes: Bytes,
 }
 
 impl Segment {

@@ -6,11 +6,15 @@
 //! cuts on duration alone. Each segment is muxed once per container and frozen into
 //! `Bytes`; nothing downstream copies it. The open segment's frames are held as `Bytes`
 //! references until the fMP4 fragment is written at the cut.
+//!
+//! Smooth Streaming fragments are written one segment late: each announces the next
+//! fragment's time and duration (`tfrf`), so segment k's are written when k+1 is cut, from
+//! k's frames (kept until then) and published with segment k+1 (`Segment::mss`).
 
 use crate::media::frame::{Frame, MediaInfo, TIMESCALE, TrackKind};
 use crate::mux::fmp4::{Fmp4Muxer, Tracks};
 use crate::mux::ts::{TsError, TsMuxer};
-use crate::stream::segment::{DashFragments, Segment};
+use crate::stream::segment::{DashFragments, MssFragment, MssFragments, Segment};
 use bytes::BytesMut;
 
 pub struct Segmenter {
@@ -22,6 +26,10 @@ pub struct Segmenter {
     dash_audio: Option<Fmp4Muxer>,
     /// Frames of the open segment, for the fMP4 fragments.
     open_frames: Vec<Frame>,
+    /// Frames of the last closed segment, for its MSS fragments (written at the next cut).
+    previous_frames: Vec<Frame>,
+    /// Sequence number and end decode time of the last closed segment, once there is one.
+    previous: Option<(u64, i64)>,
     has_video: bool,
     target_ticks: i64,
     /// Wall-clock time (ms) of timestamp 0.
@@ -49,6 +57,8 @@ impl Segmenter {
             dash_audio: info.audio.as_ref().and_then(|_| single(Tracks::Audio)),
             fmp4,
             open_frames: Vec::with_capacity(256),
+            previous_frames: Vec::with_capacity(256),
+            previous: None,
             has_video: info.video.is_some(),
             target_ticks: i64::from(target_ms) * TIMESCALE / 1000,
             utc_base_ms,
@@ -110,9 +120,14 @@ impl Segmenter {
             }
         });
         let dash = self.dash_fragments(sequence, end_dts);
+        let mss = self.mss_fragments(end_dts);
+        // The closed segment's frames wait for the next cut, for its own MSS fragments.
+        std::mem::swap(&mut self.previous_frames, &mut self.open_frames);
         self.open_frames.clear();
+        self.previous = Some((sequence, end_dts));
         Segment {
             dash,
+            mss,
             fmp4,
             sequence,
             start_dts: start,
@@ -141,6 +156,80 @@ impl Segmenter {
         DashFragments {
             video: make(&mut self.dash_video),
             audio: make(&mut self.dash_audio),
+        }
+    }
+
+    /// The MSS fragments of the previous segment, each announcing the fragment of the segment
+    /// being closed (its frames are `open_frames`, ending at `end_dts`). The single-track
+    /// DASH muxers write them: same tracks, same timescales, two more boxes.
+    fn mss_fragments(&mut self, end_dts: i64) -> MssFragments {
+        let Some((sequence, previous_end)) = self.previous else {
+            return MssFragments::default();
+        };
+        let fragment_sequence = (sequence as u32).wrapping_add(1);
+        let (previous, closing) = (&self.previous_frames, &self.open_frames);
+        let make = |muxer: &mut Option<Fmp4Muxer>| {
+            let muxer = muxer.as_mut()?;
+            // A track with no sample in the closing segment has nothing to announce.
+            let next = muxer.fragment_time(closing, end_dts).ok();
+            match muxer.mss_fragment(fragment_sequence, previous, previous_end, next) {
+                Ok((bytes, at)) => Some(MssFragment {
+                    time: at.time,
+                    duration: at.duration,
+                    bytes,
+                }),
+                Err(e) => {
+                    log::warn!("segment {sequence}: no MSS fragment: {e}");
+                    None
+                }
+            }
+        };
+        MssFragments {
+            video: make(&mut self.dash_video),
+            audio: make(&mut self.dash_audio),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::fake::FakeSource;
+
+    #[test]
+    fn mss_fragments_arrive_one_segment_late_and_chain() {
+        let mut source = FakeSource::new(1_700_000_000_000, 25);
+        let info = source.media_info();
+        let mut segmenter = Segmenter::new(&info, 1000, 1_700_000_000_000);
+        let mut frames = Vec::new();
+        source.poll(5 * 90_000, &mut frames);
+        let segments: Vec<Segment> = frames
+            .iter()
+            .filter_map(|f| segmenter.push(f).unwrap())
+            .collect();
+        assert!(segments.len() >= 3, "{}", segments.len());
+        assert!(segments[0].mss.video.is_none() && segments[0].mss.audio.is_none());
+        for pair in segments.windows(2) {
+            let (previous, this) = (&pair[0], &pair[1]);
+            let video = this.mss.video.as_ref().expect("video MSS fragment");
+            assert_eq!(video.time, previous.start_dts as u64);
+            assert_eq!(
+                video.duration,
+                (previous.end_dts - previous.start_dts) as u64
+            );
+            assert_eq!(&video.bytes[4..8], b"moof");
+            let audio = this.mss.audio.as_ref().expect("audio MSS fragment");
+            assert!(audio.duration > 0);
+        }
+        // Each fragment's timeline entry ends where the next one starts.
+        for pair in segments[1..].windows(2) {
+            for (a, b) in [
+                (&pair[0].mss.video, &pair[1].mss.video),
+                (&pair[0].mss.audio, &pair[1].mss.audio),
+            ] {
+                let (a, b) = (a.as_ref().unwrap(), b.as_ref().unwrap());
+                assert_eq!(a.time + a.duration, b.time);
+            }
         }
     }
 }

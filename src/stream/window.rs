@@ -79,6 +79,11 @@ impl SegmentWindow {
         self.segments.iter().skip(skip)
     }
 
+    /// Every kept segment, oldest first (the playlist's and the few kept beyond it).
+    pub fn segments(&self) -> impl DoubleEndedIterator<Item = &Segment> + Clone {
+        self.segments.iter()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.segments.is_empty()
     }
@@ -122,6 +127,7 @@ mod tests {
             ts: Bytes::from(vec![0u8; 1000]),
             fmp4: None,
             dash: Default::default(),
+            mss: Default::default(),
             start_dts: 0,
             end_dts: 180_000,
         }
