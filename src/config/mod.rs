@@ -115,6 +115,7 @@ mod tests {
                 },
             ],
             auth_token_param: "token".into(),
+            player_assets: None,
             auth_backends: vec![AuthBackend {
                 name: "play-auth".into(),
                 rules: Rules {
@@ -169,6 +170,7 @@ mod tests {
             }
 
             stream open { input fake://fake; }
+            player_assets "/opt/tessera player/node_modules";
             "#);
         let listeners: Vec<(ListenerProto, SocketAddr)> =
             config.listeners.iter().map(|l| (l.proto, l.addr)).collect();
@@ -184,6 +186,10 @@ mod tests {
             ]
         );
         assert_eq!(config.auth_token_param, "access_key");
+        assert_eq!(
+            config.player_assets.as_deref(),
+            Some("/opt/tessera player/node_modules")
+        );
         let rules = &config.auth_backend("portal").unwrap().rules;
         assert_eq!(
             rules.allow_tokens,
@@ -406,6 +412,10 @@ t.conf:8:53: error: unexpected argument `auth` (usage: `on_play auth://NAME | ht
         assert_eq!(
             errors("http [::1]:80;\nhttp [::]:80;"),
             "t.conf:2:6: error: listen address `[::]:80` overlaps `[::1]:80` of `http` at 1:6"
+        );
+        assert_eq!(
+            errors("player_assets a;\nplayer_assets b;"),
+            "t.conf:2:1: error: duplicate `player_assets` (first set at 1:1)"
         );
         assert_eq!(
             errors("auth_token a;\nauth_token b;"),

@@ -28,6 +28,9 @@ pub struct Config {
     pub listeners: Vec<Listener>,
     /// Query key for tokens (`auth_token NAME;`, default `token`).
     pub auth_token_param: String,
+    /// `player_assets DIR;`: the npm `node_modules` directory holding the browser player's
+    /// scripts (tools/player/install.sh makes one).
+    pub player_assets: Option<String>,
     /// In file order; names are unique.
     pub auth_backends: Vec<AuthBackend>,
     /// In file order; names are unique and every `on_play auth://X` names a backend here.
@@ -44,6 +47,7 @@ impl Default for Config {
         Config {
             listeners: Vec::new(),
             auth_token_param: DEFAULT_AUTH_TOKEN_PARAM.to_owned(),
+            player_assets: None,
             auth_backends: Vec::new(),
             streams: Vec::new(),
             api_key: None,

@@ -208,6 +208,7 @@ impl Context {
                 "rtsp",
                 "srt",
                 "auth_token",
+                "player_assets",
                 "auth_backend",
                 "stream",
                 "template",
@@ -252,6 +253,7 @@ fn usage(directive: &str) -> &'static str {
         "rtsp" => "rtsp PORT|IP:PORT|[IPV6]:PORT;",
         "srt" => "srt PORT|IP:PORT|[IPV6]:PORT;",
         "auth_token" => "auth_token NAME;",
+        "player_assets" => "player_assets DIR;",
         "auth_backend" => "auth_backend NAME { ... }",
         "stream" => "stream NAME { ... }",
         "input" => "input URL;",
@@ -279,6 +281,7 @@ pub(crate) fn lower(items: Vec<Directive>, diags: &mut Diagnostics) -> Config {
         diags,
         config: Config::default(),
         auth_token_at: None,
+        player_assets_at: None,
         listeners_at: HashMap::new(),
         port_use: HashMap::new(),
         backends_at: HashMap::new(),
@@ -312,6 +315,7 @@ struct Lowering<'d> {
     diags: &'d mut Diagnostics,
     config: Config,
     auth_token_at: Option<Span>,
+    player_assets_at: Option<Span>,
     listeners_at: HashMap<(Transport, SocketAddr), Bound>,
     port_use: HashMap<(Transport, u16, bool), PortUse>,
     backends_at: HashMap<String, Span>,
@@ -328,6 +332,7 @@ impl Lowering<'_> {
             "rtsp" => self.listener(ListenerProto::Rtsp, &d),
             "srt" => self.listener(ListenerProto::Srt, &d),
             "auth_token" => self.auth_token(&d),
+            "player_assets" => self.player_assets(&d),
             "auth_backend" => self.auth_backend(d),
             "stream" => self.stream(d),
             "api_key" => self.api_key(&d),
@@ -516,6 +521,22 @@ impl Lowering<'_> {
             );
         }
         self.config.auth_token_param = arg.text.clone();
+    }
+
+    /// `player_assets DIR;`: the `node_modules` directory the player scripts are read from.
+    fn player_assets(&mut self, d: &Directive) {
+        let mut seen = self.player_assets_at;
+        let arg = self.once(&mut seen, d, |first| {
+            format!("duplicate `player_assets` (first set at {first})")
+        });
+        self.player_assets_at = seen;
+        let Some(arg) = arg else { return };
+        if arg.text.is_empty() {
+            return self
+                .diags
+                .error(arg.span, "`player_assets` needs a directory".to_string());
+        }
+        self.config.player_assets = Some(arg.text.clone());
     }
 
     /// `signed_key ID SECRET;`, validated by the same rules the verifier applies.

@@ -43,6 +43,8 @@ pub struct Head<'a> {
     pub shard: usize,
     /// A live body of unknown length: no `content-length`, ended by closing the connection.
     pub streaming: bool,
+    /// More header lines, each ending in CRLF (fixed text, never request data).
+    pub extra: &'static str,
 }
 
 impl<'a> Head<'a> {
@@ -59,6 +61,7 @@ impl<'a> Head<'a> {
             bearer_challenge: false,
             shard: 0,
             streaming: false,
+            extra: "",
         }
     }
 }
@@ -105,6 +108,7 @@ pub fn write_head(out: &mut Vec<u8>, head: &Head<'_>, date: &[u8], started: Inst
         out.extend_from_slice(allow.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
+    out.extend_from_slice(head.extra.as_bytes());
     let _ = write!(
         out,
         "x-shard: {}\r\nx-run-time: {}\r\n",

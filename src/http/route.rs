@@ -5,6 +5,7 @@
 
 use crate::hls::names::{Container, parse_segment_path};
 use crate::hls::playlist::TRACKS_DIR;
+use crate::media::frame::TrackKind;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Resource {
@@ -21,6 +22,18 @@ pub enum Resource {
     DashInit { track: DashTrack },
     /// `dash/v-<decode time>.m4s`, `dash/a-<decode time>.m4s`: a DASH track's fragment.
     DashSegment { track: DashTrack, start_dts: i64 },
+    /// `NAME.isml/manifest`: the live Smooth Streaming manifest.
+    MssManifest,
+    /// `NAME.isml/QualityLevels(<bitrate>)/Fragments(video=<time>)` (or `audio=`): an MSS
+    /// fragment, by its time on the track's timeline. `FragmentInfo(...)` instead of
+    /// `Fragments(...)` asks for the fragment's `moof` alone (`info_only`).
+    MssFragment {
+        track: TrackKind,
+        time: u64,
+        info_only: bool,
+    },
+    /// `embed.html`: the player page.
+    EmbedPage,
     /// `index.fmp4.m3u8`: the media playlist of fMP4 fragments (with `EXT-X-MAP`).
     HlsFmp4Media,
     /// `tracks-v1a1/init.mp4`: the fMP4 initialization segment.
@@ -40,6 +53,9 @@ impl Resource {
             Resource::MpegTs => crate::auth::verdict::Proto::TsHttp,
             Resource::DashManifest | Resource::DashInit { .. } | Resource::DashSegment { .. } => {
                 crate::auth::verdict::Proto::Dash
+            }
+            Resource::MssManifest | Resource::MssFragment { .. } => {
+                crate::auth::verdict::Proto::Mss
             }
             _ => crate::auth::verdict::Proto::Hls,
         }
@@ -69,6 +85,48 @@ fn dash_segment(p: &str) -> Option<(&str, DashTrack, i64)> {
     Some((name, track, time.parse().ok()?))
 }
 
+/// The longest decimal a time or bitrate in an MSS URL may have (fits `u64`).
+const MSS_MAX_DIGITS: usize = 19;
+
+fn mss_number(digits: &str) -> Option<u64> {
+    let ok = !digits.is_empty()
+        && digits.len() <= MSS_MAX_DIGITS
+        && digits.bytes().all(|b| b.is_ascii_digit());
+    ok.then(|| digits.parse().ok()).flatten()
+}
+
+/// `NAME.isml/manifest` and `NAME.isml/QualityLevels(N)/Fragments(video=T)` (MS-SSTR
+/// §2.2.1-2.2.3; `FragmentInfo` is the IIS spelling for the `moof` alone) → (NAME, resource).
+fn mss(p: &str) -> Option<(&str, Resource)> {
+    if let Some(name) = p.strip_suffix(".isml/manifest") {
+        return Some((name, Resource::MssManifest));
+    }
+    let (rest, fragment) = p.rsplit_once('/')?;
+    let (dir, quality) = rest.rsplit_once('/')?;
+    let name = dir.strip_suffix(".isml")?;
+    mss_number(quality.strip_prefix("QualityLevels(")?.strip_suffix(')')?)?;
+    let (info_only, args) = if let Some(a) = fragment.strip_prefix("Fragments(") {
+        (false, a)
+    } else {
+        (true, fragment.strip_prefix("FragmentInfo(")?)
+    };
+    let (kind, time) = args.strip_suffix(')')?.split_once('=')?;
+    let track = match kind {
+        "video" => TrackKind::Video,
+        "audio" => TrackKind::Audio,
+        _ => return None,
+    };
+    let time = mss_number(time)?;
+    Some((
+        name,
+        Resource::MssFragment {
+            track,
+            time,
+            info_only,
+        },
+    ))
+}
+
 /// Splits a normalized path (`/name.../resource`) into the stream name and the resource.
 pub fn route(path: &str) -> Option<(&str, Resource)> {
     let p = path.strip_prefix('/')?;
@@ -94,6 +152,10 @@ pub fn route(path: &str) -> Option<(&str, Resource)> {
         )
     } else if let Some((name, track, start_dts)) = dash_segment(p) {
         (name, Resource::DashSegment { track, start_dts })
+    } else if let Some(routed) = mss(p) {
+        routed
+    } else if let Some(name) = p.strip_suffix("/embed.html") {
+        (name, Resource::EmbedPage)
     } else if let Some(name) = p.strip_suffix("/index.fmp4.m3u8") {
         (name, Resource::HlsFmp4Media)
     } else if let Some(name) = p.strip_suffix("/tracks-v1a1/init.mp4") {
@@ -215,6 +277,55 @@ mod tests {
         assert_eq!(
             route("/a/tracks-v1a1/init.mp4"),
             Some(("a", Resource::Fmp4Init))
+        );
+    }
+
+    #[test]
+    fn mss_and_embed_resources() {
+        assert_eq!(
+            route("/live/cam.isml/manifest"),
+            Some(("live/cam", Resource::MssManifest))
+        );
+        assert_eq!(
+            route("/a.isml/QualityLevels(1500000)/Fragments(video=180000)"),
+            Some((
+                "a",
+                Resource::MssFragment {
+                    track: TrackKind::Video,
+                    time: 180_000,
+                    info_only: false
+                }
+            ))
+        );
+        assert_eq!(
+            route("/a/b.isml/QualityLevels(0)/FragmentInfo(audio=96000)"),
+            Some((
+                "a/b",
+                Resource::MssFragment {
+                    track: TrackKind::Audio,
+                    time: 96_000,
+                    info_only: true
+                }
+            ))
+        );
+        assert_eq!(route("/a/embed.html"), Some(("a", Resource::EmbedPage)));
+        for bad in [
+            "/.isml/manifest",
+            "/a.isml/QualityLevels()/Fragments(video=1)",
+            "/a.isml/QualityLevels(x)/Fragments(video=1)",
+            "/a.isml/QualityLevels(1)/Fragments(text=1)",
+            "/a.isml/QualityLevels(1)/Fragments(video=-1)",
+            "/a.isml/QualityLevels(1)/Fragments(video=1",
+            "/a.isml/QualityLevels(1)/Fragments(video=99999999999999999999)",
+            "/a.isml/QualityLevels(1)/Fragment(video=1)",
+            "/a/QualityLevels(1)/Fragments(video=1)",
+            "/embed.html",
+        ] {
+            assert_eq!(route(bad), None, "{bad}");
+        }
+        assert_eq!(
+            Resource::MssManifest.proto(),
+            crate::auth::verdict::Proto::Mss
         );
     }
 

@@ -18,7 +18,12 @@ use crate::http::response::{CachePolicy, Head, write_head};
 use crate::http::route::{DashTrack, Resource, route};
 use crate::http::status::Status;
 use crate::http::target::Target;
+use crate::media::frame::TrackKind;
+use crate::mss::manifest::{ManifestContext, has_fragments, write_manifest};
+use crate::player::page::{PAGE_HEADERS, SCRIPT_HEADERS, format_from_target, write_page};
+use crate::player::{ASSET_PREFIX, Asset};
 use crate::shard::{Now, ShardState};
+use crate::stream::segment::{MssFragment, Segment};
 use bytes::Bytes;
 use std::io::Write;
 use std::net::IpAddr;
@@ -29,6 +34,10 @@ const MP4_TYPE: &str = "video/mp4";
 const MPD_TYPE: &str = "application/dash+xml";
 const M4S_TYPE: &str = "video/iso.segment";
 const TEXT_TYPE: &str = "text/plain; charset=utf-8";
+const HTML_TYPE: &str = "text/html; charset=utf-8";
+const MSS_MANIFEST_TYPE: &str = "text/xml; charset=utf-8";
+const MSS_VIDEO_TYPE: &str = "video/mp4";
+const MSS_AUDIO_TYPE: &str = "audio/mp4";
 const ALLOWED_METHODS: &str = "GET, HEAD, OPTIONS";
 
 /// Per-connection buffers the service reuses, so steady-state requests allocate nothing.
@@ -166,6 +175,11 @@ pub fn respond(
         );
     }
 
+    // The player's scripts: public, of no stream, never authorized.
+    if let Some(name) = scratch.target.path().strip_prefix(ASSET_PREFIX) {
+        return player_script(shard, out, now, catalog.player.get(name), close, send_body);
+    }
+
     // Phase: route.
     let routed = route(scratch.target.path())
         .and_then(|(name, res)| catalog.stream_by_name(name).map(|s| (s, res)));
@@ -180,6 +194,23 @@ pub fn respond(
             send_body,
         );
     };
+
+    // The player page is not authorized: it holds no media, and the player asks for every
+    // media URL with the token, each authorized below like any other request.
+    if resource == Resource::EmbedPage {
+        let Ok(format) = format_from_target(head.target) else {
+            let text = "bad request: format must be hls, llhls, dash or mss\n";
+            return error(shard, out, now, Status::BadRequest, text, close, send_body);
+        };
+        let token = TokenQuery {
+            param: &catalog.token_param,
+            token: scratch.target.token(),
+        };
+        write_page(&mut scratch.body, &stream.name, format, token);
+        let mut h = Head::new(Status::Ok, HTML_TYPE, scratch.body.len());
+        h.extra = PAGE_HEADERS;
+        return finish(shard, out, now, h, scratch, close, send_body);
+    }
 
     // Phase: authorize.
     let qs = memchr::memchr(b'?', head.target).map_or(&[][..], |i| &head.target[i + 1..]);
@@ -327,6 +358,73 @@ pub fn respond(
                 .map(|b| (M4S_TYPE, CachePolicy::Immutable, Some(b)))
                 .ok_or(Status::NotFound)
         }
+        Resource::MssManifest => match &view.media {
+            Some(media) if has_fragments(view.window.segments()) => {
+                let ctx = ManifestContext {
+                    media,
+                    video_bitrate: view.window.peak_bitrate().unwrap_or(DEFAULT_BANDWIDTH),
+                    token,
+                };
+                // Every kept segment, not only the playlist's: an MSS client never reloads
+                // the manifest and derives its live delay from this DVR window (dash.js
+                // needs about four fragments to start).
+                write_manifest(&mut scratch.body, view.window.segments(), &ctx);
+                Ok((MSS_MANIFEST_TYPE, CachePolicy::NoCache, None))
+            }
+            _ => Err(not_ready),
+        },
+        Resource::MssFragment {
+            track,
+            time,
+            info_only,
+        } => {
+            let of_track = |s| mss_fragment_of(s, track);
+            let found = view
+                .window
+                .segments()
+                .rev()
+                .filter_map(of_track)
+                .find(|f| f.time == time);
+            if found.is_none() && may_wait {
+                let newest = view.window.newest();
+                let announced = newest
+                    .and_then(of_track)
+                    .is_some_and(|f| f.time.saturating_add(f.duration) == time);
+                if let Some(newest) = newest.filter(|_| announced) {
+                    // The fragment the newest one's `tfrf` announced: it is written at the next
+                    // cut. Park the request rather than 404 a player that did nothing wrong.
+                    let wait = SegmentWait {
+                        stream: stream.id,
+                        after_sequence: newest.sequence,
+                    };
+                    shard.http.requests -= 1;
+                    return Reply {
+                        status: Status::Ok,
+                        body: None,
+                        close,
+                        live: None,
+                        wait_for_segment: Some(wait),
+                        defer: None,
+                    };
+                }
+            }
+            let kind = match track {
+                TrackKind::Video => MSS_VIDEO_TYPE,
+                TrackKind::Audio => MSS_AUDIO_TYPE,
+            };
+            found
+                .map(|f| {
+                    let body = if info_only {
+                        moof_of(&f.bytes)
+                    } else {
+                        f.bytes.clone()
+                    };
+                    (kind, CachePolicy::Immutable, Some(body))
+                })
+                .ok_or(Status::NotFound)
+        }
+        // Answered before authorization.
+        Resource::EmbedPage => Err(Status::NotFound),
         Resource::MpegTs => match view.ring.start() {
             Some(_) => Ok((TS_TYPE, CachePolicy::NoCache, None)),
             None => Err(not_ready),
@@ -461,6 +559,68 @@ pub fn write_api_answer(
     h.close = close;
     emit(shard, out, h, now);
     out.extend_from_slice(body.as_bytes());
+}
+
+/// A segment's MSS fragment of one track.
+fn mss_fragment_of(segment: &Segment, track: TrackKind) -> Option<&MssFragment> {
+    match track {
+        TrackKind::Video => segment.mss.video.as_ref(),
+        TrackKind::Audio => segment.mss.audio.as_ref(),
+    }
+}
+
+/// The `moof` at the start of a fragment (a `FragmentInfo` answer): a slice, not a copy.
+fn moof_of(fragment: &Bytes) -> Bytes {
+    let len = fragment
+        .get(..4)
+        .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize);
+    fragment.slice(..len.min(fragment.len()))
+}
+
+/// `/_player/NAME`: a player script, or a 404 that says why.
+fn player_script(
+    shard: &mut ShardState,
+    out: &mut Vec<u8>,
+    now: Now,
+    asset: Asset,
+    close: bool,
+    send_body: bool,
+) -> Reply {
+    let body = match asset {
+        Asset::Script { content_type, body } => {
+            let mut h = Head::new(Status::Ok, content_type, body.len());
+            h.cache = CachePolicy::Immutable;
+            h.extra = SCRIPT_HEADERS;
+            h.close = close;
+            emit(shard, out, h, now);
+            body
+        }
+        Asset::NotInstalled => {
+            let text = "player script not installed on this server: run tools/player/install.sh \
+                        and point player_assets (or TESSERA_PLAYER_ASSETS) at \
+                        tools/player/node_modules\n";
+            return error(shard, out, now, Status::NotFound, text, close, send_body);
+        }
+        Asset::Unknown => {
+            return error(
+                shard,
+                out,
+                now,
+                Status::NotFound,
+                "not found\n",
+                close,
+                send_body,
+            );
+        }
+    };
+    Reply {
+        status: Status::Ok,
+        body: send_body.then_some(body),
+        close,
+        live: None,
+        wait_for_segment: None,
+        defer: None,
+    }
 }
 
 /// Writes a response head with the shard's id and cached date.

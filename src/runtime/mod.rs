@@ -62,7 +62,9 @@ pub enum Stop {
 /// shard that fails to start, or a shard that dies.
 pub fn run(config: &Config, shards: usize) -> Result<Stop, String> {
     let shards = shards.max(1);
-    let catalog = Arc::new(Catalog::from_config(config));
+    let mut catalog = Catalog::from_config(config);
+    catalog.player = load_player_assets(config);
+    let catalog = Arc::new(catalog);
     let mut listeners = Listeners::default();
     for l in &config.listeners {
         match l.proto {
@@ -138,6 +140,32 @@ pub fn run(config: &Config, shards: usize) -> Result<Stop, String> {
     stop_rx
         .recv()
         .unwrap_or_else(|_| Err("lost track of the shards".into()))
+}
+
+/// The browser player's scripts, from `player_assets DIR;` or else `$TESSERA_PLAYER_ASSETS`
+/// (read here, before the shards start, so no shard ever reads a file).
+fn load_player_assets(config: &Config) -> crate::player::PlayerAssets {
+    let dir = config
+        .player_assets
+        .clone()
+        .or_else(|| std::env::var(crate::player::ASSETS_ENV).ok())
+        .filter(|d| !d.is_empty());
+    match dir {
+        Some(dir) => {
+            let assets = crate::player::PlayerAssets::load(std::path::Path::new(&dir));
+            let (installed, all) = (assets.installed(), crate::player::NPM_ASSETS.len());
+            log::info!("player scripts: {installed} of {all} loaded from {dir}");
+            assets
+        }
+        None => {
+            log::info!(
+                "player scripts not configured (player_assets DIR; or {}): /NAME/embed.html \
+                 will report them missing",
+                crate::player::ASSETS_ENV
+            );
+            Default::default()
+        }
+    }
 }
 
 /// The addresses each shard listens on, per protocol.

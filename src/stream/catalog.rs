@@ -43,6 +43,8 @@ pub struct Catalog {
     pub api_key: Option<Box<str>>,
     /// The query parameter that carries tokens (`auth_token`, default `token`).
     pub token_param: Box<str>,
+    /// The browser player's scripts (`/_player/`); empty until the runtime loads them.
+    pub player: crate::player::PlayerAssets,
     by_name: AHashMap<Box<str>, StreamId>,
 }
 
@@ -121,6 +123,7 @@ impl Catalog {
             backends,
             api_key: config.api_key.as_deref().map(Into::into),
             token_param: config.auth_token_param.as_str().into(),
+            player: Default::default(),
             by_name,
         }
     }

@@ -1,0 +1,125 @@
+// Plays a tessera player page in headless Chromium and checks what a viewer would see.
+//
+//   node tests/browser/play.mjs URL play  [SECONDS]   the video's currentTime advances by
+//                                                     SECONDS (default 3) of playback
+//   node tests/browser/play.mjs URL refused           the player reports an error and the
+//                                                     server answered a request with 403
+//
+// Chromium is $TESSERA_CHROMIUM or /usr/bin/chromium, driven by playwright-core from
+// tools/player/node_modules (tools/player/install.sh). Prints one JSON line with what it
+// saw; exits 0 when the check holds, 1 when it does not, 2 when it cannot run at all. The
+// caller bounds its running time (tests/browser_playback.rs); the checks here give up after
+// DEADLINE_MS on their own too.
+import { createRequire } from 'node:module';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const DEADLINE_MS = 60_000;
+const [url, expect, secondsArg] = process.argv.slice(2);
+if (!url || !['play', 'refused'].includes(expect)) {
+  console.error('usage: play.mjs URL play|refused [SECONDS]');
+  process.exit(2);
+}
+const seconds = Number(secondsArg || 3);
+const chromiumPath = process.env.TESSERA_CHROMIUM || '/usr/bin/chromium';
+if (!existsSync(chromiumPath)) {
+  console.error(`play.mjs: no Chromium at ${chromiumPath}: run tools/test.sh as root (apt-get install chromium)`);
+  process.exit(2);
+}
+let chromium;
+try {
+  const require = createRequire(new URL('../../tools/player/package.json', import.meta.url));
+  ({ chromium } = require('playwright-core'));
+} catch (e) {
+  console.error(`play.mjs: playwright-core is not installed: run tools/player/install.sh (${e.message})`);
+  process.exit(2);
+}
+
+const profile = mkdtempSync(join(tmpdir(), 'tessera-chromium-'));
+const seen = { url, expect, statuses: [], console: [], pageErrors: [] };
+let context;
+let verdict = { ok: false, reason: 'not run' };
+try {
+  context = await chromium.launchPersistentContext(profile, {
+    executablePath: chromiumPath,
+    headless: true,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--autoplay-policy=no-user-gesture-required',
+    ],
+  });
+  const page = context.pages()[0] || (await context.newPage());
+  page.on('response', (r) => seen.statuses.push(`${r.status()} ${new URL(r.url()).pathname}`));
+  page.on('console', (m) => seen.console.push(`${m.type()}: ${m.text()}`.slice(0, 300)));
+  page.on('pageerror', (e) => seen.pageErrors.push(String(e).slice(0, 300)));
+  const response = await page.goto(url, { timeout: 20_000 });
+  if (!response || response.status() !== 200) {
+    throw new Error(`the page answered ${response ? response.status() : 'nothing'}`);
+  }
+  const state = () =>
+    page.evaluate(() => {
+      const v = document.getElementById('tessera-video');
+      const p = window.tesseraPlayer || {};
+      return { state: p.state, errors: p.errors || [], time: v ? v.currentTime : -1 };
+    });
+  const started = Date.now();
+  if (expect === 'play') {
+    let first = null;
+    for (;;) {
+      const s = await state();
+      seen.last = s;
+      if (s.state === 'error') {
+        verdict = { ok: false, reason: `the player reported: ${s.errors.join('; ')}` };
+        break;
+      }
+      if (first === null && s.time > 0) {
+        first = s.time;
+      }
+      if (first !== null && s.time >= first + seconds) {
+        verdict = { ok: true, reason: `currentTime advanced from ${first} to ${s.time}` };
+        break;
+      }
+      if (Date.now() - started > DEADLINE_MS) {
+        verdict = { ok: false, reason: `currentTime stayed at ${s.time} (first ${first})` };
+        break;
+      }
+      await page.waitForTimeout(250);
+    }
+  } else {
+    for (;;) {
+      const s = await state();
+      seen.last = s;
+      const refused = seen.statuses.some((line) => line.startsWith('403 '));
+      if (s.state === 'error' && refused) {
+        verdict = { ok: true, reason: `403 seen; the player reported: ${s.errors.join('; ')}` };
+        break;
+      }
+      if (s.time > 0) {
+        verdict = { ok: false, reason: `the video played to ${s.time} without a token` };
+        break;
+      }
+      if (Date.now() - started > DEADLINE_MS) {
+        verdict = { ok: false, reason: `no refusal reported (403 seen: ${refused}, state ${s.state})` };
+        break;
+      }
+      await page.waitForTimeout(250);
+    }
+  }
+} catch (e) {
+  verdict = { ok: false, reason: `browser run failed: ${e.message}` };
+} finally {
+  if (context) {
+    await context.close().catch(() => {});
+  }
+  rmSync(profile, { recursive: true, force: true });
+}
+console.log(JSON.stringify({ ...verdict, ...seen }));
+process.exit(verdict.ok ? 0 : 1);

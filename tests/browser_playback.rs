@@ -1,0 +1,198 @@
+//! The player page in a real browser: headless Chromium (Debian's `chromium`, or
+//! `$TESSERA_CHROMIUM`) driven by playwright-core (tools/player/install.sh) through
+//! tests/browser/play.mjs opens `/NAME/embed.html?token=T&format=F` and checks that the
+//! video's `currentTime` advances; without the token the server answers 403 and the player
+//! reports the error. tools/test.sh installs Chromium and the npm packages; when they are
+//! missing these tests fail and say what to install, they never pass silently.
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// Longest one browser run may take (launch, page, a few seconds of playback).
+const BROWSER_RUN_LIMIT: Duration = Duration::from_secs(120);
+/// Seconds of playback that prove the stream plays.
+const PLAY_SECONDS: &str = "3";
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn node_modules() -> PathBuf {
+    repo().join("tools/player/node_modules")
+}
+
+/// Asserts the browser test can run here, naming what is missing.
+fn assert_browser_installed() {
+    let chromium = std::env::var("TESSERA_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        Path::new(&chromium).exists(),
+        "no Chromium at {chromium}: run tools/test.sh as root (it runs apt-get install chromium), \
+         or set TESSERA_CHROMIUM"
+    );
+    assert!(
+        node_modules().join("playwright-core/package.json").exists()
+            && node_modules().join("hls.js/dist/hls.min.js").exists(),
+        "tools/player/node_modules is not installed: run tools/player/install.sh (npm ci)"
+    );
+    let node = Command::new("node").arg("--version").output();
+    assert!(
+        node.is_ok_and(|o| o.status.success()),
+        "node is not installed: run tools/test.sh as root (it installs nodejs and npm)"
+    );
+}
+
+/// The demo config with the player scripts served from tools/player/node_modules.
+fn config(port: u16) -> String {
+    format!(
+        "{}player_assets \"{}\";\n",
+        demo_config(port),
+        node_modules().display()
+    )
+}
+
+/// A path that answers 200 once the format has something to play.
+fn ready_path(format: &str) -> &'static str {
+    match format {
+        "dash" => "/auth-check/index.mpd?token=test1",
+        "mss" => "/auth-check.isml/manifest?token=test1",
+        "llhls" => "/auth-check/index.ll.m3u8?token=test1",
+        _ => "/auth-check/tracks-v1a1/mono.m3u8?token=test1",
+    }
+}
+
+/// Runs play.mjs on the player page; returns what it printed, asserting it succeeded.
+fn browse(server: &Server, query: &str, expect: &str) -> String {
+    let url = server.url(&format!("/auth-check/embed.html?{query}"));
+    let script = repo().join("tests/browser/play.mjs");
+    let out = run_bounded(
+        Command::new("node")
+            .arg(&script)
+            .arg(&url)
+            .arg(expect)
+            .arg(PLAY_SECONDS),
+        BROWSER_RUN_LIMIT,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{url} ({expect}) failed:\n{stdout}\n{stderr}\nserver log tail:\n{}",
+        tail(&server.log_text(), 40)
+    );
+    stdout
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Video fragments an MSS manifest must list before dash.js can start: it never reloads an
+/// MSS manifest and derives its live delay and buffer from that window (a window under about
+/// 8 s gives it a negative buffer target, and it stalls). A stream has them ~8 s after start.
+const MSS_FRAGMENTS_FOR_DASH_JS: usize = 4;
+
+/// Waits until the MSS manifest lists enough fragments for dash.js.
+fn wait_for_mss_window(server: &Server) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let manifest = get(server.http, ready_path("mss")).text();
+        let video = manifest.split("Type=\"audio\"").next().unwrap_or_default();
+        if video.matches("<c t=").count() >= MSS_FRAGMENTS_FOR_DASH_JS {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "MSS window never grew:\n{manifest}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The page plays `format` with the token.
+fn plays(format: &str) {
+    assert_browser_installed();
+    let port = free_port();
+    let server = Server::start(&config(port), port);
+    server.wait_ok(ready_path(format));
+    if format == "mss" {
+        wait_for_mss_window(&server);
+    }
+    let seen = browse(&server, &format!("token=test1&format={format}"), "play");
+    assert!(seen.contains("\"ok\":true"), "{seen}");
+}
+
+#[test]
+fn hls_plays_in_chromium() {
+    plays("hls");
+}
+
+#[test]
+fn dash_plays_in_chromium() {
+    plays("dash");
+}
+
+/// dash.js plays MSS with its MSS module (dash.mss.min.js): the real-client proof of the
+/// manifest and of the fragments' tfxd/tfrf boxes.
+#[test]
+fn mss_plays_in_chromium() {
+    plays("mss");
+}
+
+#[test]
+fn without_the_token_the_player_reports_the_refusal() {
+    assert_browser_installed();
+    let port = free_port();
+    let server = Server::start(&config(port), port);
+    for format in ["hls", "dash", "mss"] {
+        server.wait_ok(ready_path(format));
+        let seen = browse(&server, &format!("format={format}"), "refused");
+        assert!(seen.contains("\"ok\":true"), "{format}: {seen}");
+    }
+}
+
+/// Without the browser: the page and the scripts as any HTTP client sees them.
+#[test]
+fn the_page_escapes_its_input_and_missing_scripts_are_a_clear_404() {
+    let port = free_port();
+    // No player_assets: the scripts are not installed on this server.
+    let server = Server::start(&demo_config(port), port);
+    let page = get(
+        server.http,
+        "/auth-check/embed.html?token=%22%3E%3Cscript%3Ealert(1)%3C/script%3E&format=dash",
+    );
+    assert_eq!(page.status, 200);
+    assert_eq!(
+        page.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    let csp = page.header("content-security-policy").unwrap_or_default();
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    let html = page.text();
+    assert!(!html.contains("alert(1)</script>"), "{html}");
+    assert!(
+        html.contains("data-src=\"index.mpd?token=%22%3E%3Cscript%3Ealert%281%29%3C%2Fscript%3E\""),
+        "{html}"
+    );
+    assert_eq!(
+        get(server.http, "/auth-check/embed.html?format=flv").status,
+        400
+    );
+    assert_eq!(get(server.http, "/nope/embed.html").status, 404);
+
+    let embed = get(server.http, "/_player/embed.js");
+    assert_eq!(embed.status, 200);
+    assert!(embed.text().contains("tesseraPlayer"));
+    let missing = get(server.http, "/_player/hls.min.js");
+    assert_eq!(missing.status, 404);
+    assert!(
+        missing.text().contains("tools/player/install.sh"),
+        "{}",
+        missing.text()
+    );
+    assert_eq!(get(server.http, "/_player/../Cargo.toml").status, 400);
+    assert_eq!(get(server.http, "/_player/Cargo.toml").status, 404);
+}
