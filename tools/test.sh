@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine with only the Rust toolchain:
-# installs what the tests drive (ffmpeg/ffprobe, curl) when missing, then checks formatting,
-# lints, builds every target (benches included) and runs every test.
+# installs what the tests drive (ffmpeg/ffprobe, curl, Chromium, node/npm and the player's
+# npm packages) when missing, then checks formatting, lints, builds every target (benches
+# included) and runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +10,10 @@ missing=()
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
 command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+# The browser test (tests/browser_playback.rs) drives Debian's Chromium.
+[ -n "${TESSERA_CHROMIUM:-}" ] || [ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
         echo "tools/test.sh: installing ${missing[*]}" >&2
@@ -18,6 +23,14 @@ if [ ${#missing[@]} -gt 0 ]; then
         echo "tools/test.sh: please install ${missing[*]} (e.g. sudo apt-get install ${missing[*]})" >&2
         exit 1
     fi
+fi
+
+# The player's scripts and the browser test's driver, as package-lock.json pins them
+# (again whenever the lock file is newer than the install).
+if [ ! -f tools/player/node_modules/.package-lock.json ] ||
+    [ tools/player/package-lock.json -nt tools/player/node_modules/.package-lock.json ]; then
+    echo "tools/test.sh: installing the player's npm packages (tools/player/install.sh)" >&2
+    tools/player/install.sh >/dev/null
 fi
 
 if cargo fmt --version >/dev/null 2>&1; then
