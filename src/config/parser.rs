@@ -1238,6 +1238,13 @@ pub(crate) fn check_stream_name(name: &str) -> Result<(), String> {
             "stream name `{shown}` must not start or end with `/`"
         ));
     }
+    const PLAYER_SEGMENT: &str = crate::player::ASSET_SEGMENT;
+    if name.split('/').next() == Some(PLAYER_SEGMENT) {
+        return Err(format!(
+            "stream name `{shown}` must not start with `{PLAYER_SEGMENT}`: `/{PLAYER_SEGMENT}/` \
+             serves the player's scripts"
+        ));
+    }
     for segment in name.split('/') {
         match segment {
             "" => {
@@ -1388,6 +1395,11 @@ mod tests {
         }
         let err = |s: &str| check_stream_name(s).unwrap_err();
         assert_eq!(err(""), "stream name must not be empty");
+        assert_eq!(
+            err("_player/x"),
+            "stream name `_player/x` must not start with `_player`: `/_player/` serves the player's scripts"
+        );
+        assert_eq!(check_stream_name("x/_player"), Ok(()));
         assert_eq!(
             err("a/../b"),
             "stream name `a/../b` must not contain `..` segments"

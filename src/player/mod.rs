@@ -15,8 +15,9 @@ pub mod page;
 use bytes::Bytes;
 use std::path::Path;
 
-/// Path prefix of the player scripts.
+/// Path prefix of the player scripts; no stream name may start with [`ASSET_SEGMENT`].
 pub const ASSET_PREFIX: &str = "/_player/";
+pub const ASSET_SEGMENT: &str = "_player";
 /// Environment variable naming the assets directory when the config has no `player_assets`.
 pub const ASSETS_ENV: &str = "TESSERA_PLAYER_ASSETS";
 
@@ -117,6 +118,11 @@ mod tests {
         for unknown in ["", "../Cargo.toml", "hls.js/dist/hls.min.js", "HLS.MIN.JS"] {
             assert_eq!(assets.get(unknown), Asset::Unknown, "{unknown}");
         }
+    }
+
+    #[test]
+    fn the_prefix_is_the_reserved_segment() {
+        assert_eq!(ASSET_PREFIX, format!("/{ASSET_SEGMENT}/"));
     }
 
     #[test]
