@@ -49,8 +49,11 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 fn shard_with_segments() -> (ShardState, Vec<String>) {
-    let config =
-        tessera::config::parse(tessera::config::DEFAULT_CONFIG, "default").expect("default config");
+    shard_for(tessera::config::DEFAULT_CONFIG)
+}
+
+fn shard_for(config_text: &str) -> (ShardState, Vec<String>) {
+    let config = tessera::config::parse(config_text, "test").expect("valid config");
     let catalog = Arc::new(Catalog::from_config(&config));
     let mut shard = ShardState::new(0, 1, catalog, HttpLimits::default(), 42);
     let info = tessera::source::fake::FakeSource::new(0, 25).media_info();
@@ -173,4 +176,83 @@ fn cached_requests_do_not_allocate() {
         7000,
         "every decision came from the cache (the player page asks for none)"
     );
+}
+
+/// A portal's cached allow (with a user id and a session limit) and an active revocation
+/// list cost no allocation either: the grant is a reference count, the checks are hashes.
+#[test]
+fn portal_decisions_in_the_cache_do_not_allocate() {
+    use tessera::auth::portal::{BackendAnswer, BackendDecision, HeaderNotes};
+    use tessera::auth::revoke::RevokeTarget;
+    use tessera::auth::verdict::DenyReason;
+    use tessera::auth::{Authorization, PortalOutcome};
+    let (mut shard, _) = shard_for(
+        "auth_backend p { backend http://127.0.0.1:9/auth; }\n\
+         stream auth-check { input fake://fake; on_play auth://p; }",
+    );
+    let limits = HttpLimits::default();
+    let peer = "127.0.0.1".parse().unwrap();
+    let mut scratch = ConnScratch::default();
+    let mut out = Vec::with_capacity(64 * 1024);
+    let req = b"GET /auth-check/tracks-v1a1/mono.m3u8?token=viewer HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut ask = |shard: &mut ShardState, out: &mut Vec<u8>| {
+        let Parsed::Complete(head) = parse_head(req, &limits) else {
+            panic!("parse")
+        };
+        out.clear();
+        respond(shard, &mut scratch, &head, peer, Now::read(), out, true)
+    };
+    // The first request waits for the portal; answer it as the owner shard would.
+    let first = ask(&mut shard, &mut out);
+    assert!(first.parks());
+    let question = shard
+        .auth
+        .lookups
+        .next_to_send()
+        .expect("a portal question");
+    let catalog = shard.catalog.clone();
+    let answer = PortalOutcome::Answered(BackendAnswer {
+        decision: BackendDecision::Allow,
+        duration: std::time::Duration::from_secs(60),
+        user_id: Some("alice".into()),
+        max_sessions: std::num::NonZeroU32::new(2),
+        notes: HeaderNotes::default(),
+    });
+    shard
+        .auth
+        .complete(&catalog, &question, &answer, std::time::Instant::now());
+    shard.auth.revoke(
+        &catalog,
+        &RevokeTarget::Token(b"someone-else".as_slice().into()),
+        DenyReason::SessionRevoked,
+        std::time::Instant::now(),
+    );
+    assert_eq!(ask(&mut shard, &mut out).status.code(), 200);
+    let _ = shard.auth.take_user_events();
+    assert!(matches!(
+        shard.auth.authorize(
+            &catalog,
+            &tessera::auth::verdict::PlayRequest {
+                stream: 0,
+                proto: tessera::auth::verdict::Proto::Hls,
+                token: Some(b"viewer"),
+                ip: peer,
+                user_agent: None,
+                referer: None,
+                qs: b"",
+            },
+            std::time::Instant::now(),
+            0
+        ),
+        Authorization::Allow(_)
+    ));
+    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    COUNTING.with(|c| c.set(true));
+    for _ in 0..2000 {
+        let reply = ask(&mut shard, &mut out);
+        assert_eq!(reply.status.code(), 200);
+    }
+    COUNTING.with(|c| c.set(false));
+    let allocations = ALLOCATIONS.load(Ordering::SeqCst) - before;
+    assert_eq!(allocations, 0, "{allocations} allocations in 2000 requests");
 }

@@ -3,6 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use tessera::http::api::parse_call;
 use tessera::http::limits::HttpLimits;
 use tessera::http::request::{Parsed, parse_head};
 use tessera::http::route::route;
@@ -18,6 +19,13 @@ fuzz_target!(|data: &[u8]| {
             let _ = route(target.path());
             let _ = target.token();
         }
+        // The operator API's parser sees the raw target and the Authorization header.
+        let _ = parse_call(
+            head.method,
+            head.target,
+            head.authorization,
+            Some("0123456789abcdef"),
+        );
         let used = head.head_len.saturating_add(head.body_len);
         if used == 0 || used > rest.len() {
             break;
