@@ -1,0 +1,499 @@
+//! Portal backends end to end (spec §3, §4, §7): the real `tessera` binary asks the real
+//! example portal (`tools/portal.rs`, a separate process that counts what it is asked),
+//! and real ffmpeg clients play over HLS, RTMP and RTSP.
+
+mod common;
+
+use common::*;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const PORTAL_BIN: &str = env!("CARGO_BIN_EXE_tessera-portal");
+const API_KEY: &str = "test-api-key-0123456789";
+
+/// The example portal, killed when dropped.
+struct Portal {
+    child: Child,
+    port: u16,
+}
+
+impl Portal {
+    fn start(args: &[&str]) -> Portal {
+        let mut child = Command::new(PORTAL_BIN)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tessera-portal");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("portal says where it listens");
+        let port = line
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected portal line {line:?}"));
+        Portal { child, port }
+    }
+
+    fn http(&self, method: &str, path: &str) -> Response {
+        request(self.port, method, path, "")
+    }
+
+    /// `/stats` as (key, value) lines.
+    fn stat(&self, key: &str) -> u64 {
+        let text = self.http("GET", "/stats").text();
+        text.lines()
+            .find_map(|l| {
+                let (k, v) = l.rsplit_once(' ')?;
+                (k == key).then(|| v.parse().ok())?
+            })
+            .unwrap_or(0)
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Portal {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+struct Ports {
+    http: u16,
+    rtmp: u16,
+    rtsp: u16,
+}
+
+/// tessera with one stream `live` authorized by the portal (and nothing else).
+fn start_tessera(portal: &Portal, extra: &str) -> (Server, Ports) {
+    let ports = Ports {
+        http: free_port(),
+        rtmp: free_port(),
+        rtsp: free_port(),
+    };
+    let config = format!(
+        "http 127.0.0.1:{};\nrtmp 127.0.0.1:{};\nrtsp 127.0.0.1:{};\napi_key {API_KEY};\n\
+         auth_backend portal {{\n    backend http://127.0.0.1:{}/auth;\n    backend_timeout 2;\n{extra}}}\n\
+         stream live {{\n    input fake://fake;\n    on_play auth://portal;\n}}\n",
+        ports.http, ports.rtmp, ports.rtsp, portal.port
+    );
+    let server = Server::start(&config, ports.http);
+    // The stream has segments before the first viewer (no token: 403, no portal call).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while get(ports.http, "/live/tracks-v1a1/mono.m3u8?token=warmup-token").status != 200 {
+        assert!(Instant::now() < deadline, "stream never became ready");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    (server, ports)
+}
+
+fn api(port: u16, method: &str, path: &str) -> Response {
+    request(
+        port,
+        method,
+        path,
+        &format!("Authorization: Bearer {API_KEY}\r\n"),
+    )
+}
+
+/// `count` pipelined GETs of `path` on one keep-alive connection; their statuses.
+fn pipelined(port: u16, path: &str, count: usize) -> Vec<u16> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let one = format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n");
+    let last = format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    let mut all = one.repeat(count - 1);
+    all.push_str(&last);
+    s.write_all(all.as_bytes()).expect("send");
+    let mut data = Vec::new();
+    let _ = s.read_to_end(&mut data);
+    parse_responses(&data, false)
+        .iter()
+        .map(|r| r.status)
+        .collect()
+}
+
+#[test]
+fn one_viewer_one_portal_request_and_the_portal_protocol() {
+    let portal = Portal::start(&["--token", "viewer-1:alice", "--token", "warmup-token"]);
+    let (_server, ports) = start_tessera(&portal, "");
+    let before = portal.stat("requests");
+    let statuses = pipelined(
+        ports.http,
+        "/live/tracks-v1a1/mono.m3u8?token=viewer-1",
+        1000,
+    );
+    assert_eq!(statuses.len(), 1000);
+    assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
+    assert_eq!(
+        portal.stat("requests") - before,
+        1,
+        "1000 requests, 1 question"
+    );
+    assert_eq!(portal.stat("by_token viewer-1"), 1);
+    // An unknown token: the portal says no; tessera says why.
+    let denied = get(ports.http, "/live/index.m3u8?token=stranger");
+    assert_eq!(denied.status, 403);
+    assert_eq!(denied.header("x-deny-reason"), Some("backend_denied"));
+    // The sessions API shows the viewer, with the portal's user id and a token tag only.
+    let list = api(
+        ports.http,
+        "GET",
+        "/streamer/api/v3/sessions?name=live&proto=hls",
+    );
+    assert_eq!(list.status, 200);
+    let text = list.text();
+    assert!(text.contains("\"user_id\":\"alice\""), "{text}");
+    assert!(
+        !text.contains("viewer-1"),
+        "tokens never leave whole: {text}"
+    );
+    assert_eq!(
+        request(ports.http, "GET", "/streamer/api/v3/sessions", "").status,
+        401
+    );
+    let metrics = api(ports.http, "GET", "/metrics").text();
+    assert!(
+        metrics.contains("tessera_backend_requests_total{outcome=\"allow\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("tessera_sessions_open{proto=\"hls\"}"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn concurrent_first_requests_across_shards_make_one_portal_request() {
+    // A slow portal, so all 50 requests are waiting at the same time.
+    let portal = Portal::start(&[
+        "--token",
+        "crowd",
+        "--token",
+        "warmup-token",
+        "--delay-ms",
+        "300",
+    ]);
+    let (_server, ports) = start_tessera(&portal, "");
+    let workers: Vec<_> = (0..50)
+        .map(|_| {
+            std::thread::spawn(move || {
+                get(ports.http, "/live/tracks-v1a1/mono.m3u8?token=crowd").status
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = workers.into_iter().map(|w| w.join().unwrap()).collect();
+    assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
+    assert_eq!(portal.stat("by_token crowd"), 1, "50 viewers, 1 question");
+}
+
+#[test]
+fn an_expired_decision_is_renewed_with_one_update_session() {
+    let portal = Portal::start(&[
+        "--token",
+        "renew",
+        "--token",
+        "warmup-token",
+        "--duration",
+        "5",
+    ]);
+    let (_server, ports) = start_tessera(&portal, "");
+    let start = Instant::now();
+    // A player reloading its playlist four times a second for 7 s: past one 5 s duration,
+    // short of a second renewal (due at 10 s).
+    while start.elapsed() < Duration::from_secs(7) {
+        let r = get(ports.http, "/live/tracks-v1a1/mono.m3u8?token=renew");
+        assert_eq!(r.status, 200);
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(portal.stat("by_token renew"), 2);
+    let text = portal.http("GET", "/stats").text();
+    assert!(text.contains("update_session 1"), "{text}");
+}
+
+#[test]
+fn a_dead_portal_keeps_sessions_and_refuses_newcomers() {
+    let mut portal = Portal::start(&[
+        "--token",
+        "old",
+        "--token",
+        "warmup-token",
+        "--duration",
+        "5",
+    ]);
+    let (_server, ports) = start_tessera(&portal, "");
+    assert_eq!(
+        get(ports.http, "/live/tracks-v1a1/mono.m3u8?token=old").status,
+        200
+    );
+    portal.kill();
+    // Past the decision's duration: the session keeps playing on its stale allow.
+    std::thread::sleep(Duration::from_secs(6));
+    for _ in 0..3 {
+        assert_eq!(
+            get(ports.http, "/live/tracks-v1a1/mono.m3u8?token=old").status,
+            200
+        );
+    }
+    let newcomer = get(ports.http, "/live/tracks-v1a1/mono.m3u8?token=new");
+    assert_eq!(newcomer.status, 403);
+    assert_eq!(
+        newcomer.header("x-deny-reason"),
+        Some("backend_unavailable")
+    );
+}
+
+#[test]
+fn a_slow_portal_does_not_delay_other_viewers() {
+    let portal = Portal::start(&[
+        "--token",
+        "slow",
+        "--token",
+        "fast",
+        "--token",
+        "warmup-token",
+    ]);
+    let (_server, ports) = start_tessera(&portal, "");
+    assert_eq!(
+        get(ports.http, "/live/tracks-v1a1/mono.m3u8?token=fast").status,
+        200
+    );
+    assert_eq!(
+        portal
+            .http("POST", "/control?token=slow&delay_ms=1500")
+            .status,
+        200
+    );
+    let slow = std::thread::spawn(move || {
+        get(ports.http, "/live/tracks-v1a1/mono.m3u8?token=slow").status
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    // While the slow question is out, a cached viewer and the operator API are served.
+    for _ in 0..20 {
+        assert_eq!(
+            get(ports.http, "/live/tracks-v1a1/mono.m3u8?token=fast").status,
+            200
+        );
+    }
+    assert_eq!(api(ports.http, "GET", "/metrics").status, 200);
+    assert!(
+        !slow.is_finished(),
+        "the slow viewer is still waiting for its portal"
+    );
+    assert_eq!(slow.join().unwrap(), 200);
+}
+
+/// A long-running ffmpeg player; its exit is what the revocation tests watch.
+fn player(url: &str, options: &[&str]) -> Child {
+    tool("ffmpeg")
+        .args(["-v", "error"])
+        .args(options)
+        .args(["-i", url, "-t", "60", "-f", "null", "-"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ffmpeg")
+}
+
+/// Waits (bounded) for `child` to exit; how long it took.
+fn wait_exit(child: &mut Child, limit: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if child.try_wait().expect("wait").is_some() {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+/// Waits (bounded) until the sessions API lists `n` sessions matching `filter`.
+fn wait_sessions(http: u16, filter: &str, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = api(http, "GET", &format!("/streamer/api/v3/sessions?{filter}")).text();
+        if text.matches("\"id\":").count() >= n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never saw {n} sessions for {filter}: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn revoking_a_token_ends_rtmp_rtsp_and_hls_sessions() {
+    let portal = Portal::start(&["--token", "doomed", "--token", "warmup-token"]);
+    let (server, ports) = start_tessera(&portal, "");
+    let mut rtmp = player(
+        &format!("rtmp://127.0.0.1:{}/static/live?token=doomed", ports.rtmp),
+        &[],
+    );
+    let mut rtsp = player(
+        &format!("rtsp://127.0.0.1:{}/live?token=doomed", ports.rtsp),
+        &["-rtsp_transport", "tcp"],
+    );
+    assert_eq!(
+        get(ports.http, "/live/tracks-v1a1/mono.m3u8?token=doomed").status,
+        200
+    );
+    wait_sessions(ports.http, "proto=rtmp", 1);
+    wait_sessions(ports.http, "proto=rtsp", 1);
+    let revoked = api(ports.http, "POST", "/streamer/api/v3/revoke?token=doomed");
+    assert_eq!(revoked.status, 200, "{}", revoked.text());
+    assert!(
+        revoked.text().contains("\"sessions_closed\":3"),
+        "{}",
+        revoked.text()
+    );
+    let rtmp_gone = wait_exit(&mut rtmp, Duration::from_secs(10));
+    let rtsp_gone = wait_exit(&mut rtsp, Duration::from_secs(10));
+    assert!(rtmp_gone.is_some(), "RTMP play still running after revoke");
+    assert!(rtsp_gone.is_some(), "RTSP play still running after revoke");
+    eprintln!("revoke to exit: rtmp {rtmp_gone:?}, rtsp {rtsp_gone:?}");
+    let hls = get(ports.http, "/live/tracks-v1a1/mono.m3u8?token=doomed");
+    assert_eq!(hls.status, 403);
+    assert_eq!(hls.header("x-deny-reason"), Some("session_revoked"));
+    let log = server.log_text();
+    assert!(log.contains("reason=session_revoked"), "{log}");
+    assert!(!log.contains("doomed"), "a token reached the log");
+}
+
+#[test]
+fn the_portal_pushes_revocation_and_delete_ends_one_session() {
+    let portal_port = free_port();
+    let http = free_port();
+    // The portal is told where tessera's API is; tessera where the portal is.
+    let portal = Portal::start(&[
+        "--token",
+        "pushed",
+        "--token",
+        "warmup-token",
+        "--token",
+        "kept",
+        "--tessera",
+        &format!("http://127.0.0.1:{http}"),
+        "--api-key",
+        API_KEY,
+    ]);
+    let _ = portal_port;
+    let config = format!(
+        "http 127.0.0.1:{http};\napi_key {API_KEY};\n\
+         stream live {{ input fake://fake; on_play http://127.0.0.1:{}/auth; }}\n",
+        portal.port
+    );
+    let _server = Server::start(&config, http);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while get(http, "/live/tracks-v1a1/mono.m3u8?token=kept").status != 200 {
+        assert!(Instant::now() < deadline, "stream never became ready");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        get(http, "/live/tracks-v1a1/mono.m3u8?token=pushed").status,
+        200
+    );
+    let pushed = portal.http("POST", "/revoke?token=pushed");
+    assert_eq!(pushed.status, 200, "{}", pushed.text());
+    let r = get(http, "/live/tracks-v1a1/mono.m3u8?token=pushed");
+    assert_eq!(r.header("x-deny-reason"), Some("session_revoked"));
+    // DELETE one session by id: only that one ends.
+    let list = api(http, "GET", "/streamer/api/v3/sessions?name=live").text();
+    let id = list
+        .split("\"id\":\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a session id")
+        .to_owned();
+    assert_eq!(
+        api(http, "GET", &format!("/streamer/api/v3/sessions/{id}")).status,
+        200
+    );
+    assert_eq!(
+        api(http, "DELETE", &format!("/streamer/api/v3/sessions/{id}")).status,
+        200
+    );
+    assert_eq!(
+        api(http, "GET", &format!("/streamer/api/v3/sessions/{id}")).status,
+        404
+    );
+    assert_eq!(
+        get(http, "/live/tracks-v1a1/mono.m3u8?token=kept").header("x-deny-reason"),
+        Some("session_revoked")
+    );
+}
+
+#[test]
+fn max_sessions_one_closes_the_first_session_when_a_second_opens() {
+    let portal = Portal::start(&["--token", "solo:bob:1", "--token", "warmup-token"]);
+    let (_server, ports) = start_tessera(&portal, "");
+    let mut first = player(
+        &format!("rtmp://127.0.0.1:{}/static/live?token=solo", ports.rtmp),
+        &[],
+    );
+    wait_sessions(ports.http, "user_id=bob", 1);
+    // The same user opens a second session (HLS): the older one (RTMP) is closed.
+    assert_eq!(
+        get(ports.http, "/live/tracks-v1a1/mono.m3u8?token=solo").status,
+        200
+    );
+    let gone = wait_exit(&mut first, Duration::from_secs(10));
+    assert!(
+        gone.is_some(),
+        "the first session kept playing past X-Max-Sessions: 1"
+    );
+    assert_eq!(
+        get(ports.http, "/live/tracks-v1a1/mono.m3u8?token=solo").status,
+        200
+    );
+}
+
+#[test]
+fn reauth_asks_the_portal_again_for_running_sessions() {
+    let portal = Portal::start(&["--token", "again", "--token", "warmup-token"]);
+    let (_server, ports) = start_tessera(&portal, "");
+    assert_eq!(
+        get(ports.http, "/live/tracks-v1a1/mono.m3u8?token=again").status,
+        200
+    );
+    assert_eq!(portal.stat("by_token again"), 1);
+    let r = api(
+        ports.http,
+        "POST",
+        "/streamer/api/v3/sessions/reauth?name=live",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        api(
+            ports.http,
+            "POST",
+            "/streamer/api/v3/sessions/reauth?name=nope"
+        )
+        .status,
+        404
+    );
+    // The next request is served and renews the decision with update_session.
+    assert_eq!(
+        get(ports.http, "/live/tracks-v1a1/mono.m3u8?token=again").status,
+        200
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while portal.stat("by_token again") < 2 {
+        assert!(Instant::now() < deadline, "no update_session after reauth");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(portal.stat("update_session"), 1);
+}
