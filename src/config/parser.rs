@@ -1245,6 +1245,13 @@ pub(crate) fn check_stream_name(name: &str) -> Result<(), String> {
              serves the player's scripts"
         ));
     }
+    // `/streamer/api/...` is the operator API; a stream there could never be played.
+    let api = crate::http::api::API_PREFIX.trim_matches('/');
+    if name.starts_with("streamer/api") {
+        return Err(format!(
+            "stream name `{shown}` must not start with `streamer/api`: `/{api}/` is the operator API"
+        ));
+    }
     for segment in name.split('/') {
         match segment {
             "" => {
@@ -1400,6 +1407,9 @@ mod tests {
             "stream name `_player/x` must not start with `_player`: `/_player/` serves the player's scripts"
         );
         assert_eq!(check_stream_name("x/_player"), Ok(()));
+        assert!(check_stream_name("streamer/api/v3/sessions").is_err());
+        assert!(check_stream_name("streamer/apis").is_err());
+        assert_eq!(check_stream_name("streamer/live"), Ok(()));
         assert_eq!(
             err("a/../b"),
             "stream name `a/../b` must not contain `..` segments"
