@@ -497,3 +497,33 @@ fn reauth_asks_the_portal_again_for_running_sessions() {
     }
     assert_eq!(portal.stat("update_session"), 1);
 }
+
+#[test]
+fn a_portal_redirect_is_a_302_for_http_clients() {
+    let portal = Portal::start(&[
+        "--token",
+        "warmup-token",
+        "--redirect",
+        "moved=http://other.example/live/index.m3u8",
+    ]);
+    let (_server, ports) = start_tessera(&portal, "");
+    let r = get(ports.http, "/live/index.m3u8?token=moved");
+    assert_eq!(r.status, 302, "{}", r.head);
+    assert_eq!(
+        r.header("location"),
+        Some("http://other.example/live/index.m3u8")
+    );
+    // Cached like any decision: the portal was asked once.
+    assert_eq!(get(ports.http, "/live/index.m3u8?token=moved").status, 302);
+    assert_eq!(portal.stat("by_token moved"), 1);
+    // An RTMP player cannot follow it: refused.
+    let out = run_bounded(
+        tool("ffprobe").args([
+            "-v",
+            "error",
+            &format!("rtmp://127.0.0.1:{}/static/live?token=moved", ports.rtmp),
+        ]),
+        Duration::from_secs(30),
+    );
+    assert!(!out.status.success());
+}

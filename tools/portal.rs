@@ -75,7 +75,8 @@ usage: tessera-portal --listen ADDR:PORT
                       [--duration SECS]          X-AuthDuration (default 30)
                       [--delay-ms MS]            delay every /auth answer (slow backend)
                       [--tessera http://HOST:PORT] [--api-key KEY]   where revokes are pushed
-                      [--unique]                 send X-Unique: true for every user";
+                      [--unique]                 send X-Unique: true for every user
+                      [--redirect TOKEN=URL]...  answer TOKEN with 302 Location: URL";
 
 /// `X-AuthDuration` when `--duration` is not given (the spec's default).
 const DEFAULT_DURATION_SECS: u64 = 30;
@@ -183,6 +184,8 @@ struct Options {
     tessera: Option<TesseraApi>,
     api_key: Option<String>,
     unique: bool,
+    /// `--redirect TOKEN=URL`: tokens answered with `302 Location: URL`.
+    redirects: Vec<(String, String)>,
 }
 
 enum Command {
@@ -201,6 +204,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, String>
         tessera: None,
         api_key: None,
         unique: false,
+        redirects: Vec::new(),
     };
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -217,6 +221,14 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, String>
             "--tessera" => opts.tessera = Some(TesseraApi::parse(&value()?)?),
             "--api-key" => opts.api_key = Some(value()?),
             "--unique" => opts.unique = true,
+            "--redirect" => {
+                let v = value()?;
+                let (token, url) = v
+                    .split_once('=')
+                    .filter(|(t, u)| !t.is_empty() && u.starts_with("http"))
+                    .ok_or_else(|| format!("--redirect {v:?}: expected TOKEN=http://..."))?;
+                opts.redirects.push((token.to_owned(), url.to_owned()));
+            }
             "-h" | "--help" => return Ok(Command::Help),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -366,6 +378,7 @@ impl std::fmt::Write for VecWriter<'_> {
 fn reason_phrase(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        302 => "Found",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",
@@ -439,6 +452,7 @@ struct Portal {
     unique: bool,
     delay_ms: u64,
     token_delay_ms: HashMap<String, u64>,
+    redirects: HashMap<String, String>,
     stats: Stats,
 }
 
@@ -452,6 +466,7 @@ impl Portal {
             unique: opts.unique,
             delay_ms: opts.delay_ms,
             token_delay_ms: HashMap::new(),
+            redirects: opts.redirects.iter().cloned().collect(),
             stats: Stats::default(),
         };
         for g in &opts.tokens {
@@ -497,6 +512,11 @@ impl Portal {
                     .as_ref()
                     .is_some_and(|u| self.revoked_users.contains(u))
         });
+        if let Some(url) = self.redirects.get(token) {
+            let mut r = Reply::text(302, "elsewhere\n");
+            r.headers.push(("Location", url.clone()));
+            return r;
+        }
         let mut reply = match grant {
             Some(g) => {
                 self.stats.allowed += 1;

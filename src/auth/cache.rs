@@ -33,6 +33,9 @@ pub struct Grant {
     pub max_sessions: Option<NonZeroU32>,
     /// The verdict came from a portal: re-ask it (`update_session`) when it runs out.
     pub from_portal: bool,
+    /// The portal answered `302 Location`: HTTP clients are sent there (the verdict is a
+    /// deny for everyone else).
+    pub redirect: Option<Rc<str>>,
 }
 
 #[derive(Debug)]
@@ -244,6 +247,7 @@ mod tests {
             user: Some("alice".into()),
             max_sessions: NonZeroU32::new(2),
             from_portal: true,
+            redirect: None,
         }
     }
 

@@ -63,6 +63,8 @@ pub enum Authorization {
     Deny(DenyReason),
     /// A portal is being asked; wait (`Lookups::wait` with this key) and ask again.
     Pending(u64),
+    /// The portal sends this HTTP client elsewhere (`302 Location`).
+    Redirect(Rc<str>),
 }
 
 impl Authorization {
@@ -72,6 +74,7 @@ impl Authorization {
             Authorization::Allow(_) => Verdict::Allow,
             Authorization::Deny(r) => Verdict::Deny(*r),
             Authorization::Pending(_) => Verdict::Deny(DenyReason::BackendUnavailable),
+            Authorization::Redirect(_) => Verdict::Deny(DenyReason::BackendDenied),
         }
     }
 }
@@ -260,7 +263,7 @@ impl Authorizer {
                     self.token_tag(req.token),
                 );
             }
-            Authorization::Pending(_) => {}
+            Authorization::Pending(_) | Authorization::Redirect(_) => {}
         }
         answer
     }
@@ -305,7 +308,7 @@ impl Authorizer {
             },
         };
         match self.cache.get(&keys.decision, now) {
-            Cached::Fresh(verdict, grant) => self.granted(verdict, grant, now),
+            Cached::Fresh(verdict, grant) => self.granted(req.proto, verdict, grant, now),
             Cached::Stale(grant) => {
                 // Serve the allow while the portal is re-asked (spec §4: the next request
                 // after the duration sends update_session).
@@ -313,7 +316,7 @@ impl Authorizer {
                 if !self.lookups.is_pending(keys.decision.hash) {
                     self.ask_portal(catalog, req, &keys, true, now);
                 }
-                self.granted(Verdict::Allow, grant, now)
+                self.granted(req.proto, Verdict::Allow, grant, now)
             }
             Cached::Miss => {
                 if self.lookups.is_pending(keys.decision.hash) {
@@ -335,7 +338,7 @@ impl Authorizer {
                             now,
                             ttl,
                         );
-                        self.granted(decision.verdict, Grant::default(), now)
+                        self.granted(req.proto, decision.verdict, Grant::default(), now)
                     }
                     PolicyAnswer::AskPortal => {
                         self.ask_portal(catalog, req, &keys, false, now);
@@ -346,9 +349,12 @@ impl Authorizer {
         }
     }
 
-    fn granted(&self, verdict: Verdict, grant: Grant, now: Instant) -> Authorization {
+    fn granted(&self, proto: Proto, verdict: Verdict, grant: Grant, now: Instant) -> Authorization {
         match verdict {
-            Verdict::Deny(reason) => Authorization::Deny(reason),
+            Verdict::Deny(reason) => match grant.redirect {
+                Some(location) if portal::is_http_proto(proto) => Authorization::Redirect(location),
+                _ => Authorization::Deny(reason),
+            },
             Verdict::Allow => {
                 if let Some(user) = &grant.user
                     && self.revocations.has_users()
@@ -513,17 +519,21 @@ impl Authorizer {
         };
         match outcome {
             PortalOutcome::Answered(answer) => {
-                let verdict = match answer.decision.for_proto(q.proto) {
-                    BackendDecision::Allow => Verdict::Allow,
-                    BackendDecision::Deny(reason) => Verdict::Deny(reason),
-                    // Redirects are not followed yet: an HTTP client is refused like any
-                    // other (noted in the README's limits).
-                    BackendDecision::Redirect(_) => Verdict::Deny(DenyReason::BackendDenied),
+                // A redirect is kept whatever protocol asked: the decision key is shared
+                // by protocols, and each request applies it to its own (`granted`).
+                let (verdict, redirect) = match &answer.decision {
+                    BackendDecision::Allow => (Verdict::Allow, None),
+                    BackendDecision::Deny(reason) => (Verdict::Deny(*reason), None),
+                    BackendDecision::Redirect(location) => (
+                        Verdict::Deny(DenyReason::BackendDenied),
+                        Some(Rc::from(&**location)),
+                    ),
                 };
                 let grant = Grant {
                     user: answer.user_id.as_deref().map(Rc::from),
                     max_sessions: answer.max_sessions,
                     from_portal: true,
+                    redirect,
                 };
                 self.cache
                     .insert(&dkey, verdict, grant, now, answer.duration);
@@ -987,6 +997,37 @@ mod tests {
     }
 
     #[test]
+    fn a_portal_redirect_sends_http_clients_away_and_refuses_the_rest() {
+        let cat = catalog();
+        let mut a = Authorizer::new(1);
+        let now = Instant::now();
+        let Authorization::Pending(_) = a.authorize(&cat, &req(PORTAL, Some(b"r")), now, 0) else {
+            panic!()
+        };
+        let q = a.lookups.next_to_send().unwrap();
+        let redirect = PortalOutcome::Answered(BackendAnswer {
+            decision: BackendDecision::Redirect("http://other.example/live".into()),
+            duration: Duration::from_secs(30),
+            user_id: None,
+            max_sessions: None,
+            notes: HeaderNotes::default(),
+        });
+        a.complete(&cat, &q, &redirect, now);
+        assert_eq!(
+            a.authorize(&cat, &req(PORTAL, Some(b"r")), now, 0),
+            Authorization::Redirect("http://other.example/live".into())
+        );
+        let rtmp = PlayRequest {
+            proto: Proto::Rtmp,
+            ..req(PORTAL, Some(b"r"))
+        };
+        assert_eq!(
+            a.authorize(&cat, &rtmp, now, 0),
+            Authorization::Deny(DenyReason::BackendDenied)
+        );
+    }
+
+    #[test]
     fn another_shards_answer_warms_this_cache() {
         let cat = catalog();
         let (mut asker, mut other) = (Authorizer::new(9), Authorizer::new(9));
@@ -1144,6 +1185,7 @@ mod tests {
             user: Some("alice".into()),
             max_sessions: NonZeroU32::new(1),
             from_portal: true,
+            redirect: None,
         };
         let r = req(PORTAL, Some(b"t"));
         let (key, id) = a.open_connection_session(&cat, &r, &grant, now).unwrap();

@@ -39,6 +39,8 @@ pub struct Head<'a> {
     pub allow: Option<&'a str>,
     /// `www-authenticate: Bearer` (401 answers of the operator API).
     pub bearer_challenge: bool,
+    /// `location:` (a portal's redirect).
+    pub location: Option<&'a str>,
     /// The shard that answered (`x-shard`), for operators tracing a viewer's requests.
     pub shard: usize,
     /// A live body of unknown length: no `content-length`, ended by closing the connection.
@@ -59,6 +61,7 @@ impl<'a> Head<'a> {
             session_id: None,
             allow: None,
             bearer_challenge: false,
+            location: None,
             shard: 0,
             streaming: false,
             extra: "",
@@ -98,6 +101,11 @@ pub fn write_head(out: &mut Vec<u8>, head: &Head<'_>, date: &[u8], started: Inst
     if let Some(id) = head.session_id {
         out.extend_from_slice(b"x-session-id: ");
         out.extend_from_slice(id.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(location) = head.location {
+        out.extend_from_slice(b"location: ");
+        out.extend_from_slice(location.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
     if head.bearer_challenge {

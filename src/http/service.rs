@@ -229,6 +229,25 @@ pub fn respond(
     {
         Authorization::Allow(grant) => Ok(grant),
         Authorization::Deny(reason) => Err(reason),
+        Authorization::Redirect(location) => {
+            // The portal sends this viewer elsewhere (spec §3: 302 + Location).
+            let text = "302 Found: redirected by the portal\n";
+            let mut h = Head::new(Status::Found, TEXT_TYPE, text.len());
+            h.location = Some(&location);
+            h.close = close;
+            emit(shard, out, h, now);
+            if send_body {
+                out.extend_from_slice(text.as_bytes());
+            }
+            return Reply {
+                status: Status::Found,
+                body: None,
+                close,
+                live: None,
+                wait_for_segment: None,
+                defer: None,
+            };
+        }
         Authorization::Pending(key) if may_wait => {
             // Answered when the portal's verdict arrives; this one does not count yet.
             shard.http.requests -= 1;

@@ -4,6 +4,7 @@
 pub enum Status {
     Ok,
     NoContent,
+    Found,
     BadRequest,
     Unauthorized,
     Forbidden,
@@ -22,6 +23,7 @@ impl Status {
         match self {
             Status::Ok => 200,
             Status::NoContent => 204,
+            Status::Found => 302,
             Status::BadRequest => 400,
             Status::Unauthorized => 401,
             Status::Forbidden => 403,
@@ -41,6 +43,7 @@ impl Status {
         match self {
             Status::Ok => "200 OK",
             Status::NoContent => "204 No Content",
+            Status::Found => "302 Found",
             Status::BadRequest => "400 Bad Request",
             Status::Unauthorized => "401 Unauthorized",
             Status::Forbidden => "403 Forbidden",

@@ -140,6 +140,8 @@ impl ConnectionPlay {
                     return Ok(());
                 }
                 Authorization::Deny(reason) => return Err(reason),
+                // Only HTTP clients follow a portal's redirect; a connection is refused.
+                Authorization::Redirect(_) => return Err(DenyReason::BackendDenied),
                 Authorization::Pending(_) if waited => {
                     let shard = self.state.borrow();
                     return match shard.auth.unanswered(&shard.catalog, self.stream) {
@@ -198,6 +200,7 @@ impl ConnectionPlay {
         match self.ask() {
             Authorization::Allow(_) | Authorization::Pending(_) => Ok(()),
             Authorization::Deny(reason) => Err(reason),
+            Authorization::Redirect(_) => Err(DenyReason::BackendDenied),
         }
     }
 
