@@ -35,7 +35,9 @@ use crate::auth::portal::{BackendAnswer, BackendDecision, RequestType};
 use crate::auth::revoke::{Revocations, RevokeTarget};
 use crate::auth::session::{Session, SessionId, SessionTable, TokenTag, Touch};
 use crate::auth::session_limit::LimitPolicy;
-use crate::auth::verdict::{DenyReason, PlayRequest, Proto, StreamId, Verdict, canonical_ip};
+use crate::auth::verdict::{
+    Access, DenyReason, PlayRequest, Proto, StreamId, Verdict, canonical_ip,
+};
 use crate::stream::catalog::{Catalog, PolicyId};
 use std::hash::{BuildHasher, Hasher};
 use std::num::NonZeroU32;
@@ -188,9 +190,17 @@ impl Authorizer {
         &self.revocations
     }
 
-    fn decision_hash(&self, policy: PolicyId, req: &PlayRequest<'_>, reads_ua: bool) -> u64 {
+    fn decision_hash(
+        &self,
+        access: Access,
+        policy: PolicyId,
+        req: &PlayRequest<'_>,
+        reads_ua: bool,
+    ) -> u64 {
         let ip = canonical_ip(req.ip);
         let mut h = self.key_hasher.build_hasher();
+        // A play allow never answers a publish with the same token, nor the reverse.
+        h.write_u8(access as u8);
         h.write_u32(policy);
         h.write_u32(req.stream);
         // A request without the parameter and one with an empty value are kept apart.
@@ -246,14 +256,43 @@ impl Authorizer {
         now: Instant,
         now_unix_ms: i64,
     ) -> Authorization {
-        let answer = self.decide(catalog, req, now, now_unix_ms);
+        self.authorize_access(Access::Play, catalog, req, now, now_unix_ms)
+    }
+
+    /// The publish flavour of `authorize`: the same phases (revocations, cache, policy,
+    /// portal), with the stream's `on_publish` policy. A stream without one takes any
+    /// publisher. A portal is asked like for a play (proto `rtmp`); the decision is cached
+    /// apart from play decisions.
+    pub fn authorize_publish(
+        &mut self,
+        catalog: &Catalog,
+        req: &PlayRequest<'_>,
+        now: Instant,
+        now_unix_ms: i64,
+    ) -> Authorization {
+        self.authorize_access(Access::Publish, catalog, req, now, now_unix_ms)
+    }
+
+    fn authorize_access(
+        &mut self,
+        access: Access,
+        catalog: &Catalog,
+        req: &PlayRequest<'_>,
+        now: Instant,
+        now_unix_ms: i64,
+    ) -> Authorization {
+        let answer = self.decide(access, catalog, req, now, now_unix_ms);
         match &answer {
             Authorization::Allow(_) => self.stats.allowed += 1,
             Authorization::Deny(reason) => {
                 self.stats.denied += 1;
                 self.stats.denied_by[*reason as usize] += 1;
                 log::debug!(
-                    "deny stream={} proto={} ip={} token={} reason={reason}",
+                    "deny {} stream={} proto={} ip={} token={} reason={reason}",
+                    match access {
+                        Access::Play => "play",
+                        Access::Publish => "publish",
+                    },
                     catalog.stream(req.stream).map_or("?", |s| &s.name),
                     req.proto.as_str(),
                     canonical_ip(req.ip),
@@ -267,6 +306,7 @@ impl Authorizer {
 
     fn decide(
         &mut self,
+        access: Access,
         catalog: &Catalog,
         req: &PlayRequest<'_>,
         now: Instant,
@@ -275,7 +315,11 @@ impl Authorizer {
         let Some(stream) = catalog.stream(req.stream) else {
             return Authorization::Deny(DenyReason::BackendDenied);
         };
-        let Some(policy_id) = stream.on_play else {
+        let policy = match access {
+            Access::Play => stream.on_play,
+            Access::Publish => stream.on_publish,
+        };
+        let Some(policy_id) = policy else {
             return Authorization::Allow(Grant::default());
         };
         // A reference the config check missed: closed, never open.
@@ -298,7 +342,7 @@ impl Authorizer {
         let keys = Keys {
             policy: policy_id,
             decision: DecisionKey {
-                hash: self.decision_hash(policy_id, req, policy.reads_user_agent()),
+                hash: self.decision_hash(access, policy_id, req, policy.reads_user_agent()),
                 stream: req.stream,
                 ip: canonical_ip(req.ip),
                 token: req.token.unwrap_or_default(),
@@ -471,9 +515,16 @@ impl Authorizer {
     /// What a request gets when its portal question stays unanswered past the wait:
     /// `allow default;` allows, anything else is `backend_unavailable` (spec §3).
     pub fn unanswered(&self, catalog: &Catalog, stream: StreamId) -> Verdict {
-        let allows = catalog
-            .stream(stream)
-            .and_then(|s| s.on_play)
+        self.unanswered_policy(catalog, catalog.stream(stream).and_then(|s| s.on_play))
+    }
+
+    /// `unanswered` for a publish (the stream's `on_publish` policy).
+    pub fn unanswered_publish(&self, catalog: &Catalog, stream: StreamId) -> Verdict {
+        self.unanswered_policy(catalog, catalog.stream(stream).and_then(|s| s.on_publish))
+    }
+
+    fn unanswered_policy(&self, catalog: &Catalog, policy: Option<PolicyId>) -> Verdict {
+        let allows = policy
             .and_then(|p| catalog.policies.get(p as usize))
             .is_some_and(|p| p.allows_by_default());
         if allows {
@@ -534,7 +585,7 @@ impl Authorizer {
                     let _ = grant;
                     self.cache.retry_later(&dkey, now, RETRY_STALE_AFTER);
                 } else {
-                    let verdict = self.unanswered(catalog, q.stream);
+                    let verdict = self.unanswered_policy(catalog, Some(q.policy));
                     let grant = Grant {
                         from_portal: true,
                         ..Grant::default()

@@ -98,7 +98,8 @@ pub struct ConnectionConfig {
     pub idle_timeout: Duration,
     /// `fmsVer` of the connect reply.
     pub fms_version: &'static str,
-    /// Level of the onStatus that refuses a play or publish (see [`DenyLevel`]).
+    /// Level of the onStatus that refuses a play (see [`DenyLevel`]); a refused publish
+    /// is always level `error`.
     pub deny_level: DenyLevel,
     /// Seeds the handshake's random fields; vary per connection.
     pub seed: u64,
@@ -153,6 +154,9 @@ pub enum AuthAnswer {
     /// No such stream (play: `NetStream.Play.StreamNotFound`; publish:
     /// `NetStream.Publish.BadName`); then close.
     NotFound,
+    /// Publish only: another publisher holds the stream (`NetStream.Publish.BadName`,
+    /// "already publishing", as nginx-rtmp answers); then close.
+    InUse,
 }
 
 /// A protocol failure, with context.
@@ -483,9 +487,10 @@ impl RtmpConnection {
                     Action::Play => ("NetStream.Play.Failed", "Playback"),
                     Action::Publish => ("NetStream.Publish.Failed", "Publishing"),
                 };
-                let level = match self.cfg.deny_level {
-                    DenyLevel::Error => "error",
-                    DenyLevel::Warning => "warning",
+                // A publisher is always told plainly (ffmpeg then prints the reason).
+                let level = match (action, self.cfg.deny_level) {
+                    (Action::Play, DenyLevel::Warning) => "warning",
+                    _ => "error",
                 };
                 self.on_status(
                     sid,
@@ -494,6 +499,17 @@ impl RtmpConnection {
                     &format!("{verb} of {name} denied: {reason}"),
                 );
                 self.close(CloseReason::Denied { reason });
+            }
+            (_, AuthAnswer::InUse) => {
+                self.on_status(
+                    sid,
+                    "error",
+                    "NetStream.Publish.BadName",
+                    &format!("{name} is already being published"),
+                );
+                self.close(CloseReason::Denied {
+                    reason: "already_publishing",
+                });
             }
             (action, AuthAnswer::NotFound) => {
                 let code = match action {
