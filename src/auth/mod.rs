@@ -948,6 +948,41 @@ mod tests {
     }
 
     #[test]
+    fn publishers_are_decided_by_on_publish_apart_from_viewers() {
+        let cfg = crate::config::parse(
+            "auth_backend viewers { allow token watch; }\n\
+             auth_backend publishers { allow token push; }\n\
+             stream cam { input publish://; on_play auth://viewers; on_publish auth://publishers; }\n\
+             stream open { input publish://; }",
+            "t.conf",
+        )
+        .expect("config parses");
+        let cat = Catalog::from_config(&cfg);
+        let mut a = Authorizer::new(7);
+        let now = Instant::now();
+        let publish = |a: &mut Authorizer, stream, token| {
+            a.authorize_publish(&cat, &req(stream, token), now, 1_700_000_000_000)
+                .verdict()
+        };
+        let denied = Verdict::Deny(DenyReason::BackendDenied);
+        assert_eq!(publish(&mut a, 0, Some(b"push")), Verdict::Allow);
+        assert_eq!(publish(&mut a, 0, Some(b"watch")), denied);
+        assert_eq!(publish(&mut a, 0, None), denied);
+        assert_eq!(publish(&mut a, 1, None), Verdict::Allow, "no on_publish");
+        // The same token's play decision is its own, though both are cached now.
+        assert_eq!(a.authorize_at(&cat, &req(0, Some(b"push")), now), denied);
+        assert_eq!(
+            a.authorize_at(&cat, &req(0, Some(b"watch")), now),
+            Verdict::Allow
+        );
+        assert_eq!(
+            publish(&mut a, 0, Some(b"watch")),
+            denied,
+            "still cached apart"
+        );
+    }
+
+    #[test]
     fn caches_per_stream_and_token() {
         let cat = catalog();
         let mut a = Authorizer::new(1);

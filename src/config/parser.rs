@@ -270,9 +270,7 @@ fn usage(directive: &str) -> &'static str {
 }
 
 /// Input schemes of later work: recognised, refused as "not supported yet".
-const LATER_INPUT_SCHEMES: &[&str] = &[
-    "rtmp", "rtsp", "http", "https", "srt", "rtmps", "rtsps",
-];
+const LATER_INPUT_SCHEMES: &[&str] = &["rtmp", "rtsp", "http", "https", "srt", "rtmps", "rtsps"];
 
 /// Pass 2: the model of a directive tree. Whatever it returns is only meaningful when no
 /// error was reported.
@@ -1163,7 +1161,9 @@ fn parse_input_url(text: &str) -> Result<InputUrl, String> {
             show(scheme)
         ));
     }
-    let known = ["fake", "publish"].into_iter().chain(LATER_INPUT_SCHEMES.iter().copied());
+    let known = ["fake", "publish"]
+        .into_iter()
+        .chain(LATER_INPUT_SCHEMES.iter().copied());
     Err(match did_you_mean(scheme, known) {
         Some(hint) => format!(
             "unknown input scheme `{}://`; did you mean `{hint}://`?",

@@ -786,7 +786,7 @@ impl RtmpConnection {
     }
 
     fn on_command(&mut self, m: &Message, body: &[u8]) -> Result<(), RtmpError> {
-        // Decode leniently: what decodes before an error is still the command.
+        // Every value must decode: a command with AMF garbage in it is not guessed at.
         let mut values = Vec::new();
         let mut rest = body;
         while !rest.is_empty() {
@@ -795,7 +795,11 @@ impl RtmpConnection {
                     values.push(v);
                     rest = &rest[n..];
                 }
-                Err(_) => break,
+                Err(e) => {
+                    let at = body.len() - rest.len();
+                    let what = format!("AMF0 garbage at byte {at} of a command: {e}");
+                    return Err(self.protocol_error(m.type_id, what));
+                }
             }
         }
         let Some(name) = values
@@ -803,7 +807,7 @@ impl RtmpConnection {
             .and_then(Amf0Value::as_str)
             .map(str::to_string)
         else {
-            return Ok(());
+            return Err(self.protocol_error(m.type_id, "a command without a name"));
         };
         let txn = values.get(1).and_then(Amf0Value::as_number).unwrap_or(0.0);
         let obj = values.get(2);
@@ -939,11 +943,15 @@ impl RtmpConnection {
                 }
             }
             "receiveAudio" | "receiveVideo" | "_result" | "_error" | "onStatus" | "_checkbw"
-            | "onBWDone" | "@setDataFrame" => {}
+            | "checkBandwidth" | "onBWDone" | "@setDataFrame" | "seek" => {}
             _ => {
+                // Answered (so the client can say why), then the connection closes: a
+                // client that speaks something else is not one we serve.
                 if txn != 0.0 {
                     self.call_failed(txn, &format!("unknown command {name}"));
                 }
+                let what = format!("unknown command {:?}", name.escape_debug().to_string());
+                return Err(self.protocol_error(m.type_id, what));
             }
         }
         Ok(())
@@ -1428,9 +1436,9 @@ mod tests {
         let mut want = vec![2, 0, 0, 0, 0, 0, 4, 3, 0, 0, 0, 0];
         want.extend_from_slice(&(3107u32 + 90 + 112).to_be_bytes());
         assert_eq!(tx, want);
-        // An unknown command with a transaction id gets _error, the connection stays open.
+        // An unknown command with a transaction id gets _error, then the connection closes.
         let body = amf0::encode_all(&["frobnicate".into(), 9.0.into(), Amf0Value::Null]);
-        let (tx, _) = run(
+        let (tx, other) = run(
             &mut conn,
             &message(COMMAND_AMF0, 0, &body),
             1000,
@@ -1440,7 +1448,74 @@ mod tests {
         let values = amf0::decode_all(&tx[12..]).unwrap();
         assert_eq!(values[0].as_str(), Some("_error"));
         assert_eq!(values[1].as_number(), Some(9.0));
-        assert!(!conn.is_closed());
+        assert!(conn.is_closed());
+        let Some(Output::Close(CloseReason::Error(e))) = other.last() else {
+            panic!("close expected: {other:?}");
+        };
+        assert!(
+            e.to_string().contains("unknown command \"frobnicate\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn amf_garbage_and_nameless_commands_close_the_connection() {
+        let now = Instant::now();
+        let mut good = amf0::encode_all(&["createStream".into(), 2.0.into(), Amf0Value::Null]);
+        good.push(0xFE); // no such AMF0 marker
+        for body in [good, amf0::encode_all(&[1.0.into()]), vec![0x02, 0xFF]] {
+            let mut conn = handshaken(ConnectionConfig::new(9), now);
+            let (_, other) = run(
+                &mut conn,
+                &message(COMMAND_AMF0, 0, &body),
+                1000,
+                &allow,
+                now,
+            );
+            assert!(conn.is_closed(), "{body:02x?}");
+            assert!(
+                matches!(
+                    other.last(),
+                    Some(Output::Close(CloseReason::Error(
+                        RtmpError::Protocol { .. }
+                    )))
+                ),
+                "{other:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn refused_publishes_are_level_error_and_in_use_is_bad_name() {
+        let now = Instant::now();
+        for (answer, code) in [
+            (
+                AuthAnswer::Denied {
+                    reason: "backend_denied",
+                },
+                "NetStream.Publish.Failed",
+            ),
+            (AuthAnswer::InUse, "NetStream.Publish.BadName"),
+        ] {
+            let mut cfg = ConnectionConfig::new(10);
+            // The play-only level must not soften a publish refusal.
+            cfg.deny_level = DenyLevel::Warning;
+            let mut conn = handshaken(cfg, now);
+            let (tx, other) = run(
+                &mut conn,
+                &unhex(FFMPEG_PUBLISH_IN),
+                4096,
+                &|_| answer.clone(),
+                now,
+            );
+            assert!(matches!(
+                other.last(),
+                Some(Output::Close(CloseReason::Denied { .. }))
+            ));
+            let text = String::from_utf8_lossy(&tx);
+            assert!(text.contains(code), "{code}");
+            assert!(text.contains("error") && !text.contains("warning"));
+        }
     }
 
     #[test]

@@ -259,12 +259,9 @@ pub async fn authorize_publish(
             let mut shard = state.borrow_mut();
             let shard = &mut *shard;
             let catalog = shard.catalog.clone();
-            shard.auth.authorize_publish(
-                &catalog,
-                &request,
-                Instant::now(),
-                crate::utc::now_ms(),
-            )
+            shard
+                .auth
+                .authorize_publish(&catalog, &request, Instant::now(), crate::utc::now_ms())
         };
         match answer {
             Authorization::Allow(_) => return Ok(()),

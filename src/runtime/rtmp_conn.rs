@@ -21,9 +21,7 @@
 
 use crate::auth::verdict::{Proto, StreamId, canonical_ip};
 use crate::media::frame::{MediaInfo, TrackKind};
-use crate::rtmp::flv::{
-    FlvTag, MediaFrame, audio_config_tag, metadata_tag, video_config_tag,
-};
+use crate::rtmp::flv::{FlvTag, MediaFrame, audio_config_tag, metadata_tag, video_config_tag};
 use crate::rtmp::session::{
     Action, AuthAnswer, ConnectionConfig, DenyLevel, Output, RtmpConnection,
 };

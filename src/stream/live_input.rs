@@ -232,7 +232,12 @@ mod tests {
         (source.media_info(), frames)
     }
 
-    fn run(input: &mut LiveInput, info: &MediaInfo, frames: &[Frame], now: i64) -> Vec<StreamEvent> {
+    fn run(
+        input: &mut LiveInput,
+        info: &MediaInfo,
+        frames: &[Frame],
+        now: i64,
+    ) -> Vec<StreamEvent> {
         let mut out = Vec::new();
         input.configure(info.clone());
         for f in frames {

@@ -150,7 +150,10 @@ mod tests {
     #[test]
     fn one_publisher_at_a_time_and_the_timeline_carries_over() {
         let cat = catalog();
-        assert!(PublishClaim::take(&cat, 1).is_none(), "fake streams take none");
+        assert!(
+            PublishClaim::take(&cat, 1).is_none(),
+            "fake streams take none"
+        );
         let mut first = PublishClaim::take(&cat, 0).expect("free");
         assert_eq!(first.generation(), 1);
         assert_eq!(first.timeline(), Timeline::default());

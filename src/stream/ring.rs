@@ -293,6 +293,27 @@ mod tests {
     }
 
     #[test]
+    fn a_closed_ring_ends_its_viewers_and_a_reset_reopens_it() {
+        let mut r = FrameRing::new(10);
+        let mut c = ViewerCursor::new();
+        r.push(frame(TrackKind::Video, true, 0));
+        r.push(frame(TrackKind::Video, false, 1));
+        assert!(matches!(c.step(&r), Step::Frame(_)));
+        r.close();
+        assert!(
+            matches!(c.step(&r), Step::Frame(f) if f.frame.pts == 1),
+            "drains first"
+        );
+        assert!(matches!(c.step(&r), Step::Ended));
+        let mut late = ViewerCursor::new();
+        assert!(matches!(late.step(&r), Step::Wait), "a new viewer waits");
+        r.reset();
+        assert!(!r.is_closed());
+        r.push(frame(TrackKind::Video, true, 5));
+        assert!(matches!(late.step(&r), Step::Frame(f) if f.frame.pts == 5));
+    }
+
+    #[test]
     fn a_cursor_starts_at_a_keyframe_skips_when_behind_and_gives_up() {
         let mut r = FrameRing::new(4);
         let mut c = ViewerCursor::new();

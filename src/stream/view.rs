@@ -157,3 +157,74 @@ pub fn variant_info(info: &MediaInfo) -> VariantInfo {
             .map(|(num, den)| f64::from(num) / f64::from(den)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::frame::{Frame, TrackKind};
+
+    fn frame(keyframe: bool, pts: i64) -> StreamEvent {
+        let frame = Frame {
+            track: TrackKind::Video,
+            pts,
+            dts: pts,
+            keyframe,
+            data: Bytes::from_static(b"x"),
+        };
+        let flv = crate::rtmp::flv::frame_tag(&frame);
+        StreamEvent::Frame {
+            stream: 0,
+            frame: FeedFrame {
+                frame,
+                ts: Bytes::new(),
+                flv,
+            },
+        }
+    }
+
+    fn started(generation: u64) -> StreamEvent {
+        StreamEvent::InputStarted {
+            stream: 0,
+            generation,
+        }
+    }
+
+    fn ended(generation: u64) -> StreamEvent {
+        StreamEvent::InputEnded {
+            stream: 0,
+            generation,
+        }
+    }
+
+    #[test]
+    fn a_new_input_on_another_shard_wins_over_late_messages_of_the_old_one() {
+        let mut v = StreamView::default();
+        assert!(!v.live);
+        v.apply(1, started(1));
+        v.apply(1, frame(true, 0));
+        assert!(v.live && v.ring.start().is_some());
+        // A publisher on shard 0 takes over before shard 1's last messages arrive.
+        v.apply(0, started(2));
+        assert_eq!(v.ring.start(), None, "the old input's frames are no start");
+        let end = v.ring.end();
+        v.apply(1, frame(false, 1));
+        assert_eq!(v.ring.end(), end, "late frame of the old input ignored");
+        v.apply(1, ended(1));
+        assert!(v.live, "late end of the old input ignored");
+        v.apply(0, started(1));
+        assert_eq!(
+            v.source,
+            Some(Source {
+                shard: 0,
+                generation: 2
+            }),
+            "an older start is ignored"
+        );
+        v.apply(0, frame(true, 10));
+        assert!(v.ring.start().is_some());
+        v.apply(0, ended(2));
+        assert!(!v.live);
+        assert!(v.ring.is_closed());
+        assert_eq!(v.ring.start(), None, "new viewers wait for the next input");
+    }
+}
