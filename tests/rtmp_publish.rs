@@ -43,7 +43,9 @@ fn publish_cmd(rtmp: u16, path: &str, seconds: u32) -> Command {
     cmd.args(["-v", "error", "-re", "-f", "lavfi", "-i"])
         .arg(format!("testsrc2=size=320x240:rate=25:duration={secs}"))
         .args(["-f", "lavfi", "-i"])
-        .arg(format!("sine=frequency=440:sample_rate=48000:duration={secs}"))
+        .arg(format!(
+            "sine=frequency=440:sample_rate=48000:duration={secs}"
+        ))
         .args([
             "-c:v",
             "libx264",
@@ -128,7 +130,10 @@ fn assert_probe_shows_publisher(options: &[&str], url: &str) {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "ffprobe {url} failed:\n{err}");
     for needle in PUBLISHED_STREAMS {
-        assert!(err.contains(needle), "ffprobe {url} lacks {needle:?}:\n{err}");
+        assert!(
+            err.contains(needle),
+            "ffprobe {url} lacks {needle:?}:\n{err}"
+        );
     }
 }
 
@@ -165,11 +170,8 @@ fn segment_start(server: &Server, uri: &str) -> f64 {
 #[test]
 fn a_published_stream_plays_over_every_output() {
     let (server, ports) = start();
-    let mut publisher = Background::spawn(&mut publish_cmd(
-        ports.rtmp,
-        "/static/cam?token=secret",
-        40,
-    ));
+    let mut publisher =
+        Background::spawn(&mut publish_cmd(ports.rtmp, "/static/cam?token=secret", 40));
     server.wait_ok(MEDIA);
     let rtmp = format!("rtmp://127.0.0.1:{}/static/cam", ports.rtmp);
     assert_probe_shows_publisher(&[], &rtmp);
@@ -201,11 +203,7 @@ fn a_bad_token_and_a_second_publisher_are_refused() {
         assert!(!out.status.success(), "{path} was accepted");
         assert!(err.contains("backend_denied"), "{path}:\n{err}");
     }
-    let _first = Background::spawn(&mut publish_cmd(
-        ports.rtmp,
-        "/static/cam?token=secret",
-        40,
-    ));
+    let _first = Background::spawn(&mut publish_cmd(ports.rtmp, "/static/cam?token=secret", 40));
     server.wait_ok(MEDIA);
     let out = run_bounded(
         &mut publish_cmd(ports.rtmp, "/static/cam?token=secret", 3),
@@ -233,11 +231,7 @@ fn viewers_wait_are_told_when_the_publisher_leaves_and_a_new_one_continues() {
         "-",
     ]));
     wait_log(&server, "rtmp play started stream=cam");
-    let mut first = Background::spawn(&mut publish_cmd(
-        ports.rtmp,
-        "/static/cam?token=secret",
-        6,
-    ));
+    let mut first = Background::spawn(&mut publish_cmd(ports.rtmp, "/static/cam?token=secret", 6));
     let (ok, err) = first.wait(Duration::from_secs(60));
     assert!(ok, "first publisher failed:\n{err}");
     // The viewer got the stream, then UnpublishNotify, and ends by itself.
@@ -254,11 +248,7 @@ fn viewers_wait_are_told_when_the_publisher_leaves_and_a_new_one_continues() {
     assert!(!before.is_empty(), "{}", playlist.text());
     let last_before = segment_start(&server, before.last().unwrap());
 
-    let mut second = Background::spawn(&mut publish_cmd(
-        ports.rtmp,
-        "/static/cam?token=secret",
-        4,
-    ));
+    let mut second = Background::spawn(&mut publish_cmd(ports.rtmp, "/static/cam?token=secret", 4));
     let (ok, err) = second.wait(Duration::from_secs(60));
     assert!(ok, "second publisher failed:\n{err}");
     wait_log(&server, "generation=2");
@@ -299,11 +289,8 @@ fn head_and_bytes(port: u16, path: &str, want: usize) -> (String, usize) {
 #[test]
 fn viewers_on_both_shards_receive_the_stream() {
     let (server, ports) = start();
-    let _publisher = Background::spawn(&mut publish_cmd(
-        ports.rtmp,
-        "/static/cam?token=secret",
-        40,
-    ));
+    let _publisher =
+        Background::spawn(&mut publish_cmd(ports.rtmp, "/static/cam?token=secret", 40));
     server.wait_ok(MEDIA);
     let mut shards_seen = std::collections::BTreeSet::new();
     for _ in 0..200 {
