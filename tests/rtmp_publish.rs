@@ -312,3 +312,65 @@ fn viewers_on_both_shards_receive_the_stream() {
     }
     panic!("only shards {shards_seen:?} answered");
 }
+
+/// A raw RTMP connection past the (simple) handshake.
+fn rtmp_handshaken(port: u16) -> TcpStream {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut c0c1 = vec![3u8];
+    c0c1.extend_from_slice(&[0u8; 1536]);
+    s.write_all(&c0c1).unwrap();
+    let mut s0s1s2 = vec![0u8; 1 + 2 * 1536];
+    s.read_exact(&mut s0s1s2).expect("S0 S1 S2");
+    s.write_all(&s0s1s2[1..1537]).unwrap(); // C2 echoes S1
+    s
+}
+
+/// Reads until the server closes the connection (bounded by the read timeout).
+fn closed_by_server(mut s: TcpStream) -> bool {
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) => return e.kind() == std::io::ErrorKind::ConnectionReset,
+        }
+    }
+}
+
+#[test]
+fn malformed_input_closes_the_connection_with_a_log_line() {
+    let (server, ports) = start();
+    // A message header declaring 16 MiB (over the 8 MiB limit).
+    let mut s = rtmp_handshaken(ports.rtmp);
+    s.write_all(&[0x03, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0x14, 0, 0, 0, 0])
+        .unwrap();
+    assert!(closed_by_server(s), "oversized message left open");
+    // An unknown command.
+    let mut body = vec![0x02, 0, 10];
+    body.extend_from_slice(b"frobnicate");
+    body.push(0x00);
+    body.extend_from_slice(&1.0f64.to_be_bytes());
+    body.push(0x05);
+    let mut s = rtmp_handshaken(ports.rtmp);
+    let mut msg = vec![0x03, 0, 0, 0, 0, 0, body.len() as u8, 0x14, 0, 0, 0, 0];
+    msg.extend_from_slice(&body);
+    s.write_all(&msg).unwrap();
+    assert!(closed_by_server(s), "unknown command left open");
+    // AMF garbage.
+    let mut s = rtmp_handshaken(ports.rtmp);
+    s.write_all(&[0x03, 0, 0, 0, 0, 0, 3, 0x14, 0, 0, 0, 0, 0x0E, 0xFF, 0xFF])
+        .unwrap();
+    assert!(closed_by_server(s), "AMF garbage left open");
+    wait_log(&server, "closing on a protocol error: rtmp chunk");
+    wait_log(&server, "unknown command");
+    wait_log(&server, "AMF0 garbage");
+    // The shards still serve (503: the stream exists, its media does not yet).
+    assert_eq!(
+        get(ports.http, "/cam/index.m3u8").status,
+        503,
+        "no publisher yet"
+    );
+    let log = server.log_text();
+    assert!(!log.contains("panicked"), "{log}");
+}

@@ -42,8 +42,16 @@ use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::Instant;
 
-/// Input buffered at most (the chunk decoder bounds messages well below this per read).
+/// Input buffer of a connection at first: commands and 4 KiB media chunks fit many times.
 const INPUT_BUFFER: usize = 64 * 1024;
+/// Input buffered at most: one whole chunk of the largest message the chunk decoder takes
+/// (a publisher may announce any chunk size up to 2^31, and the decoder consumes whole
+/// chunks only), plus its header.
+const MAX_INPUT_BUFFER: usize = (8 << 20) + 64;
+const _: () = assert!(
+    MAX_INPUT_BUFFER > crate::rtmp::chunk::ChunkLimits::DEFAULT_MAX_MESSAGE_SIZE,
+    "a whole chunk of the largest message must fit"
+);
 /// Frames sent per wake-up before other tasks get the shard back.
 const FRAMES_PER_BATCH: usize = 64;
 /// Output flushed once it grows past this within a batch.
@@ -248,7 +256,11 @@ async fn serve_connection(
             start = 0;
         }
         if end == inbuf.len() {
-            return;
+            if inbuf.len() >= MAX_INPUT_BUFFER {
+                log::info!("rtmp {peer}: closing: a chunk larger than {MAX_INPUT_BUFFER} bytes");
+                return;
+            }
+            inbuf.resize((inbuf.len() * 2).min(MAX_INPUT_BUFFER), 0);
         }
 
         let sending = player
