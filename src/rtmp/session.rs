@@ -1036,6 +1036,7 @@ mod tests {
     use crate::media::h264;
     use crate::rtmp::chunk::MessageHeader;
     use crate::rtmp::handshake::{DigestLayout, HANDSHAKE_SIZE, Scheme, digest_c0c1};
+    use crate::stream::live_input::{LiveInput, Timeline};
 
     /// What ffmpeg 5.1 sent after the handshake to play `rtmp://127.0.0.1:19350/static/live?token=test1`:
     /// connect (201 bytes in two chunks), Window Acknowledgement Size 2500000, createStream,
@@ -1657,7 +1658,18 @@ mod tests {
                     media: MediaInfo::default(),
                 },
             };
-            run(&mut conn, &input, step, &answer, now);
+            let (_, outputs) = run(&mut conn, &input, step, &answer, now);
+            // Whatever a mutated publisher gets through goes down the ingest pipeline too.
+            let mut live = LiveInput::new(0, 1, 1000, Timeline::default());
+            let mut events = Vec::new();
+            for o in outputs {
+                match o {
+                    Output::Published(MediaFrame::Config(info)) => live.configure(info),
+                    Output::Published(MediaFrame::Frame(f)) => live.push(f, 0, &mut events),
+                    _ => {}
+                }
+            }
+            live.finish(&mut events);
             let tag = flv::video_config_tag(&media().video.unwrap(), 0);
             let _ = conn.media_message(&tag);
             conn.unpublish_notify();
