@@ -296,6 +296,38 @@ mod tests {
     }
 
     #[test]
+    fn a_configuration_change_cuts_the_segment_and_announces_the_new_media() {
+        let (info, frames) = frames(4);
+        let mut input = LiveInput::new(0, 1, 1000, Timeline::default());
+        let (first, second) = frames.split_at(frames.len() / 2);
+        let out = run(&mut input, &info, first, 0);
+        let before = segments(&out);
+        let mut changed = info.clone();
+        changed.audio = None;
+        let out = run(&mut input, &changed, second, 0);
+        assert!(
+            matches!(&out[..2], [StreamEvent::Segment { .. }, StreamEvent::Media { info, .. }] if info.audio.is_none()),
+            "the old configuration's open segment first, then the new media: {:?}",
+            &out[..2]
+        );
+        assert!(
+            !out.iter()
+                .any(|e| matches!(e, StreamEvent::InputStarted { .. })),
+            "the same input"
+        );
+        let after = segments(&out);
+        assert_eq!(
+            after[0].0,
+            before.last().unwrap().0 + 1,
+            "numbering continues"
+        );
+        assert!(out.iter().all(|e| match e {
+            StreamEvent::Frame { frame, .. } => frame.frame.track == TrackKind::Video,
+            _ => true,
+        }));
+    }
+
+    #[test]
     fn a_second_input_continues_the_timeline() {
         let (info, frames) = frames(3);
         let mut first = LiveInput::new(0, 1, 1000, Timeline::default());
