@@ -87,8 +87,13 @@ impl ShardState {
 
     /// Applies an input's announcement to this shard's view of the stream.
     pub fn apply(&mut self, event: StreamEvent) {
+        self.apply_from(self.id, event);
+    }
+
+    /// Applies an event another shard's input sent.
+    pub fn apply_from(&mut self, from: usize, event: StreamEvent) {
         if let Some(view) = self.streams.get_mut(event.stream() as usize) {
-            view.apply(event);
+            view.apply(from, event);
         }
     }
 

@@ -58,7 +58,7 @@ fn no_token_and_wrong_token_fail_like_the_reference() {
 }
 
 #[test]
-fn publishing_is_refused_until_publish_inputs_exist() {
+fn publishing_to_a_fake_stream_is_refused() {
     let (_server, rtmp) = start();
     let url = format!("rtmp://127.0.0.1:{rtmp}/static/auth-check?token=test1");
     let out = run_bounded(

@@ -35,7 +35,9 @@ use crate::auth::portal::{BackendAnswer, BackendDecision, RequestType};
 use crate::auth::revoke::{Revocations, RevokeTarget};
 use crate::auth::session::{Session, SessionId, SessionTable, TokenTag, Touch};
 use crate::auth::session_limit::LimitPolicy;
-use crate::auth::verdict::{DenyReason, PlayRequest, Proto, StreamId, Verdict, canonical_ip};
+use crate::auth::verdict::{
+    Access, DenyReason, PlayRequest, Proto, StreamId, Verdict, canonical_ip,
+};
 use crate::stream::catalog::{Catalog, PolicyId};
 use std::hash::{BuildHasher, Hasher};
 use std::num::NonZeroU32;
@@ -191,9 +193,17 @@ impl Authorizer {
         &self.revocations
     }
 
-    fn decision_hash(&self, policy: PolicyId, req: &PlayRequest<'_>, reads_ua: bool) -> u64 {
+    fn decision_hash(
+        &self,
+        access: Access,
+        policy: PolicyId,
+        req: &PlayRequest<'_>,
+        reads_ua: bool,
+    ) -> u64 {
         let ip = canonical_ip(req.ip);
         let mut h = self.key_hasher.build_hasher();
+        // A play allow never answers a publish with the same token, nor the reverse.
+        h.write_u8(access as u8);
         h.write_u32(policy);
         h.write_u32(req.stream);
         // A request without the parameter and one with an empty value are kept apart.
@@ -249,14 +259,43 @@ impl Authorizer {
         now: Instant,
         now_unix_ms: i64,
     ) -> Authorization {
-        let answer = self.decide(catalog, req, now, now_unix_ms);
+        self.authorize_access(Access::Play, catalog, req, now, now_unix_ms)
+    }
+
+    /// The publish flavour of `authorize`: the same phases (revocations, cache, policy,
+    /// portal), with the stream's `on_publish` policy. A stream without one takes any
+    /// publisher. A portal is asked like for a play (proto `rtmp`); the decision is cached
+    /// apart from play decisions.
+    pub fn authorize_publish(
+        &mut self,
+        catalog: &Catalog,
+        req: &PlayRequest<'_>,
+        now: Instant,
+        now_unix_ms: i64,
+    ) -> Authorization {
+        self.authorize_access(Access::Publish, catalog, req, now, now_unix_ms)
+    }
+
+    fn authorize_access(
+        &mut self,
+        access: Access,
+        catalog: &Catalog,
+        req: &PlayRequest<'_>,
+        now: Instant,
+        now_unix_ms: i64,
+    ) -> Authorization {
+        let answer = self.decide(access, catalog, req, now, now_unix_ms);
         match &answer {
             Authorization::Allow(_) => self.stats.allowed += 1,
             Authorization::Deny(reason) => {
                 self.stats.denied += 1;
                 self.stats.denied_by[*reason as usize] += 1;
                 log::debug!(
-                    "deny stream={} proto={} ip={} token={} reason={reason}",
+                    "deny {} stream={} proto={} ip={} token={} reason={reason}",
+                    match access {
+                        Access::Play => "play",
+                        Access::Publish => "publish",
+                    },
                     catalog.stream(req.stream).map_or("?", |s| &s.name),
                     req.proto.as_str(),
                     canonical_ip(req.ip),
@@ -270,6 +309,7 @@ impl Authorizer {
 
     fn decide(
         &mut self,
+        access: Access,
         catalog: &Catalog,
         req: &PlayRequest<'_>,
         now: Instant,
@@ -278,7 +318,11 @@ impl Authorizer {
         let Some(stream) = catalog.stream(req.stream) else {
             return Authorization::Deny(DenyReason::BackendDenied);
         };
-        let Some(policy_id) = stream.on_play else {
+        let policy = match access {
+            Access::Play => stream.on_play,
+            Access::Publish => stream.on_publish,
+        };
+        let Some(policy_id) = policy else {
             return Authorization::Allow(Grant::default());
         };
         // A reference the config check missed: closed, never open.
@@ -301,7 +345,7 @@ impl Authorizer {
         let keys = Keys {
             policy: policy_id,
             decision: DecisionKey {
-                hash: self.decision_hash(policy_id, req, policy.reads_user_agent()),
+                hash: self.decision_hash(access, policy_id, req, policy.reads_user_agent()),
                 stream: req.stream,
                 ip: canonical_ip(req.ip),
                 token: req.token.unwrap_or_default(),
@@ -477,9 +521,16 @@ impl Authorizer {
     /// What a request gets when its portal question stays unanswered past the wait:
     /// `allow default;` allows, anything else is `backend_unavailable` (spec §3).
     pub fn unanswered(&self, catalog: &Catalog, stream: StreamId) -> Verdict {
-        let allows = catalog
-            .stream(stream)
-            .and_then(|s| s.on_play)
+        self.unanswered_policy(catalog, catalog.stream(stream).and_then(|s| s.on_play))
+    }
+
+    /// `unanswered` for a publish (the stream's `on_publish` policy).
+    pub fn unanswered_publish(&self, catalog: &Catalog, stream: StreamId) -> Verdict {
+        self.unanswered_policy(catalog, catalog.stream(stream).and_then(|s| s.on_publish))
+    }
+
+    fn unanswered_policy(&self, catalog: &Catalog, policy: Option<PolicyId>) -> Verdict {
+        let allows = policy
             .and_then(|p| catalog.policies.get(p as usize))
             .is_some_and(|p| p.allows_by_default());
         if allows {
@@ -544,7 +595,7 @@ impl Authorizer {
                     let _ = grant;
                     self.cache.retry_later(&dkey, now, RETRY_STALE_AFTER);
                 } else {
-                    let verdict = self.unanswered(catalog, q.stream);
+                    let verdict = self.unanswered_policy(catalog, Some(q.policy));
                     let grant = Grant {
                         from_portal: true,
                         ..Grant::default()
@@ -904,6 +955,41 @@ mod tests {
             max_sessions: NonZeroU32::new(1),
             notes: HeaderNotes::default(),
         })
+    }
+
+    #[test]
+    fn publishers_are_decided_by_on_publish_apart_from_viewers() {
+        let cfg = crate::config::parse(
+            "auth_backend viewers { allow token watch; }\n\
+             auth_backend publishers { allow token push; }\n\
+             stream cam { input publish://; on_play auth://viewers; on_publish auth://publishers; }\n\
+             stream open { input publish://; }",
+            "t.conf",
+        )
+        .expect("config parses");
+        let cat = Catalog::from_config(&cfg);
+        let mut a = Authorizer::new(7);
+        let now = Instant::now();
+        let publish = |a: &mut Authorizer, stream, token| {
+            a.authorize_publish(&cat, &req(stream, token), now, 1_700_000_000_000)
+                .verdict()
+        };
+        let denied = Verdict::Deny(DenyReason::BackendDenied);
+        assert_eq!(publish(&mut a, 0, Some(b"push")), Verdict::Allow);
+        assert_eq!(publish(&mut a, 0, Some(b"watch")), denied);
+        assert_eq!(publish(&mut a, 0, None), denied);
+        assert_eq!(publish(&mut a, 1, None), Verdict::Allow, "no on_publish");
+        // The same token's play decision is its own, though both are cached now.
+        assert_eq!(a.authorize_at(&cat, &req(0, Some(b"push")), now), denied);
+        assert_eq!(
+            a.authorize_at(&cat, &req(0, Some(b"watch")), now),
+            Verdict::Allow
+        );
+        assert_eq!(
+            publish(&mut a, 0, Some(b"watch")),
+            denied,
+            "still cached apart"
+        );
     }
 
     #[test]

@@ -103,6 +103,14 @@ pub enum Verdict {
     Deny(DenyReason),
 }
 
+/// What a request asks for: to watch a stream (`on_play`), or to push one into a
+/// `publish://` stream (`on_publish`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Access {
+    Play,
+    Publish,
+}
+
 /// One play request, as every protocol describes it to the authorizer.
 #[derive(Clone, Copy, Debug)]
 pub struct PlayRequest<'a> {

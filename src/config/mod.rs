@@ -130,6 +130,7 @@ mod tests {
                 on_play: Some(OnPlay::Auth {
                     backend: "play-auth".into(),
                 }),
+                on_publish: None,
                 segment_duration_ms: 2000,
                 span: Span { line: 9, col: 1 },
             }],
@@ -268,6 +269,30 @@ mod tests {
     }
 
     #[test]
+    fn published_streams_and_on_publish() {
+        let cfg = parse(
+            "auth_backend pub { allow token secret; }\n\
+             stream live/cam { input publish://; on_publish auth://pub; }\n\
+             stream open { input publish://; }",
+            "t.conf",
+        )
+        .expect("config parses");
+        let cam = cfg.stream("live/cam").unwrap();
+        assert_eq!(cam.input, InputUrl::Publish);
+        assert_eq!(
+            cam.on_publish,
+            Some(OnPlay::Auth {
+                backend: "pub".into()
+            })
+        );
+        assert_eq!(cfg.stream("open").unwrap().on_publish, None);
+        assert_eq!(
+            errors("stream s { input publish://; on_publish auth://nope; }"),
+            "t.conf:1:41: error: auth_backend `nope` is not defined (this file defines no auth_backend)"
+        );
+    }
+
+    #[test]
     fn later_features_are_refused_by_name() {
         let source = "\
 template live { prefix live; }
@@ -276,7 +301,7 @@ auth_backend b {
     deny country CN;
 }
 stream s {
-    input publish://;
+    input fake://fake;
     on_publish auth://b;
 }
 stream r { input rtmp://origin/live/s; }
@@ -288,8 +313,7 @@ stream h { input https://origin/s/index.m3u8; }
 t.conf:1:1: error: `template` is not supported yet
 t.conf:3:11: error: `allow country` is not supported yet
 t.conf:4:10: error: `deny country` is not supported yet
-t.conf:7:11: error: input scheme `publish://` is not supported yet
-t.conf:8:5: error: `on_publish` is not supported yet
+t.conf:8:5: error: `on_publish` needs `input publish://;` (only published streams take publishers)
 t.conf:10:18: error: input scheme `rtmp://` is not supported yet
 t.conf:11:18: error: input scheme `https://` is not supported yet"
         );

@@ -321,6 +321,9 @@ pub struct StreamConfig {
     pub name: String,
     pub input: InputUrl,
     pub on_play: Option<OnPlay>,
+    /// Who authorizes publishers (`on_publish`, same targets as `on_play`); only with
+    /// `input publish://`. `None`: any publisher is accepted.
+    pub on_publish: Option<OnPlay>,
     /// In 0.5..=30 s; `DEFAULT_SEGMENT_DURATION_MS` unless set.
     pub segment_duration_ms: u32,
     pub span: Span,
@@ -331,9 +334,11 @@ pub struct StreamConfig {
 pub enum InputUrl {
     /// `fake://fake`: the built-in test source.
     Fake,
+    /// `publish://`: an RTMP publisher pushes the stream (one at a time).
+    Publish,
 }
 
-/// Who authorizes play requests of a stream.
+/// Who authorizes play requests of a stream (and, as `on_publish`, its publishers).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OnPlay {
     /// `on_play auth://NAME;`: the `auth_backend` called `backend` (always defined).

@@ -270,9 +270,7 @@ fn usage(directive: &str) -> &'static str {
 }
 
 /// Input schemes of later work: recognised, refused as "not supported yet".
-const LATER_INPUT_SCHEMES: &[&str] = &[
-    "publish", "rtmp", "rtsp", "http", "https", "srt", "rtmps", "rtsps",
-];
+const LATER_INPUT_SCHEMES: &[&str] = &["rtmp", "rtsp", "http", "https", "srt", "rtmps", "rtsps"];
 
 /// Pass 2: the model of a directive tree. Whatever it returns is only meaningful when no
 /// error was reported.
@@ -871,6 +869,8 @@ impl Lowering<'_> {
         let mut input_at: Option<Span> = None;
         let mut on_play: Option<OnPlay> = None;
         let mut on_play_at: Option<Span> = None;
+        let mut on_publish: Option<OnPlay> = None;
+        let mut on_publish_at: Option<Span> = None;
         let mut segment_duration_ms = DEFAULT_SEGMENT_DURATION_MS;
         let mut segment_duration_at: Option<Span> = None;
         for item in split_missing_semicolons(block.items, Context::Stream, self.diags) {
@@ -919,12 +919,40 @@ impl Lowering<'_> {
                         Err(message) => self.diags.error(arg.span, message),
                     }
                 }
-                "on_publish" => self.not_supported_yet(&item.name),
+                "on_publish" => {
+                    // The same targets and rules as `on_play`, asked about publishers.
+                    let duplicate =
+                        |first| format!("duplicate `on_publish` (first set at {first})");
+                    let Some(arg) = self.once(&mut on_publish_at, &item, duplicate) else {
+                        continue;
+                    };
+                    match parse_on_play(&arg.text) {
+                        Ok(target) => {
+                            let OnPlay::Auth { backend } = &target;
+                            self.on_play_refs.push((backend.clone(), arg.span));
+                            on_publish = Some(target);
+                        }
+                        Err(OnPlayError::Http) => {
+                            on_publish = self
+                                .on_play_http(arg)
+                                .map(|backend| OnPlay::Auth { backend });
+                        }
+                        Err(OnPlayError::Message(message)) => self.diags.error(arg.span, message),
+                    }
+                }
                 _ => self.unknown_directive(&item.name, Context::Stream),
             }
         }
 
         let Some(name) = name else { return };
+        if let (Some(at), Some(input)) = (on_publish_at, &input)
+            && *input != InputUrl::Publish
+        {
+            self.diags.error(
+                at,
+                "`on_publish` needs `input publish://;` (only published streams take publishers)",
+            );
+        }
         if input_at.is_none() {
             let message = format!(
                 "stream `{}` has no `input` (add e.g. `input fake://fake;`)",
@@ -948,6 +976,7 @@ impl Lowering<'_> {
                         name: name.text,
                         input,
                         on_play,
+                        on_publish,
                         segment_duration_ms,
                         span: d.name.span,
                     });
@@ -1117,13 +1146,24 @@ fn parse_input_url(text: &str) -> Result<InputUrl, String> {
             )),
         };
     }
+    if lower == "publish" {
+        return match rest {
+            "" => Ok(InputUrl::Publish),
+            _ => Err(format!(
+                "unexpected `{}` after `publish://`: a published stream is `input publish://;` (the publisher picks the name)",
+                show(rest)
+            )),
+        };
+    }
     if LATER_INPUT_SCHEMES.contains(&lower.as_str()) {
         return Err(format!(
             "input scheme `{}://` is not supported yet",
             show(scheme)
         ));
     }
-    let known = std::iter::once("fake").chain(LATER_INPUT_SCHEMES.iter().copied());
+    let known = ["fake", "publish"]
+        .into_iter()
+        .chain(LATER_INPUT_SCHEMES.iter().copied());
     Err(match did_you_mean(scheme, known) {
         Some(hint) => format!(
             "unknown input scheme `{}://`; did you mean `{hint}://`?",
@@ -1445,10 +1485,8 @@ mod tests {
     #[test]
     fn input_urls_and_on_play() {
         assert_eq!(parse_input_url("fake://fake"), Ok(InputUrl::Fake));
-        assert_eq!(
-            parse_input_url("publish://"),
-            Err("input scheme `publish://` is not supported yet".to_owned())
-        );
+        assert_eq!(parse_input_url("publish://"), Ok(InputUrl::Publish));
+        assert!(parse_input_url("publish://x").is_err());
         assert_eq!(
             parse_input_url("https://origin/live/index.m3u8"),
             Err("input scheme `https://` is not supported yet".to_owned())

@@ -52,10 +52,15 @@ pub struct ChunkLimits {
     pub max_chunk_streams: usize,
 }
 
+impl ChunkLimits {
+    /// The default `max_message_size`.
+    pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 8 << 20;
+}
+
 impl Default for ChunkLimits {
     fn default() -> Self {
         ChunkLimits {
-            max_message_size: 8 << 20,
+            max_message_size: Self::DEFAULT_MAX_MESSAGE_SIZE,
             max_chunk_streams: 64,
         }
     }

@@ -166,6 +166,17 @@ pub fn metadata(info: &MediaInfo) -> Amf0Value {
     Amf0Value::EcmaArray(props)
 }
 
+/// `onMetaData` as a data tag (type 18), for a viewer whose stream's media became known
+/// (or changed) after its play started.
+pub fn metadata_tag(info: &MediaInfo, timestamp_ms: i64) -> FlvTag {
+    let body = super::amf0::encode_all(&["onMetaData".into(), metadata(info)]);
+    FlvTag {
+        kind: TagKind::Script,
+        timestamp_ms,
+        body: body.into(),
+    }
+}
+
 /// Why a publisher's tag was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FlvError {

@@ -98,7 +98,8 @@ pub struct ConnectionConfig {
     pub idle_timeout: Duration,
     /// `fmsVer` of the connect reply.
     pub fms_version: &'static str,
-    /// Level of the onStatus that refuses a play or publish (see [`DenyLevel`]).
+    /// Level of the onStatus that refuses a play (see [`DenyLevel`]); a refused publish
+    /// is always level `error`.
     pub deny_level: DenyLevel,
     /// Seeds the handshake's random fields; vary per connection.
     pub seed: u64,
@@ -153,6 +154,9 @@ pub enum AuthAnswer {
     /// No such stream (play: `NetStream.Play.StreamNotFound`; publish:
     /// `NetStream.Publish.BadName`); then close.
     NotFound,
+    /// Publish only: another publisher holds the stream (`NetStream.Publish.BadName`,
+    /// "already publishing", as nginx-rtmp answers); then close.
+    InUse,
 }
 
 /// A protocol failure, with context.
@@ -483,9 +487,10 @@ impl RtmpConnection {
                     Action::Play => ("NetStream.Play.Failed", "Playback"),
                     Action::Publish => ("NetStream.Publish.Failed", "Publishing"),
                 };
-                let level = match self.cfg.deny_level {
-                    DenyLevel::Error => "error",
-                    DenyLevel::Warning => "warning",
+                // A publisher is always told plainly (ffmpeg then prints the reason).
+                let level = match (action, self.cfg.deny_level) {
+                    (Action::Play, DenyLevel::Warning) => "warning",
+                    _ => "error",
                 };
                 self.on_status(
                     sid,
@@ -494,6 +499,17 @@ impl RtmpConnection {
                     &format!("{verb} of {name} denied: {reason}"),
                 );
                 self.close(CloseReason::Denied { reason });
+            }
+            (_, AuthAnswer::InUse) => {
+                self.on_status(
+                    sid,
+                    "error",
+                    "NetStream.Publish.BadName",
+                    &format!("{name} is already being published"),
+                );
+                self.close(CloseReason::Denied {
+                    reason: "already_publishing",
+                });
             }
             (action, AuthAnswer::NotFound) => {
                 let code = match action {
@@ -770,7 +786,7 @@ impl RtmpConnection {
     }
 
     fn on_command(&mut self, m: &Message, body: &[u8]) -> Result<(), RtmpError> {
-        // Decode leniently: what decodes before an error is still the command.
+        // Every value must decode: a command with AMF garbage in it is not guessed at.
         let mut values = Vec::new();
         let mut rest = body;
         while !rest.is_empty() {
@@ -779,7 +795,11 @@ impl RtmpConnection {
                     values.push(v);
                     rest = &rest[n..];
                 }
-                Err(_) => break,
+                Err(e) => {
+                    let at = body.len() - rest.len();
+                    let what = format!("AMF0 garbage at byte {at} of a command: {e}");
+                    return Err(self.protocol_error(m.type_id, what));
+                }
             }
         }
         let Some(name) = values
@@ -787,7 +807,7 @@ impl RtmpConnection {
             .and_then(Amf0Value::as_str)
             .map(str::to_string)
         else {
-            return Ok(());
+            return Err(self.protocol_error(m.type_id, "a command without a name"));
         };
         let txn = values.get(1).and_then(Amf0Value::as_number).unwrap_or(0.0);
         let obj = values.get(2);
@@ -923,11 +943,15 @@ impl RtmpConnection {
                 }
             }
             "receiveAudio" | "receiveVideo" | "_result" | "_error" | "onStatus" | "_checkbw"
-            | "onBWDone" | "@setDataFrame" => {}
+            | "checkBandwidth" | "onBWDone" | "@setDataFrame" | "seek" => {}
             _ => {
+                // Answered (so the client can say why), then the connection closes: a
+                // client that speaks something else is not one we serve.
                 if txn != 0.0 {
                     self.call_failed(txn, &format!("unknown command {name}"));
                 }
+                let what = format!("unknown command {:?}", name.escape_debug().to_string());
+                return Err(self.protocol_error(m.type_id, what));
             }
         }
         Ok(())
@@ -1012,6 +1036,7 @@ mod tests {
     use crate::media::h264;
     use crate::rtmp::chunk::MessageHeader;
     use crate::rtmp::handshake::{DigestLayout, HANDSHAKE_SIZE, Scheme, digest_c0c1};
+    use crate::stream::live_input::{LiveInput, Timeline};
 
     /// What ffmpeg 5.1 sent after the handshake to play `rtmp://127.0.0.1:19350/static/live?token=test1`:
     /// connect (201 bytes in two chunks), Window Acknowledgement Size 2500000, createStream,
@@ -1412,9 +1437,9 @@ mod tests {
         let mut want = vec![2, 0, 0, 0, 0, 0, 4, 3, 0, 0, 0, 0];
         want.extend_from_slice(&(3107u32 + 90 + 112).to_be_bytes());
         assert_eq!(tx, want);
-        // An unknown command with a transaction id gets _error, the connection stays open.
+        // An unknown command with a transaction id gets _error, then the connection closes.
         let body = amf0::encode_all(&["frobnicate".into(), 9.0.into(), Amf0Value::Null]);
-        let (tx, _) = run(
+        let (tx, other) = run(
             &mut conn,
             &message(COMMAND_AMF0, 0, &body),
             1000,
@@ -1424,7 +1449,74 @@ mod tests {
         let values = amf0::decode_all(&tx[12..]).unwrap();
         assert_eq!(values[0].as_str(), Some("_error"));
         assert_eq!(values[1].as_number(), Some(9.0));
-        assert!(!conn.is_closed());
+        assert!(conn.is_closed());
+        let Some(Output::Close(CloseReason::Error(e))) = other.last() else {
+            panic!("close expected: {other:?}");
+        };
+        assert!(
+            e.to_string().contains("unknown command \"frobnicate\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn amf_garbage_and_nameless_commands_close_the_connection() {
+        let now = Instant::now();
+        let mut good = amf0::encode_all(&["createStream".into(), 2.0.into(), Amf0Value::Null]);
+        good.push(0xFE); // no such AMF0 marker
+        for body in [good, amf0::encode_all(&[1.0.into()]), vec![0x02, 0xFF]] {
+            let mut conn = handshaken(ConnectionConfig::new(9), now);
+            let (_, other) = run(
+                &mut conn,
+                &message(COMMAND_AMF0, 0, &body),
+                1000,
+                &allow,
+                now,
+            );
+            assert!(conn.is_closed(), "{body:02x?}");
+            assert!(
+                matches!(
+                    other.last(),
+                    Some(Output::Close(CloseReason::Error(
+                        RtmpError::Protocol { .. }
+                    )))
+                ),
+                "{other:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn refused_publishes_are_level_error_and_in_use_is_bad_name() {
+        let now = Instant::now();
+        for (answer, code) in [
+            (
+                AuthAnswer::Denied {
+                    reason: "backend_denied",
+                },
+                "NetStream.Publish.Failed",
+            ),
+            (AuthAnswer::InUse, "NetStream.Publish.BadName"),
+        ] {
+            let mut cfg = ConnectionConfig::new(10);
+            // The play-only level must not soften a publish refusal.
+            cfg.deny_level = DenyLevel::Warning;
+            let mut conn = handshaken(cfg, now);
+            let (tx, other) = run(
+                &mut conn,
+                &unhex(FFMPEG_PUBLISH_IN),
+                4096,
+                &|_| answer.clone(),
+                now,
+            );
+            assert!(matches!(
+                other.last(),
+                Some(Output::Close(CloseReason::Denied { .. }))
+            ));
+            let text = String::from_utf8_lossy(&tx);
+            assert!(text.contains(code), "{code}");
+            assert!(text.contains("error") && !text.contains("warning"));
+        }
     }
 
     #[test]
@@ -1566,7 +1658,18 @@ mod tests {
                     media: MediaInfo::default(),
                 },
             };
-            run(&mut conn, &input, step, &answer, now);
+            let (_, outputs) = run(&mut conn, &input, step, &answer, now);
+            // Whatever a mutated publisher gets through goes down the ingest pipeline too.
+            let mut live = LiveInput::new(0, 1, 1000, Timeline::default());
+            let mut events = Vec::new();
+            for o in outputs {
+                match o {
+                    Output::Published(MediaFrame::Config(info)) => live.configure(info),
+                    Output::Published(MediaFrame::Frame(f)) => live.push(f, 0, &mut events),
+                    _ => {}
+                }
+            }
+            live.finish(&mut events);
             let tag = flv::video_config_tag(&media().video.unwrap(), 0);
             let _ = conn.media_message(&tag);
             conn.unpublish_notify();

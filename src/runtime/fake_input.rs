@@ -1,16 +1,13 @@
 //! The async driver of a `fake://` input: wakes when the next frame is due (a timer, not a
-//! polling loop), pulls the frames from the sans-IO `FakeSource`, cuts segments, and fans
-//! them out to every shard.
+//! polling loop), pulls the frames from the sans-IO `FakeSource`, feeds them to the
+//! stream's `LiveInput` (segments, TS feed, FLV tags) and fans the events out to every
+//! shard.
 
 use crate::auth::verdict::StreamId;
 use crate::media::frame::TIMESCALE;
-use crate::rtmp::flv::frame_tag;
 use crate::runtime::fanout::Fanout;
 use crate::source::fake::FakeSource;
-use crate::stream::ring::FeedFrame;
-use crate::stream::segmenter::Segmenter;
-use crate::stream::ts_feed::TsFeed;
-use crate::stream::view::StreamEvent;
+use crate::stream::live_input::{LiveInput, Timeline};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -21,12 +18,11 @@ pub async fn run(stream: StreamId, name: Box<str>, segment_ms: u32, fanout: Rc<F
     let started = Instant::now();
     let utc_base_ms = crate::utc::now_ms();
     let mut source = FakeSource::new(utc_base_ms, KEYFRAME_INTERVAL_FRAMES);
-    let info = source.media_info();
-    let mut segmenter = Segmenter::new(&info, segment_ms, utc_base_ms);
-    let mut feed = TsFeed::new(&info);
-    fanout.publish(StreamEvent::Media { stream, info }).await;
+    let mut input = LiveInput::new(stream, 0, segment_ms, Timeline::default());
+    input.configure(source.media_info());
     log::info!("stream {name}: fake input started");
     let mut frames = Vec::with_capacity(8);
+    let mut events = Vec::with_capacity(16);
     loop {
         let due = Duration::from_micros((source.next_due().max(0) * 1_000_000 / TIMESCALE) as u64);
         let wait = (started + due).saturating_duration_since(Instant::now());
@@ -40,26 +36,12 @@ pub async fn run(stream: StreamId, name: Box<str>, segment_ms: u32, fanout: Rc<F
             glommio::timer::sleep(Duration::from_millis(1)).await;
             continue;
         }
+        let now_ms = crate::utc::now_ms();
         for frame in frames.drain(..) {
-            match segmenter.push(&frame) {
-                Ok(Some(segment)) => {
-                    fanout
-                        .publish(StreamEvent::Segment { stream, segment })
-                        .await
-                }
-                Ok(None) => {}
-                Err(e) => log::warn!("stream {name}: dropped a frame: {e}"),
-            }
-            let ts = match feed.chunk(&frame) {
-                Ok(ts) => ts,
-                Err(e) => {
-                    log::warn!("stream {name}: no TS for a frame: {e}");
-                    continue;
-                }
-            };
-            let flv = frame_tag(&frame);
-            let frame = FeedFrame { frame, ts, flv };
-            fanout.publish(StreamEvent::Frame { stream, frame }).await;
+            input.push(frame, now_ms, &mut events);
+        }
+        for event in events.drain(..) {
+            fanout.publish(event).await;
         }
     }
 }

@@ -63,6 +63,7 @@ pub async fn stream_live_ts(
             continue;
         }
         batch.clear();
+        let mut ended = false;
         {
             let shard = state.borrow();
             let Some(view) = shard.streams.get(id as usize) else {
@@ -72,6 +73,10 @@ pub async fn stream_live_ts(
                 match cursor.step(&view.ring) {
                     Step::Frame(f) => batch.push(f.ts.clone()),
                     Step::Wait => break,
+                    Step::Ended => {
+                        ended = true;
+                        break;
+                    }
                     Step::TooSlow => {
                         log::info!(
                             "mpegts {peer}: disconnecting: viewer stays behind the live edge"
@@ -90,6 +95,10 @@ pub async fn stream_live_ts(
         }
         play.sent(sent);
         state.borrow_mut().http.bytes_sent += sent;
+        if ended {
+            log::info!("mpegts {peer}: play ended: the publisher left");
+            return;
+        }
         if Instant::now() >= play.next_check()
             && let Err(reason) = play.recheck()
         {

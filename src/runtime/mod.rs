@@ -248,11 +248,11 @@ async fn shard_main(
         glommio::spawn_local(rtsp_conn::drain_udp(pair.clone(), true)).detach();
     }
 
-    for (_, receiver) in receivers.streams() {
+    for (peer, receiver) in receivers.streams() {
         let state = state.clone();
         glommio::spawn_local(async move {
             while let Some(event) = receiver.recv().await {
-                state.borrow_mut().apply(event);
+                state.borrow_mut().apply_from(peer, event);
             }
         })
         .detach();
@@ -274,6 +274,8 @@ async fn shard_main(
                 );
                 glommio::spawn_local(task).detach();
             }
+            // Runs on the shard a publisher connects to, for as long as it publishes.
+            InputUrl::Publish => {}
         }
     }
 
@@ -296,7 +298,9 @@ async fn shard_main(
             ListenerProto::Rtsp => {
                 glommio::spawn_local(accept_rtsp(l, state.clone(), udp.clone(), seed))
             }
-            ListenerProto::Rtmp => glommio::spawn_local(accept_rtmp(l, state.clone(), seed)),
+            ListenerProto::Rtmp => {
+                glommio::spawn_local(accept_rtmp(l, state.clone(), fanout.clone(), seed))
+            }
             _ => glommio::spawn_local(accept_loop(l, state.clone(), bus.clone())),
         })
         .collect();
@@ -331,7 +335,12 @@ async fn accept_rtsp(
 }
 
 /// Accepts RTMP connections; each gets its own seed (handshake randomness).
-async fn accept_rtmp(listener: TcpListener, state: Rc<RefCell<ShardState>>, seed: u64) {
+async fn accept_rtmp(
+    listener: TcpListener,
+    state: Rc<RefCell<ShardState>>,
+    fanout: Rc<Fanout>,
+    seed: u64,
+) {
     let mut accepted: u64 = 0;
     let shard = state.borrow().id as u64;
     loop {
@@ -339,7 +348,8 @@ async fn accept_rtmp(listener: TcpListener, state: Rc<RefCell<ShardState>>, seed
             Ok(stream) => {
                 accepted += 1;
                 let conn_seed = seed ^ (shard << 40) ^ accepted.wrapping_mul(0xd1b5_4a32_d192_ed03);
-                glommio::spawn_local(rtmp_conn::serve(stream, state.clone(), conn_seed)).detach();
+                let task = rtmp_conn::serve(stream, state.clone(), fanout.clone(), conn_seed);
+                glommio::spawn_local(task).detach();
             }
             Err(e) => {
                 log::warn!("rtmp accept failed: {e}");

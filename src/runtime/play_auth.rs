@@ -7,7 +7,8 @@
 //! `Authorizer` (waiting for a portal when needed), opens the connection's session, and
 //! re-asks every `RECHECK_INTERVAL` while the viewer plays, so a revocation, a session
 //! limit or a portal's deny on `update_session` cuts the connection within a second (spec
-//! §4, §7.3). A re-check is a cache hit (tens of ns); re-asking the portal when a decision
+//! §4, §7.3). `authorize_publish` is the publisher's flavour (no session, no re-check).
+//! A re-check is a cache hit (tens of ns); re-asking the portal when a decision
 //! runs out happens inside `authorize` while the stale allow keeps the viewer playing.
 
 use crate::auth::Authorization;
@@ -225,6 +226,62 @@ impl Drop for ConnectionPlay {
             shard
                 .auth
                 .close_connection_session(&catalog, key, Instant::now());
+        }
+    }
+}
+
+/// A publisher's authorization (`Authorizer::authorize_publish`, the stream's
+/// `on_publish`), waiting (bounded) for a portal when one is asked, like a play.
+pub async fn authorize_publish(
+    state: &Rc<RefCell<ShardState>>,
+    stream: StreamId,
+    token: Option<&[u8]>,
+    ip: IpAddr,
+) -> Result<(), DenyReason> {
+    let qs = match token {
+        None => Vec::new(),
+        Some(t) => {
+            let mut qs = state.borrow().catalog.token_param.as_bytes().to_vec();
+            qs.push(b'=');
+            crate::http::target::percent_encode_into(t, &mut qs);
+            qs
+        }
+    };
+    let request = PlayRequest {
+        stream,
+        proto: Proto::Rtmp,
+        token,
+        ip,
+        user_agent: None,
+        referer: None,
+        qs: &qs,
+    };
+    let mut waited = false;
+    loop {
+        let answer = {
+            let mut shard = state.borrow_mut();
+            let shard = &mut *shard;
+            let catalog = shard.catalog.clone();
+            shard
+                .auth
+                .authorize_publish(&catalog, &request, Instant::now(), crate::utc::now_ms())
+        };
+        match answer {
+            Authorization::Allow(_) => return Ok(()),
+            Authorization::Deny(reason) => return Err(reason),
+            Authorization::Pending(_) if waited => {
+                let shard = state.borrow();
+                return match shard.auth.unanswered_publish(&shard.catalog, stream) {
+                    Verdict::Allow => Ok(()),
+                    Verdict::Deny(reason) => Err(reason),
+                };
+            }
+            Authorization::Pending(key) => {
+                let wait = decision_wait(state);
+                let ready = DecisionReady { state, key };
+                futures_lite::future::or(ready, glommio::timer::sleep(wait)).await;
+                waited = true;
+            }
         }
     }
 }

@@ -34,7 +34,7 @@ impl Future for RingReady<'_> {
         };
         let ready = match self.cursor {
             None => view.ring.start().is_some(),
-            Some(c) => !matches!(view.ring.get(c), Lookup::NotYet),
+            Some(c) => view.ring.is_closed() || !matches!(view.ring.get(c), Lookup::NotYet),
         };
         if ready {
             Poll::Ready(())

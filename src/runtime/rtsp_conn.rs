@@ -278,7 +278,7 @@ async fn authorize(
         .borrow()
         .streams
         .get(id as usize)
-        .and_then(|v| v.media.clone());
+        .and_then(|v| v.live_media().cloned());
     match media {
         Some(media) => (AuthAnswer::Allowed { media }, Some(play)),
         None => {
@@ -368,6 +368,7 @@ impl Player {
                 match self.cursor.step(&view.ring) {
                     Step::Frame(f) => f.frame.clone(),
                     Step::Wait => break,
+                    Step::Ended => return Err("the publisher left"),
                     Step::TooSlow => return Err("viewer stays behind the live edge"),
                 }
             };

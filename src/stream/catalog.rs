@@ -1,10 +1,12 @@
 //! The `Catalog`: the configured streams and auth policies, compiled once from the config
 //! and shared read-only by every shard (an `Arc`, never mutated; a reload builds a new one).
+//! The one exception is each `publish://` stream's `PublishSlot`, an atomic claim (see there).
 
 use crate::auth::policy::Policy;
 use crate::auth::portal::BackendUrl;
 use crate::auth::verdict::StreamId;
 use crate::config::{Config, InputUrl, OnPlay};
+use crate::stream::publish_slot::PublishSlot;
 use ahash::AHashMap;
 use std::time::Duration;
 
@@ -31,6 +33,10 @@ pub struct StreamSpec {
     pub input: InputUrl,
     /// The policy that authorizes play requests; `None` means the stream is open.
     pub on_play: Option<PolicyId>,
+    /// The policy that authorizes publishers (`publish://` streams); `None`: any publisher.
+    pub on_publish: Option<PolicyId>,
+    /// Who publishes right now, for `publish://` streams (see `PublishSlot`).
+    pub publish: Option<PublishSlot>,
     pub segment_duration_ms: u32,
 }
 
@@ -113,6 +119,10 @@ impl Catalog {
                 on_play: s.on_play.as_ref().map(|p| match p {
                     OnPlay::Auth { backend } => policy_id(backend),
                 }),
+                on_publish: s.on_publish.as_ref().map(|p| match p {
+                    OnPlay::Auth { backend } => policy_id(backend),
+                }),
+                publish: (s.input == InputUrl::Publish).then(PublishSlot::new),
                 segment_duration_ms: s.segment_duration_ms,
             })
             .collect();

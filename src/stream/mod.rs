@@ -2,6 +2,8 @@
 //! and the window of recent segments (every shard).
 
 pub mod catalog;
+pub mod live_input;
+pub mod publish_slot;
 pub mod ring;
 pub mod segment;
 pub mod segmenter;

@@ -47,6 +47,8 @@ pub struct FrameRing {
     /// Index of the newest video keyframe still in the ring.
     last_keyframe: Option<u64>,
     has_video: bool,
+    /// The input ended: no frame follows the last one until a new input resets the ring.
+    closed: bool,
     wakers: Vec<Waker>,
 }
 
@@ -64,6 +66,7 @@ impl FrameRing {
             capacity: capacity.max(2),
             last_keyframe: None,
             has_video: false,
+            closed: false,
             wakers: Vec::new(),
         }
     }
@@ -97,9 +100,22 @@ impl FrameRing {
         }
     }
 
-    /// Where a new viewer (or one that fell behind) starts: the newest keyframe.
+    /// Where a new viewer (or one that fell behind) starts: the newest keyframe, while
+    /// the input is sending (a viewer that arrives after it ended waits for the next one).
     pub fn start(&self) -> Option<u64> {
-        self.last_keyframe
+        self.last_keyframe.filter(|_| !self.closed)
+    }
+
+    /// The input ended: viewers that reach the end are told so (`Step::Ended`).
+    pub fn close(&mut self) {
+        self.closed = true;
+        for waker in self.wakers.drain(..) {
+            waker.wake();
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed
     }
 
     pub fn get(&self, index: u64) -> Lookup<'_> {
@@ -127,6 +143,7 @@ impl FrameRing {
         self.first = self.end();
         self.frames.clear();
         self.last_keyframe = None;
+        self.closed = false;
         for waker in self.wakers.drain(..) {
             waker.wake();
         }
@@ -154,6 +171,8 @@ pub enum Step<'a> {
     Wait,
     /// The viewer keeps falling behind the live edge: disconnect it.
     TooSlow,
+    /// The viewer has every frame of an input that ended (a publisher left).
+    Ended,
 }
 
 impl ViewerCursor {
@@ -179,6 +198,9 @@ impl ViewerCursor {
                 }
                 Lookup::NotYet => {
                     self.next = Some(index);
+                    if ring.is_closed() {
+                        return Step::Ended;
+                    }
                     return Step::Wait;
                 }
                 Lookup::Gone => {
@@ -268,6 +290,27 @@ mod tests {
             1,
             "woken once, then forgotten"
         );
+    }
+
+    #[test]
+    fn a_closed_ring_ends_its_viewers_and_a_reset_reopens_it() {
+        let mut r = FrameRing::new(10);
+        let mut c = ViewerCursor::new();
+        r.push(frame(TrackKind::Video, true, 0));
+        r.push(frame(TrackKind::Video, false, 1));
+        assert!(matches!(c.step(&r), Step::Frame(_)));
+        r.close();
+        assert!(
+            matches!(c.step(&r), Step::Frame(f) if f.frame.pts == 1),
+            "drains first"
+        );
+        assert!(matches!(c.step(&r), Step::Ended));
+        let mut late = ViewerCursor::new();
+        assert!(matches!(late.step(&r), Step::Wait), "a new viewer waits");
+        r.reset();
+        assert!(!r.is_closed());
+        r.push(frame(TrackKind::Video, true, 5));
+        assert!(matches!(late.step(&r), Step::Frame(f) if f.frame.pts == 5));
     }
 
     #[test]

@@ -69,6 +69,30 @@ impl Segmenter {
         }
     }
 
+    /// Numbers segments from `sequence` on (an input that continues a stream's timeline).
+    pub fn starting_at(mut self, sequence: u64) -> Self {
+        self.next_sequence = sequence;
+        self
+    }
+
+    /// The sequence number the next segment gets.
+    pub fn next_sequence(&self) -> u64 {
+        self.next_sequence
+    }
+
+    /// Closes the open segment early (the input stopped), ending it at `end_dts`; `None`
+    /// when no segment is open or it would be empty.
+    pub fn finish(&mut self, end_dts: i64) -> Option<Segment> {
+        let since = self.open_since?;
+        if end_dts <= since || self.open_frames.is_empty() && self.buffer.is_empty() {
+            self.open_since = None;
+            self.buffer.clear();
+            self.open_frames.clear();
+            return None;
+        }
+        Some(self.close(end_dts))
+    }
+
     /// Feeds one frame; returns the segment it closed, if any.
     pub fn push(&mut self, frame: &Frame) -> Result<Option<Segment>, TsError> {
         let starts_segment = match frame.track {

@@ -1,6 +1,8 @@
 //! `StreamView`: what one shard knows of one stream: its media description, its recent
-//! segments and its recent frames. The owner shard's input produces them; every shard (owner included) applies
-//! the same `StreamEvent`s, so every shard serves the same playlists.
+//! segments and its recent frames, and which input they come from. The input's shard (the
+//! owner for `fake://`, the publisher's shard for `publish://`) produces them; every shard
+//! (that one included) applies the same `StreamEvent`s, so every shard serves the same
+//! playlists.
 
 use crate::auth::verdict::StreamId;
 use crate::hls::playlist::VariantInfo;
@@ -21,6 +23,13 @@ pub enum StreamEvent {
     Segment { stream: StreamId, segment: Segment },
     /// One frame, for the frame-by-frame protocols (RTSP, HTTP MPEG-TS), with its TS chunk.
     Frame { stream: StreamId, frame: FeedFrame },
+    /// An input started sending (sent before its first `Media`). `generation` counts the
+    /// stream's publishers (0 for inputs that live as long as the process): a start older
+    /// than the one a shard has seen is a late message and ignored.
+    InputStarted { stream: StreamId, generation: u64 },
+    /// The input stopped (a publisher left), after its last frame and its final (partial)
+    /// segment: frame viewers are told the stream ended; segments stay listed.
+    InputEnded { stream: StreamId, generation: u64 },
 }
 
 impl StreamEvent {
@@ -28,13 +37,30 @@ impl StreamEvent {
         match self {
             StreamEvent::Media { stream, .. }
             | StreamEvent::Segment { stream, .. }
-            | StreamEvent::Frame { stream, .. } => *stream,
+            | StreamEvent::Frame { stream, .. }
+            | StreamEvent::InputStarted { stream, .. }
+            | StreamEvent::InputEnded { stream, .. } => *stream,
         }
     }
 }
 
+/// The input a shard takes frames from: the shard it runs on and its generation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Source {
+    pub shard: usize,
+    pub generation: u64,
+}
+
 #[derive(Debug, Default)]
 pub struct StreamView {
+    /// The current input, once one started. Frames and media from any other shard are a
+    /// previous input's late messages (each shard's events arrive in order, but two
+    /// shards' events may interleave) and are ignored.
+    pub source: Option<Source>,
+    /// An input is sending now (false before the first and after a publisher left).
+    pub live: bool,
+    /// Counts `Media` changes, so a viewer can tell that its decoder configuration is stale.
+    pub media_version: u64,
     pub window: SegmentWindow,
     /// Recent frames, for viewers that take frames rather than segments.
     pub ring: FrameRing,
@@ -50,9 +76,36 @@ pub struct StreamView {
 }
 
 impl StreamView {
-    pub fn apply(&mut self, event: StreamEvent) {
+    /// Applies an event that shard `from` sent.
+    pub fn apply(&mut self, from: usize, event: StreamEvent) {
+        let from_source = self.source.is_none_or(|s| s.shard == from);
         match event {
+            StreamEvent::InputStarted { generation, .. } => {
+                if self.source.is_some_and(|s| s.generation > generation) {
+                    return;
+                }
+                self.source = Some(Source {
+                    shard: from,
+                    generation,
+                });
+                self.live = true;
+                // A new input: the previous one's frames are no place to start.
+                self.ring.reset();
+            }
+            StreamEvent::InputEnded { generation, .. } => {
+                if self.source
+                    == Some(Source {
+                        shard: from,
+                        generation,
+                    })
+                {
+                    self.live = false;
+                    self.ring.close();
+                }
+            }
+            StreamEvent::Media { .. } | StreamEvent::Frame { .. } if !from_source => {}
             StreamEvent::Media { info, .. } => {
+                self.media_version += 1;
                 self.variant = Some(variant_info(&info));
                 self.init_mp4 = Fmp4Muxer::new(&info).ok().map(|m| m.init_segment());
                 let single = |t| {
@@ -69,9 +122,15 @@ impl StreamView {
                 }
                 self.media = Some(info);
             }
+            // Any input's: the window keeps sequence order and drops late ones.
             StreamEvent::Segment { segment, .. } => self.window.push(segment),
             StreamEvent::Frame { frame, .. } => self.ring.push(frame),
         }
+    }
+
+    /// The stream's media while an input is sending.
+    pub fn live_media(&self) -> Option<&MediaInfo> {
+        self.media.as_ref().filter(|_| self.live)
     }
 }
 
@@ -96,5 +155,76 @@ pub fn variant_info(info: &MediaInfo) -> VariantInfo {
             .and_then(|v| v.frame_rate)
             .filter(|&(_, den)| den > 0)
             .map(|(num, den)| f64::from(num) / f64::from(den)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::frame::{Frame, TrackKind};
+
+    fn frame(keyframe: bool, pts: i64) -> StreamEvent {
+        let frame = Frame {
+            track: TrackKind::Video,
+            pts,
+            dts: pts,
+            keyframe,
+            data: Bytes::from_static(b"x"),
+        };
+        let flv = crate::rtmp::flv::frame_tag(&frame);
+        StreamEvent::Frame {
+            stream: 0,
+            frame: FeedFrame {
+                frame,
+                ts: Bytes::new(),
+                flv,
+            },
+        }
+    }
+
+    fn started(generation: u64) -> StreamEvent {
+        StreamEvent::InputStarted {
+            stream: 0,
+            generation,
+        }
+    }
+
+    fn ended(generation: u64) -> StreamEvent {
+        StreamEvent::InputEnded {
+            stream: 0,
+            generation,
+        }
+    }
+
+    #[test]
+    fn a_new_input_on_another_shard_wins_over_late_messages_of_the_old_one() {
+        let mut v = StreamView::default();
+        assert!(!v.live);
+        v.apply(1, started(1));
+        v.apply(1, frame(true, 0));
+        assert!(v.live && v.ring.start().is_some());
+        // A publisher on shard 0 takes over before shard 1's last messages arrive.
+        v.apply(0, started(2));
+        assert_eq!(v.ring.start(), None, "the old input's frames are no start");
+        let end = v.ring.end();
+        v.apply(1, frame(false, 1));
+        assert_eq!(v.ring.end(), end, "late frame of the old input ignored");
+        v.apply(1, ended(1));
+        assert!(v.live, "late end of the old input ignored");
+        v.apply(0, started(1));
+        assert_eq!(
+            v.source,
+            Some(Source {
+                shard: 0,
+                generation: 2
+            }),
+            "an older start is ignored"
+        );
+        v.apply(0, frame(true, 10));
+        assert!(v.ring.start().is_some());
+        v.apply(0, ended(2));
+        assert!(!v.live);
+        assert!(v.ring.is_closed());
+        assert_eq!(v.ring.start(), None, "new viewers wait for the next input");
     }
 }
