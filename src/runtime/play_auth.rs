@@ -269,6 +269,8 @@ pub async fn authorize_publish(
         match answer {
             Authorization::Allow(_) => return Ok(()),
             Authorization::Deny(reason) => return Err(reason),
+            // A publisher cannot follow a redirect.
+            Authorization::Redirect(_) => return Err(DenyReason::BackendDenied),
             Authorization::Pending(_) if waited => {
                 let shard = state.borrow();
                 return match shard.auth.unanswered_publish(&shard.catalog, stream) {
