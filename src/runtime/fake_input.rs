@@ -41,7 +41,11 @@ pub async fn run(stream: StreamId, name: Box<str>, segment_ms: u32, fanout: Rc<F
             continue;
         }
         for frame in frames.drain(..) {
-            match segmenter.push(&frame) {
+            let finished = segmenter.push(&frame);
+            if let Some(part) = segmenter.take_part() {
+                fanout.publish(StreamEvent::Part { stream, part }).await;
+            }
+            match finished {
                 Ok(Some(segment)) => {
                     fanout
                         .publish(StreamEvent::Segment { stream, segment })

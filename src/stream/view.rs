@@ -7,7 +7,7 @@ use crate::hls::playlist::VariantInfo;
 use crate::media::frame::MediaInfo;
 use crate::mux::fmp4::{Fmp4Muxer, Tracks};
 use crate::stream::ring::{FeedFrame, FrameRing};
-use crate::stream::segment::Segment;
+use crate::stream::segment::{Part, Segment};
 use crate::stream::window::SegmentWindow;
 use bytes::Bytes;
 
@@ -19,6 +19,8 @@ pub enum StreamEvent {
     Media { stream: StreamId, info: MediaInfo },
     /// A finished segment.
     Segment { stream: StreamId, segment: Segment },
+    /// An LL-HLS part of the segment being cut.
+    Part { stream: StreamId, part: Part },
     /// One frame, for the frame-by-frame protocols (RTSP, HTTP MPEG-TS), with its TS chunk.
     Frame { stream: StreamId, frame: FeedFrame },
 }
@@ -28,6 +30,7 @@ impl StreamEvent {
         match self {
             StreamEvent::Media { stream, .. }
             | StreamEvent::Segment { stream, .. }
+            | StreamEvent::Part { stream, .. }
             | StreamEvent::Frame { stream, .. } => *stream,
         }
     }
@@ -70,6 +73,7 @@ impl StreamView {
                 self.media = Some(info);
             }
             StreamEvent::Segment { segment, .. } => self.window.push(segment),
+            StreamEvent::Part { part, .. } => self.window.push_part(part),
             StreamEvent::Frame { frame, .. } => self.ring.push(frame),
         }
     }
