@@ -3,11 +3,7 @@
 //! window. Sans-IO: the HTTP service parks the request when told to wait and asks again
 //! when the window moves (or the wait times out).
 
-use crate::stream::window::{Awaited, SegmentWindow};
-
-/// How far past the last listed part a request may ask (the spec's Advance Part Limit):
-/// further is a client bug, answered 400 at once instead of a long park.
-pub const ADVANCE_PART_LIMIT: u64 = 3;
+use crate::stream::window::{ADVANCE_PART_LIMIT, Awaited, SegmentWindow};
 
 /// What a playlist request with delivery directives gets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,7 +43,7 @@ pub fn blocking_reload(window: &SegmentWindow, msn: Option<u64>, part: Option<u6
             } else {
                 0
             };
-            if msn >= open && part > listed + ADVANCE_PART_LIMIT {
+            if msn >= open && part > listed + u64::from(ADVANCE_PART_LIMIT) {
                 return Reload::BadRequest;
             }
             Awaited::Part {

@@ -30,6 +30,9 @@ pub const EXTRA_SEGMENTS: usize = 3;
 /// Parts of the open segment kept at most (a source that never sends a keyframe cannot
 /// grow the list): 30 s segments at the 0.32 s part target need 94.
 pub const MAX_OPEN_PARTS: usize = 128;
+/// How far past the newest part a request may wait for one (RFC 8216bis §6.2.5.2's Advance
+/// Part Limit): further is a client bug, refused at once instead of held.
+pub const ADVANCE_PART_LIMIT: u32 = 3;
 
 /// What a parked request waits for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -156,12 +159,15 @@ impl SegmentWindow {
             return PartLookup::Missing;
         };
         if segment == open {
+            let listed = self.open_parts.len() as u32;
             match self.open_parts.get(index as usize) {
                 Some(p) if p.segment == segment => PartLookup::Found(p),
-                _ if (index as usize) < MAX_OPEN_PARTS => PartLookup::NotYet,
+                _ if index <= listed + ADVANCE_PART_LIMIT && (index as usize) < MAX_OPEN_PARTS => {
+                    PartLookup::NotYet
+                }
                 _ => PartLookup::Missing,
             }
-        } else if segment == open + 1 && index == 0 {
+        } else if segment == open + 1 && index <= ADVANCE_PART_LIMIT {
             PartLookup::NotYet
         } else {
             PartLookup::Missing
@@ -295,7 +301,9 @@ mod tests {
         assert_eq!(w.open_sequence(), Some(5));
         assert!(matches!(w.part(5, 0), PartLookup::NotYet));
         assert!(matches!(w.part(6, 0), PartLookup::NotYet));
-        assert!(matches!(w.part(6, 1), PartLookup::Missing));
+        assert!(matches!(w.part(6, 3), PartLookup::NotYet));
+        assert!(matches!(w.part(6, 4), PartLookup::Missing));
+        assert!(matches!(w.part(5, 4), PartLookup::Missing), "too far ahead");
         assert!(!w.has(Awaited::Part {
             segment: 5,
             part: 0
