@@ -40,6 +40,7 @@ fn segments() -> Vec<Segment> {
             duration_ms: 2000,
             ts: Bytes::from(vec![0x47u8; 188 * 1000]),
             fmp4: None,
+            parts: Default::default(),
             dash: Default::default(),
             mss: Default::default(),
             start_dts: 0,

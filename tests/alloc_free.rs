@@ -11,7 +11,7 @@ use tessera::http::request::{Parsed, parse_head};
 use tessera::http::service::{ConnScratch, respond};
 use tessera::shard::{Now, ShardState};
 use tessera::stream::catalog::Catalog;
-use tessera::stream::segment::Segment;
+use tessera::stream::segment::{Part, Segment};
 use tessera::stream::view::StreamEvent;
 
 struct Counting;
@@ -67,6 +67,7 @@ fn shard_for(config_text: &str) -> (ShardState, Vec<String>) {
             duration_ms: 2000,
             ts: Bytes::from(vec![0x47u8; 188 * 100]),
             fmp4: None,
+            parts: Default::default(),
             dash: Default::default(),
             mss: tessera::stream::segment::MssFragments {
                 video: (i > 0).then(|| tessera::stream::segment::MssFragment {
@@ -88,6 +89,17 @@ fn shard_for(config_text: &str) -> (ShardState, Vec<String>) {
         names.push(String::from_utf8(name).unwrap());
         shard.apply(StreamEvent::Segment { stream: 0, segment });
     }
+    // A part of the segment being cut, for LL-HLS.
+    let part = Part {
+        segment: 6,
+        index: 0,
+        start_dts: 180_000,
+        end_dts: 208_800,
+        start_utc_ms: start + 12_000,
+        independent: true,
+        fmp4: Bytes::from(vec![0u8; 4000]),
+    };
+    shard.apply(StreamEvent::Part { stream: 0, part });
     (shard, names)
 }
 
@@ -98,6 +110,8 @@ fn cached_requests_do_not_allocate() {
         "/auth-check/tracks-v1a1/mono.m3u8?token=test1".to_string(),
         "/auth-check/index.m3u8?token=test1".to_string(),
         format!("/auth-check/tracks-v1a1/{}?token=test1", names[5]),
+        "/auth-check/index.ll.m3u8?token=test1&_HLS_msn=6&_HLS_part=0".to_string(),
+        "/auth-check/ll/6.0.m4s?token=test1".to_string(),
         "/auth-check/index.m3u8?token=nope".to_string(),
         "/auth-check/index.m3u8".to_string(),
         "/auth-check.isml/manifest?token=test1".to_string(),
@@ -130,7 +144,7 @@ fn cached_requests_do_not_allocate() {
     // Warm-up: opens the session, fills the decision cache, grows the buffers.
     assert_eq!(
         run(&mut shard, &mut out),
-        vec![200, 200, 200, 403, 403, 200, 200, 200]
+        vec![200, 200, 200, 200, 200, 403, 403, 200, 200, 200]
     );
     let before = shard.auth.cache().hits;
 
@@ -168,12 +182,14 @@ fn cached_requests_do_not_allocate() {
     COUNTING.with(|c| c.set(false));
     let allocations = ALLOCATIONS.load(Ordering::SeqCst);
     assert_eq!(
-        allocations, 0,
-        "{allocations} allocations in 8000 cached requests"
+        allocations,
+        0,
+        "{allocations} allocations in {} cached requests",
+        1000 * requests.len()
     );
     assert_eq!(
         shard.auth.cache().hits - before,
-        7000,
+        1000 * (requests.len() as u64 - 1),
         "every decision came from the cache (the player page asks for none)"
     );
 }

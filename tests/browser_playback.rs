@@ -130,6 +130,13 @@ fn hls_plays_in_chromium() {
     plays("hls");
 }
 
+/// hls.js in low-latency mode: blocking playlist reloads with `_HLS_msn`/`_HLS_part` after
+/// the token, parts and preload hints, the real-client proof of LL-HLS.
+#[test]
+fn llhls_plays_in_chromium() {
+    plays("llhls");
+}
+
 #[test]
 fn dash_plays_in_chromium() {
     plays("dash");
@@ -147,7 +154,7 @@ fn without_the_token_the_player_reports_the_refusal() {
     assert_browser_installed();
     let port = free_port();
     let server = Server::start(&config(port), port);
-    for format in ["hls", "dash", "mss"] {
+    for format in ["hls", "llhls", "dash", "mss"] {
         server.wait_ok(ready_path(format));
         let seen = browse(&server, &format!("format={format}"), "refused");
         assert!(seen.contains("\"ok\":true"), "{format}: {seen}");

@@ -179,6 +179,7 @@ fn a_published_stream_plays_over_every_output() {
     assert_probe_shows_publisher(&[], &server.url("/cam/index.m3u8"));
     assert_decodes_cleanly(&[], &server.url("/cam/index.m3u8"), 3, &[]);
     assert_probe_shows_publisher(&[], &server.url("/cam/index.fmp4.m3u8"));
+    assert_probe_shows_publisher(&[], &server.url("/cam/index.ll.m3u8"));
     assert_probe_shows_publisher(&[], &server.url("/cam/index.mpd"));
     assert_probe_shows_publisher(&[], &server.url("/cam/mpegts"));
     assert_probe_shows_publisher(

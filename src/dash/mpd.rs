@@ -142,6 +142,7 @@ mod tests {
                 duration_ms: 2000,
                 ts: Bytes::new(),
                 fmp4: None,
+                parts: Default::default(),
                 dash: Default::default(),
                 mss: Default::default(),
             })

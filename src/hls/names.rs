@@ -39,6 +39,44 @@ pub fn write_segment_path(out: &mut Vec<u8>, segment: &Segment, container: Conta
     );
 }
 
+/// LL-HLS resources sit under this directory at the stream root, named by media sequence
+/// number: `ll/init.mp4`, segments `ll/MSN.m4s`, parts `ll/MSN.PART.m4s`.
+pub const LL_DIR: &str = "ll/";
+
+/// What an LL-HLS file name under [`LL_DIR`] names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LlName {
+    Segment { sequence: u64 },
+    Part { sequence: u64, part: u32 },
+}
+
+/// Appends `MSN.m4s`.
+pub fn write_ll_segment_path(out: &mut Vec<u8>, sequence: u64) {
+    let _ = write!(out, "{sequence}.m4s");
+}
+
+/// Appends `MSN.PART.m4s`.
+pub fn write_ll_part_path(out: &mut Vec<u8>, sequence: u64, part: u32) {
+    let _ = write!(out, "{sequence}.{part}.m4s");
+}
+
+/// Parses `MSN.m4s` or `MSN.PART.m4s` (plain decimal digits, no sign, no leading `+`).
+pub fn parse_ll_name(file: &str) -> Option<LlName> {
+    let stem = file.strip_suffix(".m4s")?;
+    fn digits(t: &str, max: usize) -> Option<&str> {
+        (!t.is_empty() && t.len() <= max && t.bytes().all(|b| b.is_ascii_digit())).then_some(t)
+    }
+    match stem.split_once('.') {
+        None => Some(LlName::Segment {
+            sequence: digits(stem, 19)?.parse().ok()?,
+        }),
+        Some((msn, part)) => Some(LlName::Part {
+            sequence: digits(msn, 19)?.parse().ok()?,
+            part: digits(part, 9)?.parse().ok()?,
+        }),
+    }
+}
+
 /// Parses the six path segments after `tracks-v1a1/` back into (start second, duration ms,
 /// container). Anything that is not exactly that shape is `None` (answered 404).
 pub fn parse_segment_path(parts: [&str; 6]) -> Option<(i64, u32, Container)> {
@@ -79,6 +117,7 @@ mod tests {
             duration_ms: 5000,
             ts: Bytes::new(),
             fmp4: None,
+            parts: Default::default(),
             dash: Default::default(),
             mss: Default::default(),
             start_dts: 0,
@@ -98,6 +137,39 @@ mod tests {
             parse_segment_path(["2024", "02", "03", "19", "31", "36-05000.m4s"]),
             Some((start, 5000, Container::Fmp4))
         );
+    }
+
+    #[test]
+    fn ll_names_round_trip() {
+        let mut out = Vec::new();
+        write_ll_segment_path(&mut out, 17);
+        out.push(b' ');
+        write_ll_part_path(&mut out, 17, 3);
+        assert_eq!(out, b"17.m4s 17.3.m4s");
+        assert_eq!(
+            parse_ll_name("17.m4s"),
+            Some(LlName::Segment { sequence: 17 })
+        );
+        assert_eq!(
+            parse_ll_name("17.3.m4s"),
+            Some(LlName::Part {
+                sequence: 17,
+                part: 3
+            })
+        );
+        for bad in [
+            ".m4s",
+            "1..m4s",
+            "+1.m4s",
+            "1.-2.m4s",
+            "1.2.3.m4s",
+            "a.m4s",
+            "1.m4",
+            "99999999999999999999.m4s",
+            "1.9999999999.m4s",
+        ] {
+            assert_eq!(parse_ll_name(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! Only syntax here: whether the stream exists is the catalog's call, whether the segment
 //! still exists is the window's (after authorization, so a refused viewer learns nothing).
 
-use crate::hls::names::{Container, parse_segment_path};
+use crate::hls::names::{Container, LlName, parse_ll_name, parse_segment_path};
 use crate::hls::playlist::TRACKS_DIR;
 use crate::media::frame::TrackKind;
 
@@ -38,6 +38,12 @@ pub enum Resource {
     HlsFmp4Media,
     /// `tracks-v1a1/init.mp4`: the fMP4 initialization segment.
     Fmp4Init,
+    /// `index.ll.m3u8`: the LL-HLS media playlist (parts, blocking reload).
+    LlHlsMedia,
+    /// `ll/init.mp4`: the LL-HLS initialization segment (the fMP4 one).
+    LlInit,
+    /// `ll/MSN.m4s`, `ll/MSN.PART.m4s`: an LL-HLS segment or part.
+    Ll(LlName),
     /// `tracks-v1a1/YYYY/MM/DD/HH/MM/SS-DURMS.ts` (or `.m4s`)
     HlsSegment {
         start_second: i64,
@@ -56,6 +62,9 @@ impl Resource {
             }
             Resource::MssManifest | Resource::MssFragment { .. } => {
                 crate::auth::verdict::Proto::Mss
+            }
+            Resource::LlHlsMedia | Resource::LlInit | Resource::Ll(_) => {
+                crate::auth::verdict::Proto::LlHls
             }
             _ => crate::auth::verdict::Proto::Hls,
         }
@@ -160,6 +169,15 @@ pub fn route(path: &str) -> Option<(&str, Resource)> {
         (name, Resource::HlsFmp4Media)
     } else if let Some(name) = p.strip_suffix("/tracks-v1a1/init.mp4") {
         (name, Resource::Fmp4Init)
+    } else if let Some(name) = p.strip_suffix("/index.ll.m3u8") {
+        (name, Resource::LlHlsMedia)
+    } else if let Some(name) = p.strip_suffix("/ll/init.mp4") {
+        (name, Resource::LlInit)
+    } else if let Some((name, ll)) = p
+        .rsplit_once('/')
+        .and_then(|(dir, file)| Some((dir.strip_suffix("/ll")?, parse_ll_name(file)?)))
+    {
+        (name, Resource::Ll(ll))
     } else if let Some(name) = p.strip_suffix("/index.m3u8") {
         (name, Resource::HlsMaster)
     } else if let Some(name) = p
@@ -327,6 +345,36 @@ mod tests {
             Resource::MssManifest.proto(),
             crate::auth::verdict::Proto::Mss
         );
+    }
+
+    #[test]
+    fn ll_hls_resources() {
+        assert_eq!(
+            route("/a/b/index.ll.m3u8"),
+            Some(("a/b", Resource::LlHlsMedia))
+        );
+        assert_eq!(route("/a/ll/init.mp4"), Some(("a", Resource::LlInit)));
+        assert_eq!(
+            route("/a/ll/12.m4s"),
+            Some(("a", Resource::Ll(LlName::Segment { sequence: 12 })))
+        );
+        let part = LlName::Part {
+            sequence: 12,
+            part: 4,
+        };
+        assert_eq!(route("/a/b/ll/12.4.m4s"), Some(("a/b", Resource::Ll(part))));
+        assert_eq!(
+            Resource::Ll(part).proto(),
+            crate::auth::verdict::Proto::LlHls
+        );
+        for bad in [
+            "/ll/1.m4s",
+            "/a/ll/x.m4s",
+            "/a/ll/1.2.3.m4s",
+            "/a/index.ll.m3u",
+        ] {
+            assert_eq!(route(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -11,8 +11,11 @@ use crate::auth::Authorization;
 use crate::auth::cache::Grant;
 use crate::auth::verdict::{PlayRequest, Verdict};
 use crate::dash::mpd::{MpdContext, write_mpd};
-use crate::hls::names::Container;
-use crate::hls::playlist::{TRACKS_DIR, TokenQuery, write_master, write_media};
+use crate::hls::ll::{Reload, blocking_reload};
+use crate::hls::names::{Container, LlName};
+use crate::hls::playlist::{
+    TRACKS_DIR, TokenQuery, target_duration_s, write_ll_media, write_master, write_media,
+};
 use crate::http::request::{Method, RequestHead};
 use crate::http::response::{CachePolicy, Head, write_head};
 use crate::http::route::{DashTrack, Resource, route};
@@ -24,6 +27,8 @@ use crate::player::page::{PAGE_HEADERS, SCRIPT_HEADERS, format_from_target, writ
 use crate::player::{ASSET_PREFIX, Asset};
 use crate::shard::{Now, ShardState};
 use crate::stream::segment::{MssFragment, Segment};
+use crate::stream::segmenter::PART_TARGET_MS;
+use crate::stream::window::{Awaited, PartLookup};
 use bytes::Bytes;
 use std::io::Write;
 use std::net::IpAddr;
@@ -66,8 +71,8 @@ pub struct Reply {
     /// After the head, stream this stream's live MPEG-TS until the viewer leaves (the
     /// connection then closes); the request that got it is `play`'s session.
     pub live: Option<LiveTs>,
-    /// Nothing was written: the resource is the segment being cut right now. The connection
-    /// waits (bounded) for the stream's next segment, then asks again.
+    /// Nothing was written: the resource is the segment or part being cut right now, or an
+    /// LL-HLS blocking reload. The connection waits (bounded) for it, then asks again.
     pub wait_for_segment: Option<SegmentWait>,
     /// Nothing was written: the connection has more to do before the answer (wait for a
     /// portal's verdict, or run an operator API call across the shards).
@@ -91,11 +96,33 @@ pub enum Deferred {
     Api(crate::http::api::ApiCall),
 }
 
-/// A request parked until `stream` has a segment newer than `after_sequence`.
+/// A request parked until `stream`'s segment window has `until`, for at most `timeout`.
 #[derive(Clone, Copy, Debug)]
 pub struct SegmentWait {
     pub stream: crate::auth::verdict::StreamId,
-    pub after_sequence: u64,
+    pub until: Awaited,
+    pub timeout: std::time::Duration,
+}
+
+/// Longest a DASH request for the segment being cut waits for it.
+pub const SEGMENT_WAIT: std::time::Duration = std::time::Duration::from_secs(6);
+
+/// A parked request's reply: nothing written, not counted until it is answered.
+fn parked(shard: &mut ShardState, wait: SegmentWait, close: bool) -> Reply {
+    shard.http.requests -= 1;
+    Reply {
+        status: Status::Ok,
+        body: None,
+        close,
+        live: None,
+        wait_for_segment: Some(wait),
+        defer: None,
+    }
+}
+
+/// How long an LL-HLS request may be held: three target durations (RFC 8216bis §6.2.5.2).
+fn ll_wait(window: &crate::stream::window::SegmentWindow) -> std::time::Duration {
+    std::time::Duration::from_secs(3 * target_duration_s(window.playlist()))
 }
 
 /// What the connection needs to stream `/NAME/mpegts`.
@@ -356,17 +383,10 @@ pub fn respond(
                     // request instead of a 404 the player would have to recover from.
                     let wait = SegmentWait {
                         stream: stream.id,
-                        after_sequence: newest.sequence,
+                        until: Awaited::SegmentAfter(newest.sequence),
+                        timeout: SEGMENT_WAIT,
                     };
-                    shard.http.requests -= 1;
-                    return Reply {
-                        status: Status::Ok,
-                        body: None,
-                        close,
-                        live: None,
-                        wait_for_segment: Some(wait),
-                        defer: None,
-                    };
+                    return parked(shard, wait, close);
                 }
             }
             let fragment = match track {
@@ -414,17 +434,10 @@ pub fn respond(
                     // cut. Park the request rather than 404 a player that did nothing wrong.
                     let wait = SegmentWait {
                         stream: stream.id,
-                        after_sequence: newest.sequence,
+                        until: Awaited::SegmentAfter(newest.sequence),
+                        timeout: SEGMENT_WAIT,
                     };
-                    shard.http.requests -= 1;
-                    return Reply {
-                        status: Status::Ok,
-                        body: None,
-                        close,
-                        live: None,
-                        wait_for_segment: Some(wait),
-                        defer: None,
-                    };
+                    return parked(shard, wait, close);
                 }
             }
             let kind = match track {
@@ -444,6 +457,63 @@ pub fn respond(
         }
         // Answered before authorization.
         Resource::EmbedPage => Err(Status::NotFound),
+        Resource::LlHlsMedia if view.window.is_empty() || view.init_mp4.is_none() => Err(not_ready),
+        Resource::LlHlsMedia => {
+            let reload = match scratch.target.hls_directives() {
+                Some(d) => blocking_reload(&view.window, d.msn, d.part),
+                None => Reload::BadRequest,
+            };
+            match reload {
+                Reload::Now => {
+                    write_ll_media(
+                        &mut scratch.body,
+                        view.window.playlist(),
+                        view.window.open_parts(),
+                        PART_TARGET_MS,
+                        token,
+                    );
+                    Ok((PLAYLIST_TYPE, CachePolicy::NoCache, None))
+                }
+                Reload::BadRequest => Err(Status::BadRequest),
+                Reload::Wait(until) if may_wait => {
+                    let timeout = ll_wait(&view.window);
+                    let wait = SegmentWait {
+                        stream: stream.id,
+                        until,
+                        timeout,
+                    };
+                    return parked(shard, wait, close);
+                }
+                // Waited three target durations and the stream did not get there.
+                Reload::Wait(_) => Err(not_ready),
+            }
+        }
+        Resource::LlInit => match &view.init_mp4 {
+            Some(init) => Ok((MP4_TYPE, CachePolicy::NoCache, Some(init.clone()))),
+            None => Err(not_ready),
+        },
+        Resource::Ll(LlName::Segment { sequence }) => view
+            .window
+            .find_by_sequence(sequence)
+            .and_then(|s| s.fmp4.clone())
+            .map(|b| (M4S_TYPE, CachePolicy::Immutable, Some(b)))
+            .ok_or(Status::NotFound),
+        Resource::Ll(LlName::Part { sequence, part }) => match view.window.part(sequence, part) {
+            PartLookup::Found(p) => Ok((M4S_TYPE, CachePolicy::Immutable, Some(p.fmp4.clone()))),
+            PartLookup::NotYet if may_wait => {
+                // A part named by a preload hint, or asked for early: wait for it.
+                let wait = SegmentWait {
+                    stream: stream.id,
+                    until: Awaited::Part {
+                        segment: sequence,
+                        part,
+                    },
+                    timeout: ll_wait(&view.window),
+                };
+                return parked(shard, wait, close);
+            }
+            PartLookup::NotYet | PartLookup::Missing => Err(Status::NotFound),
+        },
         Resource::MpegTs => match view.ring.start() {
             Some(_) => Ok((TS_TYPE, CachePolicy::NoCache, None)),
             None => Err(not_ready),
@@ -469,10 +539,10 @@ pub fn respond(
     let (content_type, cache, shared_body) = match served {
         Ok(parts) => parts,
         Err(status) => {
-            let text = if status == Status::NotFound {
-                "segment not found\n"
-            } else {
-                "stream not ready\n"
+            let text = match status {
+                Status::NotFound => "segment not found\n",
+                Status::BadRequest => "bad request: _HLS_msn/_HLS_part out of range\n",
+                _ => "stream not ready\n",
             };
             return error(shard, out, now, status, text, close, send_body);
         }

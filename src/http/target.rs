@@ -11,7 +11,10 @@
 //! * the query is split on `&`; keys and values are percent-decoded; the token is the value of
 //!   the key that equals the configured name exactly (case-sensitive); a second occurrence is
 //!   400, so the server and a portal backend can never disagree about which token was meant;
-//! * a `#` anywhere is 400: clients never send fragments, so one is a smuggling attempt.
+//! * a `#` anywhere is 400: clients never send fragments, so one is a smuggling attempt;
+//! * the LL-HLS delivery directives `_HLS_msn` and `_HLS_part` (RFC 8216bis §6.2.5.2) are
+//!   read beside the token: decimal integers, at most once each; anything else marks them
+//!   malformed (the LL-HLS playlist answers 400; other resources ignore them).
 //!
 //! Owns reusable buffers so that the steady state allocates nothing per request.
 
@@ -51,7 +54,17 @@ pub struct Target {
     path: String,
     token: Vec<u8>,
     has_token: bool,
+    hls_msn: Option<u64>,
+    hls_part: Option<u64>,
+    hls_malformed: bool,
     decode_scratch: Vec<u8>,
+}
+
+/// The LL-HLS delivery directives of a request (`_HLS_msn`, `_HLS_part`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HlsDirectives {
+    pub msn: Option<u64>,
+    pub part: Option<u64>,
 }
 
 impl Target {
@@ -60,6 +73,9 @@ impl Target {
             path: String::with_capacity(256),
             token: Vec::with_capacity(128),
             has_token: false,
+            hls_msn: None,
+            hls_part: None,
+            hls_malformed: false,
             decode_scratch: Vec::with_capacity(256),
         }
     }
@@ -75,6 +91,14 @@ impl Target {
         self.has_token.then_some(&self.token[..])
     }
 
+    /// The LL-HLS delivery directives; `None` when one is malformed or repeated.
+    pub fn hls_directives(&self) -> Option<HlsDirectives> {
+        (!self.hls_malformed).then_some(HlsDirectives {
+            msn: self.hls_msn,
+            part: self.hls_part,
+        })
+    }
+
     /// Path segments after the leading `/`.
     pub fn segments(&self) -> impl DoubleEndedIterator<Item = &str> + Clone {
         self.path[1..].split('/').filter(|s| !s.is_empty())
@@ -85,6 +109,9 @@ impl Target {
         self.path.clear();
         self.token.clear();
         self.has_token = false;
+        self.hls_msn = None;
+        self.hls_part = None;
+        self.hls_malformed = false;
         if raw.first() != Some(&b'/') {
             return Err(TargetError::NotOriginForm);
         }
@@ -134,6 +161,14 @@ impl Target {
             self.decode_scratch.clear();
             percent_decode_into(raw_key, &mut self.decode_scratch)?;
             if self.decode_scratch != token_param {
+                let slot = match &self.decode_scratch[..] {
+                    b"_HLS_msn" => &mut self.hls_msn,
+                    b"_HLS_part" => &mut self.hls_part,
+                    _ => continue,
+                };
+                let value = parse_directive(raw_value);
+                self.hls_malformed |= slot.is_some() || value.is_none();
+                *slot = value;
                 continue;
             }
             if self.has_token {
@@ -144,6 +179,16 @@ impl Target {
         }
         Ok(())
     }
+}
+
+/// A delivery directive's value: 1 to 19 ASCII digits (never percent-encoded by clients).
+fn parse_directive(raw: &[u8]) -> Option<u64> {
+    if raw.is_empty() || raw.len() > 19 || !raw.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    raw.iter().try_fold(0u64, |n, &d| {
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
 }
 
 /// Appends the percent-decoding of `src` to `dst`. `+` stays `+` (RFC 3986, not form
@@ -268,10 +313,37 @@ mod tests {
     }
 
     #[test]
+    fn hls_delivery_directives_beside_the_token() {
+        let mut t = Target::new();
+        t.parse(
+            b"/a/index.ll.m3u8?token=t1&_HLS_msn=12&_HLS_part=3",
+            b"token",
+        )
+        .unwrap();
+        assert_eq!(t.token(), Some(&b"t1"[..]));
+        let d = |msn, part| Some(HlsDirectives { msn, part });
+        assert_eq!(t.hls_directives(), d(Some(12), Some(3)));
+        t.parse(b"/a/index.ll.m3u8?_HLS_msn=7&token=t1", b"token")
+            .unwrap();
+        assert_eq!(t.hls_directives(), d(Some(7), None));
+        for bad in [
+            "/a?_HLS_msn=",
+            "/a?_HLS_msn=-1",
+            "/a?_HLS_msn=1x",
+            "/a?_HLS_msn=1&_HLS_msn=2",
+            "/a?_HLS_part=99999999999999999999",
+        ] {
+            t.parse(bad.as_bytes(), b"token").unwrap();
+            assert_eq!(t.hls_directives(), None, "{bad}");
+        }
+    }
+
+    #[test]
     fn reused_buffers_do_not_leak_state() {
         let mut t = Target::new();
-        t.parse(b"/a?token=secret", b"token").unwrap();
+        t.parse(b"/a?token=secret&_HLS_msn=3", b"token").unwrap();
         t.parse(b"/b", b"token").unwrap();
+        assert_eq!(t.hls_directives().and_then(|d| d.msn), None);
         assert_eq!(t.token(), None);
         assert_eq!(t.path(), "/b");
     }

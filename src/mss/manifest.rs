@@ -151,6 +151,7 @@ mod tests {
             duration_ms: 2000,
             ts: Bytes::new(),
             fmp4: None,
+            parts: Default::default(),
             dash: Default::default(),
             mss: if mss {
                 MssFragments {

@@ -18,9 +18,6 @@ use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::Instant;
 
-/// Longest a request for the segment being cut waits for it.
-const SEGMENT_WAIT: std::time::Duration = std::time::Duration::from_secs(6);
-
 /// Serves one accepted connection until the client closes it, an error or timeout occurs,
 /// or a response asks to close.
 pub async fn serve(mut stream: TcpStream, state: Rc<RefCell<ShardState>>, bus: Rc<AuthBus>) {
@@ -134,8 +131,9 @@ pub async fn serve(mut stream: TcpStream, state: Rc<RefCell<ShardState>>, bus: R
                 None => {}
             }
             if let Some(wait) = reply.wait_for_segment {
-                // Answer what came before, then park this request until the segment it asks
-                // for is cut (bounded), and answer it again, once, without waiting.
+                // Answer what came before, then park this request until the segment or part it
+                // asks for is cut (bounded), and answer it again, once, without waiting. Only
+                // this connection waits; the shard goes on serving others.
                 if stream.write_all(&out).await.is_err() {
                     return;
                 }
@@ -143,9 +141,9 @@ pub async fn serve(mut stream: TcpStream, state: Rc<RefCell<ShardState>>, bus: R
                 let ready = SegmentReady {
                     state: &state,
                     stream: wait.stream,
-                    after: wait.after_sequence,
+                    until: wait.until,
                 };
-                futures_lite::future::or(ready, glommio::timer::sleep(SEGMENT_WAIT)).await;
+                futures_lite::future::or(ready, glommio::timer::sleep(wait.timeout)).await;
                 may_wait = false;
                 continue;
             }

@@ -1,6 +1,9 @@
 //! Futures a connection task awaits for media that is not there yet, each woken by the push
 //! that brings it (no polling).
 //!
+//! `SegmentReady` parks an HTTP request (a DASH segment or LL-HLS part being cut, an LL-HLS
+//! blocking reload) until the segment window has what it asks for.
+//!
 //! `RingReady`: the future a connection task awaits for its next frame. It resolves when the
 //! stream's `FrameRing` on this shard has something for the viewer's cursor (a frame, or
 //! news that the frame is gone), or, for a viewer that has not started, when a keyframe
@@ -10,6 +13,7 @@
 use crate::auth::verdict::StreamId;
 use crate::shard::ShardState;
 use crate::stream::ring::Lookup;
+use crate::stream::window::Awaited;
 use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
@@ -45,11 +49,13 @@ impl Future for RingReady<'_> {
     }
 }
 
-/// Resolves when the stream's segment window on this shard has a segment newer than `after`.
+/// Resolves when the stream's segment window on this shard has what a parked request waits
+/// for (a segment newer than a sequence number, or an LL-HLS part); woken by the window's
+/// segment and part pushes.
 pub struct SegmentReady<'a> {
     pub state: &'a Rc<RefCell<ShardState>>,
     pub stream: StreamId,
-    pub after: u64,
+    pub until: Awaited,
 }
 
 impl Future for SegmentReady<'_> {
@@ -60,11 +66,7 @@ impl Future for SegmentReady<'_> {
         let Some(view) = shard.streams.get_mut(self.stream as usize) else {
             return Poll::Ready(());
         };
-        if view
-            .window
-            .newest()
-            .is_some_and(|s| s.sequence > self.after)
-        {
+        if view.window.has(self.until) {
             Poll::Ready(())
         } else {
             view.window.wait(cx.waker());

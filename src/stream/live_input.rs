@@ -124,7 +124,15 @@ impl LiveInput {
         let Some(running) = self.running.as_mut() else {
             return;
         };
-        match running.segmenter.push(&frame) {
+        let finished = running.segmenter.push(&frame);
+        // An LL-HLS part goes out before the segment it ends (spec order for players).
+        if let Some(part) = running.segmenter.take_part() {
+            out.push(StreamEvent::Part {
+                stream: self.stream,
+                part,
+            });
+        }
+        match finished {
             Ok(Some(segment)) => {
                 self.timeline.next_sequence = segment.sequence + 1;
                 out.push(StreamEvent::Segment {
@@ -197,6 +205,12 @@ impl LiveInput {
         if let Some(mut r) = self.running.take()
             && let Some(segment) = r.segmenter.finish(end_dts)
         {
+            if let Some(part) = r.segmenter.take_part() {
+                out.push(StreamEvent::Part {
+                    stream: self.stream,
+                    part,
+                });
+            }
             self.timeline.next_sequence = segment.sequence + 1;
             out.push(StreamEvent::Segment {
                 stream: self.stream,
@@ -305,10 +319,15 @@ mod tests {
         let mut changed = info.clone();
         changed.audio = None;
         let out = run(&mut input, &changed, second, 0);
+        // (The segment's last LL-HLS part goes out just before it.)
+        let no_parts: Vec<&StreamEvent> = out
+            .iter()
+            .filter(|e| !matches!(e, StreamEvent::Part { .. }))
+            .collect();
         assert!(
-            matches!(&out[..2], [StreamEvent::Segment { .. }, StreamEvent::Media { info, .. }] if info.audio.is_none()),
+            matches!(&no_parts[..2], [StreamEvent::Segment { .. }, StreamEvent::Media { info, .. }] if info.audio.is_none()),
             "the old configuration's open segment first, then the new media: {:?}",
-            &out[..2]
+            &no_parts[..2]
         );
         assert!(
             !out.iter()

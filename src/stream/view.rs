@@ -9,7 +9,7 @@ use crate::hls::playlist::VariantInfo;
 use crate::media::frame::MediaInfo;
 use crate::mux::fmp4::{Fmp4Muxer, Tracks};
 use crate::stream::ring::{FeedFrame, FrameRing};
-use crate::stream::segment::Segment;
+use crate::stream::segment::{Part, Segment};
 use crate::stream::window::SegmentWindow;
 use bytes::Bytes;
 
@@ -21,6 +21,8 @@ pub enum StreamEvent {
     Media { stream: StreamId, info: MediaInfo },
     /// A finished segment.
     Segment { stream: StreamId, segment: Segment },
+    /// An LL-HLS part of the segment being cut.
+    Part { stream: StreamId, part: Part },
     /// One frame, for the frame-by-frame protocols (RTSP, HTTP MPEG-TS), with its TS chunk.
     Frame { stream: StreamId, frame: FeedFrame },
     /// An input started sending (sent before its first `Media`). `generation` counts the
@@ -37,6 +39,7 @@ impl StreamEvent {
         match self {
             StreamEvent::Media { stream, .. }
             | StreamEvent::Segment { stream, .. }
+            | StreamEvent::Part { stream, .. }
             | StreamEvent::Frame { stream, .. }
             | StreamEvent::InputStarted { stream, .. }
             | StreamEvent::InputEnded { stream, .. } => *stream,
@@ -103,7 +106,8 @@ impl StreamView {
                     self.ring.close();
                 }
             }
-            StreamEvent::Media { .. } | StreamEvent::Frame { .. } if !from_source => {}
+            StreamEvent::Media { .. } | StreamEvent::Frame { .. } | StreamEvent::Part { .. }
+                if !from_source => {}
             StreamEvent::Media { info, .. } => {
                 self.media_version += 1;
                 self.variant = Some(variant_info(&info));
@@ -124,6 +128,7 @@ impl StreamView {
             }
             // Any input's: the window keeps sequence order and drops late ones.
             StreamEvent::Segment { segment, .. } => self.window.push(segment),
+            StreamEvent::Part { part, .. } => self.window.push_part(part),
             StreamEvent::Frame { frame, .. } => self.ring.push(frame),
         }
     }
