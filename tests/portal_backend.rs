@@ -527,3 +527,33 @@ fn a_portal_redirect_is_a_302_for_http_clients() {
     );
     assert!(!out.status.success());
 }
+
+#[test]
+fn a_blocking_reload_waits_for_its_portal_verdict_then_for_its_part() {
+    let portal = Portal::start(&["--token", "warmup-token", "--token", "fresh"]);
+    let (_server, ports) = start_tessera(&portal, "");
+    let playlist = get(ports.http, "/live/index.ll.m3u8?token=warmup-token").text();
+    // The part the server announces next: `ll/MSN.PART.m4s`.
+    let hint = playlist
+        .lines()
+        .find(|l| l.starts_with("#EXT-X-PRELOAD-HINT"))
+        .unwrap_or_else(|| panic!("no preload hint:\n{playlist}"));
+    let name = hint
+        .split("ll/")
+        .nth(1)
+        .and_then(|rest| rest.split(".m4s").next())
+        .expect("a part name");
+    let (msn, part) = name.split_once('.').expect("MSN.PART");
+    // A viewer the portal has not decided about yet asks for that part's playlist: it
+    // waits for the verdict, then for the part, and gets it (not a 503).
+    let r = get(
+        ports.http,
+        &format!("/live/index.ll.m3u8?token=fresh&_HLS_msn={msn}&_HLS_part={part}"),
+    );
+    assert_eq!(r.status, 200, "{}", r.head);
+    assert!(
+        r.text().contains(&format!("ll/{msn}.{part}.m4s")),
+        "{}",
+        r.text()
+    );
+}

@@ -49,6 +49,10 @@ const ALLOWED_METHODS: &str = "GET, HEAD, OPTIONS";
 pub struct ConnScratch {
     pub target: Target,
     pub body: Vec<u8>,
+    /// The request being asked again already waited for a portal's verdict: a question
+    /// still open now counts as unanswered. Apart from `respond`'s `may_wait` (media), so
+    /// a request may wait for its verdict and then for its segment or part.
+    pub portal_waited: bool,
 }
 
 impl Default for ConnScratch {
@@ -56,6 +60,7 @@ impl Default for ConnScratch {
         ConnScratch {
             target: Target::new(),
             body: Vec::with_capacity(2048),
+            portal_waited: false,
         }
     }
 }
@@ -90,7 +95,8 @@ impl Reply {
 #[derive(Debug)]
 pub enum Deferred {
     /// A portal is being asked about this request: wait for the decision key, then ask
-    /// the service again (with `may_wait` false, so a lost answer ends as unanswered).
+    /// the service again (with `ConnScratch::portal_waited` set, so a lost answer ends as
+    /// unanswered).
     Auth(u64),
     /// An operator API call (`http::api`): the connection runs it and writes its answer.
     Api(crate::http::api::ApiCall),
@@ -275,7 +281,7 @@ pub fn respond(
                 defer: None,
             };
         }
-        Authorization::Pending(key) if may_wait => {
+        Authorization::Pending(key) if !scratch.portal_waited => {
             // Answered when the portal's verdict arrives; this one does not count yet.
             shard.http.requests -= 1;
             return Reply {

@@ -101,7 +101,7 @@ pub async fn serve(mut stream: TcpStream, state: Rc<RefCell<ShardState>>, bus: R
                     let wait = decision_wait(&state);
                     let ready = DecisionReady { state: &state, key };
                     futures_lite::future::or(ready, glommio::timer::sleep(wait)).await;
-                    may_wait = false;
+                    scratch.portal_waited = true;
                     continue;
                 }
                 Some(Deferred::Api(call)) => {
@@ -148,6 +148,7 @@ pub async fn serve(mut stream: TcpStream, state: Rc<RefCell<ShardState>>, bus: R
                 continue;
             }
             may_wait = true;
+            scratch.portal_waited = false;
             if let Some(live) = reply.live {
                 if stream.write_all(&out).await.is_err() {
                     return;
