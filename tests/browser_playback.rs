@@ -123,6 +123,10 @@ fn plays(format: &str) {
     }
     let seen = browse(&server, &format!("token=test1&format={format}"), "play");
     assert!(seen.contains("\"ok\":true"), "{seen}");
+    // What the player ended with, latency behind live included (for the notes).
+    if let Some(i) = seen.find("\"last\"") {
+        eprintln!("{format}: {}", &seen[i..(i + 240).min(seen.len())]);
+    }
 }
 
 #[test]

@@ -59,6 +59,16 @@
       fail('hls.js', data.type + ' ' + data.details + code);
       hls.destroy();
     });
+    // How far behind live the player is: hls.js's own estimate, and glass to player (the
+    // wall clock against the playhead's PROGRAM-DATE-TIME, the source's own clock).
+    player.latency = function () {
+      var date = hls.playingDate;
+      return {
+        estimate: hls.latency,
+        target: hls.targetLatency,
+        glass: date ? (Date.now() - date.getTime()) / 1000 : null,
+      };
+    };
     hls.loadSource(src);
     hls.attachMedia(video);
   }

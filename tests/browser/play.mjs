@@ -68,7 +68,8 @@ try {
     page.evaluate(() => {
       const v = document.getElementById('tessera-video');
       const p = window.tesseraPlayer || {};
-      return { state: p.state, errors: p.errors || [], time: v ? v.currentTime : -1 };
+      const latency = typeof p.latency === 'function' ? p.latency() : null;
+      return { state: p.state, errors: p.errors || [], time: v ? v.currentTime : -1, latency };
     });
   const started = Date.now();
   if (expect === 'play') {
