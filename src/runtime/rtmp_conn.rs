@@ -42,8 +42,9 @@ use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::Instant;
 
-/// Input buffer of a connection at first: commands and 4 KiB media chunks fit many times.
-const INPUT_BUFFER: usize = 64 * 1024;
+/// Input buffer of a connection at first: a player's handshake and commands fit; a
+/// publisher's grows (doubling) as its chunks need, up to `MAX_INPUT_BUFFER`.
+const INPUT_BUFFER: usize = 4 * 1024;
 /// Input buffered at most: one whole chunk of the largest message the chunk decoder takes
 /// (a publisher may announce any chunk size up to 2^31, and the decoder consumes whole
 /// chunks only), plus its header.
@@ -54,8 +55,12 @@ const _: () = assert!(
 );
 /// Frames sent per wake-up before other tasks get the shard back.
 const FRAMES_PER_BATCH: usize = 64;
-/// Output flushed once it grows past this within a batch.
-const FLUSH_AT: usize = 256 * 1024;
+/// Output is written once it reaches this, also in the middle of a message: a viewer's
+/// output buffer stays this small (plus one chunk) whatever the size of a keyframe or of
+/// the start-up burst. Memory per viewer is this buffer, not the GOP.
+const FLUSH_AT: usize = 32 * 1024;
+/// Room for one chunk (payload and header) past `FLUSH_AT`, so the buffer never grows.
+const OUTPUT_CAPACITY: usize = FLUSH_AT + 8 * 1024;
 
 struct Player {
     stream: StreamId,
@@ -115,7 +120,7 @@ async fn serve_connection(
 
     let mut inbuf = vec![0u8; INPUT_BUFFER];
     let (mut start, mut end) = (0usize, 0usize);
-    let mut out: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut out: Vec<u8> = Vec::with_capacity(OUTPUT_CAPACITY);
     let mut deadline: Option<Instant> = None;
     let mut player: Option<Player> = None;
     let mut authorized: Option<ConnectionPlay> = None;
@@ -536,12 +541,14 @@ async fn send_ready_frames(
         };
         for tag in config.drain(..).chain(p.started.then_some(tag)) {
             if let Some(chunks) = conn.media_message(&tag) {
-                append_parts(out, chunks.parts());
+                for part in chunks.parts() {
+                    out.extend_from_slice(part);
+                    if out.len() >= FLUSH_AT && !flush(stream, out).await {
+                        return Err("write failed");
+                    }
+                }
             }
             sent += tag.body.len() as u64;
-        }
-        if out.len() > FLUSH_AT && !flush(stream, out).await {
-            return Err("write failed");
         }
     }
     if flush(stream, out).await {
@@ -554,8 +561,8 @@ async fn send_ready_frames(
     }
 }
 
-/// Chunk headers and payload slices go out in one write per batch (glommio 0.9 has no
-/// vectored send).
+/// Chunk headers and payload slices are copied into the connection's output buffer and go
+/// out in one write per batch (glommio 0.9 has no vectored send).
 fn append_parts(out: &mut Vec<u8>, parts: &[Bytes]) {
     for part in parts {
         out.extend_from_slice(part);
