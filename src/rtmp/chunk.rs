@@ -414,6 +414,29 @@ impl ChunkEncoder {
         Ok(())
     }
 
+    /// Appends the chunk of `payload` that starts at `offset` (type 0 header for the first,
+    /// type 3 after it) and returns where the next chunk starts (`payload.len()` after the
+    /// last). The per-viewer media path: no allocation, and the caller may flush between
+    /// chunks so its buffer never grows past one chunk over its flush mark. The caller
+    /// checks the length against `MAX_WIRE_MESSAGE_LEN` (as `media_header` does).
+    pub fn write_chunk(
+        &self,
+        header: &MessageHeader,
+        payload: &[u8],
+        offset: usize,
+        out: &mut Vec<u8>,
+    ) -> usize {
+        if offset == 0 {
+            write_type0(header, payload.len(), out);
+        } else {
+            write_type3(header, out);
+        }
+        let start = offset.min(payload.len());
+        let end = (start + self.chunk_size).min(payload.len());
+        out.extend_from_slice(&payload[start..end]);
+        end
+    }
+
     /// The chunks of one message as header slices and payload slices (media messages: the
     /// payload `Bytes` is shared, never copied).
     pub fn chunks(
@@ -593,6 +616,30 @@ mod tests {
         next.extend([9u8; 72]);
         let got = decode_all(&mut dec, &next).unwrap();
         assert_eq!(got[0].timestamp, 0x0246_8ACE);
+    }
+
+    #[test]
+    fn chunk_by_chunk_writes_the_same_bytes_as_the_parts() {
+        let mut enc = ChunkEncoder::new();
+        enc.set_chunk_size(64).unwrap();
+        for (len, timestamp) in [(0usize, 5u32), (1, 5), (64, 5), (65, 5), (200, 0x0100_0000)] {
+            let h = MessageHeader {
+                csid: 6,
+                timestamp,
+                type_id: 9,
+                stream_id: 1,
+            };
+            let payload = Bytes::from((0..len).map(|i| i as u8).collect::<Vec<u8>>());
+            let mut out = Vec::new();
+            let mut at = 0;
+            loop {
+                at = enc.write_chunk(&h, &payload, at, &mut out);
+                if at >= payload.len() {
+                    break;
+                }
+            }
+            assert_eq!(out, enc.chunks(&h, &payload).unwrap().to_vec(), "len {len}");
+        }
     }
 
     #[test]

@@ -527,7 +527,15 @@ impl RtmpConnection {
     /// stream, timestamped relative to the first tag sent (never negative). `None` when not
     /// playing, paused, closed, or the tag is larger than 16 MiB.
     pub fn media_message(&mut self, tag: &FlvTag) -> Option<Chunks> {
-        if self.closed {
+        let header = self.media_header(tag)?;
+        self.encoder.chunks(&header, &tag.body).ok()
+    }
+
+    /// The chunk header `tag` goes out with as the next media message of the play (`None`
+    /// when not playing, paused, or the tag is longer than a message may be); write its
+    /// chunks with `encoder().write_chunk`, flushing between them as the shell likes.
+    pub fn media_header(&mut self, tag: &FlvTag) -> Option<MessageHeader> {
+        if self.closed || tag.body.len() > crate::rtmp::chunk::MAX_WIRE_MESSAGE_LEN {
             return None;
         }
         let play = self.playing.as_mut().filter(|p| !p.paused)?;
@@ -538,13 +546,17 @@ impl RtmpConnection {
             TagKind::Video => CSID_VIDEO,
             TagKind::Script => CSID_DATA,
         };
-        let header = MessageHeader {
+        Some(MessageHeader {
             csid,
             timestamp: ts,
             type_id: tag.kind.message_type(),
             stream_id: play.stream_id,
-        };
-        self.encoder.chunks(&header, &tag.body).ok()
+        })
+    }
+
+    /// The outgoing chunk encoder (its chunk size is the one announced to the peer).
+    pub fn encoder(&self) -> &ChunkEncoder {
+        &self.encoder
     }
 
     /// The played stream's publisher went away: onStatus `NetStream.Play.UnpublishNotify`

@@ -540,11 +540,17 @@ async fn send_ready_frames(
             };
         };
         for tag in config.drain(..).chain(p.started.then_some(tag)) {
-            if let Some(chunks) = conn.media_message(&tag) {
-                for part in chunks.parts() {
-                    out.extend_from_slice(part);
+            // Chunk by chunk into the connection's buffer: no allocation per message and
+            // viewer, and a flush whenever the buffer passes its mark, even mid-keyframe.
+            if let Some(header) = conn.media_header(&tag) {
+                let mut at = 0;
+                loop {
+                    at = conn.encoder().write_chunk(&header, &tag.body, at, out);
                     if out.len() >= FLUSH_AT && !flush(stream, out).await {
                         return Err("write failed");
+                    }
+                    if at >= tag.body.len() {
+                        break;
                     }
                 }
             }
