@@ -2,6 +2,7 @@
 //! `AuthBus` and renders its answer. The parsing, the key check and the rendering are
 //! `http::api`'s; this is only the asking around.
 
+use crate::auth::revoke::RevokeTarget;
 use crate::auth::verdict::DenyReason;
 use crate::http::api::{
     ApiCall, MetricsSnapshot, SessionInfo, merge_sessions, write_metrics, write_one_session,
@@ -52,6 +53,21 @@ async fn count(bus: &Rc<AuthBus>, call: GatherCall) -> (u64, usize) {
     (n, shards)
 }
 
+/// Revokes `target` on every shard; answers how many sessions closed.
+async fn revoke(bus: &Rc<AuthBus>, target: RevokeTarget, none_is_404: bool) -> ApiAnswer {
+    let reason = DenyReason::SessionRevoked;
+    let (cut, shards) = count(bus, GatherCall::Revoke { target, reason }).await;
+    let status = if cut == 0 && none_is_404 {
+        Status::NotFound
+    } else {
+        Status::Ok
+    };
+    json(
+        status,
+        format!("{{\"sessions_closed\":{cut},\"shards\":{shards}}}\n"),
+    )
+}
+
 pub async fn run(
     bus: &Rc<AuthBus>,
     call: ApiCall,
@@ -71,40 +87,9 @@ pub async fn run(
             Some(s) => json(Status::Ok, write_one_session(s)),
             None => json(Status::NotFound, "{\"error\":\"no such session\"}\n".into()),
         },
-        ApiCall::DeleteSession(id) => {
-            let target = crate::auth::revoke::RevokeTarget::Session(id);
-            let (cut, shards) = count(
-                bus,
-                GatherCall::Revoke {
-                    target,
-                    reason: DenyReason::SessionRevoked,
-                },
-            )
-            .await;
-            let status = if cut > 0 {
-                Status::Ok
-            } else {
-                Status::NotFound
-            };
-            json(
-                status,
-                format!("{{\"sessions_closed\":{cut},\"shards\":{shards}}}\n"),
-            )
-        }
-        ApiCall::Revoke(target) => {
-            let (cut, shards) = count(
-                bus,
-                GatherCall::Revoke {
-                    target,
-                    reason: DenyReason::SessionRevoked,
-                },
-            )
-            .await;
-            json(
-                Status::Ok,
-                format!("{{\"sessions_closed\":{cut},\"shards\":{shards}}}\n"),
-            )
-        }
+        // Deleting a session is revoking it; 404 when no shard had it.
+        ApiCall::DeleteSession(id) => revoke(bus, RevokeTarget::Session(id), true).await,
+        ApiCall::Revoke(target) => revoke(bus, target, false).await,
         ApiCall::Reauth { stream } => match stream_exists(&stream) {
             None => json(Status::NotFound, "{\"error\":\"no such stream\"}\n".into()),
             Some(id) => {

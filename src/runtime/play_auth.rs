@@ -57,6 +57,18 @@ pub fn decision_wait(state: &Rc<RefCell<ShardState>>) -> Duration {
     state.borrow().catalog.max_backend_timeout() + Duration::from_secs(1)
 }
 
+/// The query string a connection protocol's request is reported to a portal with (`qs`):
+/// the token under the configured parameter, as an HTTP player would have sent it.
+fn token_query(state: &Rc<RefCell<ShardState>>, token: Option<&[u8]>) -> Vec<u8> {
+    let Some(t) = token else {
+        return Vec::new();
+    };
+    let mut qs = state.borrow().catalog.token_param.as_bytes().to_vec();
+    qs.push(b'=');
+    crate::http::target::percent_encode_into(t, &mut qs);
+    qs
+}
+
 /// One connection's play, authorized and accounted.
 pub struct ConnectionPlay {
     state: Rc<RefCell<ShardState>>,
@@ -83,15 +95,7 @@ impl ConnectionPlay {
         ip: IpAddr,
         user_agent: Option<&[u8]>,
     ) -> Self {
-        let qs = match token {
-            None => Vec::new(),
-            Some(t) => {
-                let mut qs = state.borrow().catalog.token_param.as_bytes().to_vec();
-                qs.push(b'=');
-                crate::http::target::percent_encode_into(t, &mut qs);
-                qs
-            }
-        };
+        let qs = token_query(state, token);
         ConnectionPlay {
             state: state.clone(),
             stream,
@@ -238,15 +242,7 @@ pub async fn authorize_publish(
     token: Option<&[u8]>,
     ip: IpAddr,
 ) -> Result<(), DenyReason> {
-    let qs = match token {
-        None => Vec::new(),
-        Some(t) => {
-            let mut qs = state.borrow().catalog.token_param.as_bytes().to_vec();
-            qs.push(b'=');
-            crate::http::target::percent_encode_into(t, &mut qs);
-            qs
-        }
-    };
+    let qs = token_query(state, token);
     let request = PlayRequest {
         stream,
         proto: Proto::Rtmp,

@@ -26,9 +26,9 @@ use crate::rtmp::session::{
     Action, AuthAnswer, ConnectionConfig, DenyLevel, Output, RtmpConnection,
 };
 use crate::runtime::fanout::Fanout;
-use crate::runtime::flush;
 use crate::runtime::play_auth::{ConnectionPlay, authorize_publish};
 use crate::runtime::ring_wait::RingReady;
+use crate::runtime::{flush, sleep_until};
 use crate::shard::ShardState;
 use crate::stream::live_input::LiveInput;
 use crate::stream::publish_slot::PublishClaim;
@@ -289,12 +289,7 @@ async fn serve_connection(
                 }
             };
             let timer = async {
-                match deadline {
-                    Some(at) => {
-                        glommio::timer::sleep(at.saturating_duration_since(Instant::now())).await
-                    }
-                    None => futures_lite::future::pending::<()>().await,
-                }
+                sleep_until(deadline).await;
                 Wake::Deadline
             };
             let recheck_at = authorized
@@ -302,12 +297,7 @@ async fn serve_connection(
                 .filter(|_| player.is_some())
                 .map(ConnectionPlay::next_check);
             let recheck = async {
-                match recheck_at {
-                    Some(at) => {
-                        glommio::timer::sleep(at.saturating_duration_since(Instant::now())).await
-                    }
-                    None => futures_lite::future::pending::<()>().await,
-                }
+                sleep_until(recheck_at).await;
                 Wake::Recheck
             };
             futures_lite::future::or(

@@ -15,9 +15,9 @@ use crate::rtp::{DEFAULT_MAX_PAYLOAD, RtpPacket, RtpSender};
 use crate::rtsp::session::{
     AuthAnswer, ConnectionConfig, Output, PlayStart, PortPair, RtspConnection, TrackTransport,
 };
-use crate::runtime::flush;
 use crate::runtime::play_auth::ConnectionPlay;
 use crate::runtime::ring_wait::RingReady;
+use crate::runtime::{flush, sleep_until};
 use crate::shard::ShardState;
 use crate::stream::ring::{Step, ViewerCursor};
 use futures_lite::AsyncReadExt;
@@ -178,7 +178,7 @@ pub async fn serve(
                 }
             };
             let timer = async {
-                glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
+                sleep_until(Some(deadline)).await;
                 Wake::Deadline
             };
             let recheck_at = authorized
@@ -186,12 +186,7 @@ pub async fn serve(
                 .filter(|_| player.is_some())
                 .map(ConnectionPlay::next_check);
             let recheck = async {
-                match recheck_at {
-                    Some(at) => {
-                        glommio::timer::sleep(at.saturating_duration_since(Instant::now())).await
-                    }
-                    None => futures_lite::future::pending::<()>().await,
-                }
+                sleep_until(recheck_at).await;
                 Wake::Recheck
             };
             futures_lite::future::or(
