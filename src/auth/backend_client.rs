@@ -706,6 +706,19 @@ impl<C> BackendPool<C> {
         }
     }
 
+    /// Gives a permit back whose request was abandoned (another backend answered first):
+    /// no outcome for the breaker, but a probe that never reported lets the next request
+    /// probe again at once, so the circuit cannot stay half-open for good.
+    pub fn cancel(&mut self, permit: Permit, now: Instant) {
+        if let Some(slot) = self.slots.get_mut(permit.backend) {
+            slot.in_flight = slot.in_flight.saturating_sub(1);
+            if permit.admission == Admission::Probe && slot.breaker.state == BreakerState::HalfOpen
+            {
+                slot.breaker.state = BreakerState::Open { until: now };
+            }
+        }
+    }
+
     /// The most recently parked idle connection to `backend` that is still fresh. Stale
     /// ones are dropped (dropping `C` must close it).
     pub fn take_idle(&mut self, backend: usize, now: Instant) -> Option<C> {
@@ -1121,6 +1134,32 @@ mod tests {
         let probe = pool.acquire(0, t1).unwrap();
         assert!(probe.is_probe());
         pool.release(probe, Outcome::Failure, t1);
+    }
+
+    #[test]
+    fn a_cancelled_probe_frees_its_slot_and_the_next_request_probes() {
+        let t0 = Instant::now();
+        let limits = PoolLimits {
+            max_in_flight: 1,
+            breaker: BreakerConfig {
+                failure_threshold: 1,
+                cool_down: Duration::from_secs(1),
+            },
+            ..PoolLimits::default()
+        };
+        let mut pool: BackendPool<()> = BackendPool::new(1, limits);
+        let a = pool.acquire(0, t0).unwrap();
+        pool.release(a, Outcome::Failure, t0);
+        let t1 = t0 + Duration::from_secs(1);
+        let probe = pool.acquire(0, t1).unwrap();
+        assert!(probe.is_probe());
+        pool.cancel(probe, t1);
+        assert_eq!(pool.in_flight(0), 0);
+        let again = pool
+            .acquire(0, t1)
+            .expect("not stuck half-open or at capacity");
+        assert!(again.is_probe());
+        pool.release(again, Outcome::Success, t1);
     }
 
     #[test]

@@ -647,6 +647,13 @@ impl Authorizer {
 
     /// A connection ended: its session closes.
     pub fn close_connection_session(&mut self, catalog: &Catalog, key: u64, now: Instant) {
+        if let Some(s) = self.sessions.get_mut(key)
+            && s.connections > 1
+        {
+            // Another connection of the same viewer still plays in this session.
+            s.connections -= 1;
+            return;
+        }
         if let Some(s) = self.sessions.close(key) {
             self.closed(catalog, &s, now, "closed");
         }
@@ -678,9 +685,13 @@ impl Authorizer {
             user: grant.user.clone(),
             token_hash,
             connection,
+            connections: 0,
             // The portal's new_session question came before the session existed.
             portal_requests: u64::from(grant.from_portal),
         })?;
+        if connection && let Some(s) = self.sessions.get_mut(key) {
+            s.connections += 1;
+        }
         if touch == Touch::Opened {
             self.stats.sessions_opened += 1;
             log::info!(
@@ -1275,7 +1286,16 @@ mod tests {
         };
         let r = req(PORTAL, Some(b"t"));
         let (key, id) = a.open_connection_session(&cat, &r, &grant, now).unwrap();
+        // A second connection of the same viewer shares the session, which closes (and
+        // is reported closed) only with the last one.
+        assert_eq!(
+            a.open_connection_session(&cat, &r, &grant, now),
+            Some((key, id))
+        );
         a.close_connection_session(&cat, key, now);
+        assert_eq!(a.sessions().len(), 1);
+        a.close_connection_session(&cat, key, now);
+        assert_eq!(a.sessions().len(), 0);
         assert_eq!(
             a.take_user_events(),
             vec![

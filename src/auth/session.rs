@@ -94,6 +94,9 @@ pub struct Session {
     pub token_hash: u64,
     /// Lives with a connection: closed by `SessionTable::close`, never by idleness.
     pub connection: bool,
+    /// Connections sharing this session (same stream, proto, IP and token); it closes with
+    /// the last one.
+    pub connections: u32,
     /// Portal requests made for this session so far (`request_number` counts on from it).
     pub portal_requests: u64,
 }
@@ -255,6 +258,7 @@ mod tests {
             user: None,
             token_hash: 0,
             connection: false,
+            connections: 0,
             portal_requests: 0,
         }
     }

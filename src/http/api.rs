@@ -318,8 +318,10 @@ pub fn write_one_session(s: &SessionInfo) -> String {
 pub fn merge_sessions(mut all: Vec<SessionInfo>) -> Vec<SessionInfo> {
     all.sort_by(|a, b| (a.opened_unix_ms, a.id.as_str()).cmp(&(b.opened_unix_ms, b.id.as_str())));
     let mut out: Vec<SessionInfo> = Vec::with_capacity(all.len());
+    // Linear in the sessions: a shard may list 100,000.
+    let mut at: ahash::AHashMap<SessionId, usize> = ahash::AHashMap::with_capacity(all.len());
     for s in all {
-        match out.iter_mut().find(|o| o.id == s.id) {
+        match at.get(&s.id).map(|&i| &mut out[i]) {
             Some(o) => {
                 o.requests += s.requests;
                 o.bytes_sent += s.bytes_sent;
@@ -327,7 +329,10 @@ pub fn merge_sessions(mut all: Vec<SessionInfo>) -> Vec<SessionInfo> {
                 o.opened_unix_ms = o.opened_unix_ms.min(s.opened_unix_ms);
                 o.last_seen_unix_ms = o.last_seen_unix_ms.max(s.last_seen_unix_ms);
             }
-            None => out.push(s),
+            None => {
+                at.insert(s.id, out.len());
+                out.push(s);
+            }
         }
     }
     out

@@ -68,7 +68,7 @@ impl PortalClient {
             .collect();
         let mut denied: Option<BackendAnswer> = None;
         // Dropping the futures that are still out (after an allow) closes their
-        // connections and gives their permits back.
+        // connections; their `PermitGuard`s give the permits back.
         std::future::poll_fn(|cx| {
             for slot in asked.iter_mut() {
                 let Some(fut) = slot else { continue };
@@ -106,7 +106,12 @@ impl PortalClient {
             .borrow_mut()
             .acquire(backend, Instant::now())
             .map_err(|r| format!("{}: not asked: {r:?}", spec.url))?;
-        let mut permit = Some(permit);
+        // Given back however this ends: with the outcome below, or, when this future is
+        // dropped (another backend allowed first), cancelled by the guard.
+        let mut guard = PermitGuard {
+            pool: &self.pool,
+            permit: Some(permit),
+        };
         let result = self.exchange(backend, q).await;
         // Timeouts, connection errors and unexpected statuses all count against the
         // circuit; a 403 is an answer (success).
@@ -115,7 +120,7 @@ impl PortalClient {
         } else {
             Outcome::Failure
         };
-        if let Some(p) = permit.take() {
+        if let Some(p) = guard.permit.take() {
             self.pool.borrow_mut().release(p, outcome, Instant::now());
         }
         result.map_err(|e| format!("{}: {e}", spec.url))
@@ -204,6 +209,22 @@ impl PortalClient {
             }
         }
         Err(Exchange::Io("stale connection twice".into()))
+    }
+}
+
+/// Cancels a permit whose request was dropped before it ended.
+struct PermitGuard<'a> {
+    pool: &'a RefCell<BackendPool<PooledConn>>,
+    permit: Option<crate::auth::backend_client::Permit>,
+}
+
+impl Drop for PermitGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(p) = self.permit.take()
+            && let Ok(mut pool) = self.pool.try_borrow_mut()
+        {
+            pool.cancel(p, Instant::now());
+        }
     }
 }
 
