@@ -557,3 +557,23 @@ fn a_blocking_reload_waits_for_its_portal_verdict_then_for_its_part() {
         r.text()
     );
 }
+
+#[test]
+fn head_on_the_api_sends_no_body_and_keeps_the_connection_in_step() {
+    let portal = Portal::start(&["--token", "warmup-token"]);
+    let (_server, ports) = start_tessera(&portal, "");
+    let auth = format!("Authorization: Bearer {API_KEY}\r\n");
+    let req = format!(
+        "HEAD /metrics HTTP/1.1\r\nHost: t\r\n{auth}\r\n\
+         GET /metrics HTTP/1.1\r\nHost: t\r\n{auth}Connection: close\r\n\r\n"
+    );
+    let data = raw(ports.http, req.as_bytes());
+    let text = String::from_utf8_lossy(&data);
+    assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 2, "{text}");
+    // The HEAD answer is a head only: the second status line follows it directly.
+    let second = text
+        .find("\r\n\r\nHTTP/1.1 200 OK")
+        .expect("two heads back to back");
+    assert!(text[..second].starts_with("HTTP/1.1 200 OK"), "{text}");
+    assert!(text.contains("tessera_shards"), "{text}");
+}

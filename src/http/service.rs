@@ -99,7 +99,12 @@ pub enum Deferred {
     /// unanswered).
     Auth(u64),
     /// An operator API call (`http::api`): the connection runs it and writes its answer.
-    Api(crate::http::api::ApiCall),
+    /// `send_body` is false for HEAD: the head alone, or a keep-alive client reads the
+    /// body as the next response.
+    Api {
+        call: crate::http::api::ApiCall,
+        send_body: bool,
+    },
 }
 
 /// A request parked until `stream`'s segment window has `until`, for at most `timeout`.
@@ -615,7 +620,7 @@ fn api_request(
             close,
             live: None,
             wait_for_segment: None,
-            defer: Some(Deferred::Api(call)),
+            defer: Some(Deferred::Api { call, send_body }),
         },
         Err(e) => {
             let mut h = Head::new(e.status, TEXT_TYPE, e.message.len());
@@ -648,12 +653,15 @@ pub fn write_api_answer(
     content_type: &'static str,
     body: &str,
     close: bool,
+    send_body: bool,
 ) {
     let now = Now::read();
     let mut h = Head::new(status, content_type, body.len());
     h.close = close;
     emit(shard, out, h, now);
-    out.extend_from_slice(body.as_bytes());
+    if send_body {
+        out.extend_from_slice(body.as_bytes());
+    }
 }
 
 /// A segment's MSS fragment of one track.

@@ -104,7 +104,7 @@ pub async fn serve(mut stream: TcpStream, state: Rc<RefCell<ShardState>>, bus: R
                     scratch.portal_waited = true;
                     continue;
                 }
-                Some(Deferred::Api(call)) => {
+                Some(Deferred::Api { call, send_body }) => {
                     if stream.write_all(&out).await.is_err() {
                         return;
                     }
@@ -121,6 +121,7 @@ pub async fn serve(mut stream: TcpStream, state: Rc<RefCell<ShardState>>, bus: R
                         answer.content_type,
                         &answer.body,
                         reply.close,
+                        send_body,
                     );
                     if reply.close {
                         let _ = stream.write_all(&out).await;
