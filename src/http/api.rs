@@ -20,6 +20,7 @@ use crate::auth::verdict::{DENY_REASONS, DenyReason, Proto};
 use crate::http::request::Method;
 use crate::http::status::Status;
 use crate::http::target::percent_decode_into;
+use serde::{Serialize, Serializer};
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
@@ -58,21 +59,47 @@ impl SessionFilter {
     }
 }
 
-/// A session as the API lists it (gathered from every shard that serves it).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A session as the API lists it (gathered from every shard that serves it). Its JSON
+/// form is the API's: the keys in this order, `token` the tag (never the token),
+/// `user_id` null when the portal named no user, times in Unix milliseconds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct SessionInfo {
+    #[serde(serialize_with = "as_text")]
     pub id: SessionId,
+    #[serde(rename = "name")]
     pub stream: Box<str>,
+    #[serde(serialize_with = "proto_name")]
     pub proto: Proto,
+    #[serde(serialize_with = "as_text")]
     pub ip: IpAddr,
+    #[serde(rename = "token", serialize_with = "as_text")]
     pub token_tag: TokenTag,
+    #[serde(rename = "user_id")]
     pub user: Option<Box<str>>,
+    #[serde(rename = "opened_at")]
     pub opened_unix_ms: i64,
+    #[serde(rename = "last_seen_at")]
     pub last_seen_unix_ms: i64,
     pub requests: u64,
+    #[serde(rename = "bytes")]
     pub bytes_sent: u64,
-    /// A bit per shard serving it.
+    /// A bit per shard serving it; listed as the shard numbers.
+    #[serde(serialize_with = "shard_numbers")]
     pub shards: u64,
+}
+
+/// A JSON string of the value's `Display` form.
+fn as_text<S: Serializer>(value: &impl std::fmt::Display, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(value)
+}
+
+fn proto_name<S: Serializer>(proto: &Proto, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(proto.as_str())
+}
+
+/// The numbers of the set bits, ascending: `[0,1]` for `0b11`.
+fn shard_numbers<S: Serializer>(shards: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq((0..64u32).filter(|i| shards & (1u64 << i) != 0))
 }
 
 /// Why a request is not a call the API will run.
@@ -247,70 +274,28 @@ impl<'a> Params<'a> {
     }
 }
 
-fn json_str(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
+/// The answer of `GET .../sessions`.
+#[derive(Serialize)]
+struct SessionList<'a> {
+    sessions: &'a [SessionInfo],
 }
 
-fn write_session(out: &mut String, s: &SessionInfo) {
-    out.push_str("{\"id\":");
-    json_str(out, s.id.as_str());
-    out.push_str(",\"name\":");
-    json_str(out, &s.stream);
-    let _ = write!(
-        out,
-        ",\"proto\":\"{}\",\"ip\":\"{}\",\"token\":\"{}\",\"user_id\":",
-        s.proto.as_str(),
-        s.ip,
-        s.token_tag
-    );
-    match &s.user {
-        Some(u) => json_str(out, u),
-        None => out.push_str("null"),
-    }
-    let shards: Vec<String> = (0..64)
-        .filter(|i| s.shards & (1u64 << i) != 0)
-        .map(|i| i.to_string())
-        .collect();
-    let _ = write!(
-        out,
-        ",\"opened_at\":{},\"last_seen_at\":{},\"requests\":{},\"bytes\":{},\"shards\":[{}]}}",
-        s.opened_unix_ms,
-        s.last_seen_unix_ms,
-        s.requests,
-        s.bytes_sent,
-        shards.join(",")
-    );
+/// `value` as one line of compact JSON.
+fn json_line(value: &impl Serialize) -> String {
+    // Cannot fail: the answers hold no maps (no non-string keys), and their serializers
+    // (`Display` of ids, addresses and tags) never return an error.
+    let mut out = serde_json::to_string(value).expect("API answers always serialize");
+    out.push('\n');
+    out
 }
 
 /// `{"sessions":[...]}`, sessions ordered by opening time.
 pub fn write_sessions(sessions: &[SessionInfo]) -> String {
-    let mut out = String::from("{\"sessions\":[");
-    for (i, s) in sessions.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        write_session(&mut out, s);
-    }
-    out.push_str("]}\n");
-    out
+    json_line(&SessionList { sessions })
 }
 
 pub fn write_one_session(s: &SessionInfo) -> String {
-    let mut out = String::new();
-    write_session(&mut out, s);
-    out.push('\n');
-    out
+    json_line(s)
 }
 
 /// Merges one session's views from several shards (same id): counts add up, the earliest
@@ -674,6 +659,31 @@ mod tests {
         assert!(json.contains("\"name\":\"a\\\"b\""), "{json}");
         assert!(json.contains("\"token\":\"#abcdef01\""), "{json}");
         assert!(json.contains("\"shards\":[0,1]"), "{json}");
+    }
+
+    #[test]
+    fn session_json_keys_and_values_are_the_api_format() {
+        let s = SessionInfo {
+            id: SessionId::from_random([2; 16]),
+            stream: "live/a".into(),
+            proto: Proto::Rtmp,
+            ip: "::1".parse().unwrap(),
+            token_tag: TokenTag(0x0000_00ff),
+            user: None,
+            opened_unix_ms: -1,
+            last_seen_unix_ms: 1_700_000_000_123,
+            requests: u64::MAX,
+            bytes_sent: 0,
+            shards: 1 << 63 | 1 << 2,
+        };
+        assert_eq!(
+            write_one_session(&s),
+            "{\"id\":\"02020202-0202-4202-8202-020202020202\",\"name\":\"live/a\",\
+             \"proto\":\"rtmp\",\"ip\":\"::1\",\"token\":\"#000000ff\",\"user_id\":null,\
+             \"opened_at\":-1,\"last_seen_at\":1700000000123,\
+             \"requests\":18446744073709551615,\"bytes\":0,\"shards\":[2,63]}\n"
+        );
+        assert_eq!(write_sessions(&[]), "{\"sessions\":[]}\n");
     }
 
     #[test]
