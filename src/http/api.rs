@@ -391,154 +391,234 @@ impl MetricsSnapshot {
     }
 }
 
-/// Prometheus text exposition format 0.0.4.
+/// Prometheus text exposition format 0.0.4: every family of `METRIC_FAMILIES`, in order.
 pub fn write_metrics(m: &MetricsSnapshot) -> String {
     let mut o = String::with_capacity(4096);
-    let counter = |o: &mut String, name: &str, help: &str, value: u64| {
+    for f in METRIC_FAMILIES {
         let _ = write!(
             o,
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n",
+            name = f.name,
+            help = f.help,
+            kind = f.kind.as_str()
         );
-    };
-    counter(
-        &mut o,
-        "tessera_http_requests_total",
-        "HTTP requests answered.",
-        m.http_requests,
-    );
-    counter(
-        &mut o,
-        "tessera_http_sent_bytes_total",
-        "HTTP response bytes sent.",
-        m.http_bytes_sent,
-    );
-    let _ = write!(
-        o,
-        "# HELP tessera_decisions_total Play requests decided, by result and deny reason.\n\
-         # TYPE tessera_decisions_total counter\n\
-         tessera_decisions_total{{result=\"allow\",reason=\"\"}} {}\n",
-        m.allowed
-    );
+        match f.samples {
+            Samples::Value(value) => {
+                let _ = writeln!(o, "{} {}", f.name, value(m));
+            }
+            Samples::Lines(write) => write(&mut o, f.name, m),
+        }
+    }
+    o
+}
+
+/// One metric family of `/metrics`: its name, type, help text and samples.
+struct MetricFamily {
+    name: &'static str,
+    kind: MetricKind,
+    help: &'static str,
+    samples: Samples,
+}
+
+#[derive(Clone, Copy)]
+enum MetricKind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+impl MetricKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            MetricKind::Counter => "counter",
+            MetricKind::Gauge => "gauge",
+            MetricKind::Histogram => "histogram",
+        }
+    }
+}
+
+/// How a family's sample lines are written.
+#[derive(Clone, Copy)]
+enum Samples {
+    /// One unlabelled sample: `NAME VALUE`.
+    Value(fn(&MetricsSnapshot) -> u64),
+    /// Labelled samples, a histogram, or a value that is not an integer: written by the
+    /// function, given the family's name.
+    Lines(fn(&mut String, &str, &MetricsSnapshot)),
+}
+
+/// Every family of `/metrics`, in the order they are written.
+const METRIC_FAMILIES: &[MetricFamily] = &[
+    MetricFamily {
+        name: "tessera_http_requests_total",
+        kind: MetricKind::Counter,
+        help: "HTTP requests answered.",
+        samples: Samples::Value(|m| m.http_requests),
+    },
+    MetricFamily {
+        name: "tessera_http_sent_bytes_total",
+        kind: MetricKind::Counter,
+        help: "HTTP response bytes sent.",
+        samples: Samples::Value(|m| m.http_bytes_sent),
+    },
+    MetricFamily {
+        name: "tessera_decisions_total",
+        kind: MetricKind::Counter,
+        help: "Play requests decided, by result and deny reason.",
+        samples: Samples::Lines(write_decisions),
+    },
+    MetricFamily {
+        name: "tessera_decision_cache_hits_total",
+        kind: MetricKind::Counter,
+        help: "Decisions served from the cache.",
+        samples: Samples::Value(|m| m.cache_hits),
+    },
+    MetricFamily {
+        name: "tessera_decision_cache_misses_total",
+        kind: MetricKind::Counter,
+        help: "Decisions not in the cache.",
+        samples: Samples::Value(|m| m.cache_misses),
+    },
+    MetricFamily {
+        name: "tessera_decision_cache_hit_ratio",
+        kind: MetricKind::Gauge,
+        help: "Hits over lookups since start.",
+        samples: Samples::Lines(write_cache_hit_ratio),
+    },
+    MetricFamily {
+        name: "tessera_decision_cache_entries",
+        kind: MetricKind::Gauge,
+        help: "Decisions cached (all shards).",
+        samples: Samples::Value(|m| m.cache_entries),
+    },
+    MetricFamily {
+        name: "tessera_stale_allows_served_total",
+        kind: MetricKind::Counter,
+        help: "Requests served from a portal allow past its duration while it was re-asked or unreachable.",
+        samples: Samples::Value(|m| m.stale_served),
+    },
+    MetricFamily {
+        name: "tessera_backend_requests_total",
+        kind: MetricKind::Counter,
+        help: "Portal backend questions, by outcome.",
+        samples: Samples::Lines(write_backend_outcomes),
+    },
+    MetricFamily {
+        name: "tessera_backend_request_duration_seconds",
+        kind: MetricKind::Histogram,
+        help: "Portal question latency (all backends of one question).",
+        samples: Samples::Lines(write_backend_latency),
+    },
+    MetricFamily {
+        name: "tessera_sessions_open",
+        kind: MetricKind::Gauge,
+        help: "Play sessions open, by protocol (a session served by two shards counts twice).",
+        samples: Samples::Lines(write_sessions_by_proto),
+    },
+    MetricFamily {
+        name: "tessera_sessions_opened_total",
+        kind: MetricKind::Counter,
+        help: "Play sessions opened.",
+        samples: Samples::Value(|m| m.sessions_opened),
+    },
+    MetricFamily {
+        name: "tessera_sessions_closed_total",
+        kind: MetricKind::Counter,
+        help: "Play sessions closed.",
+        samples: Samples::Value(|m| m.sessions_closed),
+    },
+    MetricFamily {
+        name: "tessera_sessions_revoked_total",
+        kind: MetricKind::Counter,
+        help: "Play sessions cut by revocation or a session limit.",
+        samples: Samples::Value(|m| m.sessions_revoked),
+    },
+    MetricFamily {
+        name: "tessera_http_connections_open",
+        kind: MetricKind::Gauge,
+        help: "HTTP connections open.",
+        samples: Samples::Value(|m| m.http_connections_open),
+    },
+    MetricFamily {
+        name: "tessera_backend_lookups_pending",
+        kind: MetricKind::Gauge,
+        help: "Portal questions waiting for an answer.",
+        samples: Samples::Value(|m| m.lookups_pending),
+    },
+    MetricFamily {
+        name: "tessera_revocations",
+        kind: MetricKind::Gauge,
+        help: "Revoked tokens, users and sessions remembered.",
+        samples: Samples::Value(|m| m.revocations),
+    },
+    MetricFamily {
+        name: "tessera_shards",
+        kind: MetricKind::Gauge,
+        help: "Shards answering this scrape.",
+        samples: Samples::Value(|m| m.shards),
+    },
+];
+
+/// The allows (with an empty reason), then the denies of every reason.
+fn write_decisions(o: &mut String, name: &str, m: &MetricsSnapshot) {
+    let _ = writeln!(o, "{name}{{result=\"allow\",reason=\"\"}} {}", m.allowed);
     for r in DenyReason::ALL {
         let _ = writeln!(
             o,
-            "tessera_decisions_total{{result=\"deny\",reason=\"{}\"}} {}",
+            "{name}{{result=\"deny\",reason=\"{}\"}} {}",
             r.as_str(),
             m.denied_by[r as usize]
         );
     }
-    counter(
-        &mut o,
-        "tessera_decision_cache_hits_total",
-        "Decisions served from the cache.",
-        m.cache_hits,
-    );
-    counter(
-        &mut o,
-        "tessera_decision_cache_misses_total",
-        "Decisions not in the cache.",
-        m.cache_misses,
-    );
-    let ratio = if m.cache_hits + m.cache_misses == 0 {
+}
+
+/// Hits over lookups, 0 before the first lookup.
+fn write_cache_hit_ratio(o: &mut String, name: &str, m: &MetricsSnapshot) {
+    let lookups = m.cache_hits + m.cache_misses;
+    let ratio = if lookups == 0 {
         0.0
     } else {
-        m.cache_hits as f64 / (m.cache_hits + m.cache_misses) as f64
+        m.cache_hits as f64 / lookups as f64
     };
-    let _ = write!(
-        o,
-        "# HELP tessera_decision_cache_hit_ratio Hits over lookups since start.\n\
-         # TYPE tessera_decision_cache_hit_ratio gauge\n\
-         tessera_decision_cache_hit_ratio {ratio:.6}\n\
-         # HELP tessera_decision_cache_entries Decisions cached (all shards).\n\
-         # TYPE tessera_decision_cache_entries gauge\n\
-         tessera_decision_cache_entries {}\n",
-        m.cache_entries
-    );
-    counter(
-        &mut o,
-        "tessera_stale_allows_served_total",
-        "Requests served from a portal allow past its duration while it was re-asked or unreachable.",
-        m.stale_served,
-    );
-    let _ = write!(
-        o,
-        "# HELP tessera_backend_requests_total Portal backend questions, by outcome.\n\
-         # TYPE tessera_backend_requests_total counter\n\
-         tessera_backend_requests_total{{outcome=\"allow\"}} {}\n\
-         tessera_backend_requests_total{{outcome=\"deny\"}} {}\n\
-         tessera_backend_requests_total{{outcome=\"error\"}} {}\n",
-        m.portal_allowed, m.portal_denied, m.portal_unreachable
-    );
-    let _ = write!(
-        o,
-        "# HELP tessera_backend_request_duration_seconds Portal question latency (all backends of one question).\n\
-         # TYPE tessera_backend_request_duration_seconds histogram\n"
-    );
-    for (i, le) in LATENCY_BUCKETS_MS.iter().enumerate() {
-        let _ = writeln!(
-            o,
-            "tessera_backend_request_duration_seconds_bucket{{le=\"{}\"}} {}",
-            *le as f64 / 1000.0,
-            m.portal_latency_buckets[i]
-        );
+    let _ = writeln!(o, "{name} {ratio:.6}");
+}
+
+fn write_backend_outcomes(o: &mut String, name: &str, m: &MetricsSnapshot) {
+    let outcomes = [
+        ("allow", m.portal_allowed),
+        ("deny", m.portal_denied),
+        ("error", m.portal_unreachable),
+    ];
+    for (outcome, count) in outcomes {
+        let _ = writeln!(o, "{name}{{outcome=\"{outcome}\"}} {count}");
+    }
+}
+
+/// Cumulative buckets (`le` in seconds), `+Inf`, the sum in seconds and the count.
+fn write_backend_latency(o: &mut String, name: &str, m: &MetricsSnapshot) {
+    for (le, count) in LATENCY_BUCKETS_MS.iter().zip(m.portal_latency_buckets) {
+        let _ = writeln!(o, "{name}_bucket{{le=\"{}\"}} {count}", *le as f64 / 1000.0);
     }
     let _ = write!(
         o,
-        "tessera_backend_request_duration_seconds_bucket{{le=\"+Inf\"}} {}\n\
-         tessera_backend_request_duration_seconds_sum {:.6}\n\
-         tessera_backend_request_duration_seconds_count {}\n",
-        m.portal_latency_buckets[12],
+        "{name}_bucket{{le=\"+Inf\"}} {}\n\
+         {name}_sum {:.6}\n\
+         {name}_count {}\n",
+        m.portal_latency_buckets[LATENCY_BUCKETS_MS.len()],
         m.portal_latency_sum_us as f64 / 1e6,
         m.portal_requests
     );
-    let _ = write!(
-        o,
-        "# HELP tessera_sessions_open Play sessions open, by protocol (a session served by two shards counts twice).\n\
-         # TYPE tessera_sessions_open gauge\n"
-    );
+}
+
+fn write_sessions_by_proto(o: &mut String, name: &str, m: &MetricsSnapshot) {
     for p in Proto::ALL {
         let _ = writeln!(
             o,
-            "tessera_sessions_open{{proto=\"{}\"}} {}",
+            "{name}{{proto=\"{}\"}} {}",
             p.as_str(),
             m.sessions_by_proto[p as usize]
         );
     }
-    counter(
-        &mut o,
-        "tessera_sessions_opened_total",
-        "Play sessions opened.",
-        m.sessions_opened,
-    );
-    counter(
-        &mut o,
-        "tessera_sessions_closed_total",
-        "Play sessions closed.",
-        m.sessions_closed,
-    );
-    counter(
-        &mut o,
-        "tessera_sessions_revoked_total",
-        "Play sessions cut by revocation or a session limit.",
-        m.sessions_revoked,
-    );
-    let _ = write!(
-        o,
-        "# HELP tessera_http_connections_open HTTP connections open.\n\
-         # TYPE tessera_http_connections_open gauge\n\
-         tessera_http_connections_open {}\n\
-         # HELP tessera_backend_lookups_pending Portal questions waiting for an answer.\n\
-         # TYPE tessera_backend_lookups_pending gauge\n\
-         tessera_backend_lookups_pending {}\n\
-         # HELP tessera_revocations Revoked tokens, users and sessions remembered.\n\
-         # TYPE tessera_revocations gauge\n\
-         tessera_revocations {}\n\
-         # HELP tessera_shards Shards answering this scrape.\n\
-         # TYPE tessera_shards gauge\n\
-         tessera_shards {}\n",
-        m.http_connections_open, m.lookups_pending, m.revocations, m.shards
-    );
-    o
 }
 
 #[cfg(test)]
