@@ -157,71 +157,81 @@ pub fn parse_call(
         .strip_prefix(API_PREFIX.as_bytes())
         .ok_or(err(Status::NotFound, "no such API call\n"))?;
     match (method, rest) {
-        (Method::Get | Method::Head, b"sessions") => Ok(ApiCall::ListSessions(SessionFilter {
-            name: params.text("name")?,
-            proto: match params.text("proto")? {
-                None => None,
-                Some(p) => {
-                    Some(Proto::parse(&p).ok_or(err(Status::BadRequest, "unknown proto\n"))?)
-                }
-            },
-            user_id: params.text("user_id")?,
-            token_tag: match params.text("token")? {
-                None => None,
-                Some(t) => Some(
-                    u32::from_str_radix(t.trim_start_matches('#'), 16)
-                        .ok()
-                        .filter(|_| t.trim_start_matches('#').len() == 8)
-                        .ok_or(err(
-                            Status::BadRequest,
-                            "token filter is a tag: # and 8 hex digits, as listed\n",
-                        ))?,
-                ),
-            },
-        })),
+        (Method::Get | Method::Head, b"sessions") => {
+            Ok(ApiCall::ListSessions(session_filter(&params)?))
+        }
         (Method::Post, b"sessions/reauth") => Ok(ApiCall::Reauth {
             stream: params
                 .text("name")?
                 .ok_or(err(Status::BadRequest, "reauth needs ?name=STREAM\n"))?,
         }),
-        (Method::Post, b"revoke") => {
-            let targets = [
-                params.bytes("token")?.map(RevokeTarget::Token),
-                params.text("user_id")?.map(RevokeTarget::User),
-                match params.text("session_id")? {
-                    None => None,
-                    Some(id) => Some(RevokeTarget::Session(
-                        SessionId::parse(&id).ok_or(err(Status::BadRequest, "bad session_id\n"))?,
-                    )),
-                },
-                params.text("name")?.map(RevokeTarget::Stream),
-            ];
-            let mut given = targets.into_iter().flatten();
-            match (given.next(), given.next()) {
-                (Some(t), None) => Ok(ApiCall::Revoke(t)),
-                _ => Err(err(
-                    Status::BadRequest,
-                    "revoke takes exactly one of token, user_id, session_id, name\n",
-                )),
-            }
-        }
+        (Method::Post, b"revoke") => Ok(ApiCall::Revoke(revoke_target(&params)?)),
         (_, b"sessions" | b"sessions/reauth" | b"revoke") => {
             Err(err(Status::MethodNotAllowed, "method not allowed here\n"))
         }
-        (method, rest) => {
-            let id = rest
-                .strip_prefix(b"sessions/")
-                .ok_or(err(Status::NotFound, "no such API call\n"))?;
-            let id =
-                std::str::from_utf8(id).map_err(|_| err(Status::NotFound, "no such session\n"))?;
-            match method {
-                Method::Get | Method::Head => Ok(ApiCall::GetSession(id.into())),
-                Method::Delete => Ok(ApiCall::DeleteSession(
-                    SessionId::parse(id).ok_or(err(Status::NotFound, "no such session\n"))?,
-                )),
-                _ => Err(err(Status::MethodNotAllowed, "use GET or DELETE\n")),
-            }
-        }
+        (method, rest) => session_call(method, rest),
+    }
+}
+
+/// The filters of `GET .../sessions`.
+fn session_filter(params: &Params<'_>) -> Result<SessionFilter, ApiError> {
+    Ok(SessionFilter {
+        name: params.text("name")?,
+        proto: match params.text("proto")? {
+            None => None,
+            Some(p) => Some(Proto::parse(&p).ok_or(err(Status::BadRequest, "unknown proto\n"))?),
+        },
+        user_id: params.text("user_id")?,
+        token_tag: match params.text("token")? {
+            None => None,
+            Some(t) => Some(
+                u32::from_str_radix(t.trim_start_matches('#'), 16)
+                    .ok()
+                    .filter(|_| t.trim_start_matches('#').len() == 8)
+                    .ok_or(err(
+                        Status::BadRequest,
+                        "token filter is a tag: # and 8 hex digits, as listed\n",
+                    ))?,
+            ),
+        },
+    })
+}
+
+/// What `POST .../revoke` revokes: exactly one of its parameters.
+fn revoke_target(params: &Params<'_>) -> Result<RevokeTarget, ApiError> {
+    let targets = [
+        params.bytes("token")?.map(RevokeTarget::Token),
+        params.text("user_id")?.map(RevokeTarget::User),
+        match params.text("session_id")? {
+            None => None,
+            Some(id) => Some(RevokeTarget::Session(
+                SessionId::parse(&id).ok_or(err(Status::BadRequest, "bad session_id\n"))?,
+            )),
+        },
+        params.text("name")?.map(RevokeTarget::Stream),
+    ];
+    let mut given = targets.into_iter().flatten();
+    match (given.next(), given.next()) {
+        (Some(t), None) => Ok(t),
+        _ => Err(err(
+            Status::BadRequest,
+            "revoke takes exactly one of token, user_id, session_id, name\n",
+        )),
+    }
+}
+
+/// `GET|HEAD|DELETE .../sessions/{id}`; `rest` is the path after the API prefix.
+fn session_call(method: Method, rest: &[u8]) -> Result<ApiCall, ApiError> {
+    let id = rest
+        .strip_prefix(b"sessions/")
+        .ok_or(err(Status::NotFound, "no such API call\n"))?;
+    let id = std::str::from_utf8(id).map_err(|_| err(Status::NotFound, "no such session\n"))?;
+    match method {
+        Method::Get | Method::Head => Ok(ApiCall::GetSession(id.into())),
+        Method::Delete => Ok(ApiCall::DeleteSession(
+            SessionId::parse(id).ok_or(err(Status::NotFound, "no such session\n"))?,
+        )),
+        _ => Err(err(Status::MethodNotAllowed, "use GET or DELETE\n")),
     }
 }
 
