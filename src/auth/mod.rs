@@ -18,6 +18,7 @@
 pub mod backend_client;
 pub mod cache;
 pub mod lookup;
+pub mod play;
 pub mod policy;
 pub mod portal;
 pub mod revoke;

@@ -23,12 +23,12 @@
 //!    * `Authorize { .. }`: ask the authorizer; input is not consumed until
 //!      `authorized(answer, now)` is called, after which call `handle_input` again with the
 //!      kept bytes (even if no new bytes came) and drain outputs again.
-//!    * `StartPlay(p)`: send the stream's sequence headers (`flv::video_config_tag`,
-//!      `flv::audio_config_tag`), then frames from a keyframe on (`flv::frame_tag`, built
-//!      once per frame and shared), each through [`RtmpConnection::media_message`], writing
-//!      the returned [`Chunks`] parts in order. Drop audio older than the first video frame.
-//!    * `PausePlay { paused }` / `StopPlay`: stop or resume media; `media_message` returns
-//!      `None` meanwhile.
+//!    * `StartPlay(p)`: start an `rtmp::viewer::RtmpViewer` (sequence headers, then frames
+//!      from a keyframe on, re-sent configuration, audio gating, chunking); or write single
+//!      messages through [`RtmpConnection::media_message`], writing the returned [`Chunks`]
+//!      parts in order.
+//!    * `PausePlay { paused }` / `StopPlay`: stop or resume media (`RtmpViewer::resume` after
+//!      a pause); `media_message` returns `None` meanwhile.
 //!    * `PublishStarted`, `Published(MediaFrame)`, `Unpublished`: feed the stream source.
 //!    * `Close(reason)`: write every earlier `Transmit`, then close the socket.
 //!    * `Timeout(at)`: call `handle_timeout(now)` at `at` (replaces any earlier timer).
@@ -40,7 +40,7 @@ use super::chunk::{
     ChunkDecoder, ChunkEncoder, ChunkError, ChunkErrorKind, ChunkLimits, Chunks, Message,
     MessageHeader,
 };
-use super::flv::{self, FlvDemuxer, FlvError, FlvTag, MediaFrame, TagKind};
+use super::flv::{self, FlvDemuxer, FlvError, FlvTag, MediaFrame};
 use super::handshake::{HandshakeError, ServerHandshake};
 use crate::http::target::Target;
 use crate::media::frame::MediaInfo;
@@ -71,10 +71,10 @@ const PING_RESPONSE: u16 = 7;
 // Chunk streams we send on. 2 is reserved for protocol control (§5.4).
 const CSID_CONTROL: u32 = 2;
 const CSID_COMMAND: u32 = 3;
-const CSID_DATA: u32 = 4;
+pub(crate) const CSID_DATA: u32 = 4;
 const CSID_STATUS: u32 = 5;
-const CSID_AUDIO: u32 = 6;
-const CSID_VIDEO: u32 = 7;
+pub(crate) const CSID_AUDIO: u32 = 6;
+pub(crate) const CSID_VIDEO: u32 = 7;
 
 /// Streams one connection may create (real clients create one).
 const MAX_STREAMS: u32 = 8;
@@ -535,23 +535,11 @@ impl RtmpConnection {
     /// when not playing, paused, or the tag is longer than a message may be); write its
     /// chunks with `encoder().write_chunk`, flushing between them as the shell likes.
     pub fn media_header(&mut self, tag: &FlvTag) -> Option<MessageHeader> {
-        if self.closed || tag.body.len() > crate::rtmp::chunk::MAX_WIRE_MESSAGE_LEN {
+        if self.closed {
             return None;
         }
         let play = self.playing.as_mut().filter(|p| !p.paused)?;
-        let base = *play.base_ms.get_or_insert(tag.timestamp_ms);
-        let ts = (tag.timestamp_ms - base).clamp(0, i64::from(u32::MAX)) as u32;
-        let csid = match tag.kind {
-            TagKind::Audio => CSID_AUDIO,
-            TagKind::Video => CSID_VIDEO,
-            TagKind::Script => CSID_DATA,
-        };
-        Some(MessageHeader {
-            csid,
-            timestamp: ts,
-            type_id: tag.kind.message_type(),
-            stream_id: play.stream_id,
-        })
+        super::viewer::media_header(tag, &mut play.base_ms, play.stream_id)
     }
 
     /// The outgoing chunk encoder (its chunk size is the one announced to the peer).

@@ -9,4 +9,5 @@ pub mod segment;
 pub mod segmenter;
 pub mod ts_feed;
 pub mod view;
+pub mod viewer;
 pub mod window;
