@@ -164,7 +164,16 @@ struct Answer<'o> {
     send_body: bool,
 }
 
-impl Answer<'_> {
+impl<'o> Answer<'o> {
+    fn new(out: &'o mut Vec<u8>, head: &RequestHead<'_>, now: Now) -> Answer<'o> {
+        Answer {
+            out,
+            now,
+            close: head.close,
+            send_body: head.method != Method::Head,
+        }
+    }
+
     /// Writes `head` with the shard's id and cached date; the connection goes on with
     /// `next`, unless the request was HEAD.
     fn head_then(&mut self, shard: &mut ShardState, mut head: Head<'_>, next: Next) -> Reply {
@@ -214,12 +223,7 @@ pub fn respond(
 ) -> Reply {
     shard.http.requests += 1;
     scratch.body.clear();
-    let mut answer = Answer {
-        out,
-        now,
-        close: head.close,
-        send_body: head.method != Method::Head,
-    };
+    let mut answer = Answer::new(out, head, now);
     match phases(shard, scratch, head, peer, &mut answer, may_wait) {
         Ok(reply) | Err(reply) => reply,
     }
@@ -247,14 +251,14 @@ fn phases(
     let play = play_request(head, &scratch.target, stream.id, resource, peer);
     let grant = authorize(shard, &catalog, &play, scratch.portal_waited, answer.now)
         .map_err(|refusal| refuse(shard, &mut scratch.body, refusal, answer))?;
-    let serving = Serving {
+    let serving = Serving::new(
+        shard,
+        &catalog,
         stream,
-        view: &shard.streams[stream.id as usize],
-        target: &scratch.target,
-        token: token_query(&catalog, &scratch.target),
-        utc_ms: answer.now.utc_ms,
+        &scratch.target,
+        answer.now,
         may_wait,
-    };
+    );
     let served =
         serve(&serving, &mut scratch.body, resource).map_err(|why| unserved(shard, why, answer))?;
     Ok(account(
@@ -464,7 +468,25 @@ struct Serving<'a> {
     may_wait: bool,
 }
 
-impl Serving<'_> {
+impl<'a> Serving<'a> {
+    fn new(
+        shard: &'a ShardState,
+        catalog: &'a Catalog,
+        stream: &'a StreamSpec,
+        target: &'a Target,
+        now: Now,
+        may_wait: bool,
+    ) -> Serving<'a> {
+        Serving {
+            stream,
+            view: &shard.streams[stream.id as usize],
+            target,
+            token: token_query(catalog, target),
+            utc_ms: now.utc_ms,
+            may_wait,
+        }
+    }
+
     /// Parks the request until the window has `until`, for at most `timeout`.
     fn wait(&self, until: Awaited, timeout: Duration) -> Unserved {
         Unserved::Wait(SegmentWait {
@@ -901,3 +923,6 @@ pub fn invalid_request(shard: &mut ShardState, out: &mut Vec<u8>, now: Now, stat
     };
     answer.error(shard, status, text);
 }
+
+#[cfg(test)]
+mod tests;
