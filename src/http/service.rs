@@ -261,15 +261,7 @@ fn phases(
     );
     let served =
         serve(&serving, &mut scratch.body, resource).map_err(|why| unserved(shard, why, answer))?;
-    Ok(account(
-        shard,
-        &catalog,
-        &play,
-        &grant,
-        served,
-        &scratch.body,
-        answer,
-    ))
+    Ok(account(shard, &catalog, &play, &grant, served, answer))
 }
 
 /// Phase method: GET and HEAD go on; OPTIONS is a CORS preflight, answered without auth
@@ -515,34 +507,34 @@ impl<'a> Serving<'a> {
 
 /// What `serve` found: how to label it, and where its bytes are.
 #[derive(Debug)]
-struct Served {
+struct Served<'b> {
     content_type: &'static str,
     cache: CachePolicy,
-    body: Body,
+    body: Body<'b>,
 }
 
 #[derive(Debug)]
-enum Body {
-    /// Rendered into `ConnScratch::body` (playlists, manifests).
-    Rendered,
+enum Body<'b> {
+    /// Rendered into the connection's scratch body (playlists, manifests).
+    Rendered(&'b [u8]),
     /// Shared media bytes, written after the head as they are.
     Shared(Bytes),
     /// The live MPEG-TS, streamed by the connection until the viewer leaves.
     LiveTs,
 }
 
-impl Served {
+impl<'b> Served<'b> {
     /// A live document rendered into the scratch body: never cached.
-    fn rendered(content_type: &'static str) -> Served {
+    fn rendered(content_type: &'static str, body: &'b [u8]) -> Served<'b> {
         Served {
             content_type,
             cache: CachePolicy::NoCache,
-            body: Body::Rendered,
+            body: Body::Rendered(body),
         }
     }
 
     /// A media segment or fragment: it never changes under its URL.
-    fn segment(content_type: &'static str, bytes: Bytes) -> Served {
+    fn segment(content_type: &'static str, bytes: Bytes) -> Served<'b> {
         Served {
             content_type,
             cache: CachePolicy::Immutable,
@@ -580,7 +572,11 @@ fn unserved(shard: &mut ShardState, why: Unserved, answer: &mut Answer<'_>) -> R
 /// Phase serve: the authorized resource, from this shard's view of the stream. Playlists
 /// and manifests are rendered into `body` with the token in every URI; media is a `Bytes`
 /// clone of the shared segment.
-fn serve(s: &Serving<'_>, body: &mut Vec<u8>, resource: Resource) -> Result<Served, Unserved> {
+fn serve<'b>(
+    s: &Serving<'_>,
+    body: &'b mut Vec<u8>,
+    resource: Resource,
+) -> Result<Served<'b>, Unserved> {
     let view = s.view;
     match resource {
         Resource::HlsMaster => hls_master(s, body),
@@ -614,25 +610,25 @@ fn serve(s: &Serving<'_>, body: &mut Vec<u8>, resource: Resource) -> Result<Serv
 
 // Serve, HLS playlists.
 
-fn hls_master(s: &Serving<'_>, body: &mut Vec<u8>) -> Result<Served, Unserved> {
+fn hls_master<'b>(s: &Serving<'_>, body: &'b mut Vec<u8>) -> Result<Served<'b>, Unserved> {
     let variant = s.view.variant.as_ref().ok_or(Unserved::NotReady)?;
     write_master(body, variant, s.bandwidth(), s.token);
-    Ok(Served::rendered(PLAYLIST_TYPE))
+    Ok(Served::rendered(PLAYLIST_TYPE, body))
 }
 
 /// The live media playlist of TS segments, or of fMP4 ones (which need the init segment).
-fn hls_media(
+fn hls_media<'b>(
     s: &Serving<'_>,
-    body: &mut Vec<u8>,
+    body: &'b mut Vec<u8>,
     dir: &str,
     container: Container,
-) -> Result<Served, Unserved> {
+) -> Result<Served<'b>, Unserved> {
     let has_init = matches!(container, Container::Ts) || s.view.init_mp4.is_some();
     if s.view.window.is_empty() || !has_init {
         return Err(Unserved::NotReady);
     }
     write_media(body, s.view.window.playlist(), dir, s.token, container);
-    Ok(Served::rendered(PLAYLIST_TYPE))
+    Ok(Served::rendered(PLAYLIST_TYPE, body))
 }
 
 // Serve, segments.
@@ -642,7 +638,7 @@ fn hls_segment(
     start_second: i64,
     duration_ms: u32,
     container: Container,
-) -> Result<Served, Unserved> {
+) -> Result<Served<'static>, Unserved> {
     let found = view.window.find(start_second, duration_ms);
     let served = match container {
         Container::Ts => found.map(|seg| Served::segment(TS_TYPE, seg.ts.clone())),
@@ -654,7 +650,7 @@ fn hls_segment(
 }
 
 /// An initialization segment (fMP4 HLS, LL-HLS, DASH): known once the media is.
-fn init_segment(init: Option<&Bytes>) -> Result<Served, Unserved> {
+fn init_segment(init: Option<&Bytes>) -> Result<Served<'static>, Unserved> {
     let init = init.ok_or(Unserved::NotReady)?;
     Ok(Served {
         content_type: MP4_TYPE,
@@ -664,7 +660,7 @@ fn init_segment(init: Option<&Bytes>) -> Result<Served, Unserved> {
 }
 
 /// `/NAME/mpegts`: the connection streams the ring from its newest keyframe.
-fn live_ts(view: &StreamView) -> Result<Served, Unserved> {
+fn live_ts(view: &StreamView) -> Result<Served<'static>, Unserved> {
     view.ring.start().ok_or(Unserved::NotReady)?;
     Ok(Served {
         content_type: TS_TYPE,
@@ -675,7 +671,7 @@ fn live_ts(view: &StreamView) -> Result<Served, Unserved> {
 
 // Serve, DASH.
 
-fn dash_manifest(s: &Serving<'_>, body: &mut Vec<u8>) -> Result<Served, Unserved> {
+fn dash_manifest<'b>(s: &Serving<'_>, body: &'b mut Vec<u8>) -> Result<Served<'b>, Unserved> {
     let window = &s.view.window;
     let variant = s.view.variant.as_ref().filter(|_| !window.is_empty());
     let ctx = MpdContext {
@@ -686,10 +682,14 @@ fn dash_manifest(s: &Serving<'_>, body: &mut Vec<u8>) -> Result<Served, Unserved
         segment_ms: s.stream.segment_duration_ms,
     };
     write_mpd(body, window.playlist(), &ctx);
-    Ok(Served::rendered(MPD_TYPE))
+    Ok(Served::rendered(MPD_TYPE, body))
 }
 
-fn dash_segment(s: &Serving<'_>, track: DashTrack, start_dts: i64) -> Result<Served, Unserved> {
+fn dash_segment(
+    s: &Serving<'_>,
+    track: DashTrack,
+    start_dts: i64,
+) -> Result<Served<'static>, Unserved> {
     let window = &s.view.window;
     let segment = window.find_by_dts(start_dts);
     if segment.is_none() && s.may_wait {
@@ -709,7 +709,7 @@ fn dash_segment(s: &Serving<'_>, track: DashTrack, start_dts: i64) -> Result<Ser
 
 // Serve, MSS.
 
-fn mss_manifest(s: &Serving<'_>, body: &mut Vec<u8>) -> Result<Served, Unserved> {
+fn mss_manifest<'b>(s: &Serving<'_>, body: &'b mut Vec<u8>) -> Result<Served<'b>, Unserved> {
     let window = &s.view.window;
     let media = s.view.media.as_ref();
     let media = media.filter(|_| has_fragments(window.segments()));
@@ -722,7 +722,7 @@ fn mss_manifest(s: &Serving<'_>, body: &mut Vec<u8>) -> Result<Served, Unserved>
     // manifest and derives its live delay from this DVR window (dash.js needs about four
     // fragments to start).
     write_manifest(body, window.segments(), &ctx);
-    Ok(Served::rendered(MSS_MANIFEST_TYPE))
+    Ok(Served::rendered(MSS_MANIFEST_TYPE, body))
 }
 
 fn mss_fragment(
@@ -730,7 +730,7 @@ fn mss_fragment(
     track: TrackKind,
     time: u64,
     info_only: bool,
-) -> Result<Served, Unserved> {
+) -> Result<Served<'static>, Unserved> {
     let window = &s.view.window;
     let of_track = |segment| mss_fragment_of(segment, track);
     let found = window
@@ -782,7 +782,7 @@ fn moof_of(fragment: &Bytes) -> Bytes {
 
 /// The LL-HLS playlist, now or, for a blocking reload, once the window has what the
 /// `_HLS_msn`/`_HLS_part` directives name.
-fn ll_playlist(s: &Serving<'_>, body: &mut Vec<u8>) -> Result<Served, Unserved> {
+fn ll_playlist<'b>(s: &Serving<'_>, body: &'b mut Vec<u8>) -> Result<Served<'b>, Unserved> {
     let window = &s.view.window;
     if window.is_empty() || s.view.init_mp4.is_none() {
         return Err(Unserved::NotReady);
@@ -795,7 +795,7 @@ fn ll_playlist(s: &Serving<'_>, body: &mut Vec<u8>) -> Result<Served, Unserved> 
         Reload::Now => {
             let parts = window.open_parts();
             write_ll_media(body, window.playlist(), parts, PART_TARGET_MS, s.token);
-            Ok(Served::rendered(PLAYLIST_TYPE))
+            Ok(Served::rendered(PLAYLIST_TYPE, body))
         }
         Reload::BadRequest => Err(Unserved::BadDirectives),
         Reload::Wait(until) if s.may_wait => Err(s.wait_ll(until)),
@@ -805,7 +805,7 @@ fn ll_playlist(s: &Serving<'_>, body: &mut Vec<u8>) -> Result<Served, Unserved> 
 }
 
 /// `ll/MSN.m4s`, `ll/MSN.PART.m4s`.
-fn ll_media(s: &Serving<'_>, name: LlName) -> Result<Served, Unserved> {
+fn ll_media(s: &Serving<'_>, name: LlName) -> Result<Served<'static>, Unserved> {
     let window = &s.view.window;
     let bytes = match name {
         LlName::Segment { sequence } => window
@@ -832,12 +832,11 @@ fn account(
     catalog: &Catalog,
     play: &PlayRequest<'_>,
     grant: &Grant,
-    served: Served,
-    rendered: &[u8],
+    served: Served<'_>,
     answer: &mut Answer<'_>,
 ) -> Reply {
     let length = match &served.body {
-        Body::Rendered => rendered.len(),
+        Body::Rendered(rendered) => rendered.len(),
         Body::Shared(bytes) => bytes.len(),
         Body::LiveTs => 0,
     };
@@ -858,7 +857,7 @@ fn account(
     // A live stream has no length: it ends with the connection.
     answer.close |= live;
     match served.body {
-        Body::Rendered => answer.write(shard, head, rendered),
+        Body::Rendered(rendered) => answer.write(shard, head, rendered),
         Body::Shared(bytes) => answer.head_then(shard, head, Next::Body(bytes)),
         Body::LiveTs => answer.head_then(shard, head, Next::LiveTs(play.stream)),
     }

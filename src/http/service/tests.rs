@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::auth::PortalOutcome;
-use crate::auth::portal::{BackendAnswer, BackendDecision, HeaderNotes};
+use crate::auth::portal::parse_backend_response;
 use crate::http::limits::HttpLimits;
 use crate::source::fake::FakeSource;
 use crate::stream::live_input::{LiveInput, Timeline};
@@ -105,7 +105,7 @@ impl Client {
     }
 
     /// Normalizes and routes `target` (both must pass) and serves it.
-    fn serve(&mut self, target: &str, may_wait: bool) -> Result<Served, Unserved> {
+    fn serve(&mut self, target: &str, may_wait: bool) -> Result<Served<'_>, Unserved> {
         let catalog = self.shard.catalog.clone();
         let scratch = &mut self.scratch;
         scratch.body.clear();
@@ -121,6 +121,26 @@ impl Client {
             may_wait,
         );
         serve(&serving, &mut scratch.body, resource)
+    }
+
+    /// All phases for a GET of `target`: the status, and the body after the head.
+    fn answered(&mut self, target: &str, may_wait: bool) -> (Status, &str) {
+        let reply = self.respond(&get(target), may_wait);
+        (reply.status, self.body())
+    }
+
+    /// Serves `target`, which must park, and checks that all phases park it too: nothing
+    /// written, nothing counted.
+    fn parked(&mut self, target: &str) -> SegmentWait {
+        let Err(Unserved::Wait(wait)) = self.serve(target, true) else {
+            panic!("{target} parks")
+        };
+        let requests = self.shard.http.requests;
+        let reply = self.respond(&get(target), true);
+        assert!(matches!(reply.next, Next::WaitForSegment(w) if w.until == wait.until));
+        assert!(reply.parks() && self.out.is_empty());
+        assert_eq!(self.shard.http.requests, requests);
+        wait
     }
 
     fn text(&self) -> &str {
@@ -157,12 +177,15 @@ fn peer() -> IpAddr {
 
 // Method.
 
+fn checked_method(c: &mut Client, head: &RequestHead<'_>) -> Result<(), Reply> {
+    c.phase(head, |shard, _, answer| method(shard, head.method, answer))
+}
+
 #[test]
 fn options_is_a_preflight_that_reveals_nothing() {
     let mut c = Client::new(CONFIG);
     let head = request(Method::Options, "/auth-check/index.m3u8");
-    let reply = c.phase(&head, |shard, _, answer| method(shard, head.method, answer));
-    let reply = reply.expect_err("answered");
+    let reply = checked_method(&mut c, &head).expect_err("answered");
     assert_eq!((reply.status, reply.close), (Status::NoContent, false));
     assert!(matches!(reply.next, Next::Done));
     assert!(c.text().starts_with("HTTP/1.1 204 No Content\r\n"));
@@ -188,8 +211,7 @@ fn options_is_a_preflight_that_reveals_nothing() {
 fn other_methods_are_405_with_allow() {
     let mut c = Client::new(CONFIG);
     let head = request(Method::Post, "/auth-check/index.m3u8?token=test1");
-    let reply = c.phase(&head, |shard, _, answer| method(shard, head.method, answer));
-    let reply = reply.expect_err("answered");
+    let reply = checked_method(&mut c, &head).expect_err("answered");
     assert_eq!(reply.status, Status::MethodNotAllowed);
     assert!(c.text().starts_with("HTTP/1.1 405 Method Not Allowed\r\n"));
     assert_eq!(c.header("allow"), Some("GET, HEAD, OPTIONS"));
@@ -201,7 +223,7 @@ fn get_and_head_go_on_without_writing() {
     let mut c = Client::new(CONFIG);
     for m in [Method::Get, Method::Head] {
         let head = request(m, "/auth-check/index.m3u8");
-        assert!(c.phase(&head, |shard, _, a| method(shard, m, a)).is_ok());
+        assert!(checked_method(&mut c, &head).is_ok());
         assert!(c.out.is_empty());
     }
 }
@@ -395,13 +417,8 @@ fn a_portal_redirect_is_302_with_location() {
     assert!(c.respond(&get(target), true).parks());
     let question = c.shard.auth.lookups.next_to_send().expect("a question");
     let catalog = c.shard.catalog.clone();
-    let answer = PortalOutcome::Answered(BackendAnswer {
-        decision: BackendDecision::Redirect("http://elsewhere.example/play".into()),
-        duration: Duration::from_secs(60),
-        user_id: None,
-        max_sessions: None,
-        notes: HeaderNotes::default(),
-    });
+    let portal = "HTTP/1.1 302 Found\r\nLocation: http://elsewhere.example/play\r\n\r\n";
+    let answer = PortalOutcome::Answered(parse_backend_response(portal.as_bytes()).unwrap());
     c.shard
         .auth
         .complete(&catalog, &question, &answer, Instant::now());
@@ -418,19 +435,20 @@ fn a_portal_redirect_is_302_with_location() {
 #[test]
 fn the_master_playlist_carries_the_token() {
     let mut c = Client::new(CONFIG);
-    let served = c
-        .serve("/auth-check/index.m3u8?token=a%26b", true)
-        .expect("served");
-    assert!(matches!(served.body, Body::Rendered));
+    let served = c.serve("/auth-check/index.m3u8?token=a%26b", true);
+    let served = served.expect("served");
     assert_eq!(served.content_type, PLAYLIST_TYPE);
-    let playlist = std::str::from_utf8(&c.scratch.body).unwrap();
+    let Body::Rendered(playlist) = served.body else {
+        panic!("rendered")
+    };
+    let playlist = std::str::from_utf8(playlist).unwrap();
     assert!(playlist.starts_with("#EXTM3U\n"));
     assert!(playlist.contains("\ntracks-v1a1/mono.m3u8?token=a%26b\n"));
-    // All phases: the same bytes after the head.
-    let reply = c.respond(&get("/auth-check/index.m3u8?token=test1"), true);
-    assert!(matches!(reply.next, Next::Done));
+    // All phases: the playlist follows the head.
+    let (status, body) = c.answered("/auth-check/index.m3u8?token=test1", true);
+    assert_eq!(status, Status::Ok);
+    assert!(body.contains("\ntracks-v1a1/mono.m3u8?token=test1\n"));
     assert_eq!(c.header("content-type"), Some(PLAYLIST_TYPE));
-    assert!(c.body().contains("\ntracks-v1a1/mono.m3u8?token=test1\n"));
 }
 
 #[test]
@@ -438,21 +456,13 @@ fn a_dash_segment_being_cut_parks_unless_it_waited_already() {
     let mut c = Client::new(CONFIG);
     let (sequence, end_dts) = (c.newest().sequence, c.newest().end_dts);
     let target = format!("/auth-check/dash/v-{end_dts}.m4s?token=test1");
-    let Err(Unserved::Wait(wait)) = c.serve(&target, true) else {
-        panic!("parked")
-    };
+    let wait = c.parked(&target);
     assert_eq!((wait.stream, wait.timeout), (0, SEGMENT_WAIT));
     assert_eq!(wait.until, Awaited::SegmentAfter(sequence));
-    let reply = c.respond(&get(&target), true);
-    assert!(reply.parks() && matches!(reply.next, Next::WaitForSegment(_)));
-    assert!(c.out.is_empty());
     // Asked again after the wait: the segment did not come.
     assert!(matches!(c.serve(&target, false), Err(Unserved::NotFound)));
-    let reply = c.respond(&get(&target), false);
-    assert_eq!(
-        (reply.status, c.body()),
-        (Status::NotFound, "segment not found\n")
-    );
+    let answered = c.answered(&target, false);
+    assert_eq!(answered, (Status::NotFound, "segment not found\n"));
 }
 
 #[test]
@@ -461,42 +471,27 @@ fn a_dash_segment_is_the_shared_fragment() {
     let newest = c.newest().clone();
     let target = format!("/auth-check/dash/a-{}.m4s?token=test1", newest.start_dts);
     let served = c.serve(&target, true).expect("served");
+    assert_eq!(served.cache, CachePolicy::Immutable);
     let Body::Shared(bytes) = served.body else {
         panic!("shared")
     };
     assert_eq!(Some(bytes), newest.dash.audio);
-    assert_eq!(served.cache, CachePolicy::Immutable);
 }
 
 #[test]
 fn an_ll_hls_blocking_reload_parks() {
     let mut c = Client::new(CONFIG);
-    let open = c.newest().sequence + 1;
-    let parts = c.shard.streams[0].window.open_parts().len() as u32;
-    let target = format!("/auth-check/index.ll.m3u8?token=test1&_HLS_msn={open}&_HLS_part={parts}");
-    let Err(Unserved::Wait(wait)) = c.serve(&target, true) else {
-        panic!("parked")
-    };
-    let part = parts;
-    assert_eq!(
-        wait.until,
-        Awaited::Part {
-            segment: open,
-            part
-        }
-    );
-    assert_eq!(
-        wait.timeout,
-        Duration::from_secs(6),
-        "three target durations"
-    );
-    assert!(c.respond(&get(&target), true).parks());
+    let segment = c.newest().sequence + 1;
+    let part = c.shard.streams[0].window.open_parts().len() as u32;
+    let query = format!("token=test1&_HLS_msn={segment}&_HLS_part={part}");
+    let target = format!("/auth-check/index.ll.m3u8?{query}");
+    let wait = c.parked(&target);
+    assert_eq!(wait.until, Awaited::Part { segment, part });
+    let three_targets = Duration::from_secs(6);
+    assert_eq!(wait.timeout, three_targets);
     // Waited three target durations: the stream did not get there.
-    let reply = c.respond(&get(&target), false);
-    assert_eq!(
-        (reply.status, c.body()),
-        (Status::ServiceUnavailable, "stream not ready\n")
-    );
+    let answered = c.answered(&target, false);
+    assert_eq!(answered, (Status::ServiceUnavailable, "stream not ready\n"));
 }
 
 #[test]
@@ -505,34 +500,28 @@ fn a_bad_hls_msn_is_400() {
     let beyond = c.newest().sequence + 3;
     for query in ["_HLS_msn=x".to_string(), format!("_HLS_msn={beyond}")] {
         let target = format!("/auth-check/index.ll.m3u8?token=test1&{query}");
-        assert!(matches!(
-            c.serve(&target, true),
-            Err(Unserved::BadDirectives)
-        ));
-        let reply = c.respond(&get(&target), true);
-        assert_eq!(reply.status, Status::BadRequest);
-        assert_eq!(c.body(), "bad request: _HLS_msn/_HLS_part out of range\n");
+        let served = c.serve(&target, true);
+        assert!(matches!(served, Err(Unserved::BadDirectives)));
+        let text = "bad request: _HLS_msn/_HLS_part out of range\n";
+        assert_eq!(c.answered(&target, true), (Status::BadRequest, text));
     }
 }
 
 #[test]
 fn live_ts_is_streamed_by_the_connection() {
     let mut c = Client::new(CONFIG);
-    let served = c
-        .serve("/auth-check/mpegts?token=test1", true)
-        .expect("served");
+    let target = "/auth-check/mpegts?token=test1";
+    let served = c.serve(target, true).expect("served");
     assert!(matches!(served.body, Body::LiveTs));
-    let reply = c.respond(&get("/auth-check/mpegts?token=test1"), true);
+    let reply = c.respond(&get(target), true);
     assert!(matches!(reply.next, Next::LiveTs(0)));
     assert!(reply.close, "a live stream ends with its connection");
     assert_eq!(c.header("content-type"), Some(TS_TYPE));
-    assert_eq!(c.header("content-length"), None);
     assert_eq!(c.header("connection"), Some("close"));
-    assert_eq!(
-        c.header("x-session-id"),
-        None,
-        "the connection's own session"
-    );
+    // No length, no body here, and the session is the connection's own.
+    for absent in ["content-length", "x-session-id"] {
+        assert_eq!(c.header(absent), None);
+    }
     assert_eq!(c.body(), "");
 }
 
@@ -542,33 +531,21 @@ fn a_stream_without_media_is_not_ready() {
     for resource in ["index.m3u8", "index.mpd", "mpegts", "tracks-v1a1/init.mp4"] {
         let target = format!("/idle/{resource}");
         assert!(matches!(c.serve(&target, true), Err(Unserved::NotReady)));
-        let reply = c.respond(&get(&target), true);
-        assert_eq!(
-            (reply.status, c.body()),
-            (Status::ServiceUnavailable, "stream not ready\n")
-        );
+        let answered = c.answered(&target, true);
+        assert_eq!(answered, (Status::ServiceUnavailable, "stream not ready\n"));
     }
 }
 
 // Account.
 
-/// Accounts `served` (what `serve` rendered: `rendered`) for an allowed request.
-fn accounted(c: &mut Client, head: &RequestHead<'_>, served: Served, rendered: &[u8]) -> Reply {
+/// Accounts `served` for an allowed request.
+fn accounted(c: &mut Client, head: &RequestHead<'_>, served: Served<'_>) -> Reply {
     normalized(c, std::str::from_utf8(head.target).unwrap()).expect("normal target");
     let catalog = c.shard.catalog.clone();
     let grant = Grant::default();
     c.phase(head, |shard, scratch, answer| {
-        scratch.body.extend_from_slice(rendered);
         let play = play_request(head, &scratch.target, 0, Resource::HlsMaster, peer());
-        account(
-            shard,
-            &catalog,
-            &play,
-            &grant,
-            served,
-            &scratch.body,
-            answer,
-        )
+        account(shard, &catalog, &play, &grant, served, answer)
     })
 }
 
@@ -577,12 +554,7 @@ fn account_opens_the_session_and_counts_the_bytes() {
     let mut c = Client::new(CONFIG);
     let head = get("/auth-check/x.ts?token=test1");
     let segment = Bytes::from_static(&[0x47; 376]);
-    let reply = accounted(
-        &mut c,
-        &head,
-        Served::segment(TS_TYPE, segment.clone()),
-        b"",
-    );
+    let reply = accounted(&mut c, &head, Served::segment(TS_TYPE, segment.clone()));
     assert!(matches!(&reply.next, Next::Body(b) if *b == segment));
     assert_eq!(c.header("content-length"), Some("376"));
     let session = c.header("x-session-id").expect("session id");
@@ -598,16 +570,12 @@ fn account_opens_the_session_and_counts_the_bytes() {
 fn a_head_request_sends_no_body() {
     let mut c = Client::new(CONFIG);
     let head = request(Method::Head, "/auth-check/index.m3u8?token=test1");
-    let served = Served::rendered(PLAYLIST_TYPE);
-    let reply = accounted(&mut c, &head, served, b"#EXTM3U\n");
+    let reply = accounted(&mut c, &head, Served::rendered(PLAYLIST_TYPE, b"#EXTM3U\n"));
     assert!(matches!(reply.next, Next::Done));
     assert!(c.text().ends_with("\r\n\r\n"));
     assert_eq!(c.body(), "");
-    assert_eq!(
-        c.header("content-length"),
-        Some("8"),
-        "the length a GET would get"
-    );
+    // The length a GET would get.
+    assert_eq!(c.header("content-length"), Some("8"));
     assert_eq!(c.shard.http.bytes_sent, 0);
     // All phases: a segment's HEAD leaves nothing for the connection to write either.
     let newest = c.newest().clone();
