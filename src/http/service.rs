@@ -96,6 +96,7 @@ pub struct Reply {
     pub status: Status,
     /// Close the connection after this response.
     pub close: bool,
+    /// What the connection does after writing `out`.
     pub next: Next,
 }
 
