@@ -10,7 +10,8 @@
 //! 3. `normalize`: `Target` decodes the path once; what it refuses is 400;
 //! 4. `route`: path → stream + `Resource` (404); the public player scripts and page are
 //!    answered here;
-//! 5. `authorize`: `Authorizer::authorize`, the one auth entry point → `Grant` or `Refusal`;
+//! 5. `authorize`: `auth::play::decide` (`Authorizer::authorize`, the one auth entry point,
+//!    and the one rule for a portal verdict waited for) → `Grant` or `Refusal`;
 //! 6. `serve`: the resource, one function per kind → `Served`, or `Unserved` (an error,
 //!    or a wait for the segment or part being cut);
 //! 7. `account`: the request joins its session and the counters; the head goes out.
@@ -19,9 +20,9 @@
 //! request learns nothing past the phase that refused it (a denied viewer cannot tell
 //! which segments exist). Operator API paths leave before the method phase.
 
-use crate::auth::Authorization;
 use crate::auth::cache::Grant;
-use crate::auth::verdict::{DenyReason, PlayRequest, StreamId, Verdict};
+use crate::auth::play::{Access, Attempt, Decision, decide};
+use crate::auth::verdict::{DenyReason, PlayRequest, StreamId};
 use crate::dash::mpd::{MpdContext, write_mpd};
 use crate::hls::ll::{Reload, blocking_reload};
 use crate::hls::names::{Container, LlName};
@@ -411,15 +412,25 @@ fn authorize(
     portal_waited: bool,
     now: Now,
 ) -> Result<Grant, Refusal> {
-    match shard.auth.authorize(catalog, play, now.instant, now.utc_ms) {
-        Authorization::Allow(grant) => Ok(grant),
-        Authorization::Deny(reason) => Err(Refusal::Deny(reason)),
-        Authorization::Redirect(location) => Err(Refusal::Redirect(location)),
-        Authorization::Pending(key) if !portal_waited => Err(Refusal::AwaitVerdict(key)),
-        Authorization::Pending(_) => match shard.auth.unanswered(catalog, play.stream) {
-            Verdict::Allow => Ok(Grant::default()),
-            Verdict::Deny(reason) => Err(Refusal::Deny(reason)),
-        },
+    let attempt = if portal_waited {
+        Attempt::AfterWait
+    } else {
+        Attempt::First
+    };
+    let (instant, unix_ms) = (now.instant, now.utc_ms);
+    match decide(
+        &mut shard.auth,
+        catalog,
+        Access::Play,
+        play,
+        attempt,
+        instant,
+        unix_ms,
+    ) {
+        Decision::Allow(grant) => Ok(grant),
+        Decision::Deny(reason) => Err(Refusal::Deny(reason)),
+        Decision::Redirect(location) => Err(Refusal::Redirect(location)),
+        Decision::WaitForVerdict(key) => Err(Refusal::AwaitVerdict(key)),
     }
 }
 

@@ -3,11 +3,15 @@
 //! Pipelined requests are answered in order. Segments are written straight from their
 //! shared `Bytes`; the connection's buffers are allocated once, at accept.
 
+use crate::http::api::ApiCall;
+use crate::http::limits::HttpLimits;
 use crate::http::request::{Parsed, parse_head};
-use crate::http::service::{ConnScratch, Next, invalid_request, respond, write_api_answer};
+use crate::http::service::{
+    ConnScratch, Next, Reply, SegmentWait, invalid_request, respond, write_api_answer,
+};
 use crate::http::status::Status;
 use crate::runtime::auth_bus::AuthBus;
-use crate::runtime::play_auth::{DecisionReady, decision_wait};
+use crate::runtime::play_auth::wait_for_verdict;
 use crate::runtime::ring_wait::SegmentReady;
 use crate::runtime::{live_ts, operator_api};
 use crate::shard::{Now, ShardState};
@@ -20,10 +24,9 @@ use std::time::Instant;
 
 /// Serves one accepted connection until the client closes it, an error or timeout occurs,
 /// or a response asks to close.
-pub async fn serve(mut stream: TcpStream, state: Rc<RefCell<ShardState>>, bus: Rc<AuthBus>) {
-    let peer: IpAddr = match stream.peer_addr() {
-        Ok(a) => a.ip(),
-        Err(_) => return,
+pub async fn serve(stream: TcpStream, state: Rc<RefCell<ShardState>>, bus: Rc<AuthBus>) {
+    let Ok(peer) = stream.peer_addr().map(|a| a.ip()) else {
+        return;
     };
     let limits = state.borrow().limits.clone();
     // Segments are written in two sends (head, body); without NODELAY the body's tail can wait
@@ -31,181 +34,262 @@ pub async fn serve(mut stream: TcpStream, state: Rc<RefCell<ShardState>>, bus: R
     let _ = stream.set_nodelay(true);
     let _ = stream.set_read_timeout(Some(limits.read_timeout));
     let _ = stream.set_write_timeout(Some(limits.write_timeout));
+    let mut conn = HttpConn {
+        inbuf: vec![0u8; limits.max_head_bytes + 1024],
+        start: 0,
+        end: 0,
+        out: Vec::with_capacity(4096),
+        scratch: ConnScratch::default(),
+        skip_body: 0,
+        head_started: None,
+        may_wait: true,
+        stream,
+        state,
+        bus,
+        peer,
+        limits,
+    };
+    conn.run().await;
+}
 
-    let mut inbuf = vec![0u8; limits.max_head_bytes + 1024];
-    let (mut start, mut end) = (0usize, 0usize);
-    let mut out: Vec<u8> = Vec::with_capacity(4096);
-    let mut scratch = ConnScratch::default();
-    // Bytes of a request body still to be read and discarded.
-    let mut skip_body = 0usize;
-    // When the first byte of the request head being read arrived: the whole head must come
-    // within `read_timeout`, so a client dripping a byte at a time cannot hold the slot.
-    let mut head_started: Option<Instant> = None;
-    // Whether the next request may be parked until a segment is cut (not twice in a row).
-    let mut may_wait = true;
+/// One HTTP connection's buffers and state; allocated once, at accept.
+struct HttpConn {
+    stream: TcpStream,
+    state: Rc<RefCell<ShardState>>,
+    bus: Rc<AuthBus>,
+    peer: IpAddr,
+    limits: HttpLimits,
+    inbuf: Vec<u8>,
+    /// Unparsed input is `inbuf[start..end]`.
+    start: usize,
+    end: usize,
+    out: Vec<u8>,
+    scratch: ConnScratch,
+    /// Bytes of a request body still to be read and discarded.
+    skip_body: usize,
+    /// When the first byte of the request head being read arrived: the whole head must
+    /// come within `read_timeout`, so a client dripping a byte at a time cannot hold the
+    /// slot.
+    head_started: Option<Instant>,
+    /// Whether the next request may be parked until a segment is cut (not twice in a row).
+    may_wait: bool,
+}
 
-    loop {
-        // Answer every whole request already buffered.
+/// After a request was answered: go on, or the connection is done.
+#[derive(PartialEq, Eq)]
+enum After {
+    Continue,
+    Stop,
+}
+
+impl HttpConn {
+    async fn run(&mut self) {
         loop {
-            if skip_body > 0 {
-                let n = skip_body.min(end - start);
-                start += n;
-                skip_body -= n;
-                if skip_body > 0 {
-                    break;
-                }
-            }
-            if start == end {
-                break;
-            }
-            let parsed = {
-                let mut shard = state.borrow_mut();
-                match parse_head(&inbuf[start..end], &shard.limits) {
-                    Parsed::Partial => break,
-                    Parsed::Invalid(status) => Err(status),
-                    Parsed::Complete(head) => {
-                        let now = Now::read();
-                        let reply = respond(
-                            &mut shard,
-                            &mut scratch,
-                            &head,
-                            peer,
-                            now,
-                            &mut out,
-                            may_wait,
-                        );
-                        if !reply.parks() {
-                            start += head.head_len;
-                            skip_body = head.body_len;
-                        }
-                        Ok(reply)
-                    }
-                }
-            };
-            let reply = match parsed {
-                Ok(reply) => reply,
-                Err(status) => {
-                    log::debug!("closing connection from {peer}: {}", status.line());
-                    return close_with(&mut stream, &state, &mut out, status).await;
-                }
-            };
-            head_started = None;
-            match reply.next {
-                Next::WaitForVerdict(key) => {
-                    // A portal is being asked about this request: answer what came before,
-                    // wait (bounded) for the verdict, then ask the service again, once.
-                    if stream.write_all(&out).await.is_err() {
-                        return;
-                    }
-                    out.clear();
-                    let wait = decision_wait(&state);
-                    let ready = DecisionReady { state: &state, key };
-                    futures_lite::future::or(ready, glommio::timer::sleep(wait)).await;
-                    scratch.portal_waited = true;
-                    continue;
-                }
-                Next::Api { call, send_body } => {
-                    if stream.write_all(&out).await.is_err() {
-                        return;
-                    }
-                    out.clear();
-                    let catalog = state.borrow().catalog.clone();
-                    let answer = operator_api::run(&bus, call, |name| {
-                        catalog.stream_by_name(name).map(|s| s.id)
-                    })
-                    .await;
-                    write_api_answer(
-                        &mut state.borrow_mut(),
-                        &mut out,
-                        answer.status,
-                        answer.content_type,
-                        &answer.body,
-                        reply.close,
-                        send_body,
-                    );
-                    if reply.close {
-                        let _ = stream.write_all(&out).await;
-                        return;
-                    }
-                    continue;
-                }
-                Next::WaitForSegment(_) | Next::LiveTs(_) | Next::Body(_) | Next::Done => {}
-            }
-            if let Next::WaitForSegment(wait) = reply.next {
-                // Answer what came before, then park this request until the segment or part it
-                // asks for is cut (bounded), and answer it again, once, without waiting. Only
-                // this connection waits; the shard goes on serving others.
-                if stream.write_all(&out).await.is_err() {
-                    return;
-                }
-                out.clear();
-                let ready = SegmentReady {
-                    state: &state,
-                    stream: wait.stream,
-                    until: wait.until,
-                };
-                futures_lite::future::or(ready, glommio::timer::sleep(wait.timeout)).await;
-                may_wait = false;
-                continue;
-            }
-            may_wait = true;
-            scratch.portal_waited = false;
-            if let Next::LiveTs(id) = reply.next {
-                if stream.write_all(&out).await.is_err() {
-                    return;
-                }
-                out.clear();
-                let token = scratch.target.token().map(<[u8]>::to_vec);
-                live_ts::stream_live_ts(&mut stream, &state, id, token, peer).await;
+            if self.answer_buffered().await == After::Stop || !self.write_out().await {
                 return;
             }
-            if let Next::Body(body) = reply.next {
-                if stream.write_all(&out).await.is_err() || stream.write_all(&body).await.is_err() {
-                    return;
-                }
-                out.clear();
-            }
-            if reply.close {
-                let _ = stream.write_all(&out).await;
+            if self.read_more().await == After::Stop {
                 return;
             }
         }
-        if !out.is_empty() {
-            if stream.write_all(&out).await.is_err() {
-                return;
+    }
+
+    /// Answers every whole request already buffered, in order.
+    async fn answer_buffered(&mut self) -> After {
+        loop {
+            self.skip_body_bytes();
+            if self.skip_body > 0 || self.start == self.end {
+                return After::Continue;
             }
-            out.clear();
+            let reply = match self.respond_to_next() {
+                None => return After::Continue,
+                Some(Ok(reply)) => reply,
+                Some(Err(status)) => {
+                    log::debug!("closing connection from {}: {}", self.peer, status.line());
+                    self.close_with(status).await;
+                    return After::Stop;
+                }
+            };
+            self.head_started = None;
+            if self.follow(reply).await == After::Stop {
+                return After::Stop;
+            }
         }
+    }
+
+    /// Discards what is buffered of a request body being skipped.
+    fn skip_body_bytes(&mut self) {
+        let n = self.skip_body.min(self.end - self.start);
+        self.start += n;
+        self.skip_body -= n;
+    }
+
+    /// Parses the next request head and asks the service for it: `None` while the head is
+    /// incomplete, `Err` for one that cannot be parsed.
+    fn respond_to_next(&mut self) -> Option<Result<Reply, Status>> {
+        let mut shard = self.state.borrow_mut();
+        let head = match parse_head(&self.inbuf[self.start..self.end], &shard.limits) {
+            Parsed::Partial => return None,
+            Parsed::Invalid(status) => return Some(Err(status)),
+            Parsed::Complete(head) => head,
+        };
+        let (scratch, out) = (&mut self.scratch, &mut self.out);
+        let reply = respond(
+            &mut shard,
+            scratch,
+            &head,
+            self.peer,
+            Now::read(),
+            out,
+            self.may_wait,
+        );
+        if !reply.parks() {
+            self.start += head.head_len;
+            self.skip_body = head.body_len;
+        }
+        Some(Ok(reply))
+    }
+
+    /// Does what the service's reply says after its head was written to `out`.
+    async fn follow(&mut self, reply: Reply) -> After {
+        match reply.next {
+            Next::WaitForVerdict(key) => {
+                // A portal is being asked about this request: answer what came before, wait
+                // (bounded) for the verdict, then ask the service again, once.
+                if !self.write_out().await {
+                    return After::Stop;
+                }
+                wait_for_verdict(&self.state, key).await;
+                self.scratch.portal_waited = true;
+                return After::Continue;
+            }
+            Next::WaitForSegment(wait) => return self.wait_for_segment(wait).await,
+            Next::Api { call, send_body } => {
+                return self.run_api(call, send_body, reply.close).await;
+            }
+            Next::LiveTs(id) => {
+                self.answered();
+                if self.write_out().await {
+                    let token = self.scratch.target.token().map(<[u8]>::to_vec);
+                    let (state, peer) = (&self.state, self.peer);
+                    live_ts::stream_live_ts(&mut self.stream, state, id, token, peer).await;
+                }
+                return After::Stop;
+            }
+            Next::Body(body) => {
+                self.answered();
+                if !self.write_out().await || self.stream.write_all(&body).await.is_err() {
+                    return After::Stop;
+                }
+            }
+            Next::Done => self.answered(),
+        }
+        if reply.close {
+            let _ = self.write_out().await;
+            return After::Stop;
+        }
+        After::Continue
+    }
+
+    /// A request was answered: the next one may wait again.
+    fn answered(&mut self) {
+        self.may_wait = true;
+        self.scratch.portal_waited = false;
+    }
+
+    /// Answers what came before, then parks this request until the segment or part it asks
+    /// for is cut (bounded), and answers it again, once, without waiting. Only this
+    /// connection waits; the shard goes on serving others.
+    async fn wait_for_segment(&mut self, wait: SegmentWait) -> After {
+        if !self.write_out().await {
+            return After::Stop;
+        }
+        let ready = SegmentReady {
+            state: &self.state,
+            stream: wait.stream,
+            until: wait.until,
+        };
+        futures_lite::future::or(ready, glommio::timer::sleep(wait.timeout)).await;
+        self.may_wait = false;
+        After::Continue
+    }
+
+    /// Runs an operator API call across the shards and writes its answer.
+    async fn run_api(&mut self, call: ApiCall, send_body: bool, close: bool) -> After {
+        if !self.write_out().await {
+            return After::Stop;
+        }
+        let catalog = self.state.borrow().catalog.clone();
+        let stream_id = |name: &str| catalog.stream_by_name(name).map(|s| s.id);
+        let answer = operator_api::run(&self.bus, call, stream_id).await;
+        write_api_answer(
+            &mut self.state.borrow_mut(),
+            &mut self.out,
+            answer.status,
+            answer.content_type,
+            &answer.body,
+            close,
+            send_body,
+        );
+        if close {
+            let _ = self.write_out().await;
+            return After::Stop;
+        }
+        After::Continue
+    }
+
+    /// Writes what is queued; `false` when the connection is gone.
+    async fn write_out(&mut self) -> bool {
+        if self.out.is_empty() {
+            return true;
+        }
+        let ok = self.stream.write_all(&self.out).await.is_ok();
+        self.out.clear();
+        ok
+    }
+
+    /// Reads more of the next request, within what is left of its deadline.
+    async fn read_more(&mut self) -> After {
         // Keep the unparsed tail at the front so a head always fits the buffer.
-        if start > 0 {
-            inbuf.copy_within(start..end, 0);
-            end -= start;
-            start = 0;
+        if self.start > 0 {
+            self.inbuf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
         }
-        if end == inbuf.len() {
+        if self.end == self.inbuf.len() {
             // parse_head answers 414/431 before the buffer fills; this is a safety net.
-            let status = Status::HeaderFieldsTooLarge;
-            return close_with(&mut stream, &state, &mut out, status).await;
+            self.close_with(Status::HeaderFieldsTooLarge).await;
+            return After::Stop;
         }
-        let timeout = if start == end && skip_body == 0 {
-            head_started = None;
-            limits.read_timeout
+        let timeout = if self.start == self.end && self.skip_body == 0 {
+            self.head_started = None;
+            self.limits.read_timeout
         } else {
-            let started = *head_started.get_or_insert_with(Instant::now);
-            limits.read_timeout.saturating_sub(started.elapsed())
+            let started = *self.head_started.get_or_insert_with(Instant::now);
+            self.limits.read_timeout.saturating_sub(started.elapsed())
         };
         if timeout.is_zero() {
-            return close_with(&mut stream, &state, &mut out, Status::RequestTimeout).await;
+            self.close_with(Status::RequestTimeout).await;
+            return After::Stop;
         }
-        let _ = stream.set_read_timeout(Some(timeout));
-        match stream.read(&mut inbuf[end..]).await {
-            Ok(0) => return,
-            Ok(n) => end += n,
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut && start != end => {
-                return close_with(&mut stream, &state, &mut out, Status::RequestTimeout).await;
+        let _ = self.stream.set_read_timeout(Some(timeout));
+        match self.stream.read(&mut self.inbuf[self.end..]).await {
+            Ok(0) => After::Stop,
+            Ok(n) => {
+                self.end += n;
+                After::Continue
             }
-            Err(_) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut && self.start != self.end => {
+                self.close_with(Status::RequestTimeout).await;
+                After::Stop
+            }
+            Err(_) => After::Stop,
         }
+    }
+
+    /// Writes what is pending plus an error response; the connection then closes.
+    async fn close_with(&mut self, status: Status) {
+        close_with(&mut self.stream, &self.state, &mut self.out, status).await;
     }
 }
 
