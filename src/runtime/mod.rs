@@ -190,103 +190,37 @@ async fn shard_main(
     ready: mpsc::Sender<Result<usize, String>>,
 ) {
     let shards = meshes.stream.nr_peers();
-    let (senders, mut receivers) = match meshes.stream.join().await {
-        Ok(pair) => pair,
-        Err(e) => {
-            let _ = ready.send(Err(format!("cannot join the shard mesh: {e}")));
-            return;
-        }
+    let joined = async {
+        let stream = meshes.stream.join().await;
+        let stream = stream.map_err(|e| format!("cannot join the shard mesh: {e}"))?;
+        let auth = meshes.auth.join().await;
+        let auth = auth.map_err(|e| format!("cannot join the auth mesh: {e}"))?;
+        Ok::<_, String>((stream, auth))
     };
-    let (auth_senders, auth_receivers) = match meshes.auth.join().await {
-        Ok(pair) => pair,
-        Err(e) => {
-            let _ = ready.send(Err(format!("cannot join the auth mesh: {e}")));
+    let ((senders, receivers), (auth_senders, auth_receivers)) = match joined.await {
+        Ok(pairs) => pairs,
+        Err(message) => {
+            let _ = ready.send(Err(message));
             return;
         }
     };
     let id = senders.peer_id();
     crate::logging::set_shard(id);
-    let state = Rc::new(RefCell::new(ShardState::new(
-        id,
-        shards,
-        catalog.clone(),
-        limits,
-        seed,
-    )));
-
-    let mut bound = Vec::new();
-    for (proto, list) in [
-        (ListenerProto::Http, &addrs.http),
-        (ListenerProto::Rtsp, &addrs.rtsp),
-        (ListenerProto::Rtmp, &addrs.rtmp),
-    ] {
-        for addr in list {
-            match TcpListener::bind(addr) {
-                Ok(l) => bound.push((proto, *addr, l)),
-                Err(e) => {
-                    let name = proto.as_str();
-                    let _ = ready.send(Err(format!("cannot listen for {name} on {addr}: {e}")));
-                    return;
-                }
-            }
+    let state = ShardState::new(id, shards, catalog.clone(), limits, seed);
+    let state = Rc::new(RefCell::new(state));
+    let bound = match bind_listeners(&addrs) {
+        Ok(bound) => bound,
+        Err(message) => {
+            let _ = ready.send(Err(message));
+            return;
         }
-    }
-    // RTP/RTCP over UDP leave from one socket pair per shard, on the first RTSP address.
-    let udp = match addrs.rtsp.first() {
-        None => None,
-        Some(addr) => match rtsp_conn::UdpPair::bind(addr.ip()) {
-            Ok(pair) => Some(Rc::new(pair)),
-            Err(e) => {
-                log::warn!("shard {id}: no UDP ports for RTSP ({e}); RTSP over TCP only");
-                None
-            }
-        },
     };
-    if let Some(pair) = &udp {
-        glommio::spawn_local(rtsp_conn::drain_udp(pair.clone(), false)).detach();
-        glommio::spawn_local(rtsp_conn::drain_udp(pair.clone(), true)).detach();
-    }
-
-    for (peer, receiver) in receivers.streams() {
-        let state = state.clone();
-        glommio::spawn_local(async move {
-            while let Some(event) = receiver.recv().await {
-                state.borrow_mut().apply_from(peer, event);
-            }
-        })
-        .detach();
-    }
-
+    let udp = bind_rtp_udp(&addrs, id);
+    apply_stream_events(receivers, &state);
     let bus = AuthBus::start(auth_senders, auth_receivers, state.clone());
     let fanout = Rc::new(Fanout::new(senders, state.clone()));
-    for stream in &catalog.streams {
-        if catalog.owner_shard(stream.id, shards) != id {
-            continue;
-        }
-        match stream.input {
-            InputUrl::Fake => {
-                let task = fake_input::run(
-                    stream.id,
-                    stream.name.clone(),
-                    stream.segment_duration_ms,
-                    fanout.clone(),
-                );
-                glommio::spawn_local(task).detach();
-            }
-            // Runs on the shard a publisher connects to, for as long as it publishes.
-            InputUrl::Publish => {}
-        }
-    }
-
-    let ticker_state = state.clone();
-    glommio::spawn_local(async move {
-        loop {
-            glommio::timer::sleep(Duration::from_secs(1)).await;
-            ticker_state.borrow_mut().tick(Now::read());
-        }
-    })
-    .detach();
-
+    start_owned_inputs(&catalog, shards, id, &fanout);
+    spawn_ticker(&state);
     for (proto, addr, _) in &bound {
         log::debug!("shard {id}: {} on {addr}", proto.as_str());
     }
@@ -301,6 +235,87 @@ async fn shard_main(
     for task in accepts {
         task.await;
     }
+}
+
+/// Binds this shard's listeners (SO_REUSEPORT: every shard binds every address).
+fn bind_listeners(
+    addrs: &Listeners,
+) -> Result<Vec<(ListenerProto, SocketAddr, TcpListener)>, String> {
+    let mut bound = Vec::new();
+    for (proto, list) in [
+        (ListenerProto::Http, &addrs.http),
+        (ListenerProto::Rtsp, &addrs.rtsp),
+        (ListenerProto::Rtmp, &addrs.rtmp),
+    ] {
+        for addr in list {
+            let listener = TcpListener::bind(addr)
+                .map_err(|e| format!("cannot listen for {} on {addr}: {e}", proto.as_str()))?;
+            bound.push((proto, *addr, listener));
+        }
+    }
+    Ok(bound)
+}
+
+/// RTP/RTCP over UDP leave from one socket pair per shard, on the first RTSP address;
+/// what clients send to it is drained.
+fn bind_rtp_udp(addrs: &Listeners, shard: usize) -> Option<Rc<rtsp_conn::UdpPair>> {
+    let addr = addrs.rtsp.first()?;
+    let pair = match rtsp_conn::UdpPair::bind(addr.ip()) {
+        Ok(pair) => Rc::new(pair),
+        Err(e) => {
+            log::warn!("shard {shard}: no UDP ports for RTSP ({e}); RTSP over TCP only");
+            return None;
+        }
+    };
+    glommio::spawn_local(rtsp_conn::drain_udp(pair.clone(), false)).detach();
+    glommio::spawn_local(rtsp_conn::drain_udp(pair.clone(), true)).detach();
+    Some(pair)
+}
+
+/// Applies the stream events other shards' inputs send to this shard's views.
+fn apply_stream_events(
+    mut receivers: glommio::channels::channel_mesh::Receivers<StreamEvent>,
+    state: &Rc<RefCell<ShardState>>,
+) {
+    for (peer, receiver) in receivers.streams() {
+        let state = state.clone();
+        glommio::spawn_local(async move {
+            while let Some(event) = receiver.recv().await {
+                state.borrow_mut().apply_from(peer, event);
+            }
+        })
+        .detach();
+    }
+}
+
+/// Starts the inputs of the streams this shard owns.
+fn start_owned_inputs(catalog: &Catalog, shards: usize, shard: usize, fanout: &Rc<Fanout>) {
+    for stream in &catalog.streams {
+        if catalog.owner_shard(stream.id, shards) != shard {
+            continue;
+        }
+        match stream.input {
+            InputUrl::Fake => {
+                let (id, name) = (stream.id, stream.name.clone());
+                let task = fake_input::run(id, name, stream.segment_duration_ms, fanout.clone());
+                glommio::spawn_local(task).detach();
+            }
+            // Runs on the shard a publisher connects to, for as long as it publishes.
+            InputUrl::Publish => {}
+        }
+    }
+}
+
+/// The shard's housekeeping, once a second.
+fn spawn_ticker(state: &Rc<RefCell<ShardState>>) {
+    let state = state.clone();
+    glommio::spawn_local(async move {
+        loop {
+            glommio::timer::sleep(Duration::from_secs(1)).await;
+            state.borrow_mut().tick(Now::read());
+        }
+    })
+    .detach();
 }
 
 /// A seed of its own for every connection (RTSP session ids and SSRCs, RTMP handshake
