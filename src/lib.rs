@@ -22,4 +22,5 @@ pub mod runtime;
 pub mod shard;
 pub mod source;
 pub mod stream;
+pub mod uri;
 pub mod utc;

@@ -17,7 +17,7 @@
 //! in `HeaderNotes`, so the shell can log them.
 
 use crate::auth::verdict::{DenyReason, Proto};
-use crate::http::target::percent_encode_into;
+use crate::uri::percent_encode_into;
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
