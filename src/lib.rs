@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod constant_time;
 pub mod dash;
 pub mod hls;
 pub mod http;

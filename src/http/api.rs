@@ -13,10 +13,10 @@
 //! config the API refuses everyone (401), since an open revoke endpoint would be a way to
 //! cut every viewer.
 
-use crate::auth::policy::constant_time_eq;
 use crate::auth::revoke::RevokeTarget;
 use crate::auth::session::{SessionId, TokenTag};
 use crate::auth::verdict::{DENY_REASONS, DenyReason, Proto};
+use crate::constant_time::constant_time_eq;
 use crate::http::request::Method;
 use crate::http::status::Status;
 use crate::http::target::percent_decode_into;
