@@ -5,11 +5,14 @@
 //! the result, `error` carries every problem found with its file, line and column. Nothing
 //! here touches sockets or runtime state; `load_file` is the only I/O.
 
+mod backend_url;
 mod error;
 mod lexer;
 mod model;
 mod parser;
+pub mod signed_key;
 
+pub use backend_url::{BackendUrl, BackendUrlError, MAX_BACKEND_URL_LEN};
 pub use error::{ConfigError, ConfigErrors};
 pub use model::*;
 

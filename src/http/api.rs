@@ -23,7 +23,7 @@ use crate::http::target::percent_decode_into;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-pub const API_PREFIX: &str = "/streamer/api/v3/";
+pub use crate::config::API_PREFIX;
 pub const METRICS_PATH: &str = "/metrics";
 
 /// One API call, parsed and authorized.
