@@ -8,23 +8,10 @@ use crate::hls::names::{
     Container, LL_DIR, write_ll_part_path, write_ll_segment_path, write_segment_path,
 };
 use crate::stream::segment::{Part, Segment};
+use crate::stream::view::VariantInfo;
 /// The token query moved to [`crate::uri`]; this is its old path.
 pub use crate::uri::TokenQuery;
 use std::io::Write;
-
-/// What the master playlist says about the one variant.
-#[derive(Clone, Debug)]
-pub struct VariantInfo {
-    /// `CODECS` attribute value, e.g. `avc1.42c01e,mp4a.40.2`.
-    pub codecs: String,
-    pub resolution: Option<(u16, u16)>,
-    pub frame_rate: Option<f64>,
-    /// Per-track codec strings, for manifests that describe tracks apart (DASH).
-    pub video_codec: Option<String>,
-    pub audio_codec: Option<String>,
-    /// Audio sample rate and channel count.
-    pub audio_format: Option<(u32, u8)>,
-}
 
 /// The variant playlist's path relative to the master.
 pub const VARIANT_PATH: &str = "tracks-v1a1/mono.m3u8";

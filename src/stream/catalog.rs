@@ -3,9 +3,9 @@
 //! The one exception is each `publish://` stream's `PublishSlot`, an atomic claim (see there).
 
 use crate::auth::policy::Policy;
-use crate::auth::verdict::StreamId;
 use crate::config::BackendUrl;
 use crate::config::{Config, InputUrl, OnPlay};
+use crate::stream::StreamId;
 use crate::stream::publish_slot::PublishSlot;
 use ahash::AHashMap;
 use std::time::Duration;

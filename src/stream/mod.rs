@@ -10,3 +10,6 @@ pub mod segmenter;
 pub mod ts_feed;
 pub mod view;
 pub mod window;
+
+/// Index of a stream in the catalog.
+pub type StreamId = u32;

@@ -10,7 +10,7 @@
 //!
 //! Never does: media, fan-out, authorization (the shell asks the `Authorizer` first).
 
-use crate::auth::verdict::StreamId;
+use crate::stream::StreamId;
 use crate::stream::catalog::Catalog;
 use crate::stream::live_input::Timeline;
 use std::sync::Arc;
