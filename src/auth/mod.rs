@@ -57,6 +57,8 @@ pub const UNAVAILABLE_TTL: Duration = Duration::from_secs(1);
 /// When no portal answered an `update_session`: how long the stale allow is served before
 /// the next try.
 pub const RETRY_STALE_AFTER: Duration = Duration::from_secs(5);
+/// Upper bounds (ms) of the portal latency histogram buckets; `+Inf` follows.
+pub const LATENCY_BUCKETS_MS: [u64; 12] = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000];
 
 /// The answer to a play request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -122,7 +124,7 @@ pub struct AuthStats {
     pub stale_served: u64,
     /// Sessions cut by revocation or a session limit.
     pub sessions_revoked: u64,
-    /// Portal question latency: cumulative counts per `http::api::LATENCY_BUCKETS_MS`
+    /// Portal question latency: cumulative counts per `LATENCY_BUCKETS_MS`
     /// bucket, then `+Inf`; and the sum.
     pub portal_latency_buckets: [u64; 13],
     pub portal_latency_sum_us: u64,
@@ -509,7 +511,7 @@ impl Authorizer {
             PortalOutcome::Unreachable => st.portal_unreachable += 1,
         }
         let ms = took.as_millis() as u64;
-        for (i, le) in crate::http::api::LATENCY_BUCKETS_MS.iter().enumerate() {
+        for (i, le) in LATENCY_BUCKETS_MS.iter().enumerate() {
             if ms <= *le {
                 st.portal_latency_buckets[i] += 1;
             }

@@ -13,6 +13,7 @@
 //! config the API refuses everyone (401), since an open revoke endpoint would be a way to
 //! cut every viewer.
 
+use crate::auth::LATENCY_BUCKETS_MS;
 use crate::auth::revoke::RevokeTarget;
 use crate::auth::session::{SessionId, TokenTag};
 use crate::auth::verdict::{DENY_REASONS, DenyReason, Proto};
@@ -337,9 +338,6 @@ pub fn merge_sessions(mut all: Vec<SessionInfo>) -> Vec<SessionInfo> {
     }
     out
 }
-
-/// Upper bounds (ms) of the portal latency histogram buckets; `+Inf` follows.
-pub const LATENCY_BUCKETS_MS: [u64; 12] = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000];
 
 /// One shard's counters, summed over shards for `/metrics`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
