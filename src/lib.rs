@@ -6,6 +6,7 @@
 //! `runtime` is the only module that touches sockets, threads and timers.
 
 pub mod auth;
+pub mod catalog;
 pub mod config;
 pub mod constant_time;
 pub mod dash;

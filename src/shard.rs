@@ -5,9 +5,9 @@
 
 use crate::auth::Authorizer;
 use crate::auth::users::UserSessions;
+use crate::catalog::Catalog;
 use crate::http::api::{MetricsSnapshot, SessionInfo};
 use crate::http::limits::HttpLimits;
-use crate::stream::catalog::Catalog;
 use crate::stream::view::{StreamEvent, StreamView};
 use crate::utc::{HTTP_DATE_LEN, http_date};
 use std::sync::Arc;

@@ -26,7 +26,7 @@ pub struct Policy {
     allow_default: bool,
     signed_keys: SignedKeys,
     securetoken: Option<SecureToken>,
-    /// Indices into `Catalog::backends`: the portals asked when no rule matched.
+    /// Indices into `AuthCatalog::backends`: the portals asked when no rule matched.
     pub backends: Vec<u32>,
     /// `max_sessions_policy refuse_new;`
     pub refuse_new_sessions: bool,

@@ -20,6 +20,7 @@
 //! timeline the next publisher continues.
 
 use crate::auth::verdict::{Proto, StreamId, canonical_ip};
+use crate::catalog::PublishClaim;
 use crate::media::frame::{MediaInfo, TrackKind};
 use crate::rtmp::flv::{FlvTag, MediaFrame, audio_config_tag, metadata_tag, video_config_tag};
 use crate::rtmp::session::{
@@ -31,7 +32,6 @@ use crate::runtime::ring_wait::RingReady;
 use crate::runtime::{flush, sleep_until};
 use crate::shard::ShardState;
 use crate::stream::live_input::LiveInput;
-use crate::stream::publish_slot::PublishClaim;
 use crate::stream::ring::{Step, ViewerCursor};
 use crate::stream::view::StreamEvent;
 use bytes::Bytes;
