@@ -19,6 +19,7 @@ pub mod backend_client;
 pub mod cache;
 pub mod catalog;
 pub mod lookup;
+pub mod play;
 pub mod policy;
 pub mod portal;
 pub mod revoke;

@@ -21,6 +21,7 @@ use crate::constant_time::constant_time_eq;
 use crate::http::request::Method;
 use crate::http::status::Status;
 use crate::http::target::percent_decode_into;
+use serde::{Serialize, Serializer};
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
@@ -59,21 +60,47 @@ impl SessionFilter {
     }
 }
 
-/// A session as the API lists it (gathered from every shard that serves it).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A session as the API lists it (gathered from every shard that serves it). Its JSON
+/// form is the API's: the keys in this order, `token` the tag (never the token),
+/// `user_id` null when the portal named no user, times in Unix milliseconds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct SessionInfo {
+    #[serde(serialize_with = "as_text")]
     pub id: SessionId,
+    #[serde(rename = "name")]
     pub stream: Box<str>,
+    #[serde(serialize_with = "proto_name")]
     pub proto: Proto,
+    #[serde(serialize_with = "as_text")]
     pub ip: IpAddr,
+    #[serde(rename = "token", serialize_with = "as_text")]
     pub token_tag: TokenTag,
+    #[serde(rename = "user_id")]
     pub user: Option<Box<str>>,
+    #[serde(rename = "opened_at")]
     pub opened_unix_ms: i64,
+    #[serde(rename = "last_seen_at")]
     pub last_seen_unix_ms: i64,
     pub requests: u64,
+    #[serde(rename = "bytes")]
     pub bytes_sent: u64,
-    /// A bit per shard serving it.
+    /// A bit per shard serving it; listed as the shard numbers.
+    #[serde(serialize_with = "shard_numbers")]
     pub shards: u64,
+}
+
+/// A JSON string of the value's `Display` form.
+fn as_text<S: Serializer>(value: &impl std::fmt::Display, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(value)
+}
+
+fn proto_name<S: Serializer>(proto: &Proto, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(proto.as_str())
+}
+
+/// The numbers of the set bits, ascending: `[0,1]` for `0b11`.
+fn shard_numbers<S: Serializer>(shards: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq((0..64u32).filter(|i| shards & (1u64 << i) != 0))
 }
 
 /// Why a request is not a call the API will run.
@@ -131,71 +158,81 @@ pub fn parse_call(
         .strip_prefix(API_PREFIX.as_bytes())
         .ok_or(err(Status::NotFound, "no such API call\n"))?;
     match (method, rest) {
-        (Method::Get | Method::Head, b"sessions") => Ok(ApiCall::ListSessions(SessionFilter {
-            name: params.text("name")?,
-            proto: match params.text("proto")? {
-                None => None,
-                Some(p) => {
-                    Some(Proto::parse(&p).ok_or(err(Status::BadRequest, "unknown proto\n"))?)
-                }
-            },
-            user_id: params.text("user_id")?,
-            token_tag: match params.text("token")? {
-                None => None,
-                Some(t) => Some(
-                    u32::from_str_radix(t.trim_start_matches('#'), 16)
-                        .ok()
-                        .filter(|_| t.trim_start_matches('#').len() == 8)
-                        .ok_or(err(
-                            Status::BadRequest,
-                            "token filter is a tag: # and 8 hex digits, as listed\n",
-                        ))?,
-                ),
-            },
-        })),
+        (Method::Get | Method::Head, b"sessions") => {
+            Ok(ApiCall::ListSessions(session_filter(&params)?))
+        }
         (Method::Post, b"sessions/reauth") => Ok(ApiCall::Reauth {
             stream: params
                 .text("name")?
                 .ok_or(err(Status::BadRequest, "reauth needs ?name=STREAM\n"))?,
         }),
-        (Method::Post, b"revoke") => {
-            let targets = [
-                params.bytes("token")?.map(RevokeTarget::Token),
-                params.text("user_id")?.map(RevokeTarget::User),
-                match params.text("session_id")? {
-                    None => None,
-                    Some(id) => Some(RevokeTarget::Session(
-                        SessionId::parse(&id).ok_or(err(Status::BadRequest, "bad session_id\n"))?,
-                    )),
-                },
-                params.text("name")?.map(RevokeTarget::Stream),
-            ];
-            let mut given = targets.into_iter().flatten();
-            match (given.next(), given.next()) {
-                (Some(t), None) => Ok(ApiCall::Revoke(t)),
-                _ => Err(err(
-                    Status::BadRequest,
-                    "revoke takes exactly one of token, user_id, session_id, name\n",
-                )),
-            }
-        }
+        (Method::Post, b"revoke") => Ok(ApiCall::Revoke(revoke_target(&params)?)),
         (_, b"sessions" | b"sessions/reauth" | b"revoke") => {
             Err(err(Status::MethodNotAllowed, "method not allowed here\n"))
         }
-        (method, rest) => {
-            let id = rest
-                .strip_prefix(b"sessions/")
-                .ok_or(err(Status::NotFound, "no such API call\n"))?;
-            let id =
-                std::str::from_utf8(id).map_err(|_| err(Status::NotFound, "no such session\n"))?;
-            match method {
-                Method::Get | Method::Head => Ok(ApiCall::GetSession(id.into())),
-                Method::Delete => Ok(ApiCall::DeleteSession(
-                    SessionId::parse(id).ok_or(err(Status::NotFound, "no such session\n"))?,
-                )),
-                _ => Err(err(Status::MethodNotAllowed, "use GET or DELETE\n")),
-            }
-        }
+        (method, rest) => session_call(method, rest),
+    }
+}
+
+/// The filters of `GET .../sessions`.
+fn session_filter(params: &Params<'_>) -> Result<SessionFilter, ApiError> {
+    Ok(SessionFilter {
+        name: params.text("name")?,
+        proto: match params.text("proto")? {
+            None => None,
+            Some(p) => Some(Proto::parse(&p).ok_or(err(Status::BadRequest, "unknown proto\n"))?),
+        },
+        user_id: params.text("user_id")?,
+        token_tag: match params.text("token")? {
+            None => None,
+            Some(t) => Some(
+                u32::from_str_radix(t.trim_start_matches('#'), 16)
+                    .ok()
+                    .filter(|_| t.trim_start_matches('#').len() == 8)
+                    .ok_or(err(
+                        Status::BadRequest,
+                        "token filter is a tag: # and 8 hex digits, as listed\n",
+                    ))?,
+            ),
+        },
+    })
+}
+
+/// What `POST .../revoke` revokes: exactly one of its parameters.
+fn revoke_target(params: &Params<'_>) -> Result<RevokeTarget, ApiError> {
+    let targets = [
+        params.bytes("token")?.map(RevokeTarget::Token),
+        params.text("user_id")?.map(RevokeTarget::User),
+        match params.text("session_id")? {
+            None => None,
+            Some(id) => Some(RevokeTarget::Session(
+                SessionId::parse(&id).ok_or(err(Status::BadRequest, "bad session_id\n"))?,
+            )),
+        },
+        params.text("name")?.map(RevokeTarget::Stream),
+    ];
+    let mut given = targets.into_iter().flatten();
+    match (given.next(), given.next()) {
+        (Some(t), None) => Ok(t),
+        _ => Err(err(
+            Status::BadRequest,
+            "revoke takes exactly one of token, user_id, session_id, name\n",
+        )),
+    }
+}
+
+/// `GET|HEAD|DELETE .../sessions/{id}`; `rest` is the path after the API prefix.
+fn session_call(method: Method, rest: &[u8]) -> Result<ApiCall, ApiError> {
+    let id = rest
+        .strip_prefix(b"sessions/")
+        .ok_or(err(Status::NotFound, "no such API call\n"))?;
+    let id = std::str::from_utf8(id).map_err(|_| err(Status::NotFound, "no such session\n"))?;
+    match method {
+        Method::Get | Method::Head => Ok(ApiCall::GetSession(id.into())),
+        Method::Delete => Ok(ApiCall::DeleteSession(
+            SessionId::parse(id).ok_or(err(Status::NotFound, "no such session\n"))?,
+        )),
+        _ => Err(err(Status::MethodNotAllowed, "use GET or DELETE\n")),
     }
 }
 
@@ -248,70 +285,28 @@ impl<'a> Params<'a> {
     }
 }
 
-fn json_str(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
+/// The answer of `GET .../sessions`.
+#[derive(Serialize)]
+struct SessionList<'a> {
+    sessions: &'a [SessionInfo],
 }
 
-fn write_session(out: &mut String, s: &SessionInfo) {
-    out.push_str("{\"id\":");
-    json_str(out, s.id.as_str());
-    out.push_str(",\"name\":");
-    json_str(out, &s.stream);
-    let _ = write!(
-        out,
-        ",\"proto\":\"{}\",\"ip\":\"{}\",\"token\":\"{}\",\"user_id\":",
-        s.proto.as_str(),
-        s.ip,
-        s.token_tag
-    );
-    match &s.user {
-        Some(u) => json_str(out, u),
-        None => out.push_str("null"),
-    }
-    let shards: Vec<String> = (0..64)
-        .filter(|i| s.shards & (1u64 << i) != 0)
-        .map(|i| i.to_string())
-        .collect();
-    let _ = write!(
-        out,
-        ",\"opened_at\":{},\"last_seen_at\":{},\"requests\":{},\"bytes\":{},\"shards\":[{}]}}",
-        s.opened_unix_ms,
-        s.last_seen_unix_ms,
-        s.requests,
-        s.bytes_sent,
-        shards.join(",")
-    );
+/// `value` as one line of compact JSON.
+fn json_line(value: &impl Serialize) -> String {
+    // Cannot fail: the answers hold no maps (no non-string keys), and their serializers
+    // (`Display` of ids, addresses and tags) never return an error.
+    let mut out = serde_json::to_string(value).expect("API answers always serialize");
+    out.push('\n');
+    out
 }
 
 /// `{"sessions":[...]}`, sessions ordered by opening time.
 pub fn write_sessions(sessions: &[SessionInfo]) -> String {
-    let mut out = String::from("{\"sessions\":[");
-    for (i, s) in sessions.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        write_session(&mut out, s);
-    }
-    out.push_str("]}\n");
-    out
+    json_line(&SessionList { sessions })
 }
 
 pub fn write_one_session(s: &SessionInfo) -> String {
-    let mut out = String::new();
-    write_session(&mut out, s);
-    out.push('\n');
-    out
+    json_line(s)
 }
 
 /// Merges one session's views from several shards (same id): counts add up, the earliest
@@ -404,154 +399,234 @@ impl MetricsSnapshot {
     }
 }
 
-/// Prometheus text exposition format 0.0.4.
+/// Prometheus text exposition format 0.0.4: every family of `METRIC_FAMILIES`, in order.
 pub fn write_metrics(m: &MetricsSnapshot) -> String {
     let mut o = String::with_capacity(4096);
-    let counter = |o: &mut String, name: &str, help: &str, value: u64| {
+    for f in METRIC_FAMILIES {
         let _ = write!(
             o,
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n",
+            name = f.name,
+            help = f.help,
+            kind = f.kind.as_str()
         );
-    };
-    counter(
-        &mut o,
-        "tessera_http_requests_total",
-        "HTTP requests answered.",
-        m.http_requests,
-    );
-    counter(
-        &mut o,
-        "tessera_http_sent_bytes_total",
-        "HTTP response bytes sent.",
-        m.http_bytes_sent,
-    );
-    let _ = write!(
-        o,
-        "# HELP tessera_decisions_total Play requests decided, by result and deny reason.\n\
-         # TYPE tessera_decisions_total counter\n\
-         tessera_decisions_total{{result=\"allow\",reason=\"\"}} {}\n",
-        m.allowed
-    );
+        match f.samples {
+            Samples::Value(value) => {
+                let _ = writeln!(o, "{} {}", f.name, value(m));
+            }
+            Samples::Lines(write) => write(&mut o, f.name, m),
+        }
+    }
+    o
+}
+
+/// One metric family of `/metrics`: its name, type, help text and samples.
+struct MetricFamily {
+    name: &'static str,
+    kind: MetricKind,
+    help: &'static str,
+    samples: Samples,
+}
+
+#[derive(Clone, Copy)]
+enum MetricKind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+impl MetricKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            MetricKind::Counter => "counter",
+            MetricKind::Gauge => "gauge",
+            MetricKind::Histogram => "histogram",
+        }
+    }
+}
+
+/// How a family's sample lines are written.
+#[derive(Clone, Copy)]
+enum Samples {
+    /// One unlabelled sample: `NAME VALUE`.
+    Value(fn(&MetricsSnapshot) -> u64),
+    /// Labelled samples, a histogram, or a value that is not an integer: written by the
+    /// function, given the family's name.
+    Lines(fn(&mut String, &str, &MetricsSnapshot)),
+}
+
+/// Every family of `/metrics`, in the order they are written.
+const METRIC_FAMILIES: &[MetricFamily] = &[
+    MetricFamily {
+        name: "tessera_http_requests_total",
+        kind: MetricKind::Counter,
+        help: "HTTP requests answered.",
+        samples: Samples::Value(|m| m.http_requests),
+    },
+    MetricFamily {
+        name: "tessera_http_sent_bytes_total",
+        kind: MetricKind::Counter,
+        help: "HTTP response bytes sent.",
+        samples: Samples::Value(|m| m.http_bytes_sent),
+    },
+    MetricFamily {
+        name: "tessera_decisions_total",
+        kind: MetricKind::Counter,
+        help: "Play requests decided, by result and deny reason.",
+        samples: Samples::Lines(write_decisions),
+    },
+    MetricFamily {
+        name: "tessera_decision_cache_hits_total",
+        kind: MetricKind::Counter,
+        help: "Decisions served from the cache.",
+        samples: Samples::Value(|m| m.cache_hits),
+    },
+    MetricFamily {
+        name: "tessera_decision_cache_misses_total",
+        kind: MetricKind::Counter,
+        help: "Decisions not in the cache.",
+        samples: Samples::Value(|m| m.cache_misses),
+    },
+    MetricFamily {
+        name: "tessera_decision_cache_hit_ratio",
+        kind: MetricKind::Gauge,
+        help: "Hits over lookups since start.",
+        samples: Samples::Lines(write_cache_hit_ratio),
+    },
+    MetricFamily {
+        name: "tessera_decision_cache_entries",
+        kind: MetricKind::Gauge,
+        help: "Decisions cached (all shards).",
+        samples: Samples::Value(|m| m.cache_entries),
+    },
+    MetricFamily {
+        name: "tessera_stale_allows_served_total",
+        kind: MetricKind::Counter,
+        help: "Requests served from a portal allow past its duration while it was re-asked or unreachable.",
+        samples: Samples::Value(|m| m.stale_served),
+    },
+    MetricFamily {
+        name: "tessera_backend_requests_total",
+        kind: MetricKind::Counter,
+        help: "Portal backend questions, by outcome.",
+        samples: Samples::Lines(write_backend_outcomes),
+    },
+    MetricFamily {
+        name: "tessera_backend_request_duration_seconds",
+        kind: MetricKind::Histogram,
+        help: "Portal question latency (all backends of one question).",
+        samples: Samples::Lines(write_backend_latency),
+    },
+    MetricFamily {
+        name: "tessera_sessions_open",
+        kind: MetricKind::Gauge,
+        help: "Play sessions open, by protocol (a session served by two shards counts twice).",
+        samples: Samples::Lines(write_sessions_by_proto),
+    },
+    MetricFamily {
+        name: "tessera_sessions_opened_total",
+        kind: MetricKind::Counter,
+        help: "Play sessions opened.",
+        samples: Samples::Value(|m| m.sessions_opened),
+    },
+    MetricFamily {
+        name: "tessera_sessions_closed_total",
+        kind: MetricKind::Counter,
+        help: "Play sessions closed.",
+        samples: Samples::Value(|m| m.sessions_closed),
+    },
+    MetricFamily {
+        name: "tessera_sessions_revoked_total",
+        kind: MetricKind::Counter,
+        help: "Play sessions cut by revocation or a session limit.",
+        samples: Samples::Value(|m| m.sessions_revoked),
+    },
+    MetricFamily {
+        name: "tessera_http_connections_open",
+        kind: MetricKind::Gauge,
+        help: "HTTP connections open.",
+        samples: Samples::Value(|m| m.http_connections_open),
+    },
+    MetricFamily {
+        name: "tessera_backend_lookups_pending",
+        kind: MetricKind::Gauge,
+        help: "Portal questions waiting for an answer.",
+        samples: Samples::Value(|m| m.lookups_pending),
+    },
+    MetricFamily {
+        name: "tessera_revocations",
+        kind: MetricKind::Gauge,
+        help: "Revoked tokens, users and sessions remembered.",
+        samples: Samples::Value(|m| m.revocations),
+    },
+    MetricFamily {
+        name: "tessera_shards",
+        kind: MetricKind::Gauge,
+        help: "Shards answering this scrape.",
+        samples: Samples::Value(|m| m.shards),
+    },
+];
+
+/// The allows (with an empty reason), then the denies of every reason.
+fn write_decisions(o: &mut String, name: &str, m: &MetricsSnapshot) {
+    let _ = writeln!(o, "{name}{{result=\"allow\",reason=\"\"}} {}", m.allowed);
     for r in DenyReason::ALL {
         let _ = writeln!(
             o,
-            "tessera_decisions_total{{result=\"deny\",reason=\"{}\"}} {}",
+            "{name}{{result=\"deny\",reason=\"{}\"}} {}",
             r.as_str(),
             m.denied_by[r as usize]
         );
     }
-    counter(
-        &mut o,
-        "tessera_decision_cache_hits_total",
-        "Decisions served from the cache.",
-        m.cache_hits,
-    );
-    counter(
-        &mut o,
-        "tessera_decision_cache_misses_total",
-        "Decisions not in the cache.",
-        m.cache_misses,
-    );
-    let ratio = if m.cache_hits + m.cache_misses == 0 {
+}
+
+/// Hits over lookups, 0 before the first lookup.
+fn write_cache_hit_ratio(o: &mut String, name: &str, m: &MetricsSnapshot) {
+    let lookups = m.cache_hits + m.cache_misses;
+    let ratio = if lookups == 0 {
         0.0
     } else {
-        m.cache_hits as f64 / (m.cache_hits + m.cache_misses) as f64
+        m.cache_hits as f64 / lookups as f64
     };
-    let _ = write!(
-        o,
-        "# HELP tessera_decision_cache_hit_ratio Hits over lookups since start.\n\
-         # TYPE tessera_decision_cache_hit_ratio gauge\n\
-         tessera_decision_cache_hit_ratio {ratio:.6}\n\
-         # HELP tessera_decision_cache_entries Decisions cached (all shards).\n\
-         # TYPE tessera_decision_cache_entries gauge\n\
-         tessera_decision_cache_entries {}\n",
-        m.cache_entries
-    );
-    counter(
-        &mut o,
-        "tessera_stale_allows_served_total",
-        "Requests served from a portal allow past its duration while it was re-asked or unreachable.",
-        m.stale_served,
-    );
-    let _ = write!(
-        o,
-        "# HELP tessera_backend_requests_total Portal backend questions, by outcome.\n\
-         # TYPE tessera_backend_requests_total counter\n\
-         tessera_backend_requests_total{{outcome=\"allow\"}} {}\n\
-         tessera_backend_requests_total{{outcome=\"deny\"}} {}\n\
-         tessera_backend_requests_total{{outcome=\"error\"}} {}\n",
-        m.portal_allowed, m.portal_denied, m.portal_unreachable
-    );
-    let _ = write!(
-        o,
-        "# HELP tessera_backend_request_duration_seconds Portal question latency (all backends of one question).\n\
-         # TYPE tessera_backend_request_duration_seconds histogram\n"
-    );
-    for (i, le) in LATENCY_BUCKETS_MS.iter().enumerate() {
-        let _ = writeln!(
-            o,
-            "tessera_backend_request_duration_seconds_bucket{{le=\"{}\"}} {}",
-            *le as f64 / 1000.0,
-            m.portal_latency_buckets[i]
-        );
+    let _ = writeln!(o, "{name} {ratio:.6}");
+}
+
+fn write_backend_outcomes(o: &mut String, name: &str, m: &MetricsSnapshot) {
+    let outcomes = [
+        ("allow", m.portal_allowed),
+        ("deny", m.portal_denied),
+        ("error", m.portal_unreachable),
+    ];
+    for (outcome, count) in outcomes {
+        let _ = writeln!(o, "{name}{{outcome=\"{outcome}\"}} {count}");
+    }
+}
+
+/// Cumulative buckets (`le` in seconds), `+Inf`, the sum in seconds and the count.
+fn write_backend_latency(o: &mut String, name: &str, m: &MetricsSnapshot) {
+    for (le, count) in LATENCY_BUCKETS_MS.iter().zip(m.portal_latency_buckets) {
+        let _ = writeln!(o, "{name}_bucket{{le=\"{}\"}} {count}", *le as f64 / 1000.0);
     }
     let _ = write!(
         o,
-        "tessera_backend_request_duration_seconds_bucket{{le=\"+Inf\"}} {}\n\
-         tessera_backend_request_duration_seconds_sum {:.6}\n\
-         tessera_backend_request_duration_seconds_count {}\n",
-        m.portal_latency_buckets[12],
+        "{name}_bucket{{le=\"+Inf\"}} {}\n\
+         {name}_sum {:.6}\n\
+         {name}_count {}\n",
+        m.portal_latency_buckets[LATENCY_BUCKETS_MS.len()],
         m.portal_latency_sum_us as f64 / 1e6,
         m.portal_requests
     );
-    let _ = write!(
-        o,
-        "# HELP tessera_sessions_open Play sessions open, by protocol (a session served by two shards counts twice).\n\
-         # TYPE tessera_sessions_open gauge\n"
-    );
+}
+
+fn write_sessions_by_proto(o: &mut String, name: &str, m: &MetricsSnapshot) {
     for p in Proto::ALL {
         let _ = writeln!(
             o,
-            "tessera_sessions_open{{proto=\"{}\"}} {}",
+            "{name}{{proto=\"{}\"}} {}",
             p.as_str(),
             m.sessions_by_proto[p as usize]
         );
     }
-    counter(
-        &mut o,
-        "tessera_sessions_opened_total",
-        "Play sessions opened.",
-        m.sessions_opened,
-    );
-    counter(
-        &mut o,
-        "tessera_sessions_closed_total",
-        "Play sessions closed.",
-        m.sessions_closed,
-    );
-    counter(
-        &mut o,
-        "tessera_sessions_revoked_total",
-        "Play sessions cut by revocation or a session limit.",
-        m.sessions_revoked,
-    );
-    let _ = write!(
-        o,
-        "# HELP tessera_http_connections_open HTTP connections open.\n\
-         # TYPE tessera_http_connections_open gauge\n\
-         tessera_http_connections_open {}\n\
-         # HELP tessera_backend_lookups_pending Portal questions waiting for an answer.\n\
-         # TYPE tessera_backend_lookups_pending gauge\n\
-         tessera_backend_lookups_pending {}\n\
-         # HELP tessera_revocations Revoked tokens, users and sessions remembered.\n\
-         # TYPE tessera_revocations gauge\n\
-         tessera_revocations {}\n\
-         # HELP tessera_shards Shards answering this scrape.\n\
-         # TYPE tessera_shards gauge\n\
-         tessera_shards {}\n",
-        m.http_connections_open, m.lookups_pending, m.revocations, m.shards
-    );
-    o
 }
 
 #[cfg(test)]
@@ -672,6 +747,31 @@ mod tests {
         assert!(json.contains("\"name\":\"a\\\"b\""), "{json}");
         assert!(json.contains("\"token\":\"#abcdef01\""), "{json}");
         assert!(json.contains("\"shards\":[0,1]"), "{json}");
+    }
+
+    #[test]
+    fn session_json_keys_and_values_are_the_api_format() {
+        let s = SessionInfo {
+            id: SessionId::from_random([2; 16]),
+            stream: "live/a".into(),
+            proto: Proto::Rtmp,
+            ip: "::1".parse().unwrap(),
+            token_tag: TokenTag(0x0000_00ff),
+            user: None,
+            opened_unix_ms: -1,
+            last_seen_unix_ms: 1_700_000_000_123,
+            requests: u64::MAX,
+            bytes_sent: 0,
+            shards: 1 << 63 | 1 << 2,
+        };
+        assert_eq!(
+            write_one_session(&s),
+            "{\"id\":\"02020202-0202-4202-8202-020202020202\",\"name\":\"live/a\",\
+             \"proto\":\"rtmp\",\"ip\":\"::1\",\"token\":\"#000000ff\",\"user_id\":null,\
+             \"opened_at\":-1,\"last_seen_at\":1700000000123,\
+             \"requests\":18446744073709551615,\"bytes\":0,\"shards\":[2,63]}\n"
+        );
+        assert_eq!(write_sessions(&[]), "{\"sessions\":[]}\n");
     }
 
     #[test]

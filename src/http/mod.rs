@@ -9,3 +9,4 @@ pub mod route;
 pub mod service;
 pub mod status;
 pub mod target;
+pub mod ts_viewer;

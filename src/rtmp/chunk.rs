@@ -190,18 +190,10 @@ impl ChunkDecoder {
         let Some(&b0) = buf.first() else {
             return Ok((0, None));
         };
-        let fmt = b0 >> 6;
-        let (csid, mut pos) = match b0 & 0x3F {
-            0 => match buf.get(1) {
-                Some(&b1) => (64 + u32::from(b1), 2),
-                None => return Ok((0, None)),
-            },
-            1 => match buf.get(1..3) {
-                Some(b) => (64 + u32::from(b[0]) + 256 * u32::from(b[1]), 3),
-                None => return Ok((0, None)),
-            },
-            id => (u32::from(id), 1),
+        let Some((csid, mut pos)) = chunk_stream_id(b0, buf) else {
+            return Ok((0, None));
         };
+        let fmt = b0 >> 6;
         let err = |kind| ChunkError {
             kind,
             csid,
@@ -262,43 +254,73 @@ impl ChunkDecoder {
         // The whole chunk is buffered: commit.
         let st = self.streams.entry(csid).or_default();
         if !continuation {
-            let field = field.unwrap_or(st.ts_field);
-            match fmt {
-                0 => {
-                    st.timestamp = field;
-                    st.type_id = header[6];
-                    st.stream_id =
-                        u32::from_le_bytes([header[7], header[8], header[9], header[10]]);
-                }
-                1 => {
-                    st.timestamp = st.timestamp.wrapping_add(field);
-                    st.type_id = header[6];
-                }
-                _ => st.timestamp = st.timestamp.wrapping_add(field),
-            }
-            st.ts_field = field;
-            if fmt < 3 {
-                st.extended = extended;
-            }
-            st.length = length;
-            st.partial.clear();
-            st.in_progress = true;
+            st.start_message(fmt, header, field, extended, length);
         }
         st.partial.extend_from_slice(data);
         self.consumed += pos as u64;
-        let message = if st.partial.len() >= st.length {
-            st.in_progress = false;
-            Some(Message {
-                csid,
-                timestamp: st.timestamp,
-                type_id: st.type_id,
-                stream_id: st.stream_id,
-                payload: st.partial.split().freeze(),
-            })
-        } else {
-            None
-        };
-        Ok((pos, message))
+        Ok((pos, st.finished_message(csid)))
+    }
+}
+
+/// The chunk stream id of a basic header starting with `b0` (§5.3.1.1: 1, 2 or 3 bytes)
+/// and the basic header's length; `None` while `buf` is shorter than that.
+fn chunk_stream_id(b0: u8, buf: &[u8]) -> Option<(u32, usize)> {
+    match b0 & 0x3F {
+        0 => buf.get(1).map(|&b1| (64 + u32::from(b1), 2)),
+        1 => buf
+            .get(1..3)
+            .map(|b| (64 + u32::from(b[0]) + 256 * u32::from(b[1]), 3)),
+        id => Some((u32::from(id), 1)),
+    }
+}
+
+impl StreamState {
+    /// Takes the fields of a chunk that starts a message: what its header type `fmt`
+    /// carries, the rest inherited from the previous header (§5.3.1.2). `field` is the
+    /// (extended) timestamp field, `None` for a type 3 header.
+    fn start_message(
+        &mut self,
+        fmt: u8,
+        header: &[u8],
+        field: Option<u32>,
+        extended: bool,
+        length: usize,
+    ) {
+        let field = field.unwrap_or(self.ts_field);
+        match fmt {
+            0 => {
+                self.timestamp = field;
+                self.type_id = header[6];
+                self.stream_id = u32::from_le_bytes([header[7], header[8], header[9], header[10]]);
+            }
+            1 => {
+                self.timestamp = self.timestamp.wrapping_add(field);
+                self.type_id = header[6];
+            }
+            _ => self.timestamp = self.timestamp.wrapping_add(field),
+        }
+        self.ts_field = field;
+        if fmt < 3 {
+            self.extended = extended;
+        }
+        self.length = length;
+        self.partial.clear();
+        self.in_progress = true;
+    }
+
+    /// The message on chunk stream `csid`, once its payload is complete.
+    fn finished_message(&mut self, csid: u32) -> Option<Message> {
+        if self.partial.len() < self.length {
+            return None;
+        }
+        self.in_progress = false;
+        Some(Message {
+            csid,
+            timestamp: self.timestamp,
+            type_id: self.type_id,
+            stream_id: self.stream_id,
+            payload: self.partial.split().freeze(),
+        })
     }
 }
 

@@ -18,3 +18,4 @@ pub mod flv;
 pub mod handshake;
 pub mod session;
 pub mod sha256;
+pub mod viewer;

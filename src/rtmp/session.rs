@@ -23,12 +23,12 @@
 //!    * `Authorize { .. }`: ask the authorizer; input is not consumed until
 //!      `authorized(answer, now)` is called, after which call `handle_input` again with the
 //!      kept bytes (even if no new bytes came) and drain outputs again.
-//!    * `StartPlay(p)`: send the stream's sequence headers (`flv::video_config_tag`,
-//!      `flv::audio_config_tag`), then frames from a keyframe on (`flv::frame_tag`, built
-//!      once per frame and shared), each through [`RtmpConnection::media_message`], writing
-//!      the returned [`Chunks`] parts in order. Drop audio older than the first video frame.
-//!    * `PausePlay { paused }` / `StopPlay`: stop or resume media; `media_message` returns
-//!      `None` meanwhile.
+//!    * `StartPlay(p)`: start an `rtmp::viewer::RtmpViewer` (sequence headers, then frames
+//!      from a keyframe on, re-sent configuration, audio gating, chunking); or write single
+//!      messages through [`RtmpConnection::media_message`], writing the returned [`Chunks`]
+//!      parts in order.
+//!    * `PausePlay { paused }` / `StopPlay`: stop or resume media (`RtmpViewer::resume` after
+//!      a pause); `media_message` returns `None` meanwhile.
 //!    * `PublishStarted`, `Published(MediaFrame)`, `Unpublished`: feed the stream source.
 //!    * `Close(reason)`: write every earlier `Transmit`, then close the socket.
 //!    * `Timeout(at)`: call `handle_timeout(now)` at `at` (replaces any earlier timer).
@@ -40,7 +40,7 @@ use super::chunk::{
     ChunkDecoder, ChunkEncoder, ChunkError, ChunkErrorKind, ChunkLimits, Chunks, Message,
     MessageHeader,
 };
-use super::flv::{self, FlvDemuxer, FlvError, FlvTag, MediaFrame, TagKind};
+use super::flv::{self, FlvDemuxer, FlvError, FlvTag, MediaFrame};
 use super::handshake::{HandshakeError, ServerHandshake};
 use crate::media::frame::MediaInfo;
 use crate::uri::Target;
@@ -71,10 +71,10 @@ const PING_RESPONSE: u16 = 7;
 // Chunk streams we send on. 2 is reserved for protocol control (§5.4).
 const CSID_CONTROL: u32 = 2;
 const CSID_COMMAND: u32 = 3;
-const CSID_DATA: u32 = 4;
+pub(crate) const CSID_DATA: u32 = 4;
 const CSID_STATUS: u32 = 5;
-const CSID_AUDIO: u32 = 6;
-const CSID_VIDEO: u32 = 7;
+pub(crate) const CSID_AUDIO: u32 = 6;
+pub(crate) const CSID_VIDEO: u32 = 7;
 
 /// Streams one connection may create (real clients create one).
 const MAX_STREAMS: u32 = 8;
@@ -535,23 +535,11 @@ impl RtmpConnection {
     /// when not playing, paused, or the tag is longer than a message may be); write its
     /// chunks with `encoder().write_chunk`, flushing between them as the shell likes.
     pub fn media_header(&mut self, tag: &FlvTag) -> Option<MessageHeader> {
-        if self.closed || tag.body.len() > crate::rtmp::chunk::MAX_WIRE_MESSAGE_LEN {
+        if self.closed {
             return None;
         }
         let play = self.playing.as_mut().filter(|p| !p.paused)?;
-        let base = *play.base_ms.get_or_insert(tag.timestamp_ms);
-        let ts = (tag.timestamp_ms - base).clamp(0, i64::from(u32::MAX)) as u32;
-        let csid = match tag.kind {
-            TagKind::Audio => CSID_AUDIO,
-            TagKind::Video => CSID_VIDEO,
-            TagKind::Script => CSID_DATA,
-        };
-        Some(MessageHeader {
-            csid,
-            timestamp: ts,
-            type_id: tag.kind.message_type(),
-            stream_id: play.stream_id,
-        })
+        super::viewer::media_header(tag, &mut play.base_ms, play.stream_id)
     }
 
     /// The outgoing chunk encoder (its chunk size is the one announced to the peer).
@@ -798,7 +786,51 @@ impl RtmpConnection {
     }
 
     fn on_command(&mut self, m: &Message, body: &[u8]) -> Result<(), RtmpError> {
-        // Every value must decode: a command with AMF garbage in it is not guessed at.
+        let values = self.decode_command(m, body)?;
+        let Some(name) = values
+            .first()
+            .and_then(Amf0Value::as_str)
+            .map(str::to_string)
+        else {
+            return Err(self.protocol_error(m.type_id, "a command without a name"));
+        };
+        let txn = values.get(1).and_then(Amf0Value::as_number).unwrap_or(0.0);
+        let obj = values.get(2);
+        let args = values.get(3..).unwrap_or(&[]);
+        match name.as_str() {
+            "connect" => self.on_connect(txn, obj),
+            "createStream" => self.on_create_stream(txn),
+            "releaseStream" | "FCPublish" | "FCSubscribe" => {
+                if txn != 0.0 {
+                    self.result(txn, vec![Amf0Value::Null, Amf0Value::Undefined]);
+                }
+            }
+            "getStreamLength" => {
+                // Live: length 0 (ffmpeg warns unless the answer is a number).
+                self.result(txn, vec![Amf0Value::Null, 0.0.into()]);
+            }
+            "play" => self.on_play_or_publish(Action::Play, m.stream_id, args),
+            "publish" => self.on_play_or_publish(Action::Publish, m.stream_id, args),
+            "pause" => self.on_pause(args),
+            "deleteStream" => {
+                let sid = args
+                    .first()
+                    .and_then(Amf0Value::as_number)
+                    .map_or(m.stream_id, |n| n as u32);
+                self.on_stream_closed(sid, false);
+            }
+            "closeStream" => self.on_stream_closed(m.stream_id, false),
+            "FCUnpublish" => self.on_stream_closed(m.stream_id, true),
+            "receiveAudio" | "receiveVideo" | "_result" | "_error" | "onStatus" | "_checkbw"
+            | "checkBandwidth" | "onBWDone" | "@setDataFrame" | "seek" => {}
+            _ => return Err(self.on_unknown_command(m.type_id, txn, &name)),
+        }
+        Ok(())
+    }
+
+    /// Every AMF0 value of a command body. Every value must decode: a command with AMF
+    /// garbage in it is not guessed at.
+    fn decode_command(&self, m: &Message, body: &[u8]) -> Result<Vec<Amf0Value>, RtmpError> {
         let mut values = Vec::new();
         let mut rest = body;
         while !rest.is_empty() {
@@ -814,159 +846,139 @@ impl RtmpConnection {
                 }
             }
         }
-        let Some(name) = values
-            .first()
-            .and_then(Amf0Value::as_str)
-            .map(str::to_string)
-        else {
-            return Err(self.protocol_error(m.type_id, "a command without a name"));
-        };
-        let txn = values.get(1).and_then(Amf0Value::as_number).unwrap_or(0.0);
-        let obj = values.get(2);
-        let args = values.get(3..).unwrap_or(&[]);
-        let arg_str = |i: usize| args.get(i).and_then(Amf0Value::as_str).unwrap_or("");
-        match name.as_str() {
-            "connect" => {
-                let get = |k| obj.and_then(|o| o.get(k)).and_then(Amf0Value::as_str);
-                self.app = get("app").unwrap_or("").to_string();
-                self.tc_url = get("tcUrl").map(str::to_string);
-                self.connected = true;
-                let was = self.cfg.window_ack_size.to_be_bytes();
-                self.send(CSID_CONTROL, WINDOW_ACK_SIZE, 0, &was);
-                let mut bw = [0u8; 5];
-                bw[..4].copy_from_slice(&self.cfg.peer_bandwidth.to_be_bytes());
-                bw[4] = 2; // dynamic
-                self.send(CSID_CONTROL, SET_PEER_BANDWIDTH, 0, &bw);
-                let cs = self.cfg.chunk_size.clamp(1, 0x7FFF_FFFF);
-                self.send(CSID_CONTROL, SET_CHUNK_SIZE, 0, &cs.to_be_bytes());
-                // Valid by the clamp above.
-                let _ = self.encoder.set_chunk_size(cs);
-                let fms = self.cfg.fms_version;
-                self.result(
-                    txn,
-                    vec![
-                        Amf0Value::object([("fmsVer", fms.into()), ("capabilities", 31.0.into())]),
-                        Amf0Value::object([
-                            ("level", "status".into()),
-                            ("code", "NetConnection.Connect.Success".into()),
-                            ("description", "Connection succeeded.".into()),
-                            ("objectEncoding", 0.0.into()),
-                        ]),
-                    ],
-                );
-            }
-            "createStream" => {
-                if self.streams_created >= MAX_STREAMS {
-                    self.call_failed(txn, "too many streams");
-                } else {
-                    self.streams_created += 1;
-                    let id = self.streams_created;
-                    self.result(txn, vec![Amf0Value::Null, f64::from(id).into()]);
-                }
-            }
-            "releaseStream" | "FCPublish" | "FCSubscribe" => {
-                if txn != 0.0 {
-                    self.result(txn, vec![Amf0Value::Null, Amf0Value::Undefined]);
-                }
-            }
-            "getStreamLength" => {
-                // Live: length 0 (ffmpeg warns unless the answer is a number).
-                self.result(txn, vec![Amf0Value::Null, 0.0.into()]);
-            }
-            "play" | "publish" => {
-                let action = if name == "play" {
-                    Action::Play
-                } else {
-                    Action::Publish
-                };
-                let (stream, token) = self.stream_and_token(arg_str(0));
-                let reset = action == Action::Play
-                    && args.get(3).and_then(Amf0Value::as_bool).unwrap_or(true);
-                if stream.is_empty() {
-                    let code = match action {
-                        Action::Play => "NetStream.Play.StreamNotFound",
-                        Action::Publish => "NetStream.Publish.BadName",
-                    };
-                    self.on_status(m.stream_id, "error", code, "Empty stream name");
-                    return Ok(());
-                }
-                if self.publishing.is_some() || self.playing.is_some() {
-                    self.on_status(
-                        m.stream_id,
-                        "error",
-                        "NetStream.Play.Failed",
-                        "A stream is already active on this connection",
-                    );
-                    return Ok(());
-                }
-                self.pending = Some(PendingAuth {
-                    action,
-                    stream_id: m.stream_id,
-                    stream: stream.clone(),
-                    reset,
-                });
-                let app = self.app.split('?').next().unwrap_or("").to_string();
-                let tc_url = self.tc_url.clone();
-                self.push(Output::Authorize {
-                    action,
-                    stream,
-                    token,
-                    app,
-                    tc_url,
-                });
-            }
-            "pause" => {
-                let paused = args.first().and_then(Amf0Value::as_bool).unwrap_or(true);
-                if let Some(play) = self.playing.as_mut() {
-                    let sid = play.stream_id;
-                    play.paused = paused;
-                    if !paused {
-                        // Resume at the live edge: restart viewer time at the next tag's.
-                        play.base_ms = None;
-                    }
-                    let (code, what) = if paused {
-                        ("NetStream.Pause.Notify", "Paused")
-                    } else {
-                        ("NetStream.Unpause.Notify", "Unpaused")
-                    };
-                    self.on_status(sid, "status", code, what);
-                    self.push(Output::PausePlay { paused });
-                }
-            }
-            "deleteStream" | "closeStream" | "FCUnpublish" => {
-                let sid = if name == "deleteStream" {
-                    args.first()
-                        .and_then(Amf0Value::as_number)
-                        .map_or(m.stream_id, |n| n as u32)
-                } else {
-                    m.stream_id
-                };
-                let is_publish = self
-                    .publishing
-                    .as_ref()
-                    .is_some_and(|p| p.stream_id == sid || name == "FCUnpublish");
-                if is_publish {
-                    self.publishing = None;
-                    self.push(Output::Unpublished);
-                    self.deadline = None;
-                } else if self.playing.as_ref().is_some_and(|p| p.stream_id == sid) {
-                    self.playing = None;
-                    self.push(Output::StopPlay);
-                }
-            }
-            "receiveAudio" | "receiveVideo" | "_result" | "_error" | "onStatus" | "_checkbw"
-            | "checkBandwidth" | "onBWDone" | "@setDataFrame" | "seek" => {}
-            _ => {
-                // Answered (so the client can say why), then the connection closes: a
-                // client that speaks something else is not one we serve.
-                if txn != 0.0 {
-                    self.call_failed(txn, &format!("unknown command {name}"));
-                }
-                let what = format!("unknown command {:?}", name.escape_debug().to_string());
-                return Err(self.protocol_error(m.type_id, what));
-            }
+        Ok(values)
+    }
+
+    /// `connect`: remembers the app and tcUrl, sends window, bandwidth and chunk size, and
+    /// answers `NetConnection.Connect.Success`.
+    fn on_connect(&mut self, txn: f64, obj: Option<&Amf0Value>) {
+        let get = |k| obj.and_then(|o| o.get(k)).and_then(Amf0Value::as_str);
+        self.app = get("app").unwrap_or("").to_string();
+        self.tc_url = get("tcUrl").map(str::to_string);
+        self.connected = true;
+        let was = self.cfg.window_ack_size.to_be_bytes();
+        self.send(CSID_CONTROL, WINDOW_ACK_SIZE, 0, &was);
+        let mut bw = [0u8; 5];
+        bw[..4].copy_from_slice(&self.cfg.peer_bandwidth.to_be_bytes());
+        bw[4] = 2; // dynamic
+        self.send(CSID_CONTROL, SET_PEER_BANDWIDTH, 0, &bw);
+        let cs = self.cfg.chunk_size.clamp(1, 0x7FFF_FFFF);
+        self.send(CSID_CONTROL, SET_CHUNK_SIZE, 0, &cs.to_be_bytes());
+        // Valid by the clamp above.
+        let _ = self.encoder.set_chunk_size(cs);
+        let fms = self.cfg.fms_version;
+        self.result(
+            txn,
+            vec![
+                Amf0Value::object([("fmsVer", fms.into()), ("capabilities", 31.0.into())]),
+                Amf0Value::object([
+                    ("level", "status".into()),
+                    ("code", "NetConnection.Connect.Success".into()),
+                    ("description", "Connection succeeded.".into()),
+                    ("objectEncoding", 0.0.into()),
+                ]),
+            ],
+        );
+    }
+
+    /// `createStream`: the next message stream id, up to `MAX_STREAMS`.
+    fn on_create_stream(&mut self, txn: f64) {
+        if self.streams_created >= MAX_STREAMS {
+            self.call_failed(txn, "too many streams");
+        } else {
+            self.streams_created += 1;
+            let id = self.streams_created;
+            self.result(txn, vec![Amf0Value::Null, f64::from(id).into()]);
         }
-        Ok(())
+    }
+
+    /// `play` or `publish`: refused at once without a stream name or with a stream already
+    /// active; otherwise the connection asks for an authorization (`Output::Authorize`).
+    fn on_play_or_publish(&mut self, action: Action, stream_id: u32, args: &[Amf0Value]) {
+        let name = args.first().and_then(Amf0Value::as_str).unwrap_or("");
+        let (stream, token) = self.stream_and_token(name);
+        let reset =
+            action == Action::Play && args.get(3).and_then(Amf0Value::as_bool).unwrap_or(true);
+        if stream.is_empty() {
+            let code = match action {
+                Action::Play => "NetStream.Play.StreamNotFound",
+                Action::Publish => "NetStream.Publish.BadName",
+            };
+            self.on_status(stream_id, "error", code, "Empty stream name");
+            return;
+        }
+        if self.publishing.is_some() || self.playing.is_some() {
+            self.on_status(
+                stream_id,
+                "error",
+                "NetStream.Play.Failed",
+                "A stream is already active on this connection",
+            );
+            return;
+        }
+        self.pending = Some(PendingAuth {
+            action,
+            stream_id,
+            stream: stream.clone(),
+            reset,
+        });
+        let app = self.app.split('?').next().unwrap_or("").to_string();
+        let tc_url = self.tc_url.clone();
+        self.push(Output::Authorize {
+            action,
+            stream,
+            token,
+            app,
+            tc_url,
+        });
+    }
+
+    /// `pause`: pauses or resumes the viewer, if one plays.
+    fn on_pause(&mut self, args: &[Amf0Value]) {
+        let paused = args.first().and_then(Amf0Value::as_bool).unwrap_or(true);
+        let Some(play) = self.playing.as_mut() else {
+            return;
+        };
+        let sid = play.stream_id;
+        play.paused = paused;
+        if !paused {
+            // Resume at the live edge: restart viewer time at the next tag's.
+            play.base_ms = None;
+        }
+        let (code, what) = if paused {
+            ("NetStream.Pause.Notify", "Paused")
+        } else {
+            ("NetStream.Unpause.Notify", "Unpaused")
+        };
+        self.on_status(sid, "status", code, what);
+        self.push(Output::PausePlay { paused });
+    }
+
+    /// `deleteStream`, `closeStream`, `FCUnpublish`: ends the publish or the play on
+    /// message stream `sid` (`FCUnpublish` ends a publish on any stream).
+    fn on_stream_closed(&mut self, sid: u32, any_publish: bool) {
+        let is_publish = self
+            .publishing
+            .as_ref()
+            .is_some_and(|p| p.stream_id == sid || any_publish);
+        if is_publish {
+            self.publishing = None;
+            self.push(Output::Unpublished);
+            self.deadline = None;
+        } else if self.playing.as_ref().is_some_and(|p| p.stream_id == sid) {
+            self.playing = None;
+            self.push(Output::StopPlay);
+        }
+    }
+
+    /// A command we do not know: answered (so the client can say why), then the connection
+    /// closes: a client that speaks something else is not one we serve.
+    fn on_unknown_command(&mut self, type_id: u8, txn: f64, name: &str) -> RtmpError {
+        if txn != 0.0 {
+            self.call_failed(txn, &format!("unknown command {name}"));
+        }
+        let what = format!("unknown command {:?}", name.escape_debug().to_string());
+        self.protocol_error(type_id, what)
     }
 
     fn call_failed(&mut self, txn: f64, description: &str) {

@@ -12,6 +12,7 @@
 pub mod message;
 pub mod sdp;
 pub mod session;
+pub mod viewer;
 
 pub use message::{Method, RtspLimits, Status};
 pub use session::{

@@ -209,8 +209,34 @@ pub async fn serve(mut stream: TcpStream, state: Rc<RefCell<ShardState>>, bus: R
     }
 }
 
+/// Takes an accepted connection in, or, when the shard already serves its most HTTP
+/// connections, answers it 503 and closes it.
+pub fn admit(
+    stream: TcpStream,
+    state: Rc<RefCell<ShardState>>,
+    bus: Rc<AuthBus>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> {
+    let full = {
+        let mut s = state.borrow_mut();
+        let full = s.http.connections_open >= s.limits.max_connections_per_shard;
+        if full {
+            s.http.connections_refused += 1;
+        } else {
+            s.http.connections_open += 1;
+        }
+        full
+    };
+    if full {
+        return Box::pin(refuse(stream, state));
+    }
+    Box::pin(async move {
+        serve(stream, state.clone(), bus).await;
+        state.borrow_mut().http.connections_open -= 1;
+    })
+}
+
 /// Answers a connection the shard has no room for with 503 and closes it.
-pub async fn refuse(mut stream: TcpStream, state: Rc<RefCell<ShardState>>) {
+async fn refuse(mut stream: TcpStream, state: Rc<RefCell<ShardState>>) {
     let mut out = Vec::with_capacity(512);
     close_with(&mut stream, &state, &mut out, Status::ServiceUnavailable).await;
 }

@@ -7,6 +7,7 @@
 //! on SIGINT/SIGTERM.
 
 pub mod auth_bus;
+pub mod driver;
 pub mod fake_input;
 pub mod fanout;
 pub mod http_conn;
@@ -26,26 +27,13 @@ use crate::stream::view::StreamEvent;
 use auth_bus::{AuthBus, AuthMsg};
 use fanout::Fanout;
 use glommio::channels::channel_mesh::MeshBuilder;
-use glommio::net::TcpListener;
+use glommio::net::{TcpListener, TcpStream};
 use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
 use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
-
-/// Writes `out` to the connection and empties it; `false` when the write failed (the
-/// connection is gone).
-pub(crate) async fn flush(stream: &mut glommio::net::TcpStream, out: &mut Vec<u8>) -> bool {
-    if out.is_empty() {
-        return true;
-    }
-    let ok = futures_lite::AsyncWriteExt::write_all(stream, out)
-        .await
-        .is_ok();
-    out.clear();
-    ok
-}
 
 /// Sleeps until `at`, or forever without one: a connection task's optional timer, raced
 /// against its reads and frames.
@@ -305,14 +293,9 @@ async fn shard_main(
     let _ = ready.send(Ok(id));
     let accepts: Vec<_> = bound
         .into_iter()
-        .map(|(proto, _, l)| match proto {
-            ListenerProto::Rtsp => {
-                glommio::spawn_local(accept_rtsp(l, state.clone(), udp.clone(), seed))
-            }
-            ListenerProto::Rtmp => {
-                glommio::spawn_local(accept_rtmp(l, state.clone(), fanout.clone(), seed))
-            }
-            _ => glommio::spawn_local(accept_loop(l, state.clone(), bus.clone())),
+        .map(|(proto, _, l)| {
+            let serve = connection_server(proto, &state, &udp, &fanout, &bus, seed);
+            glommio::spawn_local(accept_loop(l, proto, serve))
         })
         .collect();
     for task in accepts {
@@ -320,85 +303,63 @@ async fn shard_main(
     }
 }
 
-/// Accepts RTSP connections; each gets its own seed (session ids, SSRCs).
-async fn accept_rtsp(
-    listener: TcpListener,
-    state: Rc<RefCell<ShardState>>,
-    udp: Option<Rc<rtsp_conn::UdpPair>>,
+/// A seed of its own for every connection (RTSP session ids and SSRCs, RTMP handshake
+/// randomness), from the process seed, the shard and the connection's number.
+fn connection_seed(seed: u64, shard: usize, accepted: u64) -> u64 {
+    seed ^ ((shard as u64) << 48) ^ accepted.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+/// A started connection task.
+type ConnectionTask = std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
+
+/// What serves an accepted connection of `proto` (with the connection's number).
+fn connection_server(
+    proto: ListenerProto,
+    state: &Rc<RefCell<ShardState>>,
+    udp: &Option<Rc<rtsp_conn::UdpPair>>,
+    fanout: &Rc<Fanout>,
+    bus: &Rc<AuthBus>,
     seed: u64,
-) {
-    let mut accepted: u64 = 0;
-    let shard = state.borrow().id as u64;
-    loop {
-        match listener.accept().await {
-            Ok(stream) => {
-                accepted += 1;
-                let conn_seed = seed ^ (shard << 48) ^ accepted.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-                let task = rtsp_conn::serve(stream, state.clone(), udp.clone(), conn_seed);
-                glommio::spawn_local(task).detach();
-            }
-            Err(e) => {
-                log::warn!("rtsp accept failed: {e}");
-                glommio::timer::sleep(Duration::from_millis(100)).await;
-            }
+) -> impl FnMut(TcpStream, u64) -> ConnectionTask + 'static {
+    let (state, udp, fanout, bus) = (state.clone(), udp.clone(), fanout.clone(), bus.clone());
+    let shard = state.borrow().id;
+    move |stream, accepted| {
+        let conn_seed = connection_seed(seed, shard, accepted);
+        match proto {
+            ListenerProto::Rtsp => Box::pin(rtsp_conn::serve(
+                stream,
+                state.clone(),
+                udp.clone(),
+                conn_seed,
+            )),
+            ListenerProto::Rtmp => Box::pin(rtmp_conn::serve(
+                stream,
+                state.clone(),
+                fanout.clone(),
+                conn_seed,
+            )),
+            _ => http_conn::admit(stream, state.clone(), bus.clone()),
         }
     }
 }
 
-/// Accepts RTMP connections; each gets its own seed (handshake randomness).
-async fn accept_rtmp(
+/// Accepts connections and starts a task for each; the one accept loop of every TCP
+/// listener.
+async fn accept_loop(
     listener: TcpListener,
-    state: Rc<RefCell<ShardState>>,
-    fanout: Rc<Fanout>,
-    seed: u64,
+    proto: ListenerProto,
+    mut serve: impl FnMut(TcpStream, u64) -> ConnectionTask,
 ) {
     let mut accepted: u64 = 0;
-    let shard = state.borrow().id as u64;
     loop {
         match listener.accept().await {
             Ok(stream) => {
                 accepted += 1;
-                let conn_seed = seed ^ (shard << 40) ^ accepted.wrapping_mul(0xd1b5_4a32_d192_ed03);
-                let task = rtmp_conn::serve(stream, state.clone(), fanout.clone(), conn_seed);
-                glommio::spawn_local(task).detach();
-            }
-            Err(e) => {
-                log::warn!("rtmp accept failed: {e}");
-                glommio::timer::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
-}
-
-async fn accept_loop(listener: TcpListener, state: Rc<RefCell<ShardState>>, bus: Rc<AuthBus>) {
-    loop {
-        match listener.accept().await {
-            Ok(stream) => {
-                let full = {
-                    let mut s = state.borrow_mut();
-                    let full = s.http.connections_open >= s.limits.max_connections_per_shard;
-                    if full {
-                        s.http.connections_refused += 1;
-                    } else {
-                        s.http.connections_open += 1;
-                    }
-                    full
-                };
-                let state = state.clone();
-                let bus = bus.clone();
-                glommio::spawn_local(async move {
-                    if full {
-                        http_conn::refuse(stream, state).await;
-                    } else {
-                        http_conn::serve(stream, state.clone(), bus).await;
-                        state.borrow_mut().http.connections_open -= 1;
-                    }
-                })
-                .detach();
+                glommio::spawn_local(serve(stream, accepted)).detach();
             }
             Err(e) => {
                 // Out of file descriptors and the like: back off briefly instead of spinning.
-                log::warn!("accept failed: {e}");
+                log::warn!("{} accept failed: {e}", proto.as_str());
                 glommio::timer::sleep(Duration::from_millis(100)).await;
             }
         }

@@ -8,6 +8,7 @@ pub mod segment;
 pub mod segmenter;
 pub mod ts_feed;
 pub mod view;
+pub mod viewer;
 pub mod window;
 
 /// Index of a stream in the catalog.

@@ -1,0 +1,441 @@
+//! The connection driver: the one loop every connection protocol runs on (RTMP, RTSP,
+//! HTTP MPEG-TS today; SRT and WebRTC plug in the same way).
+//!
+//! A protocol plugs in as a `Glue`: its sans-IO connection machine (fed with bytes, polled
+//! for outputs) and a `FrameViewer` (ring frames in, protocol bytes out). The driver owns
+//! everything else: the input buffer (compaction and bounded growth), the select over
+//! socket readable / next ring frame / the machine's deadline / the play's re-check, the
+//! ring cursor with its catch-up policy, frame batches, the flush mark, the output
+//! (`Outbox`: connection bytes and datagrams), byte accounting, and the end: whatever ends
+//! a connection, `Glue::finish` runs once, so a session is closed on every path.
+//!
+//! ```text
+//!   read ─▶ Glue::feed ─▶ Glue::act (outputs; awaits authorization) ─▶ flush
+//!     ▲                                                                  │
+//!     └── wait: readable | ring frame | deadline | re-check ◀────────────┘
+//!                            │
+//!        cursor.step ─▶ FrameViewer::queue/write ─▶ Outbox ─▶ socket / UDP
+//! ```
+
+use crate::auth::play::PlayLifecycle;
+use crate::auth::verdict::StreamId;
+use crate::runtime::ring_wait::RingReady;
+use crate::runtime::rtsp_conn::UdpPair;
+use crate::runtime::sleep_until;
+use crate::shard::ShardState;
+use crate::stream::ring::{Step, ViewerCursor};
+use crate::stream::viewer::{Channel, FrameViewer, MediaNow, Outbox, Piece};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+use std::cell::RefCell;
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+use std::time::Instant;
+
+/// Frames sent per wake-up before other tasks get the shard back.
+pub const FRAMES_PER_BATCH: usize = 64;
+/// Output is written once it reaches this, also in the middle of a frame: a viewer's
+/// output buffer stays this small (plus one packet or chunk) whatever the size of a
+/// keyframe or of the start-up burst.
+pub const FLUSH_AT: usize = 32 * 1024;
+
+/// What the driver does after `Glue::act`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    /// Nothing more moves until new input, a frame or a timer.
+    Idle,
+    /// The machine took an answer (an authorization): feed the kept input again.
+    Again,
+    /// End the connection (after writing what is queued).
+    Close,
+}
+
+/// A viewer playing a stream: where it is in the stream's ring, and its protocol machine.
+pub struct Viewing<V> {
+    pub stream: StreamId,
+    pub cursor: ViewerCursor,
+    pub viewer: V,
+    pub paused: bool,
+}
+
+impl<V> Viewing<V> {
+    pub fn new(stream: StreamId, viewer: V) -> Self {
+        Viewing {
+            stream,
+            cursor: ViewerCursor::new(),
+            viewer,
+            paused: false,
+        }
+    }
+}
+
+/// What a connection plays: its authorization and, while media flows, its viewer. The
+/// play is re-checked only while a viewer plays.
+pub struct Playback<V> {
+    pub play: Option<PlayLifecycle>,
+    pub viewing: Option<Viewing<V>>,
+}
+
+impl<V> Default for Playback<V> {
+    fn default() -> Self {
+        Playback {
+            play: None,
+            viewing: None,
+        }
+    }
+}
+
+/// A protocol's side of a connection.
+pub(crate) trait Glue {
+    type Viewer: FrameViewer;
+    /// For log lines: `rtmp`, `rtsp`, `mpegts`.
+    const NAME: &'static str;
+    /// Input buffer size at first, and the most it may grow to (doubling).
+    const INPUT: (usize, usize);
+
+    /// Feeds buffered input to the machine; returns how many bytes it consumed (none while
+    /// it waits for an authorization).
+    fn feed(&mut self, input: &[u8], now: Instant) -> usize;
+
+    /// Acts on the machine's outputs until none is left: control bytes into `io.out`;
+    /// awaits what they need (an authorization, a publish's fan-out).
+    async fn act(&mut self, io: &mut Io<'_>) -> Flow;
+
+    /// The machine's next timer.
+    fn deadline(&self) -> Option<Instant>;
+    fn on_deadline(&mut self, now: Instant);
+
+    /// The socket reached its end or failed.
+    fn peer_closed(&mut self);
+
+    fn playback(&mut self) -> &mut Playback<Self::Viewer>;
+
+    /// The played stream's input ended and the viewer has every frame: the protocol's
+    /// goodbye into `out` (RTMP: `UnpublishNotify`).
+    fn input_ended(&mut self, _out: &mut Outbox) {}
+
+    /// Media bytes went out (the shard's per-protocol counters).
+    fn count_sent(&mut self, _shard: &mut ShardState, _bytes: u64) {}
+
+    /// The connection ends, whatever ended it: release what it holds (a publish).
+    async fn finish(&mut self, _io: &mut Io<'_>) {}
+}
+
+/// The connection's I/O as glue code sees it.
+pub struct Io<'a> {
+    pub state: &'a Rc<RefCell<ShardState>>,
+    pub peer: IpAddr,
+    pub out: Outbox,
+    socket: &'a mut TcpStream,
+    udp: Option<Rc<UdpPair>>,
+}
+
+impl Io<'_> {
+    /// Sends everything queued (connection bytes in order, then datagrams) and empties the
+    /// outbox; `false` when the connection is gone.
+    pub async fn flush(&mut self) -> bool {
+        let mut ok = true;
+        for piece in self.out.pieces() {
+            let bytes: &[u8] = match piece {
+                Piece::Copied(b) => b,
+                Piece::Shared(b) => b,
+            };
+            if self.socket.write_all(bytes).await.is_err() {
+                ok = false;
+                break;
+            }
+        }
+        if let Some(udp) = &self.udp {
+            for (to, datagram) in self.out.datagrams() {
+                let socket = match to.channel {
+                    Channel::Media => &udp.rtp,
+                    Channel::Control => &udp.rtcp,
+                };
+                // A UDP viewer that went away shows as errors here; its control
+                // connection's end (or its timeout) is what ends the play.
+                let _ = socket
+                    .send_to(datagram, SocketAddr::new(self.peer, to.port))
+                    .await;
+            }
+        }
+        self.out.clear();
+        ok
+    }
+}
+
+/// The bytes read and not yet consumed by the machine.
+struct Input {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    max: usize,
+}
+
+impl Input {
+    fn new((initial, max): (usize, usize)) -> Input {
+        Input {
+            buf: vec![0; initial],
+            start: 0,
+            end: 0,
+            max,
+        }
+    }
+
+    fn pending(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.start = (self.start + n).min(self.end);
+    }
+
+    /// Moves the unconsumed tail to the front, and grows a full buffer (doubling, up to
+    /// `max`). `false` when it is full at `max`.
+    fn make_room(&mut self) -> bool {
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.end < self.buf.len() {
+            return true;
+        }
+        if self.buf.len() >= self.max {
+            return false;
+        }
+        let grown = (self.buf.len() * 2).min(self.max);
+        self.buf.resize(grown, 0);
+        true
+    }
+}
+
+/// Why the driver woke.
+enum Wake {
+    Read(std::io::Result<usize>),
+    Frame,
+    Deadline,
+    Recheck,
+}
+
+/// Runs a connection until it ends, then lets the glue release what it holds.
+pub(crate) async fn drive<G: Glue>(
+    glue: &mut G,
+    socket: &mut TcpStream,
+    state: &Rc<RefCell<ShardState>>,
+    peer: IpAddr,
+    udp: Option<Rc<UdpPair>>,
+) {
+    let mut io = Io {
+        state,
+        peer,
+        out: Outbox::with_capacity(FLUSH_AT + 8 * 1024),
+        socket,
+        udp,
+    };
+    run(glue, &mut io).await;
+    close_play(glue, &io);
+    glue.finish(&mut io).await;
+    let _ = io.flush().await;
+}
+
+/// The connection's loop; returns on any end.
+async fn run<G: Glue>(glue: &mut G, io: &mut Io<'_>) {
+    let mut input = Input::new(G::INPUT);
+    loop {
+        loop {
+            let n = glue.feed(input.pending(), Instant::now());
+            input.consume(n);
+            match glue.act(io).await {
+                Flow::Again => continue,
+                Flow::Idle => break,
+                Flow::Close => return,
+            }
+        }
+        if !io.flush().await {
+            glue.peer_closed();
+            return;
+        }
+        if !input.make_room() {
+            let (name, max) = (G::NAME, input.max);
+            log::info!(
+                "{name} {}: closing: a message larger than {max} bytes",
+                io.peer
+            );
+            return;
+        }
+        match wait(glue, io, &mut input).await {
+            Wake::Read(Ok(0)) | Wake::Read(Err(_)) => {
+                glue.peer_closed();
+                let _ = glue.act(io).await;
+                return;
+            }
+            Wake::Read(Ok(n)) => input.end += n,
+            Wake::Deadline => glue.on_deadline(Instant::now()),
+            Wake::Recheck => {
+                if let Err(reason) = recheck(glue, io) {
+                    // Revoked, over a session limit, or refused by the portal on re-check.
+                    log::info!("{} {}: play ended: {reason}", G::NAME, io.peer);
+                    return;
+                }
+            }
+            Wake::Frame => {
+                if let Err(why) = send_frames(glue, io).await {
+                    log::info!("{} {}: {why}", G::NAME, io.peer);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Waits for whichever comes first: input, the viewer's next frame, the machine's
+/// deadline, or the play's re-check.
+async fn wait<G: Glue>(glue: &mut G, io: &mut Io<'_>, input: &mut Input) -> Wake {
+    let deadline = glue.deadline();
+    let playback = glue.playback();
+    let sending = playback
+        .viewing
+        .as_ref()
+        .filter(|v| !v.paused)
+        .map(|v| (v.stream, v.cursor.position()));
+    let recheck_at = playback
+        .play
+        .as_ref()
+        .filter(|_| playback.viewing.is_some())
+        .and_then(PlayLifecycle::next_check);
+    let state = io.state;
+    let read = async { Wake::Read(io.socket.read(&mut input.buf[input.end..]).await) };
+    let frame = async {
+        match sending {
+            Some((stream, cursor)) => {
+                RingReady {
+                    state,
+                    stream,
+                    cursor,
+                }
+                .await;
+                Wake::Frame
+            }
+            None => futures_lite::future::pending().await,
+        }
+    };
+    let timer = async {
+        sleep_until(deadline).await;
+        Wake::Deadline
+    };
+    let recheck = async {
+        sleep_until(recheck_at).await;
+        Wake::Recheck
+    };
+    futures_lite::future::or(
+        read,
+        futures_lite::future::or(frame, futures_lite::future::or(timer, recheck)),
+    )
+    .await
+}
+
+/// Re-checks the playing viewer's authorization (its session is closed on a refusal).
+fn recheck<G: Glue>(glue: &mut G, io: &Io<'_>) -> Result<(), crate::auth::verdict::DenyReason> {
+    let Some(play) = glue.playback().play.as_mut() else {
+        return Ok(());
+    };
+    let mut shard = io.state.borrow_mut();
+    let shard = &mut *shard;
+    let catalog = shard.catalog.clone();
+    play.recheck(
+        &mut shard.auth,
+        &catalog,
+        Instant::now(),
+        crate::utc::now_ms(),
+    )
+}
+
+/// Closes the connection's play session, if one is open.
+fn close_play<G: Glue>(glue: &mut G, io: &Io<'_>) {
+    let Some(play) = glue.playback().play.as_mut() else {
+        return;
+    };
+    if play.is_open() {
+        let mut shard = io.state.borrow_mut();
+        let shard = &mut *shard;
+        let catalog = shard.catalog.clone();
+        play.close(&mut shard.auth, &catalog, Instant::now());
+    }
+}
+
+/// What a viewer's cursor found.
+enum Next {
+    Frame,
+    Wait,
+    Ended,
+    TooSlow,
+    Gone,
+}
+
+/// Sends what the ring has for the viewer (up to a batch), flushing at the mark.
+async fn send_frames<G: Glue>(glue: &mut G, io: &mut Io<'_>) -> Result<(), &'static str> {
+    let mut sent = 0u64;
+    for _ in 0..FRAMES_PER_BATCH {
+        match queue_next_frame(glue, io) {
+            Next::Frame => {}
+            Next::Wait => break,
+            Next::Gone => return Err("disconnecting: stream gone"),
+            Next::TooSlow => return Err("disconnecting: viewer stays behind the live edge"),
+            Next::Ended => {
+                glue.input_ended(&mut io.out);
+                let _ = io.flush().await;
+                return Err("play ended: the publisher left");
+            }
+        }
+        let Some(viewing) = glue.playback().viewing.as_mut() else {
+            break;
+        };
+        while !viewing.viewer.write(&mut io.out, FLUSH_AT) {
+            sent += io.out.len() as u64;
+            if !io.flush().await {
+                return Err("disconnecting: write failed");
+            }
+        }
+        if io.out.len() >= FLUSH_AT {
+            sent += io.out.len() as u64;
+            if !io.flush().await {
+                return Err("disconnecting: write failed");
+            }
+        }
+    }
+    sent += io.out.len() as u64;
+    if !io.flush().await {
+        return Err("disconnecting: write failed");
+    }
+    if let Some(play) = glue.playback().play.as_mut() {
+        play.sent(sent);
+    }
+    glue.count_sent(&mut io.state.borrow_mut(), sent);
+    Ok(())
+}
+
+/// Steps the viewer's cursor once and queues the frame it finds.
+fn queue_next_frame<G: Glue>(glue: &mut G, io: &Io<'_>) -> Next {
+    let Some(viewing) = glue.playback().viewing.as_mut() else {
+        return Next::Wait;
+    };
+    let shard = io.state.borrow();
+    let Some(view) = shard.streams.get(viewing.stream as usize) else {
+        return Next::Gone;
+    };
+    match viewing.cursor.step(&view.ring) {
+        Step::Frame(f) => {
+            let media = MediaNow {
+                version: view.media_version,
+                info: view.media.as_ref(),
+            };
+            viewing
+                .viewer
+                .queue(f, media, Instant::now(), crate::utc::now_ms());
+            Next::Frame
+        }
+        Step::Wait => Next::Wait,
+        Step::Ended => Next::Ended,
+        Step::TooSlow => Next::TooSlow,
+    }
+}

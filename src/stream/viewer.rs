@@ -1,0 +1,195 @@
+//! What every frame-by-frame viewer (RTMP, RTSP, HTTP MPEG-TS; SRT and WebRTC next) has in
+//! common: a sans-IO machine that turns the stream's ring frames into its protocol's bytes
+//! (`FrameViewer`), and the `Outbox` it writes them into. The runtime's connection driver
+//! steps the viewer's ring cursor, hands each frame to `FrameViewer::queue`, lets the viewer
+//! `write` until the outbox holds a flush's worth, and sends the outbox: a connection's bytes
+//! in order (copied header bytes and shared payloads) and datagrams. Nothing here reads a
+//! clock or touches a socket: time comes in as arguments.
+
+use crate::media::frame::MediaInfo;
+use crate::stream::ring::FeedFrame;
+use bytes::Bytes;
+use std::time::Instant;
+
+/// The stream's media when a frame reaches a viewer: its configuration and the version
+/// that changes whenever the configuration does (a new publisher, a codec change).
+#[derive(Clone, Copy, Debug)]
+pub struct MediaNow<'a> {
+    pub version: u64,
+    pub info: Option<&'a MediaInfo>,
+}
+
+/// A viewer's protocol side of the media path.
+pub trait FrameViewer {
+    /// Takes the next frame of the viewer's ring (in order, none skipped but by the
+    /// cursor's catch-up): what it means for this viewer is queued, to be written by
+    /// `write`. `now` and `wall_ms` are when it is sent (report schedules, clock mapping).
+    fn queue(&mut self, frame: &FeedFrame, media: MediaNow<'_>, now: Instant, wall_ms: i64);
+
+    /// Writes queued output into `out` until `out` holds at least `mark` bytes (it may pass
+    /// the mark by one packet or chunk) or nothing is queued; `true` when nothing is left.
+    fn write(&mut self, out: &mut Outbox, mark: usize) -> bool;
+}
+
+/// Where a datagram goes: one of the connection's channels (RTP or RTCP for RTSP over
+/// UDP) and the peer's port on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DatagramTo {
+    pub channel: Channel,
+    pub port: u16,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Channel {
+    Media,
+    Control,
+}
+
+/// Output of one connection waiting to be sent: the byte stream (copied bytes, with shared
+/// payloads placed between them, so a payload is never copied to be sent) and datagrams.
+/// Buffers are kept across flushes: the steady state allocates nothing.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    bytes: Vec<u8>,
+    /// Shared payloads, each sent after `bytes[..at]` (in `at` order).
+    shared: Vec<(usize, Bytes)>,
+    shared_len: usize,
+    datagrams: Vec<u8>,
+    /// Where each datagram of `datagrams` ends, and where it goes.
+    datagram_ends: Vec<(usize, DatagramTo)>,
+}
+
+/// One piece of the byte stream, in order.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Piece<'a> {
+    Copied(&'a [u8]),
+    Shared(&'a Bytes),
+}
+
+impl Outbox {
+    pub fn with_capacity(bytes: usize) -> Outbox {
+        Outbox {
+            bytes: Vec::with_capacity(bytes),
+            ..Outbox::default()
+        }
+    }
+
+    /// The copied part of the byte stream, to append to.
+    pub fn bytes_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.bytes
+    }
+
+    /// Appends a shared payload to the byte stream: a reference, not a copy.
+    pub fn push_shared(&mut self, payload: Bytes) {
+        self.shared_len += payload.len();
+        self.shared.push((self.bytes.len(), payload));
+    }
+
+    /// Appends one datagram, written by `fill`.
+    pub fn push_datagram(&mut self, to: DatagramTo, fill: impl FnOnce(&mut Vec<u8>)) {
+        fill(&mut self.datagrams);
+        self.datagram_ends.push((self.datagrams.len(), to));
+    }
+
+    /// Bytes of the byte stream waiting.
+    pub fn stream_len(&self) -> usize {
+        self.bytes.len() + self.shared_len
+    }
+
+    /// Everything waiting: the byte stream and the datagrams.
+    pub fn len(&self) -> usize {
+        self.stream_len() + self.datagrams.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The byte stream's pieces in order.
+    pub fn pieces(&self) -> impl Iterator<Item = Piece<'_>> {
+        let mut at = 0;
+        let mut shared = self.shared.iter();
+        let mut next_shared = shared.next();
+        std::iter::from_fn(move || {
+            if let Some((until, payload)) = next_shared {
+                if at < *until {
+                    let piece = Piece::Copied(&self.bytes[at..*until]);
+                    at = *until;
+                    return Some(piece);
+                }
+                next_shared = shared.next();
+                return Some(Piece::Shared(payload));
+            }
+            if at < self.bytes.len() {
+                let piece = Piece::Copied(&self.bytes[at..]);
+                at = self.bytes.len();
+                return Some(piece);
+            }
+            None
+        })
+    }
+
+    /// The datagrams in order, with where each goes.
+    pub fn datagrams(&self) -> impl Iterator<Item = (DatagramTo, &[u8])> {
+        let mut start = 0;
+        self.datagram_ends.iter().map(move |&(end, to)| {
+            let d = &self.datagrams[start..end];
+            start = end;
+            (to, d)
+        })
+    }
+
+    /// Forgets what was sent; keeps the buffers.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.shared.clear();
+        self.shared_len = 0;
+        self.datagrams.clear();
+        self.datagram_ends.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pieces_keep_copied_and_shared_bytes_in_order() {
+        let mut out = Outbox::default();
+        out.bytes_mut().extend_from_slice(b"ab");
+        out.push_shared(Bytes::from_static(b"XY"));
+        out.push_shared(Bytes::from_static(b"Z"));
+        out.bytes_mut().extend_from_slice(b"cd");
+        let mut joined = Vec::new();
+        for p in out.pieces() {
+            match p {
+                Piece::Copied(b) => joined.extend_from_slice(b),
+                Piece::Shared(b) => joined.extend_from_slice(b),
+            }
+        }
+        assert_eq!(joined, b"abXYZcd");
+        assert_eq!(out.stream_len(), 7);
+        out.clear();
+        assert!(out.is_empty());
+        assert_eq!(out.pieces().count(), 0);
+    }
+
+    #[test]
+    fn datagrams_keep_their_bounds_and_destinations() {
+        let mut out = Outbox::default();
+        let rtp = DatagramTo {
+            channel: Channel::Media,
+            port: 5000,
+        };
+        let rtcp = DatagramTo {
+            channel: Channel::Control,
+            port: 5001,
+        };
+        out.push_datagram(rtp, |b| b.extend_from_slice(b"one"));
+        out.push_datagram(rtcp, |b| b.extend_from_slice(b"two!"));
+        let got: Vec<_> = out.datagrams().collect();
+        assert_eq!(got, vec![(rtp, &b"one"[..]), (rtcp, &b"two!"[..])]);
+        assert_eq!(out.len(), 7);
+        assert_eq!(out.stream_len(), 0);
+    }
+}
