@@ -4,7 +4,10 @@
 //! shared with another thread (other shards talk to it only through `StreamEvent`s).
 
 use crate::auth::Authorizer;
+use crate::auth::play::{PlayLifecycle, Step as PlayStep};
+use crate::auth::session::SessionId;
 use crate::auth::users::UserSessions;
+use crate::auth::verdict::DenyReason;
 use crate::catalog::Catalog;
 use crate::config::HttpLimits;
 use crate::stream::view::{StreamEvent, StreamView};
@@ -104,6 +107,31 @@ impl ShardState {
             self.date = http_date(now.utc_ms);
         }
         &self.date
+    }
+
+    /// A connection's play decision (`auth::play`): the first, or the one after waiting
+    /// for a portal's verdict.
+    pub fn decide_play(&mut self, play: &mut PlayLifecycle, now: Now) -> PlayStep {
+        play.decide(&mut self.auth, &self.catalog, now.instant, now.utc_ms)
+    }
+
+    /// Opens an allowed play's session; its id, for logs.
+    pub fn open_play_session(
+        &mut self,
+        play: &mut PlayLifecycle,
+        now: Instant,
+    ) -> Option<SessionId> {
+        play.open_session(&mut self.auth, &self.catalog, now)
+    }
+
+    /// Re-checks a playing connection; `Err` (its session closed) when it must end.
+    pub fn recheck_play(&mut self, play: &mut PlayLifecycle, now: Now) -> Result<(), DenyReason> {
+        play.recheck(&mut self.auth, &self.catalog, now.instant, now.utc_ms)
+    }
+
+    /// Closes a play's session (idempotent).
+    pub fn close_play(&mut self, play: &mut PlayLifecycle, now: Instant) {
+        play.close(&mut self.auth, &self.catalog, now);
     }
 
     /// Periodic housekeeping (the runtime calls it every second).

@@ -310,6 +310,12 @@ mod tests {
         AuthCatalog::from_config(&cfg)
     }
 
+    /// A shard's authorizer under `config`, and a play of `token` from now.
+    fn setup(config: &str, token: &[u8]) -> (AuthCatalog, Authorizer, Instant, PlayLifecycle) {
+        let t0 = Instant::now();
+        (catalog(config), Authorizer::new(1), t0, play(token, t0))
+    }
+
     const RULES: &str = "auth_backend a { allow token good; }\n\
                          stream s { input fake://fake; on_play auth://a; }\n";
     const PORTAL: &str = "auth_backend p { backend http://127.0.0.1:9/auth; }\n\
@@ -336,10 +342,7 @@ mod tests {
 
     #[test]
     fn allowed_play_opens_rechecks_and_closes_its_session() {
-        let cat = catalog(RULES);
-        let mut auth = Authorizer::new(1);
-        let t0 = Instant::now();
-        let mut p = play(b"good", t0);
+        let (cat, mut auth, t0, mut p) = setup(RULES, b"good");
         assert_eq!(p.next_check(), None, "no re-check before the session opens");
         assert_eq!(p.decide(&mut auth, &cat, t0, 0), Step::Allowed);
         assert!(p.open_session(&mut auth, &cat, t0).is_some());
@@ -357,10 +360,7 @@ mod tests {
 
     #[test]
     fn denied_play_opens_nothing() {
-        let cat = catalog(RULES);
-        let mut auth = Authorizer::new(1);
-        let t0 = Instant::now();
-        let mut p = play(b"bad", t0);
+        let (cat, mut auth, t0, mut p) = setup(RULES, b"bad");
         assert!(matches!(p.decide(&mut auth, &cat, t0, 0), Step::Denied(_)));
         assert_eq!(p.open_session(&mut auth, &cat, t0), None);
         assert_eq!(auth.sessions().len(), 0);
@@ -368,10 +368,7 @@ mod tests {
 
     #[test]
     fn revocation_ends_the_play_at_the_next_recheck_and_closes_the_session() {
-        let cat = catalog(RULES);
-        let mut auth = Authorizer::new(1);
-        let t0 = Instant::now();
-        let mut p = play(b"good", t0);
+        let (cat, mut auth, t0, mut p) = setup(RULES, b"good");
         p.decide(&mut auth, &cat, t0, 0);
         p.open_session(&mut auth, &cat, t0);
         auth.revoke(
@@ -391,32 +388,16 @@ mod tests {
 
     #[test]
     fn a_portal_question_waits_once_then_counts_as_unanswered() {
-        let cat = catalog(PORTAL);
-        let mut auth = Authorizer::new(1);
-        let t0 = Instant::now();
-        let mut p = play(b"t", t0);
-        assert!(matches!(
-            p.decide(&mut auth, &cat, t0, 0),
-            Step::WaitForVerdict(_)
-        ));
-        assert_eq!(
-            p.decide(&mut auth, &cat, t0, 0),
-            Step::Denied(DenyReason::BackendUnavailable),
-            "still open after the wait"
-        );
-    }
-
-    #[test]
-    fn allow_default_lets_an_unanswered_viewer_in() {
-        let cat = catalog(PORTAL_DEFAULT);
-        let mut auth = Authorizer::new(1);
-        let t0 = Instant::now();
-        let mut p = play(b"t", t0);
-        assert!(matches!(
-            p.decide(&mut auth, &cat, t0, 0),
-            Step::WaitForVerdict(_)
-        ));
-        assert_eq!(p.decide(&mut auth, &cat, t0, 0), Step::Allowed);
+        let cases = [
+            (PORTAL, Step::Denied(DenyReason::BackendUnavailable)),
+            (PORTAL_DEFAULT, Step::Allowed),
+        ];
+        for (config, after_wait) in cases {
+            let (cat, mut auth, t0, mut p) = setup(config, b"t");
+            let first = p.decide(&mut auth, &cat, t0, 0);
+            assert!(matches!(first, Step::WaitForVerdict(_)), "{first:?}");
+            assert_eq!(p.decide(&mut auth, &cat, t0, 0), after_wait, "{config}");
+        }
     }
 
     #[test]

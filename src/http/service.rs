@@ -1,24 +1,38 @@
 //! The HTTP playback service: what one request gets. Sans-IO: a parsed head and the
-//! shard's state in, a response head (and inline body) written to `out` and an optional
-//! shared body out. The connection task does the I/O.
+//! shard's state in; a response head (and inline body) written to `out`, and a `Reply`
+//! saying what the connection does next. The connection task does the I/O.
 //!
-//! Every request walks the same phases, in this order and only here:
-//! method → normalize (`Target`) → route → authorize (`Authorizer`, the one auth entry
-//! point) → serve → account. A refused request learns nothing past the phase that refused
-//! it (a denied viewer cannot tell which segments exist).
+//! Every request walks the same phases, in this order and only here, each a function with
+//! a typed result:
+//!
+//! 1. parse: `http::request::parse_head`, by the connection, before `respond`;
+//! 2. `method`: GET and HEAD go on, OPTIONS is a CORS preflight, anything else 405;
+//! 3. `normalize`: `Target` decodes the path once; what it refuses is 400;
+//! 4. `route`: path → stream + `Resource` (404); the public player scripts and page are
+//!    answered here;
+//! 5. `authorize`: `Authorizer::authorize`, the one auth entry point → `Grant` or `Refusal`;
+//! 6. `serve`: the resource, one function per kind → `Served`, or `Unserved` (an error,
+//!    or a wait for the segment or part being cut);
+//! 7. `account`: the request joins its session and the counters; the head goes out.
+//!
+//! A phase that answers returns its `Reply` as the error, so no later phase runs: a refused
+//! request learns nothing past the phase that refused it (a denied viewer cannot tell
+//! which segments exist). Operator API paths leave before the method phase.
 
 use crate::auth::Authorization;
 use crate::auth::cache::Grant;
-use crate::auth::verdict::{PlayRequest, Verdict};
+use crate::auth::verdict::{DenyReason, PlayRequest, StreamId, Verdict};
+use crate::catalog::{Catalog, StreamSpec};
 use crate::dash::mpd::{MpdContext, write_mpd};
 use crate::hls::ll::{Reload, blocking_reload};
 use crate::hls::names::{Container, LlName};
 use crate::hls::playlist::{
     TRACKS_DIR, TokenQuery, target_duration_s, write_ll_media, write_master, write_media,
 };
+use crate::http::api::ApiCall;
 use crate::http::request::{Method, RequestHead};
 use crate::http::response::{CachePolicy, Head, write_head};
-use crate::http::route::{DashTrack, Resource, route};
+use crate::http::route::{DashTrack, Resource};
 use crate::http::status::Status;
 use crate::http::target::Target;
 use crate::media::frame::TrackKind;
@@ -28,10 +42,13 @@ use crate::player::{ASSET_PREFIX, Asset};
 use crate::shard::{Now, ShardState};
 use crate::stream::segment::{MssFragment, Segment};
 use crate::stream::segmenter::PART_TARGET_MS;
+use crate::stream::view::StreamView;
 use crate::stream::window::{Awaited, PartLookup};
 use bytes::Bytes;
 use std::io::Write;
 use std::net::IpAddr;
+use std::rc::Rc;
+use std::time::Duration;
 
 const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
 const TS_TYPE: &str = "video/mp2t";
@@ -44,6 +61,14 @@ const MSS_MANIFEST_TYPE: &str = "text/xml; charset=utf-8";
 const MSS_VIDEO_TYPE: &str = "video/mp4";
 const MSS_AUDIO_TYPE: &str = "audio/mp4";
 const ALLOWED_METHODS: &str = "GET, HEAD, OPTIONS";
+const API_ALLOWED_METHODS: &str = "GET, POST, DELETE";
+const NOT_FOUND: &str = "not found\n";
+
+/// BANDWIDTH before the first segment exists to measure.
+const DEFAULT_BANDWIDTH: u64 = 2_000_000;
+
+/// Longest a DASH or MSS request for the segment being cut waits for it.
+pub const SEGMENT_WAIT: Duration = Duration::from_secs(6);
 
 /// Per-connection buffers the service reuses, so steady-state requests allocate nothing.
 pub struct ConnScratch {
@@ -69,77 +94,121 @@ impl Default for ConnScratch {
 #[derive(Debug)]
 pub struct Reply {
     pub status: Status,
-    /// A shared body to write after the head (a segment): written as is, never copied.
-    pub body: Option<Bytes>,
     /// Close the connection after this response.
     pub close: bool,
+    /// What the connection does after writing `out`.
+    pub next: Next,
+}
+
+/// What follows the bytes in `out`.
+#[derive(Debug)]
+pub enum Next {
+    /// Nothing: `out` holds the whole response (or, for HEAD, its head).
+    Done,
+    /// A shared body to write after the head (a segment, a player script): written as is,
+    /// never copied.
+    Body(Bytes),
     /// After the head, stream this stream's live MPEG-TS until the viewer leaves (the
-    /// connection then closes); the request that got it is `play`'s session.
-    pub live: Option<LiveTs>,
+    /// connection then closes); the viewer's session lives with the connection.
+    LiveTs(StreamId),
     /// Nothing was written: the resource is the segment or part being cut right now, or an
     /// LL-HLS blocking reload. The connection waits (bounded) for it, then asks again.
-    pub wait_for_segment: Option<SegmentWait>,
-    /// Nothing was written: the connection has more to do before the answer (wait for a
-    /// portal's verdict, or run an operator API call across the shards).
-    pub defer: Option<Deferred>,
+    WaitForSegment(SegmentWait),
+    /// Nothing was written: a portal is being asked about this request. The connection
+    /// waits for this decision key, then asks again with `ConnScratch::portal_waited` set,
+    /// so a lost answer ends as unanswered.
+    WaitForVerdict(u64),
+    /// Nothing was written: an operator API call (`http::api`) the connection runs across
+    /// the shards and answers with `write_api_answer`. `send_body` is false for HEAD: the
+    /// head alone, or a keep-alive client reads the body as the next response.
+    Api { call: ApiCall, send_body: bool },
 }
 
 impl Reply {
+    /// `out` holds the whole response.
+    pub fn done(status: Status, close: bool) -> Reply {
+        Reply::then(status, close, Next::Done)
+    }
+
+    /// The connection goes on with `next` after writing `out`.
+    pub fn then(status: Status, close: bool, next: Next) -> Reply {
+        Reply {
+            status,
+            close,
+            next,
+        }
+    }
+
     /// The request was not answered yet: it stays in the buffer to be asked again.
     pub fn parks(&self) -> bool {
-        self.wait_for_segment.is_some() || matches!(self.defer, Some(Deferred::Auth(_)))
+        matches!(self.next, Next::WaitForSegment(_) | Next::WaitForVerdict(_))
     }
-}
-
-/// Work the connection does before (or instead of) the service's answer.
-#[derive(Debug)]
-pub enum Deferred {
-    /// A portal is being asked about this request: wait for the decision key, then ask
-    /// the service again (with `ConnScratch::portal_waited` set, so a lost answer ends as
-    /// unanswered).
-    Auth(u64),
-    /// An operator API call (`http::api`): the connection runs it and writes its answer.
-    /// `send_body` is false for HEAD: the head alone, or a keep-alive client reads the
-    /// body as the next response.
-    Api {
-        call: crate::http::api::ApiCall,
-        send_body: bool,
-    },
 }
 
 /// A request parked until `stream`'s segment window has `until`, for at most `timeout`.
 #[derive(Clone, Copy, Debug)]
 pub struct SegmentWait {
-    pub stream: crate::auth::verdict::StreamId,
+    pub stream: StreamId,
     pub until: Awaited,
-    pub timeout: std::time::Duration,
+    pub timeout: Duration,
 }
 
-/// Longest a DASH request for the segment being cut waits for it.
-pub const SEGMENT_WAIT: std::time::Duration = std::time::Duration::from_secs(6);
+/// Where and how the answer to the current request is written. Every phase that answers
+/// goes through it, so the connection header and HEAD's missing body are decided once.
+struct Answer<'o> {
+    out: &'o mut Vec<u8>,
+    /// When the request's head was parsed (`date`, `x-run-time`).
+    now: Now,
+    /// Close the connection after this response.
+    close: bool,
+    /// False for HEAD: the head alone.
+    send_body: bool,
+}
 
-/// A parked request's reply: nothing written, not counted until it is answered.
-fn parked(shard: &mut ShardState, wait: SegmentWait, close: bool) -> Reply {
-    shard.http.requests -= 1;
-    Reply {
-        status: Status::Ok,
-        body: None,
-        close,
-        live: None,
-        wait_for_segment: Some(wait),
-        defer: None,
+impl<'o> Answer<'o> {
+    fn new(out: &'o mut Vec<u8>, head: &RequestHead<'_>, now: Now) -> Answer<'o> {
+        Answer {
+            out,
+            now,
+            close: head.close,
+            send_body: head.method != Method::Head,
+        }
     }
-}
 
-/// How long an LL-HLS request may be held: three target durations (RFC 8216bis §6.2.5.2).
-fn ll_wait(window: &crate::stream::window::SegmentWindow) -> std::time::Duration {
-    std::time::Duration::from_secs(3 * target_duration_s(window.playlist()))
-}
+    /// Writes `head` with the shard's id and cached date; the connection goes on with
+    /// `next`, unless the request was HEAD.
+    fn head_then(&mut self, shard: &mut ShardState, mut head: Head<'_>, next: Next) -> Reply {
+        head.close = self.close;
+        head.shard = shard.id;
+        let date = *shard.date(self.now);
+        write_head(self.out, &head, &date, self.now.instant);
+        let next = if self.send_body { next } else { Next::Done };
+        Reply::then(head.status, self.close, next)
+    }
 
-/// What the connection needs to stream `/NAME/mpegts`.
-#[derive(Clone, Copy, Debug)]
-pub struct LiveTs {
-    pub stream: crate::auth::verdict::StreamId,
+    /// Writes `head` and, unless the request was HEAD, `body`.
+    fn write(&mut self, shard: &mut ShardState, head: Head<'_>, body: &[u8]) -> Reply {
+        let reply = self.head_then(shard, head, Next::Done);
+        if self.send_body {
+            self.out.extend_from_slice(body);
+        }
+        reply
+    }
+
+    /// A short text error.
+    fn error(&mut self, shard: &mut ShardState, status: Status, text: &'static str) -> Reply {
+        let mut head = Head::new(status, TEXT_TYPE, text.len());
+        if status == Status::MethodNotAllowed {
+            head.allow = Some(ALLOWED_METHODS);
+        }
+        self.write(shard, head, text.as_bytes())
+    }
+
+    /// Not answered yet: nothing written, and not counted until it is answered.
+    fn park(&self, shard: &mut ShardState, next: Next) -> Reply {
+        shard.http.requests -= 1;
+        Reply::then(Status::Ok, self.close, next)
+    }
 }
 
 /// Answers one request. `now` is when its head was parsed. `may_wait`: the connection can
@@ -155,513 +224,543 @@ pub fn respond(
 ) -> Reply {
     shard.http.requests += 1;
     scratch.body.clear();
-    let close = head.close;
-    let send_body = head.method != Method::Head;
+    let mut answer = Answer::new(out, head, now);
+    match phases(shard, scratch, head, peer, &mut answer, may_wait) {
+        Ok(reply) | Err(reply) => reply,
+    }
+}
 
+/// The phases in order. Each one that answers returns its `Reply` as the error.
+fn phases(
+    shard: &mut ShardState,
+    scratch: &mut ConnScratch,
+    head: &RequestHead<'_>,
+    peer: IpAddr,
+    answer: &mut Answer<'_>,
+    may_wait: bool,
+) -> Result<Reply, Reply> {
     // The operator API shares the port; it is never routed as a stream.
     if crate::http::api::is_api_path(head.target) {
-        return api_request(shard, head, now, out, close, send_body);
+        return Err(api_request(shard, head, answer));
     }
-
-    // Phase: method.
-    match head.method {
-        Method::Get | Method::Head => {}
-        Method::Options => {
-            // CORS preflight: no auth, nothing about the stream is revealed.
-            let mut h = Head::new(Status::NoContent, "", 0);
-            h.close = close;
-            emit(shard, out, h, now);
-            return Reply {
-                status: Status::NoContent,
-                body: None,
-                close,
-                live: None,
-                wait_for_segment: None,
-                defer: None,
-            };
-        }
-        Method::Post | Method::Delete | Method::Other => {
-            return error(
-                shard,
-                out,
-                now,
-                Status::MethodNotAllowed,
-                "method not allowed\n",
-                close,
-                send_body,
-            );
-        }
-    }
-
-    // Phase: normalize.
+    method(shard, head.method, answer)?;
     // An `Arc` clone (a reference count), so the catalog can be read while the shard's
     // authorizer and counters are mutated.
     let catalog = shard.catalog.clone();
-    if let Err(e) = scratch
-        .target
-        .parse(head.target, catalog.token_param.as_bytes())
-    {
-        let _ = writeln!(scratch.body, "bad request: {e}");
-        return finish(
-            shard,
-            out,
-            now,
-            Head::new(Status::BadRequest, TEXT_TYPE, scratch.body.len()),
-            scratch,
-            close,
-            send_body,
-        );
-    }
+    normalize(shard, scratch, head.target, &catalog, answer)?;
+    let (stream, resource) = route(shard, scratch, head.target, &catalog, answer)?;
+    let play = play_request(head, &scratch.target, stream.id, resource, peer);
+    let grant = authorize(shard, &catalog, &play, scratch.portal_waited, answer.now)
+        .map_err(|refusal| refuse(shard, &mut scratch.body, refusal, answer))?;
+    let serving = Serving::new(
+        shard,
+        &catalog,
+        stream,
+        &scratch.target,
+        answer.now,
+        may_wait,
+    );
+    let served =
+        serve(&serving, &mut scratch.body, resource).map_err(|why| unserved(shard, why, answer))?;
+    Ok(account(shard, &catalog, &play, &grant, served, answer))
+}
 
+/// Phase method: GET and HEAD go on; OPTIONS is a CORS preflight, answered without auth
+/// and revealing nothing about the stream; anything else is 405 with `allow`.
+fn method(shard: &mut ShardState, method: Method, answer: &mut Answer<'_>) -> Result<(), Reply> {
+    match method {
+        Method::Get | Method::Head => Ok(()),
+        Method::Options => {
+            let head = Head::new(Status::NoContent, "", 0);
+            Err(answer.head_then(shard, head, Next::Done))
+        }
+        Method::Post | Method::Delete | Method::Other => {
+            Err(answer.error(shard, Status::MethodNotAllowed, "method not allowed\n"))
+        }
+    }
+}
+
+/// Phase normalize: the target decoded once into `scratch.target`; routing and auth only
+/// ever see this form. A target it refuses is 400 with the reason.
+fn normalize(
+    shard: &mut ShardState,
+    scratch: &mut ConnScratch,
+    raw: &[u8],
+    catalog: &Catalog,
+    answer: &mut Answer<'_>,
+) -> Result<(), Reply> {
+    let Err(e) = scratch.target.parse(raw, catalog.token_param.as_bytes()) else {
+        return Ok(());
+    };
+    let _ = writeln!(scratch.body, "bad request: {e}");
+    let head = Head::new(Status::BadRequest, TEXT_TYPE, scratch.body.len());
+    Err(answer.write(shard, head, &scratch.body))
+}
+
+/// Phase route: the resource, recognised from the end of the path, and its stream, which
+/// the catalog must know (404). Two public resources are answered here, before
+/// authorization: the player's scripts and the player page.
+fn route<'c>(
+    shard: &mut ShardState,
+    scratch: &mut ConnScratch,
+    raw: &[u8],
+    catalog: &'c Catalog,
+    answer: &mut Answer<'_>,
+) -> Result<(&'c StreamSpec, Resource), Reply> {
+    let path = scratch.target.path();
     // The player's scripts: public, of no stream, never authorized.
-    if let Some(name) = scratch.target.path().strip_prefix(ASSET_PREFIX) {
-        return player_script(shard, out, now, catalog.player.get(name), close, send_body);
+    if let Some(name) = path.strip_prefix(ASSET_PREFIX) {
+        return Err(player_script(shard, catalog.player.get(name), answer));
     }
-
-    // Phase: route.
-    let routed = route(scratch.target.path())
+    let routed = crate::http::route::route(path)
         .and_then(|(name, res)| catalog.stream_by_name(name).map(|s| (s, res)));
     let Some((stream, resource)) = routed else {
-        return error(
-            shard,
-            out,
-            now,
-            Status::NotFound,
-            "not found\n",
-            close,
-            send_body,
-        );
+        return Err(answer.error(shard, Status::NotFound, NOT_FOUND));
     };
-
-    // The player page is not authorized: it holds no media, and the player asks for every
-    // media URL with the token, each authorized below like any other request.
     if resource == Resource::EmbedPage {
-        let Ok(format) = format_from_target(head.target) else {
-            let text = "bad request: format must be hls, llhls, dash or mss\n";
-            return error(shard, out, now, Status::BadRequest, text, close, send_body);
-        };
-        let token = TokenQuery {
-            param: &catalog.token_param,
-            token: scratch.target.token(),
-        };
-        write_page(&mut scratch.body, &stream.name, format, token);
-        let mut h = Head::new(Status::Ok, HTML_TYPE, scratch.body.len());
-        h.extra = PAGE_HEADERS;
-        return finish(shard, out, now, h, scratch, close, send_body);
+        return Err(embed_page(shard, scratch, raw, catalog, stream, answer));
     }
+    Ok((stream, resource))
+}
 
-    // Phase: authorize.
+/// `/_player/NAME`: a player script, or a 404 that says why.
+fn player_script(shard: &mut ShardState, asset: Asset, answer: &mut Answer<'_>) -> Reply {
+    match asset {
+        Asset::Script { content_type, body } => {
+            let mut head = Head::new(Status::Ok, content_type, body.len());
+            head.cache = CachePolicy::Immutable;
+            head.extra = SCRIPT_HEADERS;
+            answer.head_then(shard, head, Next::Body(body))
+        }
+        Asset::NotInstalled => {
+            let text = "player script not installed on this server: run tools/player/install.sh \
+                        and point player_assets (or TESSERA_PLAYER_ASSETS) at \
+                        tools/player/node_modules\n";
+            answer.error(shard, Status::NotFound, text)
+        }
+        Asset::Unknown => answer.error(shard, Status::NotFound, NOT_FOUND),
+    }
+}
+
+/// `NAME/embed.html`. Not authorized: the page holds no media, and the player asks for
+/// every media URL with the token, each authorized like any other request.
+fn embed_page(
+    shard: &mut ShardState,
+    scratch: &mut ConnScratch,
+    raw: &[u8],
+    catalog: &Catalog,
+    stream: &StreamSpec,
+    answer: &mut Answer<'_>,
+) -> Reply {
+    let Ok(format) = format_from_target(raw) else {
+        let text = "bad request: format must be hls, llhls, dash or mss\n";
+        return answer.error(shard, Status::BadRequest, text);
+    };
+    let token = token_query(catalog, &scratch.target);
+    write_page(&mut scratch.body, &stream.name, format, token);
+    let mut head = Head::new(Status::Ok, HTML_TYPE, scratch.body.len());
+    head.extra = PAGE_HEADERS;
+    answer.write(shard, head, &scratch.body)
+}
+
+/// The query every URI rendered for this viewer carries.
+fn token_query<'a>(catalog: &'a Catalog, target: &'a Target) -> TokenQuery<'a> {
+    TokenQuery {
+        param: &catalog.token_param,
+        token: target.token(),
+    }
+}
+
+/// The request as the authorizer (and, in `account`, the session table) sees it.
+fn play_request<'r>(
+    head: &RequestHead<'r>,
+    target: &'r Target,
+    stream: StreamId,
+    resource: Resource,
+    peer: IpAddr,
+) -> PlayRequest<'r> {
     let qs = memchr::memchr(b'?', head.target).map_or(&[][..], |i| &head.target[i + 1..]);
-    let play = PlayRequest {
-        stream: stream.id,
+    PlayRequest {
+        stream,
         proto: resource.proto(),
-        token: scratch.target.token(),
+        token: target.token(),
         ip: peer,
         user_agent: head.user_agent,
         referer: head.referer,
         qs,
-    };
-    let verdict = match shard
-        .auth
-        .authorize(&catalog, &play, now.instant, now.utc_ms)
-    {
-        Authorization::Allow(grant) => Ok(grant),
-        Authorization::Deny(reason) => Err(reason),
-        Authorization::Redirect(location) => {
-            // The portal sends this viewer elsewhere (spec §3: 302 + Location).
-            let text = "302 Found: redirected by the portal\n";
-            let mut h = Head::new(Status::Found, TEXT_TYPE, text.len());
-            h.location = Some(&location);
-            h.close = close;
-            emit(shard, out, h, now);
-            if send_body {
-                out.extend_from_slice(text.as_bytes());
-            }
-            return Reply {
-                status: Status::Found,
-                body: None,
-                close,
-                live: None,
-                wait_for_segment: None,
-                defer: None,
-            };
-        }
-        Authorization::Pending(key) if !scratch.portal_waited => {
-            // Answered when the portal's verdict arrives; this one does not count yet.
-            shard.http.requests -= 1;
-            return Reply {
-                status: Status::Ok,
-                body: None,
-                close,
-                live: None,
-                wait_for_segment: None,
-                defer: Some(Deferred::Auth(key)),
-            };
-        }
-        Authorization::Pending(_) => match shard.auth.unanswered(&catalog, stream.id) {
-            Verdict::Allow => Ok(Grant::default()),
-            Verdict::Deny(reason) => Err(reason),
-        },
-    };
-    let grant = match verdict {
-        Ok(grant) => grant,
-        Err(reason) => {
-            scratch.body.extend_from_slice(b"403 Forbidden: ");
-            scratch.body.extend_from_slice(reason.as_str().as_bytes());
-            scratch.body.push(b'\n');
-            let mut h = Head::new(Status::Forbidden, TEXT_TYPE, scratch.body.len());
-            h.deny_reason = Some(reason.as_str());
-            h.close = close;
-            emit(shard, out, h, now);
-            if send_body {
-                out.extend_from_slice(&scratch.body);
-            }
-            return Reply {
-                status: Status::Forbidden,
-                body: None,
-                close,
-                live: None,
-                wait_for_segment: None,
-                defer: None,
-            };
-        }
-    };
+    }
+}
 
-    // Phase: serve.
-    let view = &shard.streams[stream.id as usize];
-    let token = TokenQuery {
-        param: &catalog.token_param,
-        token: scratch.target.token(),
-    };
-    let not_ready = Status::ServiceUnavailable;
-    let served = match resource {
-        Resource::HlsMaster => view.variant.as_ref().ok_or(not_ready).map(|variant| {
-            let bandwidth = view.window.peak_bitrate().unwrap_or(DEFAULT_BANDWIDTH);
-            write_master(&mut scratch.body, variant, bandwidth, token);
-            (PLAYLIST_TYPE, CachePolicy::NoCache, None)
-        }),
-        Resource::HlsMedia { dir } if !view.window.is_empty() => {
-            write_media(
-                &mut scratch.body,
-                view.window.playlist(),
-                dir,
-                token,
-                Container::Ts,
-            );
-            Ok((PLAYLIST_TYPE, CachePolicy::NoCache, None))
-        }
-        Resource::HlsFmp4Media if !view.window.is_empty() && view.init_mp4.is_some() => {
-            let segments = view.window.playlist();
-            write_media(
-                &mut scratch.body,
-                segments,
-                TRACKS_DIR,
-                token,
-                Container::Fmp4,
-            );
-            Ok((PLAYLIST_TYPE, CachePolicy::NoCache, None))
-        }
-        Resource::HlsMedia { .. } | Resource::HlsFmp4Media => Err(not_ready),
-        Resource::DashManifest if !view.window.is_empty() => match &view.variant {
-            Some(variant) => {
-                let ctx = MpdContext {
-                    variant,
-                    bandwidth: view.window.peak_bitrate().unwrap_or(DEFAULT_BANDWIDTH),
-                    token,
-                    now_ms: now.utc_ms,
-                    segment_ms: stream.segment_duration_ms,
-                };
-                write_mpd(&mut scratch.body, view.window.playlist(), &ctx);
-                Ok((MPD_TYPE, CachePolicy::NoCache, None))
-            }
-            None => Err(not_ready),
+/// Why an authorized answer is not given (yet).
+#[derive(Debug, PartialEq, Eq)]
+enum Refusal {
+    /// 403 with `x-deny-reason`.
+    Deny(DenyReason),
+    /// The portal sends this viewer elsewhere (spec §3: 302 + `Location`).
+    Redirect(Rc<str>),
+    /// A portal is being asked: the connection waits for this decision key.
+    AwaitVerdict(u64),
+}
+
+/// Phase authorize: the one entry point, `Authorizer::authorize`. `portal_waited`: the
+/// request already waited for a portal, so a question still open counts as unanswered.
+fn authorize(
+    shard: &mut ShardState,
+    catalog: &Catalog,
+    play: &PlayRequest<'_>,
+    portal_waited: bool,
+    now: Now,
+) -> Result<Grant, Refusal> {
+    match shard.auth.authorize(catalog, play, now.instant, now.utc_ms) {
+        Authorization::Allow(grant) => Ok(grant),
+        Authorization::Deny(reason) => Err(Refusal::Deny(reason)),
+        Authorization::Redirect(location) => Err(Refusal::Redirect(location)),
+        Authorization::Pending(key) if !portal_waited => Err(Refusal::AwaitVerdict(key)),
+        Authorization::Pending(_) => match shard.auth.unanswered(catalog, play.stream) {
+            Verdict::Allow => Ok(Grant::default()),
+            Verdict::Deny(reason) => Err(Refusal::Deny(reason)),
         },
-        Resource::DashManifest => Err(not_ready),
-        Resource::DashInit { track } => {
-            let init = match track {
-                DashTrack::Video => &view.dash_init.0,
-                DashTrack::Audio => &view.dash_init.1,
-            };
-            init.clone()
-                .map(|b| (MP4_TYPE, CachePolicy::NoCache, Some(b)))
-                .ok_or(not_ready)
+    }
+}
+
+/// Answers a refusal: 403, 302, or the request parked until the portal's verdict.
+fn refuse(
+    shard: &mut ShardState,
+    body: &mut Vec<u8>,
+    refusal: Refusal,
+    answer: &mut Answer<'_>,
+) -> Reply {
+    match refusal {
+        Refusal::Deny(reason) => {
+            body.extend_from_slice(b"403 Forbidden: ");
+            body.extend_from_slice(reason.as_str().as_bytes());
+            body.push(b'\n');
+            let mut head = Head::new(Status::Forbidden, TEXT_TYPE, body.len());
+            head.deny_reason = Some(reason.as_str());
+            answer.write(shard, head, body)
         }
-        Resource::DashSegment { track, start_dts } => {
-            let segment = view.window.find_by_dts(start_dts);
-            if segment.is_none() && may_wait {
-                if let Some(newest) = view.window.newest().filter(|n| n.end_dts == start_dts) {
-                    // The segment a player computed from the timeline is being cut: park the
-                    // request instead of a 404 the player would have to recover from.
-                    let wait = SegmentWait {
-                        stream: stream.id,
-                        until: Awaited::SegmentAfter(newest.sequence),
-                        timeout: SEGMENT_WAIT,
-                    };
-                    return parked(shard, wait, close);
-                }
-            }
-            let fragment = match track {
-                DashTrack::Video => segment.and_then(|s| s.dash.video.clone()),
-                DashTrack::Audio => segment.and_then(|s| s.dash.audio.clone()),
-            };
-            fragment
-                .map(|b| (M4S_TYPE, CachePolicy::Immutable, Some(b)))
-                .ok_or(Status::NotFound)
+        Refusal::Redirect(location) => {
+            let text = "302 Found: redirected by the portal\n";
+            let mut head = Head::new(Status::Found, TEXT_TYPE, text.len());
+            head.location = Some(&location);
+            answer.write(shard, head, text.as_bytes())
         }
-        Resource::MssManifest => match &view.media {
-            Some(media) if has_fragments(view.window.segments()) => {
-                let ctx = ManifestContext {
-                    media,
-                    video_bitrate: view.window.peak_bitrate().unwrap_or(DEFAULT_BANDWIDTH),
-                    token,
-                };
-                // Every kept segment, not only the playlist's: an MSS client never reloads
-                // the manifest and derives its live delay from this DVR window (dash.js
-                // needs about four fragments to start).
-                write_manifest(&mut scratch.body, view.window.segments(), &ctx);
-                Ok((MSS_MANIFEST_TYPE, CachePolicy::NoCache, None))
-            }
-            _ => Err(not_ready),
-        },
-        Resource::MssFragment {
-            track,
-            time,
-            info_only,
-        } => {
-            let of_track = |s| mss_fragment_of(s, track);
-            let found = view
-                .window
-                .segments()
-                .rev()
-                .filter_map(of_track)
-                .find(|f| f.time == time);
-            if found.is_none() && may_wait {
-                let newest = view.window.newest();
-                let announced = newest
-                    .and_then(of_track)
-                    .is_some_and(|f| f.time.saturating_add(f.duration) == time);
-                if let Some(newest) = newest.filter(|_| announced) {
-                    // The fragment the newest one's `tfrf` announced: it is written at the next
-                    // cut. Park the request rather than 404 a player that did nothing wrong.
-                    let wait = SegmentWait {
-                        stream: stream.id,
-                        until: Awaited::SegmentAfter(newest.sequence),
-                        timeout: SEGMENT_WAIT,
-                    };
-                    return parked(shard, wait, close);
-                }
-            }
-            let kind = match track {
-                TrackKind::Video => MSS_VIDEO_TYPE,
-                TrackKind::Audio => MSS_AUDIO_TYPE,
-            };
-            found
-                .map(|f| {
-                    let body = if info_only {
-                        moof_of(&f.bytes)
-                    } else {
-                        f.bytes.clone()
-                    };
-                    (kind, CachePolicy::Immutable, Some(body))
-                })
-                .ok_or(Status::NotFound)
+        Refusal::AwaitVerdict(key) => answer.park(shard, Next::WaitForVerdict(key)),
+    }
+}
+
+/// What the serve phase reads: the stream's view on this shard, the viewer's token, the
+/// clock.
+struct Serving<'a> {
+    stream: &'a StreamSpec,
+    view: &'a StreamView,
+    target: &'a Target,
+    token: TokenQuery<'a>,
+    utc_ms: i64,
+    /// The request may be parked for a segment or part being cut (not twice in a row).
+    may_wait: bool,
+}
+
+impl<'a> Serving<'a> {
+    fn new(
+        shard: &'a ShardState,
+        catalog: &'a Catalog,
+        stream: &'a StreamSpec,
+        target: &'a Target,
+        now: Now,
+        may_wait: bool,
+    ) -> Serving<'a> {
+        Serving {
+            stream,
+            view: &shard.streams[stream.id as usize],
+            target,
+            token: token_query(catalog, target),
+            utc_ms: now.utc_ms,
+            may_wait,
         }
-        // Answered before authorization.
-        Resource::EmbedPage => Err(Status::NotFound),
-        Resource::LlHlsMedia if view.window.is_empty() || view.init_mp4.is_none() => Err(not_ready),
-        Resource::LlHlsMedia => {
-            let reload = match scratch.target.hls_directives() {
-                Some(d) => blocking_reload(&view.window, d.msn, d.part),
-                None => Reload::BadRequest,
-            };
-            match reload {
-                Reload::Now => {
-                    write_ll_media(
-                        &mut scratch.body,
-                        view.window.playlist(),
-                        view.window.open_parts(),
-                        PART_TARGET_MS,
-                        token,
-                    );
-                    Ok((PLAYLIST_TYPE, CachePolicy::NoCache, None))
-                }
-                Reload::BadRequest => Err(Status::BadRequest),
-                Reload::Wait(until) if may_wait => {
-                    let timeout = ll_wait(&view.window);
-                    let wait = SegmentWait {
-                        stream: stream.id,
-                        until,
-                        timeout,
-                    };
-                    return parked(shard, wait, close);
-                }
-                // Waited three target durations and the stream did not get there.
-                Reload::Wait(_) => Err(not_ready),
-            }
+    }
+
+    /// Parks the request until the window has `until`, for at most `timeout`.
+    fn wait(&self, until: Awaited, timeout: Duration) -> Unserved {
+        Unserved::Wait(SegmentWait {
+            stream: self.stream.id,
+            until,
+            timeout,
+        })
+    }
+
+    /// Parks the request until the segment after `newest` is cut (it announced the one
+    /// asked for).
+    fn wait_for_cut(&self, newest: &Segment) -> Unserved {
+        self.wait(Awaited::SegmentAfter(newest.sequence), SEGMENT_WAIT)
+    }
+
+    /// Parks an LL-HLS request: three target durations at most (RFC 8216bis §6.2.5.2).
+    fn wait_ll(&self, until: Awaited) -> Unserved {
+        let target_s = target_duration_s(self.view.window.playlist());
+        self.wait(until, Duration::from_secs(3 * target_s))
+    }
+
+    fn bandwidth(&self) -> u64 {
+        self.view.window.peak_bitrate().unwrap_or(DEFAULT_BANDWIDTH)
+    }
+}
+
+/// What `serve` found: how to label it, and where its bytes are.
+#[derive(Debug)]
+struct Served<'b> {
+    content_type: &'static str,
+    cache: CachePolicy,
+    body: Body<'b>,
+}
+
+#[derive(Debug)]
+enum Body<'b> {
+    /// Rendered into the connection's scratch body (playlists, manifests).
+    Rendered(&'b [u8]),
+    /// Shared media bytes, written after the head as they are.
+    Shared(Bytes),
+    /// The live MPEG-TS, streamed by the connection until the viewer leaves.
+    LiveTs,
+}
+
+impl<'b> Served<'b> {
+    /// A live document rendered into the scratch body: never cached.
+    fn rendered(content_type: &'static str, body: &'b [u8]) -> Served<'b> {
+        Served {
+            content_type,
+            cache: CachePolicy::NoCache,
+            body: Body::Rendered(body),
         }
-        Resource::LlInit => match &view.init_mp4 {
-            Some(init) => Ok((MP4_TYPE, CachePolicy::NoCache, Some(init.clone()))),
-            None => Err(not_ready),
-        },
-        Resource::Ll(LlName::Segment { sequence }) => view
-            .window
-            .find_by_sequence(sequence)
-            .and_then(|s| s.fmp4.clone())
-            .map(|b| (M4S_TYPE, CachePolicy::Immutable, Some(b)))
-            .ok_or(Status::NotFound),
-        Resource::Ll(LlName::Part { sequence, part }) => match view.window.part(sequence, part) {
-            PartLookup::Found(p) => Ok((M4S_TYPE, CachePolicy::Immutable, Some(p.fmp4.clone()))),
-            PartLookup::NotYet if may_wait => {
-                // A part named by a preload hint, or asked for early: wait for it.
-                let wait = SegmentWait {
-                    stream: stream.id,
-                    until: Awaited::Part {
-                        segment: sequence,
-                        part,
-                    },
-                    timeout: ll_wait(&view.window),
-                };
-                return parked(shard, wait, close);
-            }
-            PartLookup::NotYet | PartLookup::Missing => Err(Status::NotFound),
-        },
-        Resource::MpegTs => match view.ring.start() {
-            Some(_) => Ok((TS_TYPE, CachePolicy::NoCache, None)),
-            None => Err(not_ready),
-        },
-        Resource::Fmp4Init => match &view.init_mp4 {
-            Some(init) => Ok((MP4_TYPE, CachePolicy::NoCache, Some(init.clone()))),
-            None => Err(not_ready),
-        },
+    }
+
+    /// A media segment or fragment: it never changes under its URL.
+    fn segment(content_type: &'static str, bytes: Bytes) -> Served<'b> {
+        Served {
+            content_type,
+            cache: CachePolicy::Immutable,
+            body: Body::Shared(bytes),
+        }
+    }
+}
+
+/// Why `serve` has nothing to send now.
+#[derive(Debug)]
+enum Unserved {
+    /// 404: no such segment (any more, or not yet and not worth waiting for).
+    NotFound,
+    /// 400: LL-HLS delivery directives malformed or out of range.
+    BadDirectives,
+    /// 503: the stream has no media for this resource (yet).
+    NotReady,
+    /// Being cut right now: the request is parked.
+    Wait(SegmentWait),
+}
+
+/// Answers what `serve` could not serve.
+fn unserved(shard: &mut ShardState, why: Unserved, answer: &mut Answer<'_>) -> Reply {
+    match why {
+        Unserved::NotFound => answer.error(shard, Status::NotFound, "segment not found\n"),
+        Unserved::BadDirectives => {
+            let text = "bad request: _HLS_msn/_HLS_part out of range\n";
+            answer.error(shard, Status::BadRequest, text)
+        }
+        Unserved::NotReady => answer.error(shard, Status::ServiceUnavailable, "stream not ready\n"),
+        Unserved::Wait(wait) => answer.park(shard, Next::WaitForSegment(wait)),
+    }
+}
+
+/// Phase serve: the authorized resource, from this shard's view of the stream. Playlists
+/// and manifests are rendered into `body` with the token in every URI; media is a `Bytes`
+/// clone of the shared segment.
+fn serve<'b>(
+    s: &Serving<'_>,
+    body: &'b mut Vec<u8>,
+    resource: Resource,
+) -> Result<Served<'b>, Unserved> {
+    let view = s.view;
+    match resource {
+        Resource::HlsMaster => hls_master(s, body),
+        Resource::HlsMedia { dir } => hls_media(s, body, dir, Container::Ts),
+        Resource::HlsFmp4Media => hls_media(s, body, TRACKS_DIR, Container::Fmp4),
         Resource::HlsSegment {
             start_second,
             duration_ms,
             container,
-        } => {
-            let found = view.window.find(start_second, duration_ms);
-            let body = match container {
-                Container::Ts => found.map(|s| (TS_TYPE, s.ts.clone())),
-                Container::Fmp4 => found.and_then(|s| s.fmp4.clone()).map(|b| (M4S_TYPE, b)),
-            };
-            body.map(|(kind, bytes)| (kind, CachePolicy::Immutable, Some(bytes)))
-                .ok_or(Status::NotFound)
-        }
-    };
-    let (content_type, cache, shared_body) = match served {
-        Ok(parts) => parts,
-        Err(status) => {
-            let text = match status {
-                Status::NotFound => "segment not found\n",
-                Status::BadRequest => "bad request: _HLS_msn/_HLS_part out of range\n",
-                _ => "stream not ready\n",
-            };
-            return error(shard, out, now, status, text, close, send_body);
-        }
-    };
-
-    // Phase: account.
-    let length = shared_body.as_ref().map_or(scratch.body.len(), Bytes::len);
-    let sent = if send_body { length as u64 } else { 0 };
-    // A live MPEG-TS viewer's session lives with its connection (`runtime::live_ts`).
-    let session = match resource {
-        Resource::MpegTs => None,
-        _ => shard
-            .auth
-            .track_session(&catalog, &play, &grant, now.instant, sent),
-    };
-    shard.http.bytes_sent += sent;
-    let live = (resource == Resource::MpegTs).then_some(LiveTs { stream: stream.id });
-    let mut h = Head::new(Status::Ok, content_type, length);
-    h.cache = cache;
-    h.close = close || live.is_some();
-    h.streaming = live.is_some();
-    h.session_id = session.as_ref().map(|id| id.as_str());
-    emit(shard, out, h, now);
-    let close = close || live.is_some();
-    if !send_body {
-        return Reply {
-            status: Status::Ok,
-            body: None,
-            close,
-            live: None,
-            wait_for_segment: None,
-            defer: None,
-        };
-    }
-    if shared_body.is_none() && live.is_none() {
-        out.extend_from_slice(&scratch.body);
-    }
-    Reply {
-        status: Status::Ok,
-        body: shared_body,
-        close,
-        live,
-        wait_for_segment: None,
-        defer: None,
-    }
-}
-
-/// An operator API request: refused here (401/400/404/405), or handed to the connection
-/// to run across the shards.
-fn api_request(
-    shard: &mut ShardState,
-    head: &RequestHead<'_>,
-    now: Now,
-    out: &mut Vec<u8>,
-    close: bool,
-    send_body: bool,
-) -> Reply {
-    let key = shard.catalog.api_key.clone();
-    match crate::http::api::parse_call(head.method, head.target, head.authorization, key.as_deref())
-    {
-        Ok(call) => Reply {
-            status: Status::Ok,
-            body: None,
-            close,
-            live: None,
-            wait_for_segment: None,
-            defer: Some(Deferred::Api { call, send_body }),
+        } => hls_segment(view, start_second, duration_ms, container),
+        Resource::Fmp4Init | Resource::LlInit => init_segment(view.init_mp4.as_ref()),
+        Resource::MpegTs => live_ts(view),
+        Resource::DashManifest => dash_manifest(s, body),
+        Resource::DashInit { track } => match track {
+            DashTrack::Video => init_segment(view.dash_init.0.as_ref()),
+            DashTrack::Audio => init_segment(view.dash_init.1.as_ref()),
         },
-        Err(e) => {
-            let mut h = Head::new(e.status, TEXT_TYPE, e.message.len());
-            h.close = close;
-            h.bearer_challenge = e.status == Status::Unauthorized;
-            if e.status == Status::MethodNotAllowed {
-                h.allow = Some("GET, POST, DELETE");
-            }
-            emit(shard, out, h, now);
-            if send_body {
-                out.extend_from_slice(e.message.as_bytes());
-            }
-            Reply {
-                status: e.status,
-                body: None,
-                close,
-                live: None,
-                wait_for_segment: None,
-                defer: None,
-            }
-        }
+        Resource::DashSegment { track, start_dts } => dash_segment(s, track, start_dts),
+        Resource::MssManifest => mss_manifest(s, body),
+        Resource::MssFragment {
+            track,
+            time,
+            info_only,
+        } => mss_fragment(s, track, time, info_only),
+        Resource::LlHlsMedia => ll_playlist(s, body),
+        Resource::Ll(name) => ll_media(s, name),
+        // Answered by `route`, before authorization.
+        Resource::EmbedPage => Err(Unserved::NotFound),
     }
 }
 
-/// Writes the answer of an API call the connection ran.
-pub fn write_api_answer(
-    shard: &mut ShardState,
-    out: &mut Vec<u8>,
-    status: Status,
-    content_type: &'static str,
-    body: &str,
-    close: bool,
-    send_body: bool,
-) {
-    let now = Now::read();
-    let mut h = Head::new(status, content_type, body.len());
-    h.close = close;
-    emit(shard, out, h, now);
-    if send_body {
-        out.extend_from_slice(body.as_bytes());
+// Serve, HLS playlists.
+
+fn hls_master<'b>(s: &Serving<'_>, body: &'b mut Vec<u8>) -> Result<Served<'b>, Unserved> {
+    let variant = s.view.variant.as_ref().ok_or(Unserved::NotReady)?;
+    write_master(body, variant, s.bandwidth(), s.token);
+    Ok(Served::rendered(PLAYLIST_TYPE, body))
+}
+
+/// The live media playlist of TS segments, or of fMP4 ones (which need the init segment).
+fn hls_media<'b>(
+    s: &Serving<'_>,
+    body: &'b mut Vec<u8>,
+    dir: &str,
+    container: Container,
+) -> Result<Served<'b>, Unserved> {
+    let has_init = matches!(container, Container::Ts) || s.view.init_mp4.is_some();
+    if s.view.window.is_empty() || !has_init {
+        return Err(Unserved::NotReady);
     }
+    write_media(body, s.view.window.playlist(), dir, s.token, container);
+    Ok(Served::rendered(PLAYLIST_TYPE, body))
+}
+
+// Serve, segments.
+
+fn hls_segment(
+    view: &StreamView,
+    start_second: i64,
+    duration_ms: u32,
+    container: Container,
+) -> Result<Served<'static>, Unserved> {
+    let found = view.window.find(start_second, duration_ms);
+    let served = match container {
+        Container::Ts => found.map(|seg| Served::segment(TS_TYPE, seg.ts.clone())),
+        Container::Fmp4 => found
+            .and_then(|seg| seg.fmp4.clone())
+            .map(|bytes| Served::segment(M4S_TYPE, bytes)),
+    };
+    served.ok_or(Unserved::NotFound)
+}
+
+/// An initialization segment (fMP4 HLS, LL-HLS, DASH): known once the media is.
+fn init_segment(init: Option<&Bytes>) -> Result<Served<'static>, Unserved> {
+    let init = init.ok_or(Unserved::NotReady)?;
+    Ok(Served {
+        content_type: MP4_TYPE,
+        cache: CachePolicy::NoCache,
+        body: Body::Shared(init.clone()),
+    })
+}
+
+/// `/NAME/mpegts`: the connection streams the ring from its newest keyframe.
+fn live_ts(view: &StreamView) -> Result<Served<'static>, Unserved> {
+    view.ring.start().ok_or(Unserved::NotReady)?;
+    Ok(Served {
+        content_type: TS_TYPE,
+        cache: CachePolicy::NoCache,
+        body: Body::LiveTs,
+    })
+}
+
+// Serve, DASH.
+
+fn dash_manifest<'b>(s: &Serving<'_>, body: &'b mut Vec<u8>) -> Result<Served<'b>, Unserved> {
+    let window = &s.view.window;
+    let variant = s.view.variant.as_ref().filter(|_| !window.is_empty());
+    let ctx = MpdContext {
+        variant: variant.ok_or(Unserved::NotReady)?,
+        bandwidth: s.bandwidth(),
+        token: s.token,
+        now_ms: s.utc_ms,
+        segment_ms: s.stream.segment_duration_ms,
+    };
+    write_mpd(body, window.playlist(), &ctx);
+    Ok(Served::rendered(MPD_TYPE, body))
+}
+
+fn dash_segment(
+    s: &Serving<'_>,
+    track: DashTrack,
+    start_dts: i64,
+) -> Result<Served<'static>, Unserved> {
+    let window = &s.view.window;
+    let segment = window.find_by_dts(start_dts);
+    if segment.is_none() && s.may_wait {
+        if let Some(newest) = window.newest().filter(|n| n.end_dts == start_dts) {
+            // The segment a player computed from the timeline is being cut: park the
+            // request instead of a 404 the player would have to recover from.
+            return Err(s.wait_for_cut(newest));
+        }
+    }
+    let fragment = match track {
+        DashTrack::Video => segment.and_then(|seg| seg.dash.video.clone()),
+        DashTrack::Audio => segment.and_then(|seg| seg.dash.audio.clone()),
+    };
+    let fragment = fragment.ok_or(Unserved::NotFound)?;
+    Ok(Served::segment(M4S_TYPE, fragment))
+}
+
+// Serve, MSS.
+
+fn mss_manifest<'b>(s: &Serving<'_>, body: &'b mut Vec<u8>) -> Result<Served<'b>, Unserved> {
+    let window = &s.view.window;
+    let media = s.view.media.as_ref();
+    let media = media.filter(|_| has_fragments(window.segments()));
+    let ctx = ManifestContext {
+        media: media.ok_or(Unserved::NotReady)?,
+        video_bitrate: s.bandwidth(),
+        token: s.token,
+    };
+    // Every kept segment, not only the playlist's: an MSS client never reloads the
+    // manifest and derives its live delay from this DVR window (dash.js needs about four
+    // fragments to start).
+    write_manifest(body, window.segments(), &ctx);
+    Ok(Served::rendered(MSS_MANIFEST_TYPE, body))
+}
+
+fn mss_fragment(
+    s: &Serving<'_>,
+    track: TrackKind,
+    time: u64,
+    info_only: bool,
+) -> Result<Served<'static>, Unserved> {
+    let window = &s.view.window;
+    let of_track = |segment| mss_fragment_of(segment, track);
+    let found = window
+        .segments()
+        .rev()
+        .filter_map(of_track)
+        .find(|f| f.time == time);
+    if found.is_none() && s.may_wait {
+        let newest = window.newest();
+        let announced = newest
+            .and_then(of_track)
+            .is_some_and(|f| f.time.saturating_add(f.duration) == time);
+        if let Some(newest) = newest.filter(|_| announced) {
+            // The fragment the newest one's `tfrf` announced: it is written at the next
+            // cut. Park the request rather than 404 a player that did nothing wrong.
+            return Err(s.wait_for_cut(newest));
+        }
+    }
+    let fragment = found.ok_or(Unserved::NotFound)?;
+    let bytes = if info_only {
+        moof_of(&fragment.bytes)
+    } else {
+        fragment.bytes.clone()
+    };
+    let kind = match track {
+        TrackKind::Video => MSS_VIDEO_TYPE,
+        TrackKind::Audio => MSS_AUDIO_TYPE,
+    };
+    Ok(Served::segment(kind, bytes))
 }
 
 /// A segment's MSS fragment of one track.
@@ -680,114 +779,130 @@ fn moof_of(fragment: &Bytes) -> Bytes {
     fragment.slice(..len.min(fragment.len()))
 }
 
-/// `/_player/NAME`: a player script, or a 404 that says why.
-fn player_script(
-    shard: &mut ShardState,
-    out: &mut Vec<u8>,
-    now: Now,
-    asset: Asset,
-    close: bool,
-    send_body: bool,
-) -> Reply {
-    let body = match asset {
-        Asset::Script { content_type, body } => {
-            let mut h = Head::new(Status::Ok, content_type, body.len());
-            h.cache = CachePolicy::Immutable;
-            h.extra = SCRIPT_HEADERS;
-            h.close = close;
-            emit(shard, out, h, now);
-            body
-        }
-        Asset::NotInstalled => {
-            let text = "player script not installed on this server: run tools/player/install.sh \
-                        and point player_assets (or TESSERA_PLAYER_ASSETS) at \
-                        tools/player/node_modules\n";
-            return error(shard, out, now, Status::NotFound, text, close, send_body);
-        }
-        Asset::Unknown => {
-            return error(
-                shard,
-                out,
-                now,
-                Status::NotFound,
-                "not found\n",
-                close,
-                send_body,
-            );
-        }
+// Serve, LL-HLS.
+
+/// The LL-HLS playlist, now or, for a blocking reload, once the window has what the
+/// `_HLS_msn`/`_HLS_part` directives name.
+fn ll_playlist<'b>(s: &Serving<'_>, body: &'b mut Vec<u8>) -> Result<Served<'b>, Unserved> {
+    let window = &s.view.window;
+    if window.is_empty() || s.view.init_mp4.is_none() {
+        return Err(Unserved::NotReady);
+    }
+    let reload = match s.target.hls_directives() {
+        Some(d) => blocking_reload(window, d.msn, d.part),
+        None => Reload::BadRequest,
     };
-    Reply {
-        status: Status::Ok,
-        body: send_body.then_some(body),
-        close,
-        live: None,
-        wait_for_segment: None,
-        defer: None,
+    match reload {
+        Reload::Now => {
+            let parts = window.open_parts();
+            write_ll_media(body, window.playlist(), parts, PART_TARGET_MS, s.token);
+            Ok(Served::rendered(PLAYLIST_TYPE, body))
+        }
+        Reload::BadRequest => Err(Unserved::BadDirectives),
+        Reload::Wait(until) if s.may_wait => Err(s.wait_ll(until)),
+        // Waited three target durations and the stream did not get there.
+        Reload::Wait(_) => Err(Unserved::NotReady),
     }
 }
 
-/// Writes a response head with the shard's id and cached date.
-fn emit(shard: &mut ShardState, out: &mut Vec<u8>, mut head: Head<'_>, now: Now) {
-    head.shard = shard.id;
-    let date = *shard.date(now);
-    write_head(out, &head, &date, now.instant);
+/// `ll/MSN.m4s`, `ll/MSN.PART.m4s`.
+fn ll_media(s: &Serving<'_>, name: LlName) -> Result<Served<'static>, Unserved> {
+    let window = &s.view.window;
+    let bytes = match name {
+        LlName::Segment { sequence } => window
+            .find_by_sequence(sequence)
+            .and_then(|seg| seg.fmp4.clone()),
+        LlName::Part { sequence, part } => match window.part(sequence, part) {
+            PartLookup::Found(p) => Some(p.fmp4.clone()),
+            PartLookup::NotYet if s.may_wait => {
+                // A part named by a preload hint, or asked for early: wait for it.
+                let segment = sequence;
+                return Err(s.wait_ll(Awaited::Part { segment, part }));
+            }
+            PartLookup::NotYet | PartLookup::Missing => None,
+        },
+    };
+    let bytes = bytes.ok_or(Unserved::NotFound)?;
+    Ok(Served::segment(M4S_TYPE, bytes))
 }
 
-/// BANDWIDTH before the first segment exists to measure.
-const DEFAULT_BANDWIDTH: u64 = 2_000_000;
-
-fn finish(
+/// Phase account: the request joins its session (opened on first sight) and the shard's
+/// counters; the head goes out with the session id, then the body.
+fn account(
     shard: &mut ShardState,
-    out: &mut Vec<u8>,
-    now: Now,
-    mut head: Head<'_>,
-    scratch: &ConnScratch,
-    close: bool,
-    send_body: bool,
+    catalog: &Catalog,
+    play: &PlayRequest<'_>,
+    grant: &Grant,
+    served: Served<'_>,
+    answer: &mut Answer<'_>,
 ) -> Reply {
-    head.close = close;
-    let status = head.status;
-    emit(shard, out, head, now);
-    if send_body {
-        out.extend_from_slice(&scratch.body);
-    }
-    Reply {
-        status,
-        body: None,
-        close,
-        live: None,
-        wait_for_segment: None,
-        defer: None,
+    let length = match &served.body {
+        Body::Rendered(rendered) => rendered.len(),
+        Body::Shared(bytes) => bytes.len(),
+        Body::LiveTs => 0,
+    };
+    let sent = if answer.send_body { length as u64 } else { 0 };
+    let live = matches!(served.body, Body::LiveTs);
+    // A live MPEG-TS viewer's session lives with its connection (`runtime::live_ts`).
+    let session = if live {
+        None
+    } else {
+        let now = answer.now.instant;
+        shard.auth.track_session(catalog, play, grant, now, sent)
+    };
+    shard.http.bytes_sent += sent;
+    let mut head = Head::new(Status::Ok, served.content_type, length);
+    head.cache = served.cache;
+    head.streaming = live;
+    head.session_id = session.as_ref().map(|id| id.as_str());
+    // A live stream has no length: it ends with the connection.
+    answer.close |= live;
+    match served.body {
+        Body::Rendered(rendered) => answer.write(shard, head, rendered),
+        Body::Shared(bytes) => answer.head_then(shard, head, Next::Body(bytes)),
+        Body::LiveTs => answer.head_then(shard, head, Next::LiveTs(play.stream)),
     }
 }
 
-/// A short text error response.
-fn error(
+/// An operator API request: refused here (401/400/404/405), or handed to the connection
+/// to run across the shards.
+fn api_request(shard: &mut ShardState, head: &RequestHead<'_>, answer: &mut Answer<'_>) -> Reply {
+    let key = shard.catalog.api_key.clone();
+    match crate::http::api::parse_call(head.method, head.target, head.authorization, key.as_deref())
+    {
+        Ok(call) => {
+            let send_body = answer.send_body;
+            Reply::then(Status::Ok, answer.close, Next::Api { call, send_body })
+        }
+        Err(e) => {
+            let mut h = Head::new(e.status, TEXT_TYPE, e.message.len());
+            h.bearer_challenge = e.status == Status::Unauthorized;
+            if e.status == Status::MethodNotAllowed {
+                h.allow = Some(API_ALLOWED_METHODS);
+            }
+            answer.write(shard, h, e.message.as_bytes())
+        }
+    }
+}
+
+/// Writes the answer of an API call the connection ran.
+pub fn write_api_answer(
     shard: &mut ShardState,
     out: &mut Vec<u8>,
-    now: Now,
     status: Status,
-    text: &'static str,
+    content_type: &'static str,
+    body: &str,
     close: bool,
     send_body: bool,
-) -> Reply {
-    let mut h = Head::new(status, TEXT_TYPE, text.len());
-    h.close = close;
-    if status == Status::MethodNotAllowed {
-        h.allow = Some(ALLOWED_METHODS);
-    }
-    emit(shard, out, h, now);
-    if send_body {
-        out.extend_from_slice(text.as_bytes());
-    }
-    Reply {
-        status,
-        body: None,
+) {
+    let mut answer = Answer {
+        out,
+        now: Now::read(),
         close,
-        live: None,
-        wait_for_segment: None,
-        defer: None,
-    }
+        send_body,
+    };
+    let head = Head::new(status, content_type, body.len());
+    answer.write(shard, head, body.as_bytes());
 }
 
 /// A response for a request head that could not be parsed (the connection closes after it).
@@ -800,5 +915,14 @@ pub fn invalid_request(shard: &mut ShardState, out: &mut Vec<u8>, now: Now, stat
         Status::RequestTimeout => "request head not received in time\n",
         _ => "bad request\n",
     };
-    error(shard, out, now, status, text, true, true);
+    let mut answer = Answer {
+        out,
+        now,
+        close: true,
+        send_body: true,
+    };
+    answer.error(shard, status, text);
 }
+
+#[cfg(test)]
+mod tests;

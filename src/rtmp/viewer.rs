@@ -164,34 +164,16 @@ impl FrameViewer for RtmpViewer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::frame::Frame;
     use crate::rtmp::chunk::{ChunkDecoder, ChunkLimits};
-    use crate::rtmp::flv::{TYPE_AUDIO, TYPE_DATA, TYPE_VIDEO, frame_tag};
+    use crate::rtmp::flv::{TYPE_AUDIO, TYPE_DATA, TYPE_VIDEO};
     use crate::source::fake::FakeSource;
-    use bytes::Bytes;
 
     fn media() -> MediaInfo {
         FakeSource::new(0, 25).media_info()
     }
 
     fn frames(n: usize) -> Vec<FeedFrame> {
-        let mut src = FakeSource::new(0, 25);
-        let mut polled = Vec::new();
-        let mut elapsed = 0;
-        while polled.len() < n {
-            elapsed += 3600;
-            src.poll(elapsed, &mut polled);
-        }
-        polled.into_iter().take(n).map(feed).collect()
-    }
-
-    fn feed(frame: Frame) -> FeedFrame {
-        let flv = frame_tag(&frame);
-        FeedFrame {
-            frame,
-            ts: Bytes::new(),
-            flv,
-        }
+        crate::stream::viewer::fake_frames(n)
     }
 
     /// Decodes what the viewer wrote: (message type, timestamp, body length).

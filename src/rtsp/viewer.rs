@@ -216,12 +216,11 @@ impl FrameViewer for RtspViewer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::frame::{Frame, MediaInfo};
+    use crate::media::frame::MediaInfo;
     use crate::rtp::RtpParams;
     use crate::rtsp::session::{PlayTrack, PortPair};
     use crate::source::fake::FakeSource;
     use crate::stream::viewer::Piece;
-    use bytes::Bytes;
 
     fn media() -> MediaInfo {
         FakeSource::new(0, 25).media_info()
@@ -265,23 +264,7 @@ mod tests {
     }
 
     fn frames(n: usize) -> Vec<FeedFrame> {
-        let mut src = FakeSource::new(0, 25);
-        let mut polled = Vec::new();
-        let mut elapsed = 0;
-        while polled.len() < n {
-            elapsed += 3600;
-            src.poll(elapsed, &mut polled);
-        }
-        polled.into_iter().take(n).map(feed).collect()
-    }
-
-    fn feed(frame: Frame) -> FeedFrame {
-        let flv = crate::mux::flv::frame_tag(&frame);
-        FeedFrame {
-            frame,
-            ts: Bytes::new(),
-            flv,
-        }
+        crate::stream::viewer::fake_frames(n)
     }
 
     /// Interleaved frames in a byte stream: (channel, payload).

@@ -18,11 +18,11 @@
 //! ```
 
 use crate::auth::play::PlayLifecycle;
-use crate::auth::verdict::StreamId;
+use crate::auth::verdict::{DenyReason, StreamId};
 use crate::runtime::ring_wait::RingReady;
 use crate::runtime::rtsp_conn::UdpPair;
 use crate::runtime::sleep_until;
-use crate::shard::ShardState;
+use crate::shard::{Now, ShardState};
 use crate::stream::ring::{Step, ViewerCursor};
 use crate::stream::viewer::{Channel, FrameViewer, MediaNow, Outbox, Piece};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -85,40 +85,140 @@ impl<V> Default for Playback<V> {
     }
 }
 
-/// A protocol's side of a connection.
-pub(crate) trait Glue {
-    type Viewer: FrameViewer;
-    /// For log lines: `rtmp`, `rtsp`, `mpegts`.
-    const NAME: &'static str;
-    /// Input buffer size at first, and the most it may grow to (doubling).
-    const INPUT: (usize, usize);
-
-    /// Feeds buffered input to the machine; returns how many bytes it consumed (none while
-    /// it waits for an authorization).
-    fn feed(&mut self, input: &[u8], now: Instant) -> usize;
-
-    /// Acts on the machine's outputs until none is left: control bytes into `io.out`;
-    /// awaits what they need (an authorization, a publish's fan-out).
-    async fn act(&mut self, io: &mut Io<'_>) -> Flow;
-
-    /// The machine's next timer.
-    fn deadline(&self) -> Option<Instant>;
-    fn on_deadline(&mut self, now: Instant);
-
+/// A protocol's sans-IO connection machine, as the driver feeds and polls it.
+pub(crate) trait Machine {
+    type Output;
+    type Error: std::fmt::Display;
+    /// Consumes a prefix of `input`; a framing error queues the machine's refusal and close.
+    fn handle_input(&mut self, input: &[u8], now: Instant) -> Result<usize, Self::Error>;
+    fn poll_output(&mut self) -> Option<Self::Output>;
+    /// Input is kept, not fed, until the pending authorization is answered.
+    fn awaiting_authorization(&self) -> bool;
+    /// The bytes of an output that only asks for them to be written.
+    fn transmit(output: &Self::Output) -> Option<&[u8]>;
+    /// The instant of an output that sets the machine's timer.
+    fn timeout(output: &Self::Output) -> Option<Instant>;
+    fn handle_timeout(&mut self, now: Instant);
     /// The socket reached its end or failed.
     fn peer_closed(&mut self);
+}
 
-    fn playback(&mut self) -> &mut Playback<Self::Viewer>;
+/// Implements `Machine` for a protocol's connection type, whose inherent `handle_input`,
+/// `poll_output`, `awaiting_authorization` and `handle_timeout` have the same meaning, whose
+/// outputs have `Transmit(bytes)` and `Timeout(at)` variants, and which may have a
+/// `peer_closed` to call when the socket ends.
+macro_rules! machine_of {
+    ($machine:ty, $output:ident, $error:ty $(, $peer_closed:ident)?) => {
+        impl $crate::runtime::driver::Machine for $machine {
+            type Output = $output;
+            type Error = $error;
+
+            fn handle_input(
+                &mut self,
+                input: &[u8],
+                now: std::time::Instant,
+            ) -> Result<usize, $error> {
+                <$machine>::handle_input(self, input, now)
+            }
+
+            fn poll_output(&mut self) -> Option<$output> {
+                <$machine>::poll_output(self)
+            }
+
+            fn awaiting_authorization(&self) -> bool {
+                <$machine>::awaiting_authorization(self)
+            }
+
+            fn transmit(output: &$output) -> Option<&[u8]> {
+                match output {
+                    $output::Transmit(bytes) => Some(bytes),
+                    _ => None,
+                }
+            }
+
+            fn timeout(output: &$output) -> Option<std::time::Instant> {
+                match output {
+                    $output::Timeout(at) => Some(*at),
+                    _ => None,
+                }
+            }
+
+            fn handle_timeout(&mut self, now: std::time::Instant) {
+                <$machine>::handle_timeout(self, now)
+            }
+
+            fn peer_closed(&mut self) {
+                $(<$machine>::$peer_closed(self);)?
+            }
+        }
+    };
+}
+pub(crate) use machine_of;
+
+/// A protocol's side of a connection: what its machine's outputs mean beyond bytes to
+/// write and timers (authorizations, plays, publishes), and its goodbye.
+pub(crate) trait Glue {
+    type Machine: Machine;
+    type Viewer: FrameViewer;
+    const PROFILE: Profile;
+
+    /// Acts on one output (not a `Transmit` or `Timeout`, which the driver handles):
+    /// control bytes into `io.out`; awaits what it needs (an authorization, a publish's
+    /// fan-out). `Flow::Idle`: go on with the next output.
+    async fn act(
+        &mut self,
+        output: <Self::Machine as Machine>::Output,
+        conn: &mut Conn<Self>,
+        io: &mut Io<'_>,
+    ) -> Flow;
 
     /// The played stream's input ended and the viewer has every frame: the protocol's
     /// goodbye into `out` (RTMP: `UnpublishNotify`).
-    fn input_ended(&mut self, _out: &mut Outbox) {}
+    fn input_ended(_conn: &mut Conn<Self>, _out: &mut Outbox) {}
 
     /// Media bytes went out (the shard's per-protocol counters).
-    fn count_sent(&mut self, _shard: &mut ShardState, _bytes: u64) {}
+    fn count_sent(_shard: &mut ShardState, _bytes: u64) {}
 
     /// The connection ends, whatever ended it: release what it holds (a publish).
-    async fn finish(&mut self, _io: &mut Io<'_>) {}
+    async fn finish(&mut self, _conn: &mut Conn<Self>, _io: &mut Io<'_>) {}
+}
+
+/// What the driver needs to know of a protocol.
+pub(crate) struct Profile {
+    /// For log lines: `rtmp`, `rtsp`, `mpegts`.
+    pub name: &'static str,
+    /// Input buffer size at first, and the most it may grow to (doubling).
+    pub input: (usize, usize),
+}
+
+impl Profile {
+    pub const fn new(name: &'static str, input: usize, max_input: usize) -> Profile {
+        Profile {
+            name,
+            input: (input, max_input),
+        }
+    }
+}
+
+/// What the driver keeps of a connection: the protocol's machine, what it plays, and the
+/// machine's timer.
+pub(crate) struct Conn<G: Glue + ?Sized> {
+    pub machine: G::Machine,
+    pub playback: Playback<G::Viewer>,
+    deadline: Option<Instant>,
+}
+
+/// Feeds `input` to the machine; returns how many bytes it consumed (none while it waits
+/// for an authorization). A framing error consumes everything (the machine has queued its
+/// refusal and the close).
+fn feed<M: Machine>(machine: &mut M, name: &str, input: &[u8], now: Instant) -> usize {
+    if input.is_empty() || machine.awaiting_authorization() {
+        return 0;
+    }
+    machine.handle_input(input, now).unwrap_or_else(|e| {
+        log::info!("{name}: closing on a protocol error: {e}");
+        input.len()
+    })
 }
 
 /// The connection's I/O as glue code sees it.
@@ -220,6 +320,7 @@ enum Wake {
 /// Runs a connection until it ends, then lets the glue release what it holds.
 pub(crate) async fn drive<G: Glue>(
     glue: &mut G,
+    conn: (G::Machine, Playback<G::Viewer>),
     socket: &mut TcpStream,
     state: &Rc<RefCell<ShardState>>,
     peer: IpAddr,
@@ -232,55 +333,69 @@ pub(crate) async fn drive<G: Glue>(
         socket,
         udp,
     };
-    run(glue, &mut io).await;
-    close_play(glue, &io);
-    glue.finish(&mut io).await;
+    let (machine, playback) = conn;
+    let mut conn = Conn {
+        machine,
+        playback,
+        deadline: None,
+    };
+    run(glue, &mut conn, &mut io).await;
+    close_play(&mut conn, &io);
+    glue.finish(&mut conn, &mut io).await;
     let _ = io.flush().await;
 }
 
 /// The connection's loop; returns on any end.
-async fn run<G: Glue>(glue: &mut G, io: &mut Io<'_>) {
-    let mut input = Input::new(G::INPUT);
+async fn run<G: Glue>(glue: &mut G, conn: &mut Conn<G>, io: &mut Io<'_>) {
+    let mut input = Input::new(G::PROFILE.input);
     loop {
         loop {
-            let n = glue.feed(input.pending(), Instant::now());
+            let n = feed(
+                &mut conn.machine,
+                G::PROFILE.name,
+                input.pending(),
+                Instant::now(),
+            );
             input.consume(n);
-            match glue.act(io).await {
+            match act_on_outputs(glue, conn, io).await {
                 Flow::Again => continue,
                 Flow::Idle => break,
                 Flow::Close => return,
             }
         }
         if !io.flush().await {
-            glue.peer_closed();
+            conn.machine.peer_closed();
             return;
         }
         if !input.make_room() {
-            let (name, max) = (G::NAME, input.max);
+            let (name, max) = (G::PROFILE.name, input.max);
             log::info!(
                 "{name} {}: closing: a message larger than {max} bytes",
                 io.peer
             );
             return;
         }
-        match wait(glue, io, &mut input).await {
+        match wait(conn, io, &mut input).await {
             Wake::Read(Ok(0)) | Wake::Read(Err(_)) => {
-                glue.peer_closed();
-                let _ = glue.act(io).await;
+                conn.machine.peer_closed();
+                let _ = act_on_outputs(glue, conn, io).await;
                 return;
             }
             Wake::Read(Ok(n)) => input.end += n,
-            Wake::Deadline => glue.on_deadline(Instant::now()),
+            Wake::Deadline => {
+                conn.deadline = None;
+                conn.machine.handle_timeout(Instant::now());
+            }
             Wake::Recheck => {
-                if let Err(reason) = recheck(glue, io) {
+                if let Err(reason) = recheck(conn, io) {
                     // Revoked, over a session limit, or refused by the portal on re-check.
-                    log::info!("{} {}: play ended: {reason}", G::NAME, io.peer);
+                    log::info!("{} {}: play ended: {reason}", G::PROFILE.name, io.peer);
                     return;
                 }
             }
             Wake::Frame => {
-                if let Err(why) = send_frames(glue, io).await {
-                    log::info!("{} {}: {why}", G::NAME, io.peer);
+                if let Err(why) = send_frames(conn, io).await {
+                    log::info!("{} {}: {why}", G::PROFILE.name, io.peer);
                     return;
                 }
             }
@@ -288,11 +403,34 @@ async fn run<G: Glue>(glue: &mut G, io: &mut Io<'_>) {
     }
 }
 
+/// Acts on every output the machine has: bytes to write and timers here, the rest by the
+/// glue. `Close` at the first that ends the connection, `Again` when one of them wants the
+/// kept input fed again.
+async fn act_on_outputs<G: Glue>(glue: &mut G, conn: &mut Conn<G>, io: &mut Io<'_>) -> Flow {
+    let mut flow = Flow::Idle;
+    while let Some(output) = conn.machine.poll_output() {
+        if let Some(bytes) = G::Machine::transmit(&output) {
+            io.out.bytes_mut().extend_from_slice(bytes);
+            continue;
+        }
+        if let Some(at) = G::Machine::timeout(&output) {
+            conn.deadline = Some(at);
+            continue;
+        }
+        match glue.act(output, conn, io).await {
+            Flow::Close => return Flow::Close,
+            Flow::Again => flow = Flow::Again,
+            Flow::Idle => {}
+        }
+    }
+    flow
+}
+
 /// Waits for whichever comes first: input, the viewer's next frame, the machine's
 /// deadline, or the play's re-check.
-async fn wait<G: Glue>(glue: &mut G, io: &mut Io<'_>, input: &mut Input) -> Wake {
-    let deadline = glue.deadline();
-    let playback = glue.playback();
+async fn wait<G: Glue>(conn: &Conn<G>, io: &mut Io<'_>, input: &mut Input) -> Wake {
+    let deadline = conn.deadline;
+    let playback = &conn.playback;
     let sending = playback
         .viewing
         .as_ref()
@@ -335,31 +473,20 @@ async fn wait<G: Glue>(glue: &mut G, io: &mut Io<'_>, input: &mut Input) -> Wake
 }
 
 /// Re-checks the playing viewer's authorization (its session is closed on a refusal).
-fn recheck<G: Glue>(glue: &mut G, io: &Io<'_>) -> Result<(), crate::auth::verdict::DenyReason> {
-    let Some(play) = glue.playback().play.as_mut() else {
+fn recheck<G: Glue>(conn: &mut Conn<G>, io: &Io<'_>) -> Result<(), DenyReason> {
+    let Some(play) = conn.playback.play.as_mut() else {
         return Ok(());
     };
-    let mut shard = io.state.borrow_mut();
-    let shard = &mut *shard;
-    let catalog = shard.catalog.clone();
-    play.recheck(
-        &mut shard.auth,
-        &catalog,
-        Instant::now(),
-        crate::utc::now_ms(),
-    )
+    io.state.borrow_mut().recheck_play(play, Now::read())
 }
 
 /// Closes the connection's play session, if one is open.
-fn close_play<G: Glue>(glue: &mut G, io: &Io<'_>) {
-    let Some(play) = glue.playback().play.as_mut() else {
+fn close_play<G: Glue>(conn: &mut Conn<G>, io: &Io<'_>) {
+    let Some(play) = conn.playback.play.as_mut() else {
         return;
     };
     if play.is_open() {
-        let mut shard = io.state.borrow_mut();
-        let shard = &mut *shard;
-        let catalog = shard.catalog.clone();
-        play.close(&mut shard.auth, &catalog, Instant::now());
+        io.state.borrow_mut().close_play(play, Instant::now());
     }
 }
 
@@ -373,21 +500,21 @@ enum Next {
 }
 
 /// Sends what the ring has for the viewer (up to a batch), flushing at the mark.
-async fn send_frames<G: Glue>(glue: &mut G, io: &mut Io<'_>) -> Result<(), &'static str> {
+async fn send_frames<G: Glue>(conn: &mut Conn<G>, io: &mut Io<'_>) -> Result<(), &'static str> {
     let mut sent = 0u64;
     for _ in 0..FRAMES_PER_BATCH {
-        match queue_next_frame(glue, io) {
+        match queue_next_frame(conn, io) {
             Next::Frame => {}
             Next::Wait => break,
             Next::Gone => return Err("disconnecting: stream gone"),
             Next::TooSlow => return Err("disconnecting: viewer stays behind the live edge"),
             Next::Ended => {
-                glue.input_ended(&mut io.out);
+                G::input_ended(conn, &mut io.out);
                 let _ = io.flush().await;
                 return Err("play ended: the publisher left");
             }
         }
-        let Some(viewing) = glue.playback().viewing.as_mut() else {
+        let Some(viewing) = conn.playback.viewing.as_mut() else {
             break;
         };
         while !viewing.viewer.write(&mut io.out, FLUSH_AT) {
@@ -407,16 +534,16 @@ async fn send_frames<G: Glue>(glue: &mut G, io: &mut Io<'_>) -> Result<(), &'sta
     if !io.flush().await {
         return Err("disconnecting: write failed");
     }
-    if let Some(play) = glue.playback().play.as_mut() {
+    if let Some(play) = conn.playback.play.as_mut() {
         play.sent(sent);
     }
-    glue.count_sent(&mut io.state.borrow_mut(), sent);
+    G::count_sent(&mut io.state.borrow_mut(), sent);
     Ok(())
 }
 
 /// Steps the viewer's cursor once and queues the frame it finds.
-fn queue_next_frame<G: Glue>(glue: &mut G, io: &Io<'_>) -> Next {
-    let Some(viewing) = glue.playback().viewing.as_mut() else {
+fn queue_next_frame<G: Glue>(conn: &mut Conn<G>, io: &Io<'_>) -> Next {
+    let Some(viewing) = conn.playback.viewing.as_mut() else {
         return Next::Wait;
     };
     let shard = io.state.borrow();

@@ -4,7 +4,7 @@
 //! shared `Bytes`; the connection's buffers are allocated once, at accept.
 
 use crate::http::request::{Parsed, parse_head};
-use crate::http::service::{ConnScratch, Deferred, invalid_request, respond, write_api_answer};
+use crate::http::service::{ConnScratch, Next, invalid_request, respond, write_api_answer};
 use crate::http::status::Status;
 use crate::runtime::auth_bus::AuthBus;
 use crate::runtime::play_auth::{DecisionReady, decision_wait};
@@ -90,8 +90,8 @@ pub async fn serve(mut stream: TcpStream, state: Rc<RefCell<ShardState>>, bus: R
                 }
             };
             head_started = None;
-            match reply.defer {
-                Some(Deferred::Auth(key)) => {
+            match reply.next {
+                Next::WaitForVerdict(key) => {
                     // A portal is being asked about this request: answer what came before,
                     // wait (bounded) for the verdict, then ask the service again, once.
                     if stream.write_all(&out).await.is_err() {
@@ -104,7 +104,7 @@ pub async fn serve(mut stream: TcpStream, state: Rc<RefCell<ShardState>>, bus: R
                     scratch.portal_waited = true;
                     continue;
                 }
-                Some(Deferred::Api { call, send_body }) => {
+                Next::Api { call, send_body } => {
                     if stream.write_all(&out).await.is_err() {
                         return;
                     }
@@ -129,9 +129,9 @@ pub async fn serve(mut stream: TcpStream, state: Rc<RefCell<ShardState>>, bus: R
                     }
                     continue;
                 }
-                None => {}
+                Next::WaitForSegment(_) | Next::LiveTs(_) | Next::Body(_) | Next::Done => {}
             }
-            if let Some(wait) = reply.wait_for_segment {
+            if let Next::WaitForSegment(wait) = reply.next {
                 // Answer what came before, then park this request until the segment or part it
                 // asks for is cut (bounded), and answer it again, once, without waiting. Only
                 // this connection waits; the shard goes on serving others.
@@ -150,16 +150,16 @@ pub async fn serve(mut stream: TcpStream, state: Rc<RefCell<ShardState>>, bus: R
             }
             may_wait = true;
             scratch.portal_waited = false;
-            if let Some(live) = reply.live {
+            if let Next::LiveTs(id) = reply.next {
                 if stream.write_all(&out).await.is_err() {
                     return;
                 }
                 out.clear();
                 let token = scratch.target.token().map(<[u8]>::to_vec);
-                live_ts::stream_live_ts(&mut stream, &state, live.stream, token, peer).await;
+                live_ts::stream_live_ts(&mut stream, &state, id, token, peer).await;
                 return;
             }
-            if let Some(body) = reply.body {
+            if let Next::Body(body) = reply.next {
                 if stream.write_all(&out).await.is_err() || stream.write_all(&body).await.is_err() {
                     return;
                 }

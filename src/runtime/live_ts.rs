@@ -7,7 +7,7 @@
 use crate::auth::play::{Access, PlayLifecycle};
 use crate::auth::verdict::{Proto, StreamId};
 use crate::http::ts_viewer::TsViewer;
-use crate::runtime::driver::{Flow, Glue, Io, Playback, Viewing, drive};
+use crate::runtime::driver::{Conn, Flow, Glue, Io, Machine, Playback, Profile, Viewing, drive};
 use crate::runtime::play_auth::{authorize, open_session};
 use crate::shard::ShardState;
 use glommio::net::TcpStream;
@@ -47,46 +47,61 @@ pub async fn stream_live_ts(
     open_session(state, &mut play);
     // The response never ends on its own: no read deadline from the HTTP connection.
     let _ = socket.set_read_timeout(None);
-    let mut glue = TsGlue {
-        playback: Playback {
-            play: Some(play),
-            viewing: Some(Viewing::new(id, TsViewer::default())),
-        },
+    let playback = Playback {
+        play: Some(play),
+        viewing: Some(Viewing::new(id, TsViewer::default())),
     };
-    drive(&mut glue, socket, state, peer, None).await;
+    drive(&mut TsGlue, (Ignore, playback), socket, state, peer, None).await;
 }
 
-struct TsGlue {
-    playback: Playback<TsViewer>,
-}
+/// An MPEG-TS response has nothing beside its viewer.
+struct TsGlue;
 
-impl Glue for TsGlue {
-    type Viewer = TsViewer;
-    const NAME: &'static str = "mpegts";
-    const INPUT: (usize, usize) = (INPUT_BUFFER, INPUT_BUFFER);
+/// The connection's machine once the response streams: whatever the client sends is
+/// read and dropped, and nothing is asked of the driver.
+struct Ignore;
 
-    /// Whatever the client sends now is ignored.
-    fn feed(&mut self, input: &[u8], _now: Instant) -> usize {
-        input.len()
+enum Never {}
+
+impl Machine for Ignore {
+    type Output = Never;
+    type Error = std::convert::Infallible;
+
+    fn handle_input(&mut self, input: &[u8], _now: Instant) -> Result<usize, Self::Error> {
+        Ok(input.len())
     }
 
-    async fn act(&mut self, _io: &mut Io<'_>) -> Flow {
-        Flow::Idle
-    }
-
-    fn deadline(&self) -> Option<Instant> {
+    fn poll_output(&mut self) -> Option<Never> {
         None
     }
 
-    fn on_deadline(&mut self, _now: Instant) {}
-
-    fn peer_closed(&mut self) {}
-
-    fn playback(&mut self) -> &mut Playback<TsViewer> {
-        &mut self.playback
+    fn awaiting_authorization(&self) -> bool {
+        false
     }
 
-    fn count_sent(&mut self, shard: &mut ShardState, bytes: u64) {
+    fn transmit(output: &Never) -> Option<&[u8]> {
+        match *output {}
+    }
+
+    fn timeout(output: &Never) -> Option<Instant> {
+        match *output {}
+    }
+
+    fn handle_timeout(&mut self, _now: Instant) {}
+
+    fn peer_closed(&mut self) {}
+}
+
+impl Glue for TsGlue {
+    type Machine = Ignore;
+    type Viewer = TsViewer;
+    const PROFILE: Profile = Profile::new("mpegts", INPUT_BUFFER, INPUT_BUFFER);
+
+    fn count_sent(shard: &mut ShardState, bytes: u64) {
         shard.http.bytes_sent += bytes;
+    }
+
+    async fn act(&mut self, output: Never, _conn: &mut Conn<Self>, _io: &mut Io<'_>) -> Flow {
+        match output {}
     }
 }

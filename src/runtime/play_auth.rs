@@ -9,7 +9,7 @@
 use crate::auth::play::{PlayLifecycle, Step};
 use crate::auth::session::SessionId;
 use crate::auth::verdict::DenyReason;
-use crate::shard::ShardState;
+use crate::shard::{Now, ShardState};
 use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
@@ -59,17 +59,7 @@ pub async fn authorize(
     play: &mut PlayLifecycle,
 ) -> Result<(), DenyReason> {
     loop {
-        let step = {
-            let mut shard = state.borrow_mut();
-            let shard = &mut *shard;
-            let catalog = shard.catalog.clone();
-            play.decide(
-                &mut shard.auth,
-                &catalog,
-                Instant::now(),
-                crate::utc::now_ms(),
-            )
-        };
+        let step = state.borrow_mut().decide_play(play, Now::read());
         match step {
             Step::Allowed => return Ok(()),
             Step::Denied(reason) => return Err(reason),
@@ -83,8 +73,5 @@ pub fn open_session(
     state: &Rc<RefCell<ShardState>>,
     play: &mut PlayLifecycle,
 ) -> Option<SessionId> {
-    let mut shard = state.borrow_mut();
-    let shard = &mut *shard;
-    let catalog = shard.catalog.clone();
-    play.open_session(&mut shard.auth, &catalog, Instant::now())
+    state.borrow_mut().open_play_session(play, Instant::now())
 }

@@ -23,7 +23,7 @@ use crate::rtmp::session::{
     Action, AuthAnswer, ConnectionConfig, DenyLevel, Output, PlayStart, RtmpConnection,
 };
 use crate::rtmp::viewer::RtmpViewer;
-use crate::runtime::driver::{Flow, Glue, Io, Playback, Viewing, drive};
+use crate::runtime::driver::{Conn, Flow, Glue, Io, Playback, Profile, Viewing, drive};
 use crate::runtime::fanout::Fanout;
 use crate::runtime::play_auth::{authorize, open_session};
 use crate::shard::ShardState;
@@ -73,24 +73,21 @@ pub async fn serve(
     // ffmpeg then reports a refused play as "Input/output error", as the spec's scenario
     // has it; the onStatus still carries NetStream.Play.Failed and the reason.
     cfg.deny_level = DenyLevel::Warning;
+    let machine = RtmpConnection::new(cfg, Instant::now());
     let mut glue = RtmpGlue {
-        conn: RtmpConnection::new(cfg, Instant::now()),
         fanout,
-        deadline: None,
-        playback: Playback::default(),
         play_version: None,
         claimed: None,
         publisher: None,
         events: Vec::new(),
     };
-    drive(&mut glue, &mut socket, &state, peer, None).await;
+    let conn = (machine, Playback::default());
+    drive(&mut glue, conn, &mut socket, &state, peer, None).await;
 }
 
+/// What RTMP keeps beside its machine: the play's media version, and a publish.
 struct RtmpGlue {
-    conn: RtmpConnection,
     fanout: Rc<Fanout>,
-    deadline: Option<Instant>,
-    playback: Playback<RtmpViewer>,
     /// The `media_version` of the media the play's answer carried.
     play_version: Option<u64>,
     /// A publish allowed and claimed, until the machine starts it.
@@ -127,6 +124,7 @@ impl RtmpGlue {
     /// the viewer waits), and the authorizer must allow; the session opens at once.
     async fn authorize_play(
         &mut self,
+        playback: &mut Playback<RtmpViewer>,
         io: &Io<'_>,
         name: &str,
         token: Option<&[u8]>,
@@ -158,7 +156,7 @@ impl RtmpGlue {
             io.peer,
             session.map_or_else(|| "-".to_owned(), |s| s.to_string())
         );
-        self.playback.play = Some(play);
+        playback.play = Some(play);
         self.play_version = version;
         AuthAnswer::Allowed { media }
     }
@@ -206,14 +204,14 @@ impl RtmpGlue {
     }
 
     /// The machine started the play: the viewer begins with the answer's configuration.
-    fn start_play(&mut self, io: &Io<'_>, start: &PlayStart) {
-        let Some(id) = self.playback.play.as_ref().map(PlayLifecycle::stream) else {
+    fn start_play(&mut self, conn: &mut Conn<Self>, io: &Io<'_>, start: &PlayStart) {
+        let Some(id) = conn.playback.play.as_ref().map(PlayLifecycle::stream) else {
             return;
         };
-        let encoder = self.conn.encoder().clone();
+        let encoder = conn.machine.encoder().clone();
         let viewer = RtmpViewer::new(encoder, start.stream_id, &start.media, self.play_version);
         log::info!("rtmp play started stream={} ip={}", start.stream, io.peer);
-        self.playback.viewing = Some(Viewing::new(id, viewer));
+        conn.playback.viewing = Some(Viewing::new(id, viewer));
     }
 
     /// The machine accepted the publish: its frames go through a `LiveInput` from now on.
@@ -279,93 +277,69 @@ impl RtmpGlue {
 }
 
 impl Glue for RtmpGlue {
+    type Machine = RtmpConnection;
     type Viewer = RtmpViewer;
-    const NAME: &'static str = "rtmp";
-    const INPUT: (usize, usize) = (INPUT_BUFFER, MAX_INPUT_BUFFER);
+    const PROFILE: Profile = Profile::new("rtmp", INPUT_BUFFER, MAX_INPUT_BUFFER);
 
-    fn feed(&mut self, input: &[u8], now: Instant) -> usize {
-        if input.is_empty() {
-            return 0;
-        }
-        match self.conn.handle_input(input, now) {
-            Ok(n) => n,
-            Err(e) => {
-                // The machine queued the close (and ends any publish first).
-                log::info!("rtmp: closing on a protocol error: {e}");
-                input.len()
-            }
-        }
-    }
-
-    async fn act(&mut self, io: &mut Io<'_>) -> Flow {
-        let mut flow = Flow::Idle;
-        while let Some(output) = self.conn.poll_output() {
-            match output {
-                Output::Transmit(bytes) => io.out.bytes_mut().extend_from_slice(&bytes),
-                Output::Authorize {
-                    action,
-                    stream,
-                    token,
-                    ..
-                } => {
-                    let token = token.as_deref();
-                    let answer = match action {
-                        Action::Publish => self.authorize_publish(io, &stream, token).await,
-                        Action::Play => self.authorize_play(io, &stream, token).await,
-                    };
-                    self.conn.authorized(answer, Instant::now());
-                    flow = Flow::Again;
-                }
-                Output::StartPlay(start) => self.start_play(io, &start),
-                Output::PausePlay { paused } => {
-                    if let Some(v) = &mut self.playback.viewing {
-                        v.paused = paused;
-                        if !paused {
-                            v.viewer.resume();
-                        }
-                    }
-                }
-                Output::StopPlay => self.playback.viewing = None,
-                Output::PublishStarted { stream, .. } => self.start_publish(io, stream),
-                Output::Published(media) => self.published(media).await,
-                Output::Unpublished => self.end_publish().await,
-                Output::Close(reason) => {
-                    log::debug!("rtmp {}: closing: {reason:?}", io.peer);
-                    return Flow::Close;
-                }
-                Output::Timeout(at) => self.deadline = Some(at),
-            }
-        }
-        flow
-    }
-
-    fn deadline(&self) -> Option<Instant> {
-        self.deadline
-    }
-
-    fn on_deadline(&mut self, now: Instant) {
-        self.deadline = None;
-        self.conn.handle_timeout(now);
-    }
-
-    fn peer_closed(&mut self) {
-        self.conn.peer_closed();
-    }
-
-    fn playback(&mut self) -> &mut Playback<RtmpViewer> {
-        &mut self.playback
-    }
-
-    fn input_ended(&mut self, out: &mut Outbox) {
-        self.conn.unpublish_notify();
-        while let Some(o) = self.conn.poll_output() {
+    fn input_ended(conn: &mut Conn<Self>, out: &mut Outbox) {
+        conn.machine.unpublish_notify();
+        while let Some(o) = conn.machine.poll_output() {
             if let Output::Transmit(b) = o {
                 out.bytes_mut().extend_from_slice(&b);
             }
         }
     }
 
-    async fn finish(&mut self, _io: &mut Io<'_>) {
+    async fn finish(&mut self, _conn: &mut Conn<Self>, _io: &mut Io<'_>) {
         self.end_publish().await;
     }
+
+    async fn act(&mut self, output: Output, conn: &mut Conn<Self>, io: &mut Io<'_>) -> Flow {
+        match output {
+            Output::Authorize {
+                action,
+                stream,
+                token,
+                ..
+            } => {
+                let token = token.as_deref();
+                let answer = match action {
+                    Action::Publish => self.authorize_publish(io, &stream, token).await,
+                    Action::Play => {
+                        let playback = &mut conn.playback;
+                        self.authorize_play(playback, io, &stream, token).await
+                    }
+                };
+                conn.machine.authorized(answer, Instant::now());
+                return Flow::Again;
+            }
+            Output::StartPlay(start) => self.start_play(conn, io, &start),
+            Output::PausePlay { paused } => {
+                if let Some(v) = &mut conn.playback.viewing {
+                    v.paused = paused;
+                    if !paused {
+                        v.viewer.resume();
+                    }
+                }
+            }
+            Output::StopPlay => conn.playback.viewing = None,
+            Output::PublishStarted { stream, .. } => self.start_publish(io, stream),
+            Output::Published(media) => self.published(media).await,
+            Output::Unpublished => self.end_publish().await,
+            Output::Close(reason) => {
+                log::debug!("rtmp {}: closing: {reason:?}", io.peer);
+                return Flow::Close;
+            }
+            // The driver writes these and keeps the timer.
+            Output::Transmit(_) | Output::Timeout(_) => {}
+        }
+        Flow::Idle
+    }
 }
+
+crate::runtime::driver::machine_of!(
+    RtmpConnection,
+    Output,
+    crate::rtmp::session::RtmpError,
+    peer_closed
+);

@@ -9,7 +9,7 @@ use crate::rtsp::session::{
     AuthAnswer, ConnectionConfig, Output, PlayStart, PortPair, RtspConnection,
 };
 use crate::rtsp::viewer::RtspViewer;
-use crate::runtime::driver::{Flow, Glue, Io, Playback, Viewing, drive};
+use crate::runtime::driver::{Conn, Flow, Glue, Io, Playback, Profile, Viewing, drive};
 use crate::runtime::play_auth::{authorize, open_session};
 use crate::shard::ShardState;
 use glommio::net::{TcpStream, UdpSocket};
@@ -20,9 +20,6 @@ use std::time::{Duration, Instant};
 
 /// Largest RTSP request buffered (the machine answers 400/413/414 before this fills).
 const INPUT_BUFFER: usize = 80 * 1024;
-/// A connection that says nothing is closed after this (the machine's own timers take over
-/// once it speaks).
-const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The shard's UDP sockets for RTP and RTCP, shared by all its RTSP viewers.
 pub struct UdpPair {
@@ -59,71 +56,73 @@ pub async fn serve(
     cfg.token_param = state.borrow().catalog.token_param.to_string();
     cfg.server = crate::http::response::SERVER;
     cfg.udp_server_ports = udp.as_ref().map(|u| [u.ports, u.ports]);
+    let machine = RtspConnection::new(cfg, Instant::now());
     let mut glue = RtspGlue {
-        conn: RtspConnection::new(cfg, Instant::now()),
-        deadline: Instant::now() + FIRST_REQUEST_TIMEOUT,
-        playback: Playback::default(),
         started: Instant::now(),
     };
-    drive(&mut glue, &mut socket, &state, peer, udp).await;
+    let conn = (machine, Playback::default());
+    drive(&mut glue, conn, &mut socket, &state, peer, udp).await;
 }
 
+/// What RTSP keeps beside its machine: when the play started, for the closing log line.
 struct RtspGlue {
-    conn: RtspConnection,
-    deadline: Instant,
-    playback: Playback<RtspViewer>,
     started: Instant,
 }
 
-impl RtspGlue {
-    /// DESCRIBE's decision: the machine's answer, keeping the allowed play for PLAY.
-    async fn authorize(
-        &mut self,
-        io: &Io<'_>,
-        name: &str,
-        token: Option<&[u8]>,
-        user_agent: Option<&str>,
-    ) -> AuthAnswer {
-        let state = io.state;
-        let (id, token_param) = {
-            let shard = state.borrow();
-            let id = shard.catalog.stream_by_name(name).map(|s| s.id);
-            (id, shard.catalog.token_param.clone())
-        };
-        let Some(id) = id else {
-            return AuthAnswer::NotFound;
-        };
-        let ua = user_agent.map(str::as_bytes);
-        let mut play = PlayLifecycle::new(
-            Access::Play,
-            id,
-            Proto::Rtsp,
-            token,
-            io.peer,
-            ua,
-            &token_param,
-            Instant::now(),
-        );
-        if let Err(reason) = authorize(state, &mut play).await {
-            let reason = reason.as_str();
-            return AuthAnswer::Denied { reason };
-        }
-        let media = state
-            .borrow()
-            .streams
-            .get(id as usize)
-            .and_then(|v| v.live_media().cloned());
-        let Some(media) = media else {
-            log::info!("rtsp {}: stream {name} has no media yet", io.peer);
-            return AuthAnswer::NotFound;
-        };
-        self.playback.play = Some(play);
-        AuthAnswer::Allowed { media }
+/// DESCRIBE's decision: the machine's answer; an allowed play is kept for PLAY.
+async fn authorize_describe(
+    playback: &mut Playback<RtspViewer>,
+    io: &Io<'_>,
+    name: &str,
+    token: Option<&[u8]>,
+    user_agent: Option<&str>,
+) -> AuthAnswer {
+    let state = io.state;
+    let (id, token_param) = {
+        let shard = state.borrow();
+        let id = shard.catalog.stream_by_name(name).map(|s| s.id);
+        (id, shard.catalog.token_param.clone())
+    };
+    let Some(id) = id else {
+        return AuthAnswer::NotFound;
+    };
+    let ua = user_agent.map(str::as_bytes);
+    let now = Instant::now();
+    let mut play = PlayLifecycle::new(
+        Access::Play,
+        id,
+        Proto::Rtsp,
+        token,
+        io.peer,
+        ua,
+        &token_param,
+        now,
+    );
+    if let Err(reason) = authorize(state, &mut play).await {
+        let reason = reason.as_str();
+        return AuthAnswer::Denied { reason };
     }
+    let media = state
+        .borrow()
+        .streams
+        .get(id as usize)
+        .and_then(|v| v.live_media().cloned());
+    let Some(media) = media else {
+        log::info!("rtsp {}: stream {name} has no media yet", io.peer);
+        return AuthAnswer::NotFound;
+    };
+    playback.play = Some(play);
+    AuthAnswer::Allowed { media }
+}
 
+impl RtspGlue {
     /// PLAY: resumes a paused viewer, or opens the session and starts one.
-    fn play(&mut self, io: &Io<'_>, start: &PlayStart) -> Flow {
-        let playback = &mut self.playback;
+    fn play(
+        &mut self,
+        playback: &mut Playback<RtspViewer>,
+        io: &Io<'_>,
+        start: &PlayStart,
+    ) -> Flow {
         if let (Some(viewing), true) = (&mut playback.viewing, start.resumed) {
             viewing.paused = false;
             return Flow::Idle;
@@ -147,76 +146,13 @@ impl RtspGlue {
 }
 
 impl Glue for RtspGlue {
+    type Machine = RtspConnection;
     type Viewer = RtspViewer;
-    const NAME: &'static str = "rtsp";
-    const INPUT: (usize, usize) = (INPUT_BUFFER, INPUT_BUFFER);
+    const PROFILE: Profile = Profile::new("rtsp", INPUT_BUFFER, INPUT_BUFFER);
 
-    fn feed(&mut self, input: &[u8], now: Instant) -> usize {
-        if input.is_empty() || self.conn.awaiting_authorization() {
-            return 0;
-        }
-        match self.conn.handle_input(input, now) {
-            Ok(n) => n,
-            Err(e) => {
-                // The machine queued the error response and the close.
-                log::debug!("rtsp: {e}");
-                input.len()
-            }
-        }
-    }
-
-    async fn act(&mut self, io: &mut Io<'_>) -> Flow {
-        let mut flow = Flow::Idle;
-        while let Some(output) = self.conn.poll_output() {
-            match output {
-                Output::Transmit(bytes) => io.out.bytes_mut().extend_from_slice(&bytes),
-                Output::Authorize {
-                    stream,
-                    token,
-                    user_agent,
-                } => {
-                    let (token, ua) = (token.as_deref(), user_agent.as_deref());
-                    let answer = self.authorize(io, &stream, token, ua).await;
-                    self.conn.authorized(answer, Instant::now());
-                    flow = Flow::Again;
-                }
-                Output::Play(start) => {
-                    // Responses go out before any media.
-                    if !io.flush().await || self.play(io, &start) == Flow::Close {
-                        return Flow::Close;
-                    }
-                }
-                Output::Pause => {
-                    if let Some(v) = &mut self.playback.viewing {
-                        v.paused = true;
-                    }
-                }
-                Output::Close(reason) => {
-                    log::debug!("rtsp {}: closing: {reason:?}", io.peer);
-                    return Flow::Close;
-                }
-                Output::Timeout(at) => self.deadline = at,
-            }
-        }
-        flow
-    }
-
-    fn deadline(&self) -> Option<Instant> {
-        Some(self.deadline)
-    }
-
-    fn on_deadline(&mut self, now: Instant) {
-        self.conn.handle_timeout(now);
-    }
-
-    fn peer_closed(&mut self) {}
-
-    fn playback(&mut self) -> &mut Playback<RtspViewer> {
-        &mut self.playback
-    }
-
-    async fn finish(&mut self, io: &mut Io<'_>) {
-        if let (Some(id), Some(v)) = (self.conn.session_id(), &self.playback.viewing) {
+    async fn finish(&mut self, conn: &mut Conn<Self>, io: &mut Io<'_>) {
+        let viewing = &conn.playback.viewing;
+        if let (Some(id), Some(v)) = (conn.machine.session_id(), viewing) {
             log::info!(
                 "session closed id={id} proto=rtsp ip={} packets={} seconds={}",
                 io.peer,
@@ -225,7 +161,42 @@ impl Glue for RtspGlue {
             );
         }
     }
+
+    async fn act(&mut self, output: Output, conn: &mut Conn<Self>, io: &mut Io<'_>) -> Flow {
+        match output {
+            Output::Authorize {
+                stream,
+                token,
+                user_agent,
+            } => {
+                let (token, ua) = (token.as_deref(), user_agent.as_deref());
+                let answer = authorize_describe(&mut conn.playback, io, &stream, token, ua).await;
+                conn.machine.authorized(answer, Instant::now());
+                return Flow::Again;
+            }
+            Output::Play(start) => {
+                // Responses go out before any media.
+                if !io.flush().await || self.play(&mut conn.playback, io, &start) == Flow::Close {
+                    return Flow::Close;
+                }
+            }
+            Output::Pause => {
+                if let Some(v) = &mut conn.playback.viewing {
+                    v.paused = true;
+                }
+            }
+            Output::Close(reason) => {
+                log::debug!("rtsp {}: closing: {reason:?}", io.peer);
+                return Flow::Close;
+            }
+            // The driver writes these and keeps the timer.
+            Output::Transmit(_) | Output::Timeout(_) => {}
+        }
+        Flow::Idle
+    }
 }
+
+crate::runtime::driver::machine_of!(RtspConnection, Output, crate::rtsp::session::RtspError);
 
 /// Reads and discards what clients send to the shard's UDP ports (receiver reports), so
 /// socket buffers never fill.

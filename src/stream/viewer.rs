@@ -149,6 +149,27 @@ impl Outbox {
     }
 }
 
+/// The fake source's first `n` frames as a ring holds them: test input for every viewer.
+#[cfg(test)]
+pub(crate) fn fake_frames(n: usize) -> Vec<FeedFrame> {
+    let mut source = crate::source::fake::FakeSource::new(0, 25);
+    let mut polled = Vec::new();
+    let mut elapsed = 0;
+    while polled.len() < n {
+        elapsed += 3600;
+        source.poll(elapsed, &mut polled);
+    }
+    polled
+        .into_iter()
+        .take(n)
+        .map(|frame| FeedFrame {
+            flv: crate::mux::flv::frame_tag(&frame),
+            ts: Bytes::new(),
+            frame,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
