@@ -7,7 +7,7 @@
 //! prints the table.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Low to high. A module may import its own layer and the layers below it.
 const LAYERS: &[(&str, &[&str])] = &[
@@ -30,12 +30,20 @@ const LAYERS: &[(&str, &[&str])] = &[
 ];
 
 /// Imports that run from a lower layer to a higher one, each with its reason. Keep it short.
-const UPWARD: &[(&str, &str, &str)] = &[(
-    "http",
-    "shard",
-    "http::service runs the request phases against the shard's state (`ShardState`: \
-     catalog, authorizer, stream views, counters), handed in by the connection",
-)];
+const UPWARD: &[(&str, &str, &str)] = &[
+    (
+        "http",
+        "shard",
+        "http::service runs the request phases against the shard's state (`ShardState`: \
+         catalog, authorizer, stream views, counters), handed in by the connection",
+    ),
+    (
+        "http",
+        "catalog",
+        "http::service's phases read the shard's `Catalog` (token parameter, the routed \
+         stream's `StreamSpec`, player scripts, API key): the same reason",
+    ),
+];
 
 #[derive(Default)]
 struct Edge {
@@ -95,14 +103,33 @@ fn import_graph(src: &Path) -> BTreeMap<String, BTreeMap<String, Edge>> {
         }
         let mut files = Vec::new();
         collect_rs(&path, &mut files);
+        let code: Vec<(PathBuf, String)> = files
+            .into_iter()
+            .map(|f| {
+                let text = std::fs::read_to_string(&f).expect("read source");
+                (f, code_only(&text))
+            })
+            .collect();
+        // Files of `#[cfg(test)] mod NAME;` modules: NAME.rs and everything under NAME/.
+        let test_dirs: Vec<PathBuf> = code
+            .iter()
+            .flat_map(|(file, code)| {
+                let stem = file.file_stem().unwrap_or_default();
+                let dir = file.parent().unwrap().to_path_buf();
+                let dir = if stem == "mod" { dir } else { dir.join(stem) };
+                test_modules(code).into_iter().map(move |m| dir.join(m))
+            })
+            .collect();
         let edges = graph.entry(name.clone()).or_default();
-        for file in files {
-            let text = std::fs::read_to_string(&file).expect("read source");
-            for (module, in_tests) in crate_paths(&code_only(&text)) {
+        for (file, code) in &code {
+            let test_file = test_dirs
+                .iter()
+                .any(|d| file.starts_with(d) || *file == d.with_extension("rs"));
+            for (module, in_tests) in crate_paths(code) {
                 if module != name {
                     let edge = edges.entry(module).or_default();
-                    edge.code |= !in_tests;
-                    edge.tests |= in_tests;
+                    edge.code |= !(in_tests || test_file);
+                    edge.tests |= in_tests || test_file;
                 }
             }
         }
@@ -110,7 +137,7 @@ fn import_graph(src: &Path) -> BTreeMap<String, BTreeMap<String, Edge>> {
     graph
 }
 
-fn collect_rs(path: &Path, out: &mut Vec<std::path::PathBuf>) {
+fn collect_rs(path: &Path, out: &mut Vec<PathBuf>) {
     if path.is_dir() {
         for entry in std::fs::read_dir(path).expect("read dir") {
             collect_rs(&entry.expect("dir entry").path(), out);
@@ -315,6 +342,36 @@ fn crate_paths(code: &str) -> Vec<(String, bool)> {
             continue;
         }
         i += 1;
+    }
+    found
+}
+
+/// The names of the `#[cfg(test)] mod NAME;` declarations in `code` (test modules in files
+/// of their own).
+fn test_modules(code: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for (at, _) in code.match_indices("#[cfg(test)]") {
+        let mut rest = code[at + "#[cfg(test)]".len()..].trim_start();
+        // Further attributes, and a visibility.
+        while rest.starts_with("#[") {
+            rest = rest.split_once(']').map_or("", |(_, r)| r).trim_start();
+        }
+        if let Some(r) = rest.strip_prefix("pub") {
+            rest = r.trim_start();
+            if rest.starts_with('(') {
+                rest = rest.split_once(')').map_or("", |(_, r)| r).trim_start();
+            }
+        }
+        let Some(r) = rest.strip_prefix("mod ") else {
+            continue;
+        };
+        let r = r.trim_start();
+        let end = r
+            .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .unwrap_or(r.len());
+        if r[end..].trim_start().starts_with(';') {
+            found.push(r[..end].to_string());
+        }
     }
     found
 }
