@@ -6,7 +6,9 @@
 //! `runtime` is the only module that touches sockets, threads and timers.
 
 pub mod auth;
+pub mod catalog;
 pub mod config;
+pub mod constant_time;
 pub mod dash;
 pub mod hls;
 pub mod http;
@@ -22,4 +24,5 @@ pub mod runtime;
 pub mod shard;
 pub mod source;
 pub mod stream;
+pub mod uri;
 pub mod utc;

@@ -8,9 +8,8 @@ use crate::auth::play::{PlayLifecycle, Step as PlayStep};
 use crate::auth::session::SessionId;
 use crate::auth::users::UserSessions;
 use crate::auth::verdict::DenyReason;
-use crate::http::api::{MetricsSnapshot, SessionInfo};
-use crate::http::limits::HttpLimits;
-use crate::stream::catalog::Catalog;
+use crate::catalog::Catalog;
+use crate::config::HttpLimits;
 use crate::stream::view::{StreamEvent, StreamView};
 use crate::utc::{HTTP_DATE_LEN, http_date};
 use std::sync::Arc;
@@ -108,65 +107,6 @@ impl ShardState {
             self.date = http_date(now.utc_ms);
         }
         &self.date
-    }
-
-    /// This shard's sessions, as the API lists them.
-    pub fn session_infos(&self, now: Now) -> Vec<SessionInfo> {
-        let unix =
-            |at: Instant| now.utc_ms - now.instant.saturating_duration_since(at).as_millis() as i64;
-        self.auth
-            .sessions()
-            .iter()
-            .map(|s| SessionInfo {
-                id: s.id,
-                stream: self
-                    .catalog
-                    .stream(s.stream)
-                    .map_or_else(|| "?".into(), |st| st.name.clone()),
-                proto: s.proto,
-                ip: s.ip,
-                token_tag: s.token_tag,
-                user: s.user.as_deref().map(Into::into),
-                opened_unix_ms: unix(s.opened),
-                last_seen_unix_ms: unix(s.last_seen),
-                requests: s.requests,
-                bytes_sent: s.bytes_sent,
-                shards: 1u64 << (self.id % 64),
-            })
-            .collect()
-    }
-
-    /// This shard's counters for `/metrics`.
-    pub fn metrics(&self) -> MetricsSnapshot {
-        let a = &self.auth.stats;
-        let mut sessions_by_proto = [0u64; 9];
-        for s in self.auth.sessions().iter() {
-            sessions_by_proto[s.proto as usize] += 1;
-        }
-        MetricsSnapshot {
-            shards: 1,
-            http_requests: self.http.requests,
-            http_bytes_sent: self.http.bytes_sent,
-            http_connections_open: self.http.connections_open as u64,
-            allowed: a.allowed,
-            denied_by: a.denied_by,
-            cache_hits: self.auth.cache().hits,
-            cache_misses: self.auth.cache().misses,
-            cache_entries: self.auth.cache().len() as u64,
-            sessions_by_proto,
-            sessions_opened: a.sessions_opened,
-            sessions_closed: a.sessions_closed,
-            sessions_revoked: a.sessions_revoked,
-            stale_served: a.stale_served,
-            portal_requests: a.portal_requests,
-            portal_allowed: a.portal_allowed,
-            portal_denied: a.portal_denied,
-            portal_unreachable: a.portal_unreachable,
-            portal_latency_buckets: a.portal_latency_buckets,
-            portal_latency_sum_us: a.portal_latency_sum_us,
-            lookups_pending: self.auth.lookups.len() as u64,
-            revocations: self.auth.revocations().len() as u64,
-        }
     }
 
     /// A connection's play decision (`auth::play`): the first, or the one after waiting

@@ -6,11 +6,11 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use tessera::catalog::Catalog;
 use tessera::http::limits::HttpLimits;
 use tessera::http::request::{Parsed, parse_head};
 use tessera::http::service::{ConnScratch, respond};
 use tessera::shard::{Now, ShardState};
-use tessera::stream::catalog::Catalog;
 use tessera::stream::segment::{Part, Segment};
 use tessera::stream::view::StreamEvent;
 

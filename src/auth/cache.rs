@@ -12,8 +12,8 @@
 //! Bounded: past `capacity` an arbitrary entry makes room (in O(1)); entries past their
 //! grace are swept by the shard's one-second ticker.
 
-use crate::auth::policy::constant_time_eq;
 use crate::auth::verdict::{StreamId, Verdict};
+use crate::constant_time::constant_time_eq;
 use ahash::AHashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;

@@ -10,10 +10,10 @@
 //! key however many of its viewers wait, and the owner shard (the key's hash modulo the
 //! shard count) asks the portal once however many shards ask it (spec §7.1).
 
+use crate::auth::catalog::PolicyId;
 use crate::auth::portal::RequestType;
 use crate::auth::session::SessionId;
 use crate::auth::verdict::{Proto, StreamId};
-use crate::stream::catalog::PolicyId;
 use ahash::AHashMap;
 use std::collections::VecDeque;
 use std::net::IpAddr;

@@ -17,6 +17,7 @@
 
 pub mod backend_client;
 pub mod cache;
+pub mod catalog;
 pub mod lookup;
 pub mod play;
 pub mod policy;
@@ -30,6 +31,7 @@ pub mod users;
 pub mod verdict;
 
 use crate::auth::cache::{Cached, DecisionCache, DecisionKey, Grant};
+use crate::auth::catalog::{AuthCatalog, PolicyId};
 use crate::auth::lookup::{Lookups, PortalQuestion};
 use crate::auth::policy::PolicyAnswer;
 use crate::auth::portal::{BackendAnswer, BackendDecision, RequestType};
@@ -39,7 +41,6 @@ use crate::auth::session_limit::LimitPolicy;
 use crate::auth::verdict::{
     Access, DenyReason, PlayRequest, Proto, StreamId, Verdict, canonical_ip,
 };
-use crate::stream::catalog::{Catalog, PolicyId};
 use std::hash::{BuildHasher, Hasher};
 use std::num::NonZeroU32;
 use std::rc::Rc;
@@ -58,6 +59,8 @@ pub const UNAVAILABLE_TTL: Duration = Duration::from_secs(1);
 /// When no portal answered an `update_session`: how long the stale allow is served before
 /// the next try.
 pub const RETRY_STALE_AFTER: Duration = Duration::from_secs(5);
+/// Upper bounds (ms) of the portal latency histogram buckets; `+Inf` follows.
+pub const LATENCY_BUCKETS_MS: [u64; 12] = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000];
 
 /// The answer to a play request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -123,7 +126,7 @@ pub struct AuthStats {
     pub stale_served: u64,
     /// Sessions cut by revocation or a session limit.
     pub sessions_revoked: u64,
-    /// Portal question latency: cumulative counts per `http::api::LATENCY_BUCKETS_MS`
+    /// Portal question latency: cumulative counts per `LATENCY_BUCKETS_MS`
     /// bucket, then `+Inf`; and the sum.
     pub portal_latency_buckets: [u64; 13],
     pub portal_latency_sum_us: u64,
@@ -255,7 +258,7 @@ impl Authorizer {
     /// `unanswered`.
     pub fn authorize(
         &mut self,
-        catalog: &Catalog,
+        catalog: &AuthCatalog,
         req: &PlayRequest<'_>,
         now: Instant,
         now_unix_ms: i64,
@@ -269,7 +272,7 @@ impl Authorizer {
     /// apart from play decisions.
     pub fn authorize_publish(
         &mut self,
-        catalog: &Catalog,
+        catalog: &AuthCatalog,
         req: &PlayRequest<'_>,
         now: Instant,
         now_unix_ms: i64,
@@ -280,7 +283,7 @@ impl Authorizer {
     fn authorize_access(
         &mut self,
         access: Access,
-        catalog: &Catalog,
+        catalog: &AuthCatalog,
         req: &PlayRequest<'_>,
         now: Instant,
         now_unix_ms: i64,
@@ -311,7 +314,7 @@ impl Authorizer {
     fn decide(
         &mut self,
         access: Access,
-        catalog: &Catalog,
+        catalog: &AuthCatalog,
         req: &PlayRequest<'_>,
         now: Instant,
         now_unix_ms: i64,
@@ -414,7 +417,7 @@ impl Authorizer {
 
     fn ask_portal(
         &mut self,
-        catalog: &Catalog,
+        catalog: &AuthCatalog,
         req: &PlayRequest<'_>,
         keys: &Keys<'_>,
         update: bool,
@@ -461,7 +464,7 @@ impl Authorizer {
     /// with an audit line (token as a tag).
     pub fn record_portal(
         &mut self,
-        catalog: &Catalog,
+        catalog: &AuthCatalog,
         q: &PortalQuestion,
         outcome: &PortalOutcome,
         took: Duration,
@@ -510,7 +513,7 @@ impl Authorizer {
             PortalOutcome::Unreachable => st.portal_unreachable += 1,
         }
         let ms = took.as_millis() as u64;
-        for (i, le) in crate::http::api::LATENCY_BUCKETS_MS.iter().enumerate() {
+        for (i, le) in LATENCY_BUCKETS_MS.iter().enumerate() {
             if ms <= *le {
                 st.portal_latency_buckets[i] += 1;
             }
@@ -521,16 +524,16 @@ impl Authorizer {
 
     /// What a request gets when its portal question stays unanswered past the wait:
     /// `allow default;` allows, anything else is `backend_unavailable` (spec §3).
-    pub fn unanswered(&self, catalog: &Catalog, stream: StreamId) -> Verdict {
+    pub fn unanswered(&self, catalog: &AuthCatalog, stream: StreamId) -> Verdict {
         self.unanswered_policy(catalog, catalog.stream(stream).and_then(|s| s.on_play))
     }
 
     /// `unanswered` for a publish (the stream's `on_publish` policy).
-    pub fn unanswered_publish(&self, catalog: &Catalog, stream: StreamId) -> Verdict {
+    pub fn unanswered_publish(&self, catalog: &AuthCatalog, stream: StreamId) -> Verdict {
         self.unanswered_policy(catalog, catalog.stream(stream).and_then(|s| s.on_publish))
     }
 
-    fn unanswered_policy(&self, catalog: &Catalog, policy: Option<PolicyId>) -> Verdict {
+    fn unanswered_policy(&self, catalog: &AuthCatalog, policy: Option<PolicyId>) -> Verdict {
         let allows = policy
             .and_then(|p| catalog.policies.get(p as usize))
             .is_some_and(|p| p.allows_by_default());
@@ -546,7 +549,7 @@ impl Authorizer {
     /// on). Caches the verdict and wakes the requests of this shard waiting for it.
     pub fn complete(
         &mut self,
-        catalog: &Catalog,
+        catalog: &AuthCatalog,
         q: &PortalQuestion,
         outcome: &PortalOutcome,
         now: Instant,
@@ -557,7 +560,7 @@ impl Authorizer {
 
     fn settle(
         &mut self,
-        catalog: &Catalog,
+        catalog: &AuthCatalog,
         q: &PortalQuestion,
         outcome: &PortalOutcome,
         now: Instant,
@@ -616,7 +619,7 @@ impl Authorizer {
     /// the session id, or `None` when the shard's session table is full.
     pub fn track_session(
         &mut self,
-        catalog: &Catalog,
+        catalog: &AuthCatalog,
         req: &PlayRequest<'_>,
         grant: &Grant,
         now: Instant,
@@ -630,7 +633,7 @@ impl Authorizer {
     /// `close_connection_session`. Returns its key and id.
     pub fn open_connection_session(
         &mut self,
-        catalog: &Catalog,
+        catalog: &AuthCatalog,
         req: &PlayRequest<'_>,
         grant: &Grant,
         now: Instant,
@@ -647,7 +650,7 @@ impl Authorizer {
     }
 
     /// A connection ended: its session closes.
-    pub fn close_connection_session(&mut self, catalog: &Catalog, key: u64, now: Instant) {
+    pub fn close_connection_session(&mut self, catalog: &AuthCatalog, key: u64, now: Instant) {
         if let Some(s) = self.sessions.get_mut(key)
             && s.connections > 1
         {
@@ -662,7 +665,7 @@ impl Authorizer {
 
     fn touch_session(
         &mut self,
-        catalog: &Catalog,
+        catalog: &AuthCatalog,
         req: &PlayRequest<'_>,
         grant: &Grant,
         now: Instant,
@@ -725,7 +728,7 @@ impl Authorizer {
         Some((key, id))
     }
 
-    fn closed(&mut self, catalog: &Catalog, s: &Session, now: Instant, why: &str) {
+    fn closed(&mut self, catalog: &AuthCatalog, s: &Session, now: Instant, why: &str) {
         self.stats.sessions_closed += 1;
         log_closed(catalog, s, now, why);
         if let Some(user) = &s.user {
@@ -747,7 +750,7 @@ impl Authorizer {
     /// refused for `REVOKE_TTL`. Returns how many sessions of this shard were cut.
     pub fn revoke(
         &mut self,
-        catalog: &Catalog,
+        catalog: &AuthCatalog,
         target: &RevokeTarget,
         reason: DenyReason,
         now: Instant,
@@ -816,7 +819,7 @@ impl Authorizer {
 
     /// Housekeeping for the shard's timer: drops expired decisions and revocations, closes
     /// idle sessions, and gives up on portal questions whose answer never came.
-    pub fn expire(&mut self, catalog: &Catalog, now: Instant, lookup_deadline: Duration) {
+    pub fn expire(&mut self, catalog: &AuthCatalog, now: Instant, lookup_deadline: Duration) {
         self.cache.sweep(now);
         self.revocations.sweep(now);
         let mut closed = Vec::new();
@@ -853,7 +856,7 @@ fn session_copy(s: &Session) -> Session {
     }
 }
 
-fn log_closed(catalog: &Catalog, s: &Session, now: Instant, why: &str) {
+fn log_closed(catalog: &AuthCatalog, s: &Session, now: Instant, why: &str) {
     log::info!(
         "session closed id={} stream={} proto={} ip={} token={} user={} requests={} bytes={} seconds={} reason={why}",
         s.id,
@@ -915,7 +918,7 @@ mod tests {
     impl Authorizer {
         fn authorize_at(
             &mut self,
-            catalog: &Catalog,
+            catalog: &AuthCatalog,
             req: &PlayRequest<'_>,
             now: Instant,
         ) -> Verdict {
@@ -924,7 +927,7 @@ mod tests {
         }
     }
 
-    fn catalog() -> Catalog {
+    fn catalog() -> AuthCatalog {
         let cfg = crate::config::parse(
             "auth_backend b { allow token good; }\n\
              auth_backend p { allow token local; backend http://127.0.0.1:9/auth; }\n\
@@ -937,7 +940,7 @@ mod tests {
             "t.conf",
         )
         .expect("config parses");
-        Catalog::from_config(&cfg)
+        AuthCatalog::from_config(&cfg)
     }
 
     const PORTAL: StreamId = 3;
@@ -979,7 +982,7 @@ mod tests {
             "t.conf",
         )
         .expect("config parses");
-        let cat = Catalog::from_config(&cfg);
+        let cat = AuthCatalog::from_config(&cfg);
         let mut a = Authorizer::new(7);
         let now = Instant::now();
         let publish = |a: &mut Authorizer, stream, token| {

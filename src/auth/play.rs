@@ -17,10 +17,10 @@
 //! within a second. A re-check is a cache hit (tens of ns).
 
 use crate::auth::cache::Grant;
+use crate::auth::catalog::AuthCatalog;
 use crate::auth::session::SessionId;
 use crate::auth::verdict::{DenyReason, PlayRequest, Proto, StreamId, Verdict};
 use crate::auth::{Authorization, Authorizer};
-use crate::stream::catalog::Catalog;
 use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -59,7 +59,7 @@ pub enum Decision {
 /// the one rule for a question that stays open after the wait.
 pub fn decide(
     auth: &mut Authorizer,
-    catalog: &Catalog,
+    catalog: &AuthCatalog,
     access: Access,
     req: &PlayRequest<'_>,
     attempt: Attempt,
@@ -96,7 +96,7 @@ pub fn token_query(token_param: &str, token: Option<&[u8]>) -> Vec<u8> {
     };
     let mut qs = token_param.as_bytes().to_vec();
     qs.push(b'=');
-    crate::http::target::percent_encode_into(t, &mut qs);
+    crate::uri::percent_encode_into(t, &mut qs);
     qs
 }
 
@@ -188,7 +188,7 @@ impl PlayLifecycle {
     pub fn decide(
         &mut self,
         auth: &mut Authorizer,
-        catalog: &Catalog,
+        catalog: &AuthCatalog,
         now: Instant,
         now_unix_ms: i64,
     ) -> Step {
@@ -225,7 +225,7 @@ impl PlayLifecycle {
     pub fn open_session(
         &mut self,
         auth: &mut Authorizer,
-        catalog: &Catalog,
+        catalog: &AuthCatalog,
         now: Instant,
     ) -> Option<SessionId> {
         if self.phase != Phase::Allowed || self.access == Access::Publish {
@@ -248,7 +248,7 @@ impl PlayLifecycle {
     pub fn recheck(
         &mut self,
         auth: &mut Authorizer,
-        catalog: &Catalog,
+        catalog: &AuthCatalog,
         now: Instant,
         now_unix_ms: i64,
     ) -> Result<(), DenyReason> {
@@ -291,7 +291,7 @@ impl PlayLifecycle {
     }
 
     /// Ends the play: reports what was sent and closes the session. Idempotent.
-    pub fn close(&mut self, auth: &mut Authorizer, catalog: &Catalog, now: Instant) {
+    pub fn close(&mut self, auth: &mut Authorizer, catalog: &AuthCatalog, now: Instant) {
         if let Phase::Playing(key) = std::mem::replace(&mut self.phase, Phase::Over) {
             auth.account_connection(key, now, std::mem::take(&mut self.unreported));
             auth.close_connection_session(catalog, key, now);
@@ -305,13 +305,13 @@ mod tests {
     use crate::auth::revoke::RevokeTarget;
     use crate::config;
 
-    fn catalog(text: &str) -> Catalog {
+    fn catalog(text: &str) -> AuthCatalog {
         let cfg = config::parse(text, "t.conf").expect("test config parses");
-        Catalog::from_config(&cfg)
+        AuthCatalog::from_config(&cfg)
     }
 
     /// A shard's authorizer under `config`, and a play of `token` from now.
-    fn setup(config: &str, token: &[u8]) -> (Catalog, Authorizer, Instant, PlayLifecycle) {
+    fn setup(config: &str, token: &[u8]) -> (AuthCatalog, Authorizer, Instant, PlayLifecycle) {
         let t0 = Instant::now();
         (catalog(config), Authorizer::new(1), t0, play(token, t0))
     }

@@ -11,6 +11,7 @@ use crate::auth::securetoken::SecureToken;
 use crate::auth::signed::{SignedKeys, SignedVerdict};
 use crate::auth::verdict::{DenyReason, PlayRequest, Verdict, canonical_ip};
 use crate::config::{AuthBackend, Cidr};
+use crate::constant_time::constant_time_eq;
 use memchr::memmem::Finder;
 
 #[derive(Debug)]
@@ -25,7 +26,7 @@ pub struct Policy {
     allow_default: bool,
     signed_keys: SignedKeys,
     securetoken: Option<SecureToken>,
-    /// Indices into `Catalog::backends`: the portals asked when no rule matched.
+    /// Indices into `AuthCatalog::backends`: the portals asked when no rule matched.
     pub backends: Vec<u32>,
     /// `max_sessions_policy refuse_new;`
     pub refuse_new_sessions: bool,
@@ -186,16 +187,6 @@ fn any_token_matches(token: &[u8], list: &[Box<[u8]>]) -> bool {
         .fold(false, |found, known| found | constant_time_eq(token, known))
 }
 
-/// Equality whose running time depends only on the lengths, not on where the bytes differ.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = (a.len() ^ b.len()) as u64;
-    let n = a.len().min(b.len());
-    for i in 0..n {
-        diff |= u64::from(a[i] ^ b[i]);
-    }
-    std::hint::black_box(diff) == 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,14 +251,5 @@ mod tests {
             Verdict::Allow
         );
         assert_eq!(ask(&p, None, "198.51.100.1", None), DENIED);
-    }
-
-    #[test]
-    fn constant_time_eq_is_equality() {
-        assert!(constant_time_eq(b"", b""));
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"ab"));
-        assert!(!constant_time_eq(b"ab", b"abc"));
     }
 }

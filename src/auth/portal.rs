@@ -1,9 +1,9 @@
 //! The Flussonic-compatible HTTP portal backend protocol (spec §3), as pure functions.
 //!
-//! Owns: parsing a configured `backend URL;` (`BackendUrl`), writing the complete HTTP/1.1
-//! `GET` a portal expects (`write_backend_request`), and reading a portal's response head
-//! into a decision (`parse_backend_response`, `parse_response_head`) together with the
-//! framing needed to skip its body (`ResponseFraming`).
+//! Owns: writing the complete HTTP/1.1 `GET` a portal expects (`write_backend_request`, to
+//! a `config::BackendUrl`), and reading a portal's response head into a decision
+//! (`parse_backend_response`, `parse_response_head`) together with the framing needed to
+//! skip its body (`ResponseFraming`).
 //!
 //! Never does: I/O, clocks, caching, or choosing between several backends. The connection
 //! state machine that carries these bytes is `auth::backend_client`; the shard decides what
@@ -17,9 +17,10 @@
 //! in `HeaderNotes`, so the shell can log them.
 
 use crate::auth::verdict::{DenyReason, Proto};
-use crate::http::target::percent_encode_into;
+use crate::config::BackendUrl;
+use crate::uri::percent_encode_into;
 use std::fmt;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
@@ -40,16 +41,10 @@ pub const MAX_USER_ID_LEN: usize = 256;
 pub const MAX_LOCATION_LEN: usize = 4096;
 /// Headers parsed in one response head; more is an error.
 pub const MAX_RESPONSE_HEADERS: usize = 64;
-/// Longest configured backend URL.
-pub const MAX_BACKEND_URL_LEN: usize = 2048;
 
 /// Everything that can go wrong talking to a portal, with enough context for a log line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PortalError {
-    /// The configured URL is not usable; `problem` says why.
-    BadUrl { problem: &'static str },
-    /// `https://` backends: TLS is not implemented yet.
-    HttpsUnsupported,
     /// The response head is not valid HTTP/1.x.
     MalformedResponse { problem: &'static str },
     /// The response head grew past the limit before it was complete.
@@ -93,8 +88,6 @@ impl PortalError {
 impl fmt::Display for PortalError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PortalError::BadUrl { problem } => write!(f, "bad backend URL: {problem}"),
-            PortalError::HttpsUnsupported => f.write_str("https backends are not supported yet"),
             PortalError::MalformedResponse { problem } => {
                 write!(f, "malformed backend response: {problem}")
             }
@@ -143,143 +136,6 @@ impl fmt::Display for PortalError {
 
 impl std::error::Error for PortalError {}
 
-/// A parsed `backend http://host[:port]/path[?query];` URL.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BackendUrl {
-    /// Host to connect to: a name or an IP literal, IPv6 without brackets.
-    host: Box<str>,
-    port: u16,
-    /// The `Host` header value: the host (IPv6 in brackets) and `:port` unless it is 80.
-    authority: Box<str>,
-    /// Path (at least `/`), then `?query` when the URL has one.
-    target: Box<str>,
-}
-
-impl BackendUrl {
-    /// Parses `http://host[:port][/path][?query]`. Only plain HTTP (`https` is refused with
-    /// a clear error); IPv6 hosts in brackets; port 80 by default. Userinfo (`user:pw@`),
-    /// fragments, spaces and control characters are refused, since the path and query are
-    /// sent as they are.
-    pub fn parse(url: &str) -> Result<BackendUrl, PortalError> {
-        let bad = |problem| Err(PortalError::BadUrl { problem });
-        if url.len() > MAX_BACKEND_URL_LEN {
-            return bad("longer than 2048 bytes");
-        }
-        if !url.bytes().all(|b| b.is_ascii_graphic()) {
-            return bad("spaces, control or non-ASCII characters (percent-encode them)");
-        }
-        let Some((scheme, rest)) = url.split_once("://") else {
-            return bad("expected http://host[:port]/path");
-        };
-        if scheme.eq_ignore_ascii_case("https") {
-            return Err(PortalError::HttpsUnsupported);
-        }
-        if !scheme.eq_ignore_ascii_case("http") {
-            return bad("only http:// backends are supported");
-        }
-        if rest.contains('#') {
-            return bad("fragments (#...) are not allowed");
-        }
-        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-        let (authority, target) = rest.split_at(authority_end);
-        if authority.contains('@') {
-            return bad("credentials in the URL (user:password@) are not allowed");
-        }
-        let (host, port_text) = if let Some(v6) = authority.strip_prefix('[') {
-            let Some((addr, after)) = v6.split_once(']') else {
-                return bad("IPv6 host without a closing ]");
-            };
-            if addr.parse::<Ipv6Addr>().is_err() {
-                return bad("not an IPv6 address between [ ]");
-            }
-            let port = match after {
-                "" => None,
-                p => match p.strip_prefix(':') {
-                    Some(p) => Some(p),
-                    None => return bad("unexpected characters after ]"),
-                },
-            };
-            (addr, port)
-        } else {
-            match authority.split_once(':') {
-                Some((h, p)) => (h, Some(p)),
-                None => (authority, None),
-            }
-        };
-        if host.is_empty() {
-            return bad("no host");
-        }
-        if !authority.starts_with('[')
-            && !host
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
-        {
-            return bad("host name has characters other than letters, digits, '.', '-', '_'");
-        }
-        let port = match port_text {
-            None => 80,
-            Some(p) if !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) => {
-                match p.parse::<u16>() {
-                    Ok(0) | Err(_) => return bad("port out of range (1-65535)"),
-                    Ok(n) => n,
-                }
-            }
-            Some(_) => return bad("port is not a number"),
-        };
-        let bracketed = if host.contains(':') {
-            format!("[{host}]")
-        } else {
-            host.to_owned()
-        };
-        let authority = if port == 80 {
-            bracketed
-        } else {
-            format!("{bracketed}:{port}")
-        };
-        let target = if target.starts_with('/') {
-            target.to_owned()
-        } else {
-            format!("/{target}")
-        };
-        Ok(BackendUrl {
-            host: host.into(),
-            port,
-            authority: authority.into(),
-            target: target.into(),
-        })
-    }
-
-    /// The host to resolve or connect to (IPv6 without brackets).
-    pub fn host(&self) -> &str {
-        &self.host
-    }
-
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// The host as an IP address, when the URL names one (no DNS needed).
-    pub fn ip(&self) -> Option<IpAddr> {
-        self.host.parse().ok()
-    }
-
-    /// The `Host` header value.
-    pub fn authority(&self) -> &str {
-        &self.authority
-    }
-
-    /// Path and the URL's own query, as sent in the request line.
-    pub fn target(&self) -> &str {
-        &self.target
-    }
-}
-
-impl fmt::Display for BackendUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "http://{}{}", self.authority, self.target)
-    }
-}
-
 /// `request_type`, with what an update reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RequestType {
@@ -320,10 +176,10 @@ pub struct BackendQuery<'a> {
 /// `Connection: keep-alive`.
 pub fn write_backend_request(url: &BackendUrl, q: &BackendQuery<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(b"GET ");
-    out.extend_from_slice(url.target.as_bytes());
-    if !url.target.contains('?') {
+    out.extend_from_slice(url.target().as_bytes());
+    if !url.target().contains('?') {
         out.push(b'?');
-    } else if !url.target.ends_with(['?', '&']) {
+    } else if !url.target().ends_with(['?', '&']) {
         // `/auth?` and `/auth?a=b&` already end where a parameter can start.
         out.push(b'&');
     }
@@ -368,7 +224,7 @@ fn write_params_and_headers(url: &BackendUrl, q: &BackendQuery<'_>, out: &mut Ve
         param("bytes", bytes.to_string().as_bytes(), out);
     }
     out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
-    out.extend_from_slice(url.authority.as_bytes());
+    out.extend_from_slice(url.authority().as_bytes());
     out.extend_from_slice(b"\r\nUser-Agent: ");
     out.extend_from_slice(BACKEND_USER_AGENT.as_bytes());
     out.extend_from_slice(b"\r\nConnection: keep-alive\r\n\r\n");
@@ -747,66 +603,6 @@ mod tests {
             user_agent: Some(b"VLC/3.0 (Linux)"),
             referer: None,
         }
-    }
-
-    #[test]
-    fn url_forms() {
-        let u = url("http://portal.example:8081/auth?key=abc");
-        assert_eq!(
-            (u.host(), u.port(), u.authority(), u.target()),
-            (
-                "portal.example",
-                8081,
-                "portal.example:8081",
-                "/auth?key=abc"
-            )
-        );
-        let u = url("http://10.0.0.1");
-        assert_eq!((u.port(), u.authority(), u.target()), (80, "10.0.0.1", "/"));
-        assert_eq!(u.ip(), Some("10.0.0.1".parse().unwrap()));
-        let u = url("HTTP://[::1]:9000?x=1");
-        assert_eq!(
-            (u.host(), u.port(), u.authority(), u.target()),
-            ("::1", 9000, "[::1]:9000", "/?x=1")
-        );
-        assert_eq!(url("http://[2001:db8::1]/a").authority(), "[2001:db8::1]");
-        assert_eq!(u.to_string(), "http://[::1]:9000/?x=1");
-    }
-
-    #[test]
-    fn url_refusals() {
-        assert_eq!(
-            BackendUrl::parse("https://portal/auth"),
-            Err(PortalError::HttpsUnsupported)
-        );
-        assert_eq!(
-            PortalError::HttpsUnsupported.to_string(),
-            "https backends are not supported yet"
-        );
-        for bad in [
-            "ftp://x/",
-            "portal/auth",
-            "http://user:pw@portal/auth",
-            "http://portal/auth#frag",
-            "http://portal:0/",
-            "http://portal:65536/",
-            "http://portal:/",
-            "http://portal:8a/",
-            "http:///auth",
-            "http://[::1/",
-            "http://[zz::1]/",
-            "http://[::1]x/",
-            "http://por tal/",
-            "http://portal/a b",
-            "http://portal/\u{e9}",
-            "http://por%74al/",
-        ] {
-            assert!(
-                matches!(BackendUrl::parse(bad), Err(PortalError::BadUrl { .. })),
-                "{bad}"
-            );
-        }
-        assert!(BackendUrl::parse(&format!("http://h/{}", "a".repeat(3000))).is_err());
     }
 
     #[test]

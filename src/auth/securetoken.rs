@@ -29,6 +29,7 @@
 
 use crate::auth::signed::SignedVerdict;
 use crate::auth::verdict::canonical_ip;
+use crate::constant_time::constant_time_eq;
 use sha1::{Digest, Sha1};
 use std::fmt;
 use std::net::IpAddr;
@@ -241,15 +242,6 @@ fn decode_hex_20(text: &[u8]) -> Option<[u8; 20]> {
         *out.get_mut(i)? = (nibble(pair[0])? << 4) | nibble(pair[1])?;
     }
     Some(out)
-}
-
-/// Equality whose running time depends only on the lengths.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = (a.len() ^ b.len()) as u64;
-    for (x, y) in a.iter().zip(b) {
-        diff |= u64::from(x ^ y);
-    }
-    std::hint::black_box(diff) == 0
 }
 
 #[cfg(test)]

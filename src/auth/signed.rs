@@ -37,6 +37,9 @@
 
 use crate::auth::verdict::{DenyReason, canonical_ip};
 use crate::config::Cidr;
+pub use crate::config::signed_key::{
+    MAX_KID_LEN, MAX_SIGNING_KEYS, MIN_SECRET_LEN, SignedKeyError, check_new_key, is_kid,
+};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::fmt;
@@ -46,12 +49,6 @@ type HmacSha256 = Hmac<Sha256>;
 
 /// The version field every token of this format starts with.
 pub const SIGNED_TOKEN_VERSION: &str = "v1";
-/// Keys held at once (current, next and a few retiring ones).
-pub const MAX_SIGNING_KEYS: usize = 16;
-/// Longest key id.
-pub const MAX_KID_LEN: usize = 32;
-/// Shortest secret accepted: 128 bits.
-pub const MIN_SECRET_LEN: usize = 16;
 /// Longest token looked at; longer ones are `NotSigned`.
 pub const MAX_SIGNED_TOKEN_LEN: usize = 1024;
 /// Longest scope accepted when signing.
@@ -89,32 +86,6 @@ impl SignedVerdict {
         }
     }
 }
-
-/// Why a key was not added.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SignedKeyError {
-    BadKid { kid: String },
-    ShortSecret { kid: String, min: usize },
-    DuplicateKid { kid: String },
-    TooManyKeys { max: usize },
-}
-
-impl fmt::Display for SignedKeyError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SignedKeyError::BadKid { kid } => {
-                write!(f, "key id {kid:?}: use 1-32 characters of A-Z a-z 0-9 _ -")
-            }
-            SignedKeyError::ShortSecret { kid, min } => {
-                write!(f, "key {kid:?}: secret shorter than {min} bytes")
-            }
-            SignedKeyError::DuplicateKid { kid } => write!(f, "key id {kid:?} given twice"),
-            SignedKeyError::TooManyKeys { max } => write!(f, "more than {max} signing keys"),
-        }
-    }
-}
-
-impl std::error::Error for SignedKeyError {}
 
 /// Why a token was not signed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -161,23 +132,7 @@ impl SignedKeys {
     /// Adds a key. Rotation: add the new key, start signing with it, remove the old one
     /// once the last token signed with it has expired.
     pub fn insert(&mut self, kid: &str, secret: &[u8]) -> Result<(), SignedKeyError> {
-        if !is_kid(kid.as_bytes()) {
-            return Err(SignedKeyError::BadKid { kid: kid.into() });
-        }
-        if secret.len() < MIN_SECRET_LEN {
-            return Err(SignedKeyError::ShortSecret {
-                kid: kid.into(),
-                min: MIN_SECRET_LEN,
-            });
-        }
-        if self.secret(kid).is_some() {
-            return Err(SignedKeyError::DuplicateKid { kid: kid.into() });
-        }
-        if self.keys.len() >= MAX_SIGNING_KEYS {
-            return Err(SignedKeyError::TooManyKeys {
-                max: MAX_SIGNING_KEYS,
-            });
-        }
+        check_new_key(self.keys.iter().map(|(k, _)| &**k), kid, secret)?;
         self.keys.push((kid.into(), secret.into()));
         Ok(())
     }
@@ -353,14 +308,6 @@ impl<'a> SignedParts<'a> {
             mac,
         })
     }
-}
-
-fn is_kid(kid: &[u8]) -> bool {
-    !kid.is_empty()
-        && kid.len() <= MAX_KID_LEN
-        && kid
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 fn check_scope(scope: &str) -> Result<(), SignError> {

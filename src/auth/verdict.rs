@@ -4,8 +4,7 @@
 use std::fmt;
 use std::net::IpAddr;
 
-/// Index of a stream in the catalog.
-pub type StreamId = u32;
+pub use crate::stream::StreamId;
 
 /// Playback protocols, with the names the spec's backend protocol uses for `proto=`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -2,15 +2,21 @@
 //! `name args { ... }` blocks, turned into a validated, typed `Config`.
 //!
 //! `lexer` makes tokens, `parser` builds the directive tree and gives it meaning, `model` is
-//! the result, `error` carries every problem found with its file, line and column. Nothing
-//! here touches sockets or runtime state; `load_file` is the only I/O.
+//! the result, `error` carries every problem found with its file, line and column.
+//! `HttpLimits` names the HTTP server's limits (their defaults: the language does not set
+//! them yet). Nothing here touches sockets or runtime state; `load_file` is the only I/O.
 
+mod backend_url;
 mod error;
+mod http_limits;
 mod lexer;
 mod model;
 mod parser;
+pub mod signed_key;
 
+pub use backend_url::{BackendUrl, BackendUrlError, MAX_BACKEND_URL_LEN};
 pub use error::{ConfigError, ConfigErrors};
+pub use http_limits::{HEADER_SLOTS, HttpLimits};
 pub use model::*;
 
 use error::Diagnostics;

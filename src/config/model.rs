@@ -21,6 +21,13 @@ pub const DEFAULT_BACKEND_TIMEOUT_MS: u32 = 3_000;
 pub const MIN_BACKEND_TIMEOUT_MS: u32 = 100;
 pub const MAX_BACKEND_TIMEOUT_MS: u32 = 60_000;
 
+/// Path prefix of the operator API (`http::api`); no stream name may start with
+/// `streamer/api`.
+pub const API_PREFIX: &str = "/streamer/api/v3/";
+/// First path segment of the player's scripts (`/_player/NAME`, `player`); no stream name
+/// may start with it.
+pub const PLAYER_SEGMENT: &str = "_player";
+
 /// A whole validated config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -147,7 +154,7 @@ pub struct Rules {
     /// `securetoken SECRET [no_check_ip];`: Flussonic securetoken, checked with signed keys.
     pub securetoken: Option<SecureTokenConfig>,
     /// `backend http://...;`: portal backends (spec §3), asked in parallel after every local
-    /// rule; validated by `auth::portal::BackendUrl::parse`.
+    /// rule; validated by `BackendUrl::parse`.
     pub backends: Vec<String>,
     /// `backend_timeout SECONDS;` inside the block; the top-level default otherwise.
     pub backend_timeout_ms: Option<u32>,

@@ -10,14 +10,16 @@
 //! Every error carries the line:column of the token at fault. Work is linear in the input;
 //! hints (edit distance) are bounded per error.
 
+use super::backend_url::BackendUrl;
 use super::error::{Diagnostics, did_you_mean, show};
 use super::lexer::{Lexer, Token, Word};
 use super::model::{
-    AuthBackend, Cidr, Config, DEFAULT_SEGMENT_DURATION_MS, InputUrl, Listener, ListenerProto,
-    MAX_BACKEND_TIMEOUT_MS, MAX_SEGMENT_DURATION_MS, MIN_BACKEND_TIMEOUT_MS,
-    MIN_SEGMENT_DURATION_MS, OnPlay, Rules, SecureTokenConfig, SignedKeyConfig, Span, StreamConfig,
-    Transport,
+    API_PREFIX, AuthBackend, Cidr, Config, DEFAULT_SEGMENT_DURATION_MS, InputUrl, Listener,
+    ListenerProto, MAX_BACKEND_TIMEOUT_MS, MAX_SEGMENT_DURATION_MS, MIN_BACKEND_TIMEOUT_MS,
+    MIN_SEGMENT_DURATION_MS, OnPlay, PLAYER_SEGMENT, Rules, SecureTokenConfig, SignedKeyConfig,
+    Span, StreamConfig, Transport,
 };
+use super::signed_key;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::fmt::Write as _;
@@ -543,11 +545,8 @@ impl Lowering<'_> {
             let message = format!("usage: `{}`", usage("signed_key"));
             return self.diags.error(d.name.span, message);
         };
-        let mut keys = crate::auth::signed::SignedKeys::new();
-        for k in &rules.signed_keys {
-            let _ = keys.insert(&k.id, k.secret.as_bytes());
-        }
-        match keys.insert(&id.text, secret.text.as_bytes()) {
+        let existing = rules.signed_keys.iter().map(|k| k.id.as_str());
+        match signed_key::check_new_key(existing, &id.text, secret.text.as_bytes()) {
             Ok(()) => rules.signed_keys.push(SignedKeyConfig {
                 id: id.text.clone(),
                 secret: secret.text.clone(),
@@ -698,7 +697,7 @@ impl Lowering<'_> {
     }
 
     fn backend_url(&mut self, arg: &Word) -> Option<String> {
-        match crate::auth::portal::BackendUrl::parse(&arg.text) {
+        match BackendUrl::parse(&arg.text) {
             Ok(_) => Some(arg.text.clone()),
             Err(e) => {
                 // The error's own text starts by saying it is about a backend URL.
@@ -1278,7 +1277,6 @@ pub(crate) fn check_stream_name(name: &str) -> Result<(), String> {
             "stream name `{shown}` must not start or end with `/`"
         ));
     }
-    const PLAYER_SEGMENT: &str = crate::player::ASSET_SEGMENT;
     if name.split('/').next() == Some(PLAYER_SEGMENT) {
         return Err(format!(
             "stream name `{shown}` must not start with `{PLAYER_SEGMENT}`: `/{PLAYER_SEGMENT}/` \
@@ -1286,7 +1284,7 @@ pub(crate) fn check_stream_name(name: &str) -> Result<(), String> {
         ));
     }
     // `/streamer/api/...` is the operator API; a stream there could never be played.
-    let api = crate::http::api::API_PREFIX.trim_matches('/');
+    let api = API_PREFIX.trim_matches('/');
     if name.starts_with("streamer/api") {
         return Err(format!(
             "stream name `{shown}` must not start with `streamer/api`: `/{api}/` is the operator API"

@@ -7,9 +7,10 @@
 //! (§5.3.9.5.3). `UTCTiming` gives the server clock directly (urn:mpeg:dash:utc:direct:2014)
 //! so players need no extra request. Renders into a reused buffer.
 
-use crate::hls::playlist::{TokenQuery, VariantInfo};
 use crate::media::frame::TIMESCALE;
 use crate::stream::segment::Segment;
+use crate::stream::view::VariantInfo;
+use crate::uri::TokenQuery;
 use crate::utc::write_iso8601;
 use std::io::Write;
 

@@ -7,42 +7,11 @@
 use crate::hls::names::{
     Container, LL_DIR, write_ll_part_path, write_ll_segment_path, write_segment_path,
 };
-use crate::http::target::percent_encode_into;
 use crate::stream::segment::{Part, Segment};
+use crate::stream::view::VariantInfo;
+/// The token query moved to [`crate::uri`]; this is its old path.
+pub use crate::uri::TokenQuery;
 use std::io::Write;
-
-/// The query a viewer's URIs must carry: `?PARAM=TOKEN`, or nothing for open streams.
-#[derive(Clone, Copy, Debug)]
-pub struct TokenQuery<'a> {
-    pub param: &'a str,
-    pub token: Option<&'a [u8]>,
-}
-
-impl TokenQuery<'_> {
-    /// Appends `?param=token` (percent-encoded) when there is a token.
-    pub fn write(&self, out: &mut Vec<u8>) {
-        if let Some(token) = self.token {
-            out.push(b'?');
-            percent_encode_into(self.param.as_bytes(), out);
-            out.push(b'=');
-            percent_encode_into(token, out);
-        }
-    }
-}
-
-/// What the master playlist says about the one variant.
-#[derive(Clone, Debug)]
-pub struct VariantInfo {
-    /// `CODECS` attribute value, e.g. `avc1.42c01e,mp4a.40.2`.
-    pub codecs: String,
-    pub resolution: Option<(u16, u16)>,
-    pub frame_rate: Option<f64>,
-    /// Per-track codec strings, for manifests that describe tracks apart (DASH).
-    pub video_codec: Option<String>,
-    pub audio_codec: Option<String>,
-    /// Audio sample rate and channel count.
-    pub audio_format: Option<(u32, u8)>,
-}
 
 /// The variant playlist's path relative to the master.
 pub const VARIANT_PATH: &str = "tracks-v1a1/mono.m3u8";

@@ -13,10 +13,11 @@
 //! config the API refuses everyone (401), since an open revoke endpoint would be a way to
 //! cut every viewer.
 
-use crate::auth::policy::constant_time_eq;
+use crate::auth::LATENCY_BUCKETS_MS;
 use crate::auth::revoke::RevokeTarget;
 use crate::auth::session::{SessionId, TokenTag};
 use crate::auth::verdict::{DENY_REASONS, DenyReason, Proto};
+use crate::constant_time::constant_time_eq;
 use crate::http::request::Method;
 use crate::http::status::Status;
 use crate::http::target::percent_decode_into;
@@ -24,7 +25,7 @@ use serde::{Serialize, Serializer};
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-pub const API_PREFIX: &str = "/streamer/api/v3/";
+pub use crate::config::API_PREFIX;
 pub const METRICS_PATH: &str = "/metrics";
 
 /// One API call, parsed and authorized.
@@ -332,9 +333,6 @@ pub fn merge_sessions(mut all: Vec<SessionInfo>) -> Vec<SessionInfo> {
     }
     out
 }
-
-/// Upper bounds (ms) of the portal latency histogram buckets; `+Inf` follows.
-pub const LATENCY_BUCKETS_MS: [u64; 12] = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000];
 
 /// One shard's counters, summed over shards for `/metrics`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -23,6 +23,7 @@
 use crate::auth::cache::Grant;
 use crate::auth::play::{Access, Attempt, Decision, decide};
 use crate::auth::verdict::{DenyReason, PlayRequest, StreamId};
+use crate::catalog::{Catalog, StreamSpec};
 use crate::dash::mpd::{MpdContext, write_mpd};
 use crate::hls::ll::{Reload, blocking_reload};
 use crate::hls::names::{Container, LlName};
@@ -40,7 +41,6 @@ use crate::mss::manifest::{ManifestContext, has_fragments, write_manifest};
 use crate::player::page::{PAGE_HEADERS, SCRIPT_HEADERS, format_from_target, write_page};
 use crate::player::{ASSET_PREFIX, Asset};
 use crate::shard::{Now, ShardState};
-use crate::stream::catalog::{Catalog, StreamSpec};
 use crate::stream::segment::{MssFragment, Segment};
 use crate::stream::segmenter::PART_TARGET_MS;
 use crate::stream::view::StreamView;

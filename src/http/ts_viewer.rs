@@ -43,7 +43,7 @@ mod tests {
             keyframe: true,
             data: Bytes::from_static(b"x"),
         };
-        let flv = crate::rtmp::flv::frame_tag(&frame);
+        let flv = crate::mux::flv::frame_tag(&frame);
         let entry = FeedFrame {
             frame,
             ts: ts.clone(),

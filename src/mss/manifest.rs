@@ -9,9 +9,9 @@
 //! `QualityLevels({bitrate})/Fragments(video={start time})?token=T`. Renders into a reused
 //! buffer; owns no state and never decides who may see the stream.
 
-use crate::hls::playlist::TokenQuery;
 use crate::media::frame::{MediaInfo, TIMESCALE};
 use crate::stream::segment::{MssFragment, Segment};
+use crate::uri::TokenQuery;
 use std::io::Write;
 
 /// Fragments each fragment's `tfrf` announces (the fragment after it).

@@ -17,7 +17,7 @@ use std::path::Path;
 
 /// Path prefix of the player scripts; no stream name may start with [`ASSET_SEGMENT`].
 pub const ASSET_PREFIX: &str = "/_player/";
-pub const ASSET_SEGMENT: &str = "_player";
+pub use crate::config::PLAYER_SEGMENT as ASSET_SEGMENT;
 /// Environment variable naming the assets directory when the config has no `player_assets`.
 pub const ASSETS_ENV: &str = "TESSERA_PLAYER_ASSETS";
 

@@ -7,8 +7,7 @@
 //! allows scripts from this server only. The player carries the token on by itself, since
 //! every manifest tessera writes puts it in every URL it lists.
 
-use crate::hls::playlist::TokenQuery;
-use crate::http::target::percent_encode_into;
+use crate::uri::{TokenQuery, percent_encode_into};
 
 /// Headers of the page: scripts, media and requests from this server only (`blob:` for the
 /// MediaSource and hls.js's worker), nothing else loaded, no referrer (the URL has a token).

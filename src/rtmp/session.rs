@@ -42,8 +42,8 @@ use super::chunk::{
 };
 use super::flv::{self, FlvDemuxer, FlvError, FlvTag, MediaFrame};
 use super::handshake::{HandshakeError, ServerHandshake};
-use crate::http::target::Target;
 use crate::media::frame::MediaInfo;
+use crate::uri::Target;
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::fmt;

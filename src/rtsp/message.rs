@@ -12,7 +12,7 @@
 //! is unsure about: ambiguous framing (duplicate conflicting `Content-Length`, folded headers,
 //! non-UTF-8 heads) is an error, because a proxy in front of us might frame it differently.
 
-use crate::http::target::{Target, TargetError};
+use crate::uri::{Target, TargetError};
 use std::fmt;
 
 /// Named limits of one RTSP connection.

@@ -16,10 +16,11 @@ use crate::auth::lookup::PortalQuestion;
 use crate::auth::revoke::RevokeTarget;
 use crate::auth::verdict::{DenyReason, StreamId};
 use crate::auth::{PortalOutcome, UserEvent};
+use crate::catalog::Catalog;
 use crate::http::api::{MetricsSnapshot, SessionInfo};
+use crate::runtime::operator_api::{shard_metrics, shard_sessions};
 use crate::runtime::portal_client::PortalClient;
 use crate::shard::ShardState;
-use crate::stream::catalog::Catalog;
 use ahash::AHashMap;
 use glommio::channels::channel_mesh::{Receivers, Senders};
 use std::cell::RefCell;
@@ -315,9 +316,9 @@ impl AuthBus {
         let catalog = shard.catalog.clone();
         match call {
             GatherCall::Sessions => {
-                GatherPart::Sessions(shard.session_infos(crate::shard::Now::read()))
+                GatherPart::Sessions(shard_sessions(shard, crate::shard::Now::read()))
             }
-            GatherCall::Metrics => GatherPart::Metrics(Box::new(shard.metrics())),
+            GatherCall::Metrics => GatherPart::Metrics(Box::new(shard_metrics(shard))),
             GatherCall::Revoke { target, reason } => {
                 GatherPart::Count(shard.auth.revoke(&catalog, target, *reason, now) as u64)
             }

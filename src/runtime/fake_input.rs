@@ -3,10 +3,10 @@
 //! stream's `LiveInput` (segments, TS feed, FLV tags) and fans the events out to every
 //! shard.
 
-use crate::auth::verdict::StreamId;
 use crate::media::frame::TIMESCALE;
 use crate::runtime::fanout::Fanout;
 use crate::source::fake::FakeSource;
+use crate::stream::StreamId;
 use crate::stream::live_input::{LiveInput, Timeline};
 use std::rc::Rc;
 use std::time::{Duration, Instant};

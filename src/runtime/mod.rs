@@ -19,10 +19,10 @@ pub mod ring_wait;
 pub mod rtmp_conn;
 pub mod rtsp_conn;
 
+use crate::catalog::Catalog;
 use crate::config::{Config, InputUrl, ListenerProto};
 use crate::http::limits::HttpLimits;
 use crate::shard::{Now, ShardState};
-use crate::stream::catalog::Catalog;
 use crate::stream::view::StreamEvent;
 use auth_bus::{AuthBus, AuthMsg};
 use fanout::Fanout;

@@ -1,6 +1,7 @@
 //! Runs an operator API call (`http::api::ApiCall`) across the shards through the
 //! `AuthBus` and renders its answer. The parsing, the key check and the rendering are
-//! `http::api`'s; this is only the asking around.
+//! `http::api`'s; this is only the asking around, and each shard's part of the answer
+//! (`shard_sessions`, `shard_metrics`).
 
 use crate::auth::revoke::RevokeTarget;
 use crate::auth::verdict::DenyReason;
@@ -10,7 +11,9 @@ use crate::http::api::{
 };
 use crate::http::status::Status;
 use crate::runtime::auth_bus::{AuthBus, GatherCall, GatherPart};
+use crate::shard::{Now, ShardState};
 use std::rc::Rc;
+use std::time::Instant;
 
 const JSON: &str = "application/json";
 const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -113,5 +116,65 @@ pub async fn run(
                 body: write_metrics(&total),
             }
         }
+    }
+}
+
+/// This shard's sessions, as the API lists them (its part of a sessions call).
+pub fn shard_sessions(shard: &ShardState, now: Now) -> Vec<SessionInfo> {
+    let unix =
+        |at: Instant| now.utc_ms - now.instant.saturating_duration_since(at).as_millis() as i64;
+    shard
+        .auth
+        .sessions()
+        .iter()
+        .map(|s| SessionInfo {
+            id: s.id,
+            stream: shard
+                .catalog
+                .stream(s.stream)
+                .map_or_else(|| "?".into(), |st| st.name.clone()),
+            proto: s.proto,
+            ip: s.ip,
+            token_tag: s.token_tag,
+            user: s.user.as_deref().map(Into::into),
+            opened_unix_ms: unix(s.opened),
+            last_seen_unix_ms: unix(s.last_seen),
+            requests: s.requests,
+            bytes_sent: s.bytes_sent,
+            shards: 1u64 << (shard.id % 64),
+        })
+        .collect()
+}
+
+/// This shard's counters for `/metrics` (its part of a metrics call).
+pub fn shard_metrics(shard: &ShardState) -> MetricsSnapshot {
+    let a = &shard.auth.stats;
+    let mut sessions_by_proto = [0u64; 9];
+    for s in shard.auth.sessions().iter() {
+        sessions_by_proto[s.proto as usize] += 1;
+    }
+    MetricsSnapshot {
+        shards: 1,
+        http_requests: shard.http.requests,
+        http_bytes_sent: shard.http.bytes_sent,
+        http_connections_open: shard.http.connections_open as u64,
+        allowed: a.allowed,
+        denied_by: a.denied_by,
+        cache_hits: shard.auth.cache().hits,
+        cache_misses: shard.auth.cache().misses,
+        cache_entries: shard.auth.cache().len() as u64,
+        sessions_by_proto,
+        sessions_opened: a.sessions_opened,
+        sessions_closed: a.sessions_closed,
+        sessions_revoked: a.sessions_revoked,
+        stale_served: a.stale_served,
+        portal_requests: a.portal_requests,
+        portal_allowed: a.portal_allowed,
+        portal_denied: a.portal_denied,
+        portal_unreachable: a.portal_unreachable,
+        portal_latency_buckets: a.portal_latency_buckets,
+        portal_latency_sum_us: a.portal_latency_sum_us,
+        lookups_pending: shard.auth.lookups.len() as u64,
+        revocations: shard.auth.revocations().len() as u64,
     }
 }

@@ -16,7 +16,7 @@ use crate::auth::lookup::PortalQuestion;
 use crate::auth::portal::{
     BackendAnswer, BackendDecision, BackendQuery, PortalError, write_backend_request,
 };
-use crate::stream::catalog::Catalog;
+use crate::catalog::Catalog;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use std::cell::RefCell;

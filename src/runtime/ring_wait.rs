@@ -10,8 +10,8 @@
 //! exists. Pending, it leaves its `Waker` with the ring, so `FrameRing::push` wakes it: no
 //! polling.
 
-use crate::auth::verdict::StreamId;
 use crate::shard::ShardState;
+use crate::stream::StreamId;
 use crate::stream::ring::Lookup;
 use crate::stream::window::Awaited;
 use std::cell::RefCell;

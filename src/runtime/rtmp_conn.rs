@@ -16,6 +16,7 @@
 
 use crate::auth::play::{Access, PlayLifecycle};
 use crate::auth::verdict::{Proto, StreamId, canonical_ip};
+use crate::catalog::PublishClaim;
 use crate::media::frame::MediaInfo;
 use crate::rtmp::flv::MediaFrame;
 use crate::rtmp::session::{
@@ -27,7 +28,6 @@ use crate::runtime::fanout::Fanout;
 use crate::runtime::play_auth::{authorize, open_session};
 use crate::shard::ShardState;
 use crate::stream::live_input::LiveInput;
-use crate::stream::publish_slot::PublishClaim;
 use crate::stream::view::StreamEvent;
 use crate::stream::viewer::Outbox;
 use glommio::net::TcpStream;

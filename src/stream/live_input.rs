@@ -11,9 +11,9 @@
 //!
 //! Never does: I/O, clocks (the wall-clock time is passed in), fan-out, claims.
 
-use crate::auth::verdict::StreamId;
 use crate::media::frame::{Frame, MediaInfo, TIMESCALE, TrackKind};
-use crate::rtmp::flv::frame_tag;
+use crate::mux::flv::frame_tag;
+use crate::stream::StreamId;
 use crate::stream::ring::FeedFrame;
 use crate::stream::segmenter::Segmenter;
 use crate::stream::ts_feed::TsFeed;

@@ -1,7 +1,6 @@
 //! Streams: the catalog of configured streams, and per stream the segmenter (owner shard)
 //! and the window of recent segments (every shard).
 
-pub mod catalog;
 pub mod live_input;
 pub mod publish_slot;
 pub mod ring;
@@ -11,3 +10,6 @@ pub mod ts_feed;
 pub mod view;
 pub mod viewer;
 pub mod window;
+
+/// Index of a stream in the catalog.
+pub type StreamId = u32;

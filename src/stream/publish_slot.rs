@@ -6,14 +6,11 @@
 //! in the read-only `Catalog` (the one piece of interior mutability it has, touched twice
 //! per publish, never per request or frame). A message to an owner shard would need a reply
 //! channel and clean-up for a publisher that leaves while its claim is in flight; the
-//! [`PublishClaim`] guard instead releases the slot on drop whatever ends the publish.
+//! `catalog::PublishClaim` guard instead releases the slot on drop whatever ends the publish.
 //!
 //! Never does: media, fan-out, authorization (the shell asks the `Authorizer` first).
 
-use crate::auth::verdict::StreamId;
-use crate::stream::catalog::Catalog;
 use crate::stream::live_input::Timeline;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 /// No wall-clock base recorded yet (the stream never had media).
@@ -38,7 +35,7 @@ impl PublishSlot {
 
     /// Takes the slot: the new publish generation (from 1) and the timeline to continue,
     /// or `None` while another publisher holds it.
-    fn claim(&self) -> Option<(u64, Timeline)> {
+    pub fn claim(&self) -> Option<(u64, Timeline)> {
         let mut current = self.state.load(Ordering::Acquire);
         loop {
             if current & 1 == 1 {
@@ -67,7 +64,7 @@ impl PublishSlot {
 
     /// Gives the slot back with the timeline the publisher reached (written before the
     /// release, so the next claimer reads it).
-    fn release(&self, generation: u64, timeline: Timeline) {
+    pub fn release(&self, generation: u64, timeline: Timeline) {
         if self.state.load(Ordering::Acquire) != (generation << 1) | 1 {
             return;
         }
@@ -82,105 +79,5 @@ impl PublishSlot {
     /// Whether a publisher holds the slot.
     pub fn is_live(&self) -> bool {
         self.state.load(Ordering::Acquire) & 1 == 1
-    }
-}
-
-/// A held publish slot. Dropping it releases the slot with the last timeline recorded.
-#[derive(Debug)]
-pub struct PublishClaim {
-    catalog: Arc<Catalog>,
-    stream: StreamId,
-    generation: u64,
-    timeline: Timeline,
-}
-
-impl PublishClaim {
-    /// Claims `stream`'s slot; `None` when the stream takes no publishers or one is live.
-    pub fn take(catalog: &Arc<Catalog>, stream: StreamId) -> Option<PublishClaim> {
-        let slot = catalog.stream(stream)?.publish.as_ref()?;
-        let (generation, timeline) = slot.claim()?;
-        Some(PublishClaim {
-            catalog: catalog.clone(),
-            stream,
-            generation,
-            timeline,
-        })
-    }
-
-    pub fn generation(&self) -> u64 {
-        self.generation
-    }
-
-    /// Where the previous publisher left the stream's timeline.
-    pub fn timeline(&self) -> Timeline {
-        self.timeline
-    }
-
-    /// Records how far this publisher got (kept when the claim is dropped).
-    pub fn record(&mut self, timeline: Timeline) {
-        self.timeline = timeline;
-    }
-}
-
-impl Drop for PublishClaim {
-    fn drop(&mut self) {
-        if let Some(slot) = self
-            .catalog
-            .stream(self.stream)
-            .and_then(|s| s.publish.as_ref())
-        {
-            slot.release(self.generation, self.timeline);
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn catalog() -> Arc<Catalog> {
-        let cfg = crate::config::parse(
-            "stream p { input publish://; }\nstream f { input fake://fake; }",
-            "t.conf",
-        )
-        .expect("config parses");
-        Arc::new(Catalog::from_config(&cfg))
-    }
-
-    #[test]
-    fn one_publisher_at_a_time_and_the_timeline_carries_over() {
-        let cat = catalog();
-        assert!(
-            PublishClaim::take(&cat, 1).is_none(),
-            "fake streams take none"
-        );
-        let mut first = PublishClaim::take(&cat, 0).expect("free");
-        assert_eq!(first.generation(), 1);
-        assert_eq!(first.timeline(), Timeline::default());
-        assert!(PublishClaim::take(&cat, 0).is_none(), "held");
-        let reached = Timeline {
-            next_dts: 900_000,
-            next_sequence: 7,
-            utc_base_ms: Some(1_700_000_000_000),
-        };
-        first.record(reached);
-        drop(first);
-        let second = PublishClaim::take(&cat, 0).expect("released on drop");
-        assert_eq!(second.generation(), 2);
-        assert_eq!(second.timeline(), reached);
-        assert!(cat.stream(0).unwrap().publish.as_ref().unwrap().is_live());
-    }
-
-    #[test]
-    fn racing_claims_on_threads_admit_one() {
-        let cat = catalog();
-        let winners: usize = (0..8)
-            .map(|_| {
-                let cat = cat.clone();
-                std::thread::spawn(move || PublishClaim::take(&cat, 0).map(std::mem::forget))
-            })
-            .map(|t| usize::from(t.join().unwrap().is_some()))
-            .sum();
-        assert_eq!(winners, 1);
     }
 }

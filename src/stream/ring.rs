@@ -10,7 +10,7 @@
 //! one polls.
 
 use crate::media::frame::{Frame, TrackKind};
-use crate::rtmp::flv::FlvTag;
+use crate::mux::flv::FlvTag;
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::task::Waker;
@@ -228,7 +228,7 @@ mod tests {
             keyframe,
             data,
         };
-        let flv = crate::rtmp::flv::frame_tag(&frame);
+        let flv = crate::mux::flv::frame_tag(&frame);
         FeedFrame {
             frame,
             ts: Bytes::new(),

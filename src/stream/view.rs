@@ -4,10 +4,9 @@
 //! (that one included) applies the same `StreamEvent`s, so every shard serves the same
 //! playlists.
 
-use crate::auth::verdict::StreamId;
-use crate::hls::playlist::VariantInfo;
 use crate::media::frame::MediaInfo;
 use crate::mux::fmp4::{Fmp4Muxer, Tracks};
+use crate::stream::StreamId;
 use crate::stream::ring::{FeedFrame, FrameRing};
 use crate::stream::segment::{Part, Segment};
 use crate::stream::window::SegmentWindow;
@@ -139,6 +138,21 @@ impl StreamView {
     }
 }
 
+/// What manifests say about the one variant (HLS master playlist, DASH MPD), derived from
+/// the stream's `MediaInfo` by [`variant_info`].
+#[derive(Clone, Debug)]
+pub struct VariantInfo {
+    /// `CODECS` attribute value, e.g. `avc1.42c01e,mp4a.40.2`.
+    pub codecs: String,
+    pub resolution: Option<(u16, u16)>,
+    pub frame_rate: Option<f64>,
+    /// Per-track codec strings, for manifests that describe tracks apart (DASH).
+    pub video_codec: Option<String>,
+    pub audio_codec: Option<String>,
+    /// Audio sample rate and channel count.
+    pub audio_format: Option<(u32, u8)>,
+}
+
 /// The master playlist's description of a stream.
 pub fn variant_info(info: &MediaInfo) -> VariantInfo {
     let mut codecs = Vec::new();
@@ -176,7 +190,7 @@ mod tests {
             keyframe,
             data: Bytes::from_static(b"x"),
         };
-        let flv = crate::rtmp::flv::frame_tag(&frame);
+        let flv = crate::mux::flv::frame_tag(&frame);
         StreamEvent::Frame {
             stream: 0,
             frame: FeedFrame {

@@ -163,7 +163,7 @@ pub(crate) fn fake_frames(n: usize) -> Vec<FeedFrame> {
         .into_iter()
         .take(n)
         .map(|frame| FeedFrame {
-            flv: crate::rtmp::flv::frame_tag(&frame),
+            flv: crate::mux::flv::frame_tag(&frame),
             ts: Bytes::new(),
             frame,
         })

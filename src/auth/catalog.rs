@@ -1,12 +1,13 @@
-//! The `Catalog`: the configured streams and auth policies, compiled once from the config
-//! and shared read-only by every shard (an `Arc`, never mutated; a reload builds a new one).
-//! The one exception is each `publish://` stream's `PublishSlot`, an atomic claim (see there).
+//! `AuthCatalog`: what the authorizer knows of the configuration, compiled once from it and
+//! shared read-only by every shard (inside the `Catalog`, which reads as one): the policies
+//! (`auth_backend` blocks), the portal backends they ask, and for every stream its name (for
+//! log lines and revocations by name) and the policies of its plays and publishes.
+//!
+//! Never does: media, inputs or anything else about a stream (the `Catalog` holds those).
 
 use crate::auth::policy::Policy;
-use crate::auth::portal::BackendUrl;
-use crate::auth::verdict::StreamId;
-use crate::config::{Config, InputUrl, OnPlay};
-use crate::stream::publish_slot::PublishSlot;
+use crate::config::{BackendUrl, Config, OnPlay};
+use crate::stream::StreamId;
 use ahash::AHashMap;
 use std::time::Duration;
 
@@ -23,34 +24,26 @@ pub struct PortalBackend {
     pub timeout: Duration,
 }
 
-/// Index of a policy in `Catalog::policies`.
+/// Index of a policy in `AuthCatalog::policies`.
 pub type PolicyId = u32;
 
+/// What the authorizer knows of one stream.
 #[derive(Debug)]
-pub struct StreamSpec {
+pub struct StreamAuth {
     pub id: StreamId,
     pub name: Box<str>,
-    pub input: InputUrl,
     /// The policy that authorizes play requests; `None` means the stream is open.
     pub on_play: Option<PolicyId>,
     /// The policy that authorizes publishers (`publish://` streams); `None`: any publisher.
     pub on_publish: Option<PolicyId>,
-    /// Who publishes right now, for `publish://` streams (see `PublishSlot`).
-    pub publish: Option<PublishSlot>,
-    pub segment_duration_ms: u32,
 }
 
 #[derive(Debug)]
-pub struct Catalog {
-    pub streams: Vec<StreamSpec>,
+pub struct AuthCatalog {
     pub policies: Vec<Policy>,
     pub backends: Vec<PortalBackend>,
-    /// The operator API's Bearer key (`api_key`); `None` refuses every API call.
-    pub api_key: Option<Box<str>>,
-    /// The query parameter that carries tokens (`auth_token`, default `token`).
-    pub token_param: Box<str>,
-    /// The browser player's scripts (`/_player/`); empty until the runtime loads them.
-    pub player: crate::player::PlayerAssets,
+    /// By `StreamId`: the config's streams in order.
+    streams: Vec<StreamAuth>,
     by_name: AHashMap<Box<str>, StreamId>,
 }
 
@@ -69,10 +62,10 @@ fn resolve(url: &BackendUrl) -> Option<std::net::SocketAddr> {
     }
 }
 
-impl Catalog {
+impl AuthCatalog {
     /// Compiles a validated config. The parser has already rejected dangling references; one
     /// that slipped through anyway leaves the stream closed (every request denied), never open.
-    pub fn from_config(config: &Config) -> Catalog {
+    pub fn from_config(config: &Config) -> AuthCatalog {
         let mut backends = Vec::new();
         let policies: Vec<Policy> = config
             .auth_backends
@@ -108,43 +101,37 @@ impl Catalog {
                 .position(|b| b.name == name)
                 .map_or(u32::MAX, |i| i as PolicyId)
         };
-        let streams: Vec<StreamSpec> = config
+        let streams: Vec<StreamAuth> = config
             .streams
             .iter()
             .enumerate()
-            .map(|(i, s)| StreamSpec {
+            .map(|(i, s)| StreamAuth {
                 id: i as StreamId,
                 name: s.name.as_str().into(),
-                input: s.input.clone(),
                 on_play: s.on_play.as_ref().map(|p| match p {
                     OnPlay::Auth { backend } => policy_id(backend),
                 }),
                 on_publish: s.on_publish.as_ref().map(|p| match p {
                     OnPlay::Auth { backend } => policy_id(backend),
                 }),
-                publish: (s.input == InputUrl::Publish).then(PublishSlot::new),
-                segment_duration_ms: s.segment_duration_ms,
             })
             .collect();
         let by_name = streams.iter().map(|s| (s.name.clone(), s.id)).collect();
-        Catalog {
-            streams,
+        AuthCatalog {
             policies,
             backends,
-            api_key: config.api_key.as_deref().map(Into::into),
-            token_param: config.auth_token_param.as_str().into(),
-            player: Default::default(),
+            streams,
             by_name,
         }
     }
 
-    pub fn stream_by_name(&self, name: &str) -> Option<&StreamSpec> {
+    pub fn stream_by_name(&self, name: &str) -> Option<&StreamAuth> {
         self.by_name
             .get(name)
             .and_then(|&id| self.streams.get(id as usize))
     }
 
-    pub fn stream(&self, id: StreamId) -> Option<&StreamSpec> {
+    pub fn stream(&self, id: StreamId) -> Option<&StreamAuth> {
         self.streams.get(id as usize)
     }
 
@@ -155,22 +142,5 @@ impl Catalog {
             .map(|b| b.timeout)
             .max()
             .unwrap_or(Duration::ZERO)
-    }
-
-    /// The shard that owns a key of a cross-shard table (portal lookups by decision key,
-    /// user sessions by user): keys are hashed with process-wide seeds, so every shard agrees.
-    pub fn owner_of(key: u64, shards: usize) -> usize {
-        (key % shards.max(1) as u64) as usize
-    }
-
-    /// The shard that runs a stream's input: a stable function of the name, so every shard
-    /// agrees without asking.
-    pub fn owner_shard(&self, id: StreamId, shards: usize) -> usize {
-        let name = self.streams.get(id as usize).map_or("", |s| &s.name);
-        // FNV-1a: stable across processes, unlike the randomly keyed hashers.
-        let h = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-        });
-        (h % shards.max(1) as u64) as usize
     }
 }
