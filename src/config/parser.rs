@@ -863,88 +863,82 @@ impl Lowering<'_> {
             }
         });
         let Some(block) = block else { return };
-
-        let mut input: Option<InputUrl> = None;
-        let mut input_at: Option<Span> = None;
-        let mut on_play: Option<OnPlay> = None;
-        let mut on_play_at: Option<Span> = None;
-        let mut on_publish: Option<OnPlay> = None;
-        let mut on_publish_at: Option<Span> = None;
-        let mut segment_duration_ms = DEFAULT_SEGMENT_DURATION_MS;
-        let mut segment_duration_at: Option<Span> = None;
+        let mut body = StreamBody::default();
         for item in split_missing_semicolons(block.items, Context::Stream, self.diags) {
-            match item.name.text.as_str() {
-                "input" => {
-                    let duplicate = |first| {
-                        format!(
-                            "a second `input` (failover) is not supported yet; the first is at {first}"
-                        )
-                    };
-                    let Some(arg) = self.once(&mut input_at, &item, duplicate) else {
-                        continue;
-                    };
-                    match parse_input_url(&arg.text) {
-                        Ok(url) => input = Some(url),
-                        Err(message) => self.diags.error(arg.span, message),
-                    }
+            self.stream_item(&mut body, &item);
+        }
+        if let Some(name) = name {
+            self.add_stream(name, body, d.name.span);
+        }
+    }
+
+    /// One directive inside a `stream` block.
+    fn stream_item(&mut self, body: &mut StreamBody, item: &Directive) {
+        match item.name.text.as_str() {
+            "input" => {
+                let duplicate = |first| {
+                    format!(
+                        "a second `input` (failover) is not supported yet; the first is at {first}"
+                    )
+                };
+                let Some(arg) = self.once(&mut body.input_at, item, duplicate) else {
+                    return;
+                };
+                match parse_input_url(&arg.text) {
+                    Ok(url) => body.input = Some(url),
+                    Err(message) => self.diags.error(arg.span, message),
                 }
-                "on_play" => {
-                    let duplicate = |first| format!("duplicate `on_play` (first set at {first})");
-                    let Some(arg) = self.once(&mut on_play_at, &item, duplicate) else {
-                        continue;
-                    };
-                    match parse_on_play(&arg.text) {
-                        Ok(target) => {
-                            let OnPlay::Auth { backend } = &target;
-                            self.on_play_refs.push((backend.clone(), arg.span));
-                            on_play = Some(target);
-                        }
-                        Err(OnPlayError::Http) => {
-                            on_play = self
-                                .on_play_http(arg)
-                                .map(|backend| OnPlay::Auth { backend });
-                        }
-                        Err(OnPlayError::Message(message)) => self.diags.error(arg.span, message),
-                    }
+            }
+            "on_play" => {
+                let duplicate = |first| format!("duplicate `on_play` (first set at {first})");
+                if let Some(arg) = self.once(&mut body.on_play_at, item, duplicate) {
+                    body.on_play = self.auth_target(arg);
                 }
-                "segment_duration" => {
-                    let duplicate =
-                        |first| format!("duplicate `segment_duration` (first set at {first})");
-                    let Some(arg) = self.once(&mut segment_duration_at, &item, duplicate) else {
-                        continue;
-                    };
-                    match parse_segment_duration(&arg.text) {
-                        Ok(ms) => segment_duration_ms = ms,
-                        Err(message) => self.diags.error(arg.span, message),
-                    }
+            }
+            "on_publish" => {
+                // The same targets and rules as `on_play`, asked about publishers.
+                let duplicate = |first| format!("duplicate `on_publish` (first set at {first})");
+                if let Some(arg) = self.once(&mut body.on_publish_at, item, duplicate) {
+                    body.on_publish = self.auth_target(arg);
                 }
-                "on_publish" => {
-                    // The same targets and rules as `on_play`, asked about publishers.
-                    let duplicate =
-                        |first| format!("duplicate `on_publish` (first set at {first})");
-                    let Some(arg) = self.once(&mut on_publish_at, &item, duplicate) else {
-                        continue;
-                    };
-                    match parse_on_play(&arg.text) {
-                        Ok(target) => {
-                            let OnPlay::Auth { backend } = &target;
-                            self.on_play_refs.push((backend.clone(), arg.span));
-                            on_publish = Some(target);
-                        }
-                        Err(OnPlayError::Http) => {
-                            on_publish = self
-                                .on_play_http(arg)
-                                .map(|backend| OnPlay::Auth { backend });
-                        }
-                        Err(OnPlayError::Message(message)) => self.diags.error(arg.span, message),
-                    }
+            }
+            "segment_duration" => {
+                let duplicate =
+                    |first| format!("duplicate `segment_duration` (first set at {first})");
+                let Some(arg) = self.once(&mut body.segment_duration_at, item, duplicate) else {
+                    return;
+                };
+                match parse_segment_duration(&arg.text) {
+                    Ok(ms) => body.segment_duration_ms = Some(ms),
+                    Err(message) => self.diags.error(arg.span, message),
                 }
-                _ => self.unknown_directive(&item.name, Context::Stream),
+            }
+            _ => self.unknown_directive(&item.name, Context::Stream),
+        }
+    }
+
+    /// An `on_play` / `on_publish` target: `auth://NAME` (checked once the file is read) or
+    /// `http://URL` (an auth backend of its own).
+    fn auth_target(&mut self, arg: &Word) -> Option<OnPlay> {
+        match parse_on_play(&arg.text) {
+            Ok(target) => {
+                let OnPlay::Auth { backend } = &target;
+                self.on_play_refs.push((backend.clone(), arg.span));
+                Some(target)
+            }
+            Err(OnPlayError::Http) => self
+                .on_play_http(arg)
+                .map(|backend| OnPlay::Auth { backend }),
+            Err(OnPlayError::Message(message)) => {
+                self.diags.error(arg.span, message);
+                None
             }
         }
+    }
 
-        let Some(name) = name else { return };
-        if let (Some(at), Some(input)) = (on_publish_at, &input)
+    /// Checks a parsed stream block as a whole and adds it, unless its name is taken.
+    fn add_stream(&mut self, name: Word, body: StreamBody, span: Span) {
+        if let (Some(at), Some(input)) = (body.on_publish_at, &body.input)
             && *input != InputUrl::Publish
         {
             self.diags.error(
@@ -952,7 +946,7 @@ impl Lowering<'_> {
                 "`on_publish` needs `input publish://;` (only published streams take publishers)",
             );
         }
-        if input_at.is_none() {
+        if body.input_at.is_none() {
             let message = format!(
                 "stream `{}` has no `input` (add e.g. `input fake://fake;`)",
                 show(&name.text)
@@ -970,14 +964,16 @@ impl Lowering<'_> {
             }
             Entry::Vacant(slot) => {
                 slot.insert(name.span);
-                if let Some(input) = input {
+                if let Some(input) = body.input {
                     self.config.streams.push(StreamConfig {
                         name: name.text,
                         input,
-                        on_play,
-                        on_publish,
-                        segment_duration_ms,
-                        span: d.name.span,
+                        on_play: body.on_play,
+                        on_publish: body.on_publish,
+                        segment_duration_ms: body
+                            .segment_duration_ms
+                            .unwrap_or(DEFAULT_SEGMENT_DURATION_MS),
+                        span,
                     });
                 }
             }
@@ -1306,6 +1302,19 @@ pub(crate) fn check_stream_name(name: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// What a `stream` block said, each with where it said it (for duplicate errors).
+#[derive(Default)]
+struct StreamBody {
+    input: Option<InputUrl>,
+    input_at: Option<Span>,
+    on_play: Option<OnPlay>,
+    on_play_at: Option<Span>,
+    on_publish: Option<OnPlay>,
+    on_publish_at: Option<Span>,
+    segment_duration_ms: Option<u32>,
+    segment_duration_at: Option<Span>,
 }
 
 #[cfg(test)]

@@ -1322,8 +1322,16 @@ mod tests {
         assert!(resp.starts_with("RTSP/1.0 200 OK\r\n"), "{resp}");
     }
 
+    /// Sends each request in turn; each must get the status (the first 12 bytes).
+    fn expect_statuses(h: &mut Harness, cases: &[(String, &str)]) {
+        for (request, status) in cases {
+            let response = h.response(request);
+            assert_eq!(&response[..12], *status, "{request}");
+        }
+    }
+
     #[test]
-    fn error_statuses() {
+    fn cseq_and_method_errors() {
         let mut h = Harness::new(config());
         // Missing or invalid CSeq: 400 without CSeq, connection stays.
         assert_eq!(
@@ -1346,102 +1354,67 @@ mod tests {
                 "RTSP/1.0 501 Not Implemented\r\nCSeq: 2\r\nServer: tessera\r\nPublic: {PUBLIC}\r\n\r\n"
             )
         );
-        let status = |h: &mut Harness, req: String| h.response(&req)[..12].to_string();
-        assert_eq!(
-            status(
-                &mut h,
-                format!("DESCRIBE {BASE}/../x RTSP/1.0\r\nCSeq: 3\r\n\r\n")
-            ),
-            "RTSP/1.0 400"
-        );
-        assert_eq!(
-            status(
-                &mut h,
-                format!("DESCRIBE {BASE}?token=a&token=b RTSP/1.0\r\nCSeq: 3\r\n\r\n")
-            ),
-            "RTSP/1.0 400"
-        );
-        assert_eq!(
-            status(
-                &mut h,
-                "DESCRIBE rtsp://h/ RTSP/1.0\r\nCSeq: 3\r\n\r\n".into()
-            ),
-            "RTSP/1.0 404"
-        );
-        assert_eq!(
-            status(
-                &mut h,
-                format!("DESCRIBE {BASE} RTSP/1.0\r\nAccept: text/html\r\nCSeq: 3\r\n\r\n")
-            ),
-            "RTSP/1.0 406"
-        );
-        assert_eq!(status(&mut h, play_request(4)), "RTSP/1.0 454");
-        assert_eq!(
-            status(&mut h, format!("PLAY {BASE}/ RTSP/1.0\r\nCSeq: 4\r\n\r\n")),
-            "RTSP/1.0 455"
-        );
-        assert_eq!(
-            status(
-                &mut h,
-                format!("SETUP {BASE}/trackID=0 RTSP/1.0\r\nSession: 1234\r\nCSeq: 5\r\n\r\n")
-            ),
-            "RTSP/1.0 454"
+    }
+
+    #[test]
+    fn error_statuses() {
+        let mut h = Harness::new(config());
+        let describe = |extra: &str| format!("DESCRIBE {BASE}{extra}\r\nCSeq: 3\r\n\r\n");
+        expect_statuses(
+            &mut h,
+            &[
+                (describe("/../x RTSP/1.0"), "RTSP/1.0 400"),
+                (describe("?token=a&token=b RTSP/1.0"), "RTSP/1.0 400"),
+                (
+                    "DESCRIBE rtsp://h/ RTSP/1.0\r\nCSeq: 3\r\n\r\n".into(),
+                    "RTSP/1.0 404",
+                ),
+                (describe(" RTSP/1.0\r\nAccept: text/html"), "RTSP/1.0 406"),
+                (play_request(4), "RTSP/1.0 454"),
+                (
+                    format!("PLAY {BASE}/ RTSP/1.0\r\nCSeq: 4\r\n\r\n"),
+                    "RTSP/1.0 455",
+                ),
+                (
+                    format!("SETUP {BASE}/trackID=0 RTSP/1.0\r\nSession: 1234\r\nCSeq: 5\r\n\r\n"),
+                    "RTSP/1.0 454",
+                ),
+            ],
         );
 
         describe_allowed(&mut h);
         let setup = |track: &str, transport: &str| {
             format!("SETUP {BASE}/{track} RTSP/1.0\r\nTransport: {transport}\r\nCSeq: 9\r\n\r\n")
         };
-        assert_eq!(
-            status(&mut h, setup("trackID=5", "RTP/AVP/TCP;unicast")),
-            "RTSP/1.0 404"
-        );
-        assert_eq!(
-            status(&mut h, setup("", "RTP/AVP/TCP;unicast")),
-            "RTSP/1.0 459"
-        );
-        assert_eq!(
-            status(
-                &mut h,
-                setup("trackID=0", "RTP/AVP;multicast;port=5000-5001")
-            ),
-            "RTSP/1.0 461"
-        );
-        assert_eq!(
-            status(
-                &mut h,
-                setup("trackID=0", "RTP/SAVP;unicast;client_port=5000-5001")
-            ),
-            "RTSP/1.0 461"
-        );
-        assert_eq!(
-            status(&mut h, setup("trackID=0", "RTP/AVP;unicast")),
-            "RTSP/1.0 461"
-        );
-        assert_eq!(
-            status(
-                &mut h,
-                setup("trackID=0", "RTP/AVP;unicast;client_port=0-1")
-            ),
-            "RTSP/1.0 461"
-        );
-        assert_eq!(
-            status(
-                &mut h,
-                setup("trackID=0", "RTP/AVP/TCP;interleaved=300-301")
-            ),
-            "RTSP/1.0 461"
-        );
-        assert_eq!(
-            status(&mut h, setup("trackID=0", "RTP/AVP/TCP;mode=record")),
-            "RTSP/1.0 461"
-        );
-        assert_eq!(
-            status(
-                &mut h,
-                format!("SETUP {BASE}/trackID=0 RTSP/1.0\r\nCSeq: 9\r\n\r\n")
-            ),
-            "RTSP/1.0 461"
+        let refused = "RTSP/1.0 461";
+        expect_statuses(
+            &mut h,
+            &[
+                (setup("trackID=5", "RTP/AVP/TCP;unicast"), "RTSP/1.0 404"),
+                (setup("", "RTP/AVP/TCP;unicast"), "RTSP/1.0 459"),
+                (
+                    setup("trackID=0", "RTP/AVP;multicast;port=5000-5001"),
+                    refused,
+                ),
+                (
+                    setup("trackID=0", "RTP/SAVP;unicast;client_port=5000-5001"),
+                    refused,
+                ),
+                (setup("trackID=0", "RTP/AVP;unicast"), refused),
+                (
+                    setup("trackID=0", "RTP/AVP;unicast;client_port=0-1"),
+                    refused,
+                ),
+                (
+                    setup("trackID=0", "RTP/AVP/TCP;interleaved=300-301"),
+                    refused,
+                ),
+                (setup("trackID=0", "RTP/AVP/TCP;mode=record"), refused),
+                (
+                    format!("SETUP {BASE}/trackID=0 RTSP/1.0\r\nCSeq: 9\r\n\r\n"),
+                    refused,
+                ),
+            ],
         );
         // The first acceptable alternative wins.
         let resp = h.response(&setup(
@@ -1449,63 +1422,54 @@ mod tests {
             "RTP/AVP;multicast, RTP/AVP/TCP;unicast;interleaved=4-5;mode=\"PLAY\"",
         ));
         assert!(resp.contains("interleaved=4-5"), "{resp}");
-        // Another track may not reuse those channels.
-        assert_eq!(
-            status(
-                &mut h,
-                format!(
-                    "SETUP {BASE}/trackID=1 RTSP/1.0\r\nTransport: RTP/AVP/TCP;interleaved=5-6\r\nSession: {SESSION}\r\nCSeq: 10\r\n\r\n"
-                )
-            ),
-            "RTSP/1.0 461"
+        expect_statuses(
+            &mut h,
+            &[
+                // Another track may not reuse those channels.
+                (
+                    format!(
+                        "SETUP {BASE}/trackID=1 RTSP/1.0\r\nTransport: RTP/AVP/TCP;interleaved=5-6\r\nSession: {SESSION}\r\nCSeq: 10\r\n\r\n"
+                    ),
+                    refused,
+                ),
+                (
+                    format!(
+                        "SETUP {BASE}/trackID=1 RTSP/1.0\r\nTransport: RTP/AVP/TCP\r\nSession: nope\r\nCSeq: 10\r\n\r\n"
+                    ),
+                    "RTSP/1.0 454",
+                ),
+                (
+                    format!("GET_PARAMETER {BASE} RTSP/1.0\r\nSession: x\r\nCSeq: 11\r\n\r\n"),
+                    "RTSP/1.0 454",
+                ),
+                (
+                    format!("PLAY rtsp://h/other/ RTSP/1.0\r\nSession: {SESSION}\r\nCSeq: 12\r\n\r\n"),
+                    "RTSP/1.0 404",
+                ),
+                (
+                    format!(
+                        "SET_PARAMETER {BASE} RTSP/1.0\r\nContent-Length: 5\r\nCSeq: 13\r\n\r\na: b\n"
+                    ),
+                    "RTSP/1.0 451",
+                ),
+                // A SETUP for another stream once a session exists.
+                (
+                    "SETUP rtsp://h/other/trackID=0 RTSP/1.0\r\nTransport: RTP/AVP/TCP\r\nCSeq: 14\r\n\r\n".into(),
+                    "RTSP/1.0 455",
+                ),
+            ],
         );
-        assert_eq!(
-            status(
-                &mut h,
-                format!(
-                    "SETUP {BASE}/trackID=1 RTSP/1.0\r\nTransport: RTP/AVP/TCP\r\nSession: nope\r\nCSeq: 10\r\n\r\n"
-                )
-            ),
-            "RTSP/1.0 454"
-        );
-        assert_eq!(
-            status(
-                &mut h,
-                format!("GET_PARAMETER {BASE} RTSP/1.0\r\nSession: x\r\nCSeq: 11\r\n\r\n")
-            ),
-            "RTSP/1.0 454"
-        );
-        assert_eq!(
-            status(
-                &mut h,
-                format!("PLAY rtsp://h/other/ RTSP/1.0\r\nSession: {SESSION}\r\nCSeq: 12\r\n\r\n")
-            ),
-            "RTSP/1.0 404"
-        );
-        assert_eq!(
-            status(
-                &mut h,
-                format!(
-                    "SET_PARAMETER {BASE} RTSP/1.0\r\nContent-Length: 5\r\nCSeq: 13\r\n\r\na: b\n"
-                )
-            ),
-            "RTSP/1.0 451"
-        );
-        // A SETUP for another stream once a session exists.
-        assert_eq!(
-            status(&mut h, "SETUP rtsp://h/other/trackID=0 RTSP/1.0\r\nTransport: RTP/AVP/TCP\r\nCSeq: 14\r\n\r\n".into()),
-            "RTSP/1.0 455"
-        );
+    }
+
+    #[test]
+    fn udp_is_refused_without_server_ports() {
         // UDP refused when the shell offers no UDP ports.
         let mut h = Harness::new(ConnectionConfig::new(1));
         describe_allowed_quiet(&mut h);
-        assert_eq!(
-            status(
-                &mut h,
-                setup("trackID=0", "RTP/AVP;unicast;client_port=5000-5001")
-            ),
-            "RTSP/1.0 461"
+        let setup = format!(
+            "SETUP {BASE}/trackID=0 RTSP/1.0\r\nTransport: RTP/AVP;unicast;client_port=5000-5001\r\nCSeq: 9\r\n\r\n"
         );
+        expect_statuses(&mut h, &[(setup, "RTSP/1.0 461")]);
     }
 
     #[test]
