@@ -64,16 +64,16 @@ pub enum Outgoing {
 }
 
 pub struct ShardState {
-    pub id: usize,
-    pub shards: usize,
-    pub catalog: Arc<Catalog>,
+    id: usize,
+    shards: usize,
+    catalog: Arc<Catalog>,
     /// One view per catalog stream, at the stream's id.
-    pub streams: Vec<StreamView>,
-    pub auth: Authorizer,
+    streams: Vec<StreamView>,
+    auth: Authorizer,
     /// Sessions of the users this shard owns (session limits, across shards).
-    pub users: UserSessions,
-    pub limits: HttpLimits,
-    pub http: HttpStats,
+    users: UserSessions,
+    limits: HttpLimits,
+    http: HttpStats,
     date_second: i64,
     date: [u8; HTTP_DATE_LEN],
 }
