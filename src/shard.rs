@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 /// How long past the slowest backend's timeout a portal question may stay unanswered
 /// before the shard gives up on it (the answer was lost with a shard).
-const LOOKUP_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+const LOOKUP_GRACE: Duration = Duration::from_secs(2);
 
 /// A moment, both as a monotonic instant (for timeouts) and as wall-clock ms (for names).
 #[derive(Clone, Copy, Debug)]
@@ -200,10 +200,9 @@ impl ShardState {
         attempt: Attempt,
         now: Now,
     ) -> Decision {
-        let (auth, catalog) = (&mut self.auth, &self.catalog);
         decide(
-            auth,
-            catalog,
+            &mut self.auth,
+            &self.catalog,
             Access::Play,
             play,
             attempt,
