@@ -1,23 +1,33 @@
 //! `ShardState`: everything one shard owns, as a plain value with no I/O: the stream views
-//! it serves from, its authorizer (decision cache, sessions), the HTTP limits and a cached
-//! `Date` header. The runtime wraps it in `Rc<RefCell<_>>` inside the shard; it is never
-//! shared with another thread (other shards talk to it only through `StreamEvent`s).
+//! it serves from, its authorizer (decision cache, sessions), the HTTP limits and counters,
+//! and a cached `Date` header. The runtime wraps it in `Rc<RefCell<_>>` inside the shard;
+//! it is never shared with another thread (other shards talk to it only through
+//! `StreamEvent`s and `AuthMsg`s).
+//!
+//! Its fields are private: callers say what they do (`decide_play`, `count_http_bytes`,
+//! `settle_portal_question`, ...), and each method lends the authorizer the catalog itself,
+//! so no caller clones the catalog to get around a borrow.
 
-use crate::auth::Authorizer;
-use crate::auth::play::{PlayLifecycle, Step as PlayStep};
-use crate::auth::session::SessionId;
+use crate::auth::cache::Grant;
+use crate::auth::lookup::PortalQuestion;
+use crate::auth::play::{Access, Attempt, Decision, PlayLifecycle, Step as PlayStep, decide};
+use crate::auth::revoke::RevokeTarget;
+use crate::auth::session::{SessionId, TokenTag};
 use crate::auth::users::UserSessions;
-use crate::auth::verdict::DenyReason;
+use crate::auth::verdict::{DenyReason, PlayRequest};
+use crate::auth::{Authorizer, PortalOutcome, UserEvent};
 use crate::catalog::Catalog;
 use crate::config::HttpLimits;
+use crate::stream::StreamId;
 use crate::stream::view::{StreamEvent, StreamView};
 use crate::utc::{HTTP_DATE_LEN, http_date};
 use std::sync::Arc;
-use std::time::Instant;
+use std::task::Waker;
+use std::time::{Duration, Instant};
 
 /// How long past the slowest backend's timeout a portal question may stay unanswered
 /// before the shard gives up on it (the answer was lost with a shard).
-const LOOKUP_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+const LOOKUP_GRACE: Duration = Duration::from_secs(2);
 
 /// A moment, both as a monotonic instant (for timeouts) and as wall-clock ms (for names).
 #[derive(Clone, Copy, Debug)]
@@ -44,16 +54,26 @@ pub struct HttpStats {
     pub connections_refused: u64,
 }
 
+/// What the shard's authorizer has for other shards (the runtime's dispatcher sends it).
+#[derive(Debug)]
+pub enum Outgoing {
+    /// A portal question, for the owner shard of its key.
+    Question(PortalQuestion),
+    /// Session openings and closings of users with a limit, each for the user's owner.
+    UserEvents(Vec<UserEvent>),
+}
+
 pub struct ShardState {
-    pub id: usize,
-    pub shards: usize,
-    pub catalog: Arc<Catalog>,
-    pub streams: Vec<StreamView>,
-    pub auth: Authorizer,
+    id: usize,
+    shards: usize,
+    catalog: Arc<Catalog>,
+    /// One view per catalog stream, at the stream's id.
+    streams: Vec<StreamView>,
+    auth: Authorizer,
     /// Sessions of the users this shard owns (session limits, across shards).
-    pub users: UserSessions,
-    pub limits: HttpLimits,
-    pub http: HttpStats,
+    users: UserSessions,
+    limits: HttpLimits,
+    http: HttpStats,
     date_second: i64,
     date: [u8; HTTP_DATE_LEN],
 }
@@ -87,6 +107,31 @@ impl ShardState {
         }
     }
 
+    /// This shard's number.
+    pub fn id(&self) -> usize {
+        self.id
+    }
+
+    /// The streams and policies every shard shares (read-only).
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    /// The HTTP limits this shard enforces.
+    pub fn limits(&self) -> &HttpLimits {
+        &self.limits
+    }
+
+    /// This shard's view of `stream`; `None` for an id the catalog does not have.
+    pub fn view(&self, stream: StreamId) -> Option<&StreamView> {
+        self.streams.get(stream as usize)
+    }
+
+    /// This shard's view of `stream`, to wait on (a waker left with its ring or window).
+    pub fn view_mut(&mut self, stream: StreamId) -> Option<&mut StreamView> {
+        self.streams.get_mut(stream as usize)
+    }
+
     /// Applies an input's announcement to this shard's view of the stream.
     pub fn apply(&mut self, event: StreamEvent) {
         self.apply_from(self.id, event);
@@ -94,9 +139,47 @@ impl ShardState {
 
     /// Applies an event another shard's input sent.
     pub fn apply_from(&mut self, from: usize, event: StreamEvent) {
-        if let Some(view) = self.streams.get_mut(event.stream() as usize) {
+        if let Some(view) = self.view_mut(event.stream()) {
             view.apply(from, event);
         }
+    }
+
+    /// This shard's HTTP counters.
+    pub fn http_stats(&self) -> &HttpStats {
+        &self.http
+    }
+
+    /// Takes in a new HTTP connection, unless the shard already serves
+    /// `max_connections_per_shard` (then it is counted as refused): `false` to refuse it.
+    /// An admitted connection ends with `close_http_connection`.
+    pub fn open_http_connection(&mut self) -> bool {
+        if self.http.connections_open >= self.limits.max_connections_per_shard {
+            self.http.connections_refused += 1;
+            return false;
+        }
+        self.http.connections_open += 1;
+        true
+    }
+
+    /// An admitted HTTP connection ended.
+    pub fn close_http_connection(&mut self) {
+        self.http.connections_open -= 1;
+    }
+
+    /// An HTTP request is being answered.
+    pub fn count_http_request(&mut self) {
+        self.http.requests += 1;
+    }
+
+    /// The request being answered was parked instead (a portal's verdict or a segment):
+    /// it is counted again when it is answered.
+    pub fn uncount_http_request(&mut self) {
+        self.http.requests -= 1;
+    }
+
+    /// Media or response bytes went out over HTTP.
+    pub fn count_http_bytes(&mut self, bytes: u64) {
+        self.http.bytes_sent += bytes;
     }
 
     /// The `Date` header value, formatted at most once a second.
@@ -107,6 +190,38 @@ impl ShardState {
             self.date = http_date(now.utc_ms);
         }
         &self.date
+    }
+
+    /// An HTTP request's play decision (`auth::play::decide`): the first, or the one after
+    /// waiting for a portal's verdict.
+    pub fn decide_request(
+        &mut self,
+        play: &PlayRequest<'_>,
+        attempt: Attempt,
+        now: Now,
+    ) -> Decision {
+        decide(
+            &mut self.auth,
+            &self.catalog,
+            Access::Play,
+            play,
+            attempt,
+            now.instant,
+            now.utc_ms,
+        )
+    }
+
+    /// Attributes an allowed HTTP request to its session (opened on first sight); the
+    /// session's id, or `None` when the shard's session table is full.
+    pub fn track_session(
+        &mut self,
+        play: &PlayRequest<'_>,
+        grant: &Grant,
+        now: Instant,
+        bytes: u64,
+    ) -> Option<SessionId> {
+        self.auth
+            .track_session(&self.catalog, play, grant, now, bytes)
     }
 
     /// A connection's play decision (`auth::play`): the first, or the one after waiting
@@ -132,6 +247,108 @@ impl ShardState {
     /// Closes a play's session (idempotent).
     pub fn close_play(&mut self, play: &mut PlayLifecycle, now: Instant) {
         play.close(&mut self.auth, &self.catalog, now);
+    }
+
+    /// The tag logs use for a token: a short hash, never the token.
+    pub fn token_tag(&self, token: Option<&[u8]>) -> TokenTag {
+        self.auth.token_tag(token)
+    }
+
+    /// Whether the portal question under `key` is still open; if it is, `waker` is woken
+    /// when it is settled (or given up).
+    pub fn verdict_pending(&mut self, key: u64, waker: &Waker) -> bool {
+        self.auth.lookups.wait(key, waker)
+    }
+
+    /// The next thing the authorizer has for other shards; with nothing to send, `dispatcher`
+    /// is woken when there is.
+    pub fn next_outgoing(&mut self, dispatcher: &Waker) -> Option<Outgoing> {
+        if let Some(q) = self.auth.lookups.next_to_send() {
+            return Some(Outgoing::Question(q));
+        }
+        let events = self.auth.take_user_events();
+        if !events.is_empty() {
+            return Some(Outgoing::UserEvents(events));
+        }
+        self.auth.lookups.park_dispatcher(dispatcher);
+        None
+    }
+
+    /// On the owner of its key: another shard's portal question, asked here unless the
+    /// same question is open already (then its answer serves both).
+    pub fn queue_portal_question(&mut self, question: PortalQuestion, now: Instant) {
+        self.auth.lookups.begin_remote(question, now);
+    }
+
+    /// On the owner of its key: counts a portal question asked here, how it ended and how
+    /// long it took.
+    pub fn record_portal_answer(
+        &mut self,
+        question: &PortalQuestion,
+        outcome: &PortalOutcome,
+        took: Duration,
+    ) {
+        self.auth
+            .record_portal(&self.catalog, question, outcome, took);
+    }
+
+    /// A portal question ended (here or on its owner shard): caches the verdict and wakes
+    /// the requests waiting for it.
+    pub fn settle_portal_question(
+        &mut self,
+        question: &PortalQuestion,
+        outcome: &PortalOutcome,
+        now: Instant,
+    ) {
+        self.auth.complete(&self.catalog, question, outcome, now);
+    }
+
+    /// The shard that counts `user`'s sessions (session limits): the same on every shard.
+    pub fn user_owner(&self, user: &str) -> usize {
+        Catalog::owner_of(self.auth.user_hash(user), self.shards)
+    }
+
+    /// On the user's owner: shard `from` opened or closed a session of a user with a
+    /// limit. Returns the sessions the limit cuts, and why.
+    pub fn count_user_session(
+        &mut self,
+        from: usize,
+        event: UserEvent,
+        now: Instant,
+    ) -> Vec<(SessionId, DenyReason)> {
+        match event {
+            UserEvent::Opened {
+                user,
+                session,
+                max,
+                policy,
+            } => self.users.opened(&user, session, from, max, policy, now),
+            UserEvent::Closed { user, session } => {
+                self.users.closed(&user, session, from);
+                Vec::new()
+            }
+        }
+    }
+
+    /// Revokes `target` on this shard (`Authorizer::revoke`); how many sessions it cut.
+    pub fn revoke(&mut self, target: &RevokeTarget, reason: DenyReason, now: Instant) -> usize {
+        self.auth.revoke(&self.catalog, target, reason, now)
+    }
+
+    /// Marks every portal verdict of `stream` for re-asking; how many there were.
+    pub fn reauth_stream(&mut self, stream: StreamId, now: Instant) -> usize {
+        self.auth.reauth_stream(stream, now)
+    }
+
+    /// The authorizer, to read (the operator API's sessions and metrics, tests).
+    pub fn authorizer(&self) -> &Authorizer {
+        &self.auth
+    }
+
+    /// The whole authorizer, for tests and benches that set its state up directly (a
+    /// portal's answer, a revocation); the shard's own callers use the methods above.
+    pub fn authorizer_mut(&mut self) -> &mut Authorizer {
+        &mut self.auth
     }
 
     /// Periodic housekeeping (the runtime calls it every second).

@@ -146,7 +146,7 @@ fn cached_requests_do_not_allocate() {
         run(&mut shard, &mut out),
         vec![200, 200, 200, 200, 200, 403, 403, 200, 200, 200]
     );
-    let before = shard.auth.cache().hits;
+    let before = shard.authorizer().cache().hits;
 
     COUNTING.with(|c| c.set(true));
     for _ in 0..1000 {
@@ -188,7 +188,7 @@ fn cached_requests_do_not_allocate() {
         1000 * requests.len()
     );
     assert_eq!(
-        shard.auth.cache().hits - before,
+        shard.authorizer().cache().hits - before,
         1000 * (requests.len() as u64 - 1),
         "every decision came from the cache (the player page asks for none)"
     );
@@ -222,11 +222,11 @@ fn portal_decisions_in_the_cache_do_not_allocate() {
     let first = ask(&mut shard, &mut out);
     assert!(first.parks());
     let question = shard
-        .auth
+        .authorizer_mut()
         .lookups
         .next_to_send()
         .expect("a portal question");
-    let catalog = shard.catalog.clone();
+    let catalog = shard.catalog().clone();
     let answer = PortalOutcome::Answered(BackendAnswer {
         decision: BackendDecision::Allow,
         duration: std::time::Duration::from_secs(60),
@@ -235,18 +235,18 @@ fn portal_decisions_in_the_cache_do_not_allocate() {
         notes: HeaderNotes::default(),
     });
     shard
-        .auth
+        .authorizer_mut()
         .complete(&catalog, &question, &answer, std::time::Instant::now());
-    shard.auth.revoke(
+    shard.authorizer_mut().revoke(
         &catalog,
         &RevokeTarget::Token(b"someone-else".as_slice().into()),
         DenyReason::SessionRevoked,
         std::time::Instant::now(),
     );
     assert_eq!(ask(&mut shard, &mut out).status.code(), 200);
-    let _ = shard.auth.take_user_events();
+    let _ = shard.authorizer_mut().take_user_events();
     assert!(matches!(
-        shard.auth.authorize(
+        shard.authorizer_mut().authorize(
             &catalog,
             &tessera::auth::verdict::PlayRequest {
                 stream: 0,

@@ -21,7 +21,7 @@
 //! which segments exist). Operator API paths leave before the method phase.
 
 use crate::auth::cache::Grant;
-use crate::auth::play::{Access, Attempt, Decision, decide};
+use crate::auth::play::{Attempt, Decision};
 use crate::auth::verdict::{DenyReason, PlayRequest, StreamId};
 use crate::catalog::{Catalog, StreamSpec};
 use crate::dash::mpd::{MpdContext, write_mpd};
@@ -180,7 +180,7 @@ impl<'o> Answer<'o> {
     /// `next`, unless the request was HEAD.
     fn head_then(&mut self, shard: &mut ShardState, mut head: Head<'_>, next: Next) -> Reply {
         head.close = self.close;
-        head.shard = shard.id;
+        head.shard = shard.id();
         let date = *shard.date(self.now);
         write_head(self.out, &head, &date, self.now.instant);
         let next = if self.send_body { next } else { Next::Done };
@@ -207,7 +207,7 @@ impl<'o> Answer<'o> {
 
     /// Not answered yet: nothing written, and not counted until it is answered.
     fn park(&self, shard: &mut ShardState, next: Next) -> Reply {
-        shard.http.requests -= 1;
+        shard.uncount_http_request();
         Reply::then(Status::Ok, self.close, next)
     }
 }
@@ -223,7 +223,7 @@ pub fn respond(
     out: &mut Vec<u8>,
     may_wait: bool,
 ) -> Reply {
-    shard.http.requests += 1;
+    shard.count_http_request();
     scratch.body.clear();
     let mut answer = Answer::new(out, head, now);
     match phases(shard, scratch, head, peer, &mut answer, may_wait) {
@@ -247,11 +247,11 @@ fn phases(
     method(shard, head.method, answer)?;
     // An `Arc` clone (a reference count), so the catalog can be read while the shard's
     // authorizer and counters are mutated.
-    let catalog = shard.catalog.clone();
+    let catalog = shard.catalog().clone();
     normalize(shard, scratch, head.target, &catalog, answer)?;
     let (stream, resource) = route(shard, scratch, head.target, &catalog, answer)?;
     let play = play_request(head, &scratch.target, stream.id, resource, peer);
-    let grant = authorize(shard, &catalog, &play, scratch.portal_waited, answer.now)
+    let grant = authorize(shard, &play, scratch.portal_waited, answer.now)
         .map_err(|refusal| refuse(shard, &mut scratch.body, refusal, answer))?;
     let serving = Serving::new(
         shard,
@@ -263,7 +263,7 @@ fn phases(
     );
     let served =
         serve(&serving, &mut scratch.body, resource).map_err(|why| unserved(shard, why, answer))?;
-    Ok(account(shard, &catalog, &play, &grant, served, answer))
+    Ok(account(shard, &play, &grant, served, answer))
 }
 
 /// Phase method: GET and HEAD go on; OPTIONS is a CORS preflight, answered without auth
@@ -407,7 +407,6 @@ enum Refusal {
 /// request already waited for a portal, so a question still open counts as unanswered.
 fn authorize(
     shard: &mut ShardState,
-    catalog: &Catalog,
     play: &PlayRequest<'_>,
     portal_waited: bool,
     now: Now,
@@ -417,16 +416,7 @@ fn authorize(
     } else {
         Attempt::First
     };
-    let (instant, unix_ms) = (now.instant, now.utc_ms);
-    match decide(
-        &mut shard.auth,
-        catalog,
-        Access::Play,
-        play,
-        attempt,
-        instant,
-        unix_ms,
-    ) {
+    match shard.decide_request(play, attempt, now) {
         Decision::Allow(grant) => Ok(grant),
         Decision::Deny(reason) => Err(Refusal::Deny(reason)),
         Decision::Redirect(location) => Err(Refusal::Redirect(location)),
@@ -483,7 +473,11 @@ impl<'a> Serving<'a> {
     ) -> Serving<'a> {
         Serving {
             stream,
-            view: &shard.streams[stream.id as usize],
+            // Routed streams are the catalog's, and the shard has a view of each
+            // (`ShardState::new`).
+            view: shard
+                .view(stream.id)
+                .expect("a view of every catalog stream"),
             target,
             token: token_query(catalog, target),
             utc_ms: now.utc_ms,
@@ -841,7 +835,6 @@ fn ll_media(s: &Serving<'_>, name: LlName) -> Result<Served<'static>, Unserved> 
 /// counters; the head goes out with the session id, then the body.
 fn account(
     shard: &mut ShardState,
-    catalog: &Catalog,
     play: &PlayRequest<'_>,
     grant: &Grant,
     served: Served<'_>,
@@ -859,9 +852,9 @@ fn account(
         None
     } else {
         let now = answer.now.instant;
-        shard.auth.track_session(catalog, play, grant, now, sent)
+        shard.track_session(play, grant, now, sent)
     };
-    shard.http.bytes_sent += sent;
+    shard.count_http_bytes(sent);
     let mut head = Head::new(Status::Ok, served.content_type, length);
     head.cache = served.cache;
     head.streaming = live;
@@ -878,7 +871,7 @@ fn account(
 /// An operator API request: refused here (401/400/404/405), or handed to the connection
 /// to run across the shards.
 fn api_request(shard: &mut ShardState, head: &RequestHead<'_>, answer: &mut Answer<'_>) -> Reply {
-    let key = shard.catalog.api_key.clone();
+    let key = shard.catalog().api_key.clone();
     match crate::http::api::parse_call(head.method, head.target, head.authorization, key.as_deref())
     {
         Ok(call) => {

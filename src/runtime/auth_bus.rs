@@ -20,7 +20,7 @@ use crate::catalog::Catalog;
 use crate::http::api::{MetricsSnapshot, SessionInfo};
 use crate::runtime::operator_api::{shard_metrics, shard_sessions};
 use crate::runtime::portal_client::PortalClient;
-use crate::shard::ShardState;
+use crate::shard::{Outgoing, ShardState};
 use ahash::AHashMap;
 use glommio::channels::channel_mesh::{Receivers, Senders};
 use std::cell::RefCell;
@@ -109,7 +109,7 @@ impl AuthBus {
         mut receivers: Receivers<AuthMsg>,
         state: Rc<RefCell<ShardState>>,
     ) -> Rc<AuthBus> {
-        let catalog = state.borrow().catalog.clone();
+        let catalog = state.borrow().catalog().clone();
         let bus = Rc::new(AuthBus {
             me: senders.peer_id(),
             shards: senders.nr_consumers().max(1),
@@ -160,23 +160,15 @@ impl AuthBus {
         match msg {
             AuthMsg::Ask { from: _, question } => {
                 // Queued in the outbox; the dispatcher asks the portal (this is the owner).
-                self.state
-                    .borrow_mut()
-                    .auth
-                    .lookups
-                    .begin_remote(question, now);
+                self.state.borrow_mut().queue_portal_question(question, now);
             }
             AuthMsg::Answer { question, outcome } => {
-                let mut shard = self.state.borrow_mut();
-                let shard = &mut *shard;
-                let catalog = shard.catalog.clone();
-                shard.auth.complete(&catalog, &question, &outcome, now);
+                self.state
+                    .borrow_mut()
+                    .settle_portal_question(&question, &outcome, now);
             }
             AuthMsg::Revoke { target, reason } => {
-                let mut shard = self.state.borrow_mut();
-                let shard = &mut *shard;
-                let catalog = shard.catalog.clone();
-                shard.auth.revoke(&catalog, &target, reason, now);
+                self.state.borrow_mut().revoke(&target, reason, now);
             }
             AuthMsg::User { from, event } => self.user_event(from, event, now),
             AuthMsg::Gather { from, id, call } => {
@@ -200,21 +192,7 @@ impl AuthBus {
 
     /// On the user's owner shard: counts the session, and cuts those over the limit.
     fn user_event(self: &Rc<Self>, from: usize, event: UserEvent, now: Instant) {
-        let cut = {
-            let mut shard = self.state.borrow_mut();
-            match event {
-                UserEvent::Opened {
-                    user,
-                    session,
-                    max,
-                    policy,
-                } => shard.users.opened(&user, session, from, max, policy, now),
-                UserEvent::Closed { user, session } => {
-                    shard.users.closed(&user, session, from);
-                    Vec::new()
-                }
-            }
-        };
+        let cut = self.state.borrow_mut().count_user_session(from, event, now);
         for (session, reason) in cut {
             log::info!("session limit: closing session {session} ({reason})");
             for shard in 0..self.shards {
@@ -231,26 +209,16 @@ impl AuthBus {
 
     /// Drains the shard's outbox: portal questions and user events, each to its owner.
     async fn dispatch(self: Rc<Self>) {
-        enum Work {
-            Question(PortalQuestion),
-            Users(Vec<UserEvent>),
-        }
         loop {
-            let work = std::future::poll_fn(|cx| {
-                let mut shard = self.state.borrow_mut();
-                if let Some(q) = shard.auth.lookups.next_to_send() {
-                    return Poll::Ready(Work::Question(q));
+            let outgoing = std::future::poll_fn(|cx| {
+                match self.state.borrow_mut().next_outgoing(cx.waker()) {
+                    Some(outgoing) => Poll::Ready(outgoing),
+                    None => Poll::Pending,
                 }
-                let events = shard.auth.take_user_events();
-                if !events.is_empty() {
-                    return Poll::Ready(Work::Users(events));
-                }
-                shard.auth.lookups.park_dispatcher(cx.waker());
-                Poll::Pending
             })
             .await;
-            match work {
-                Work::Question(q) => {
+            match outgoing {
+                Outgoing::Question(q) => {
                     let owner = Catalog::owner_of(q.key, self.shards);
                     if owner == self.me {
                         glommio::spawn_local(self.clone().ask_portal(q)).detach();
@@ -265,15 +233,12 @@ impl AuthBus {
                         );
                     }
                 }
-                Work::Users(events) => {
+                Outgoing::UserEvents(events) => {
                     for event in events {
                         let user = match &event {
-                            UserEvent::Opened { user, .. } | UserEvent::Closed { user, .. } => {
-                                user.clone()
-                            }
+                            UserEvent::Opened { user, .. } | UserEvent::Closed { user, .. } => user,
                         };
-                        let hash = self.state.borrow().auth.user_hash(&user);
-                        let owner = Catalog::owner_of(hash, self.shards);
+                        let owner = self.state.borrow().user_owner(user);
                         let me = self.me;
                         self.send(owner, AuthMsg::User { from: me, event });
                     }
@@ -290,12 +255,8 @@ impl AuthBus {
         let now = Instant::now();
         {
             let mut shard = self.state.borrow_mut();
-            let shard = &mut *shard;
-            let catalog = shard.catalog.clone();
-            shard
-                .auth
-                .record_portal(&catalog, &q, &outcome, now.duration_since(started));
-            shard.auth.complete(&catalog, &q, &outcome, now);
+            shard.record_portal_answer(&q, &outcome, now.duration_since(started));
+            shard.settle_portal_question(&q, &outcome, now);
         }
         for shard in (0..self.shards).filter(|&s| s != self.me) {
             self.send(
@@ -312,18 +273,16 @@ impl AuthBus {
     fn local_part(&self, call: &GatherCall) -> GatherPart {
         let now = Instant::now();
         let mut shard = self.state.borrow_mut();
-        let shard = &mut *shard;
-        let catalog = shard.catalog.clone();
         match call {
             GatherCall::Sessions => {
-                GatherPart::Sessions(shard_sessions(shard, crate::shard::Now::read()))
+                GatherPart::Sessions(shard_sessions(&shard, crate::shard::Now::read()))
             }
-            GatherCall::Metrics => GatherPart::Metrics(Box::new(shard_metrics(shard))),
+            GatherCall::Metrics => GatherPart::Metrics(Box::new(shard_metrics(&shard))),
             GatherCall::Revoke { target, reason } => {
-                GatherPart::Count(shard.auth.revoke(&catalog, target, *reason, now) as u64)
+                GatherPart::Count(shard.revoke(target, *reason, now) as u64)
             }
             GatherCall::Reauth { stream } => {
-                GatherPart::Count(shard.auth.reauth_stream(*stream, now) as u64)
+                GatherPart::Count(shard.reauth_stream(*stream, now) as u64)
             }
         }
     }

@@ -547,7 +547,7 @@ fn queue_next_frame<G: Glue>(conn: &mut Conn<G>, io: &Io<'_>) -> Next {
         return Next::Wait;
     };
     let shard = io.state.borrow();
-    let Some(view) = shard.streams.get(viewing.stream as usize) else {
+    let Some(view) = shard.view(viewing.stream) else {
         return Next::Gone;
     };
     match viewing.cursor.step(&view.ring) {

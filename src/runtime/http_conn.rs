@@ -28,7 +28,7 @@ pub async fn serve(stream: TcpStream, state: Rc<RefCell<ShardState>>, bus: Rc<Au
     let Ok(peer) = stream.peer_addr().map(|a| a.ip()) else {
         return;
     };
-    let limits = state.borrow().limits.clone();
+    let limits = state.borrow().limits().clone();
     // Segments are written in two sends (head, body); without NODELAY the body's tail can wait
     // for the client's delayed ACK.
     let _ = stream.set_nodelay(true);
@@ -128,7 +128,7 @@ impl HttpConn {
     /// incomplete, `Err` for one that cannot be parsed.
     fn respond_to_next(&mut self) -> Option<Result<Reply, Status>> {
         let mut shard = self.state.borrow_mut();
-        let head = match parse_head(&self.inbuf[self.start..self.end], &shard.limits) {
+        let head = match parse_head(&self.inbuf[self.start..self.end], shard.limits()) {
             Parsed::Partial => return None,
             Parsed::Invalid(status) => return Some(Err(status)),
             Parsed::Complete(head) => head,
@@ -219,7 +219,7 @@ impl HttpConn {
         if !self.write_out().await {
             return After::Stop;
         }
-        let catalog = self.state.borrow().catalog.clone();
+        let catalog = self.state.borrow().catalog().clone();
         let stream_id = |name: &str| catalog.stream_by_name(name).map(|s| s.id);
         let answer = operator_api::run(&self.bus, call, stream_id).await;
         write_api_answer(
@@ -300,22 +300,13 @@ pub fn admit(
     state: Rc<RefCell<ShardState>>,
     bus: Rc<AuthBus>,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> {
-    let full = {
-        let mut s = state.borrow_mut();
-        let full = s.http.connections_open >= s.limits.max_connections_per_shard;
-        if full {
-            s.http.connections_refused += 1;
-        } else {
-            s.http.connections_open += 1;
-        }
-        full
-    };
-    if full {
+    let admitted = state.borrow_mut().open_http_connection();
+    if !admitted {
         return Box::pin(refuse(stream, state));
     }
     Box::pin(async move {
         serve(stream, state.clone(), bus).await;
-        state.borrow_mut().http.connections_open -= 1;
+        state.borrow_mut().close_http_connection();
     })
 }
 

@@ -27,7 +27,7 @@ pub async fn stream_live_ts(
     token: Option<Vec<u8>>,
     peer: IpAddr,
 ) {
-    let token_param = state.borrow().catalog.token_param.clone();
+    let token_param = state.borrow().catalog().token_param.clone();
     let now = Instant::now();
     let token = token.as_deref();
     let access = Access::Play;
@@ -98,7 +98,7 @@ impl Glue for TsGlue {
     const PROFILE: Profile = Profile::new("mpegts", INPUT_BUFFER, INPUT_BUFFER);
 
     fn count_sent(shard: &mut ShardState, bytes: u64) {
-        shard.http.bytes_sent += bytes;
+        shard.count_http_bytes(bytes);
     }
 
     async fn act(&mut self, output: Never, _conn: &mut Conn<Self>, _io: &mut Io<'_>) -> Flow {

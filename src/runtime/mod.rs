@@ -337,7 +337,7 @@ fn connection_server(
     seed: u64,
 ) -> impl FnMut(TcpStream, u64) -> ConnectionTask + 'static {
     let (state, udp, fanout, bus) = (state.clone(), udp.clone(), fanout.clone(), bus.clone());
-    let shard = state.borrow().id;
+    let shard = state.borrow().id();
     move |stream, accepted| {
         let conn_seed = connection_seed(seed, shard, accepted);
         match proto {

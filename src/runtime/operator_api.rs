@@ -124,13 +124,13 @@ pub fn shard_sessions(shard: &ShardState, now: Now) -> Vec<SessionInfo> {
     let unix =
         |at: Instant| now.utc_ms - now.instant.saturating_duration_since(at).as_millis() as i64;
     shard
-        .auth
+        .authorizer()
         .sessions()
         .iter()
         .map(|s| SessionInfo {
             id: s.id,
             stream: shard
-                .catalog
+                .catalog()
                 .stream(s.stream)
                 .map_or_else(|| "?".into(), |st| st.name.clone()),
             proto: s.proto,
@@ -141,28 +141,30 @@ pub fn shard_sessions(shard: &ShardState, now: Now) -> Vec<SessionInfo> {
             last_seen_unix_ms: unix(s.last_seen),
             requests: s.requests,
             bytes_sent: s.bytes_sent,
-            shards: 1u64 << (shard.id % 64),
+            shards: 1u64 << (shard.id() % 64),
         })
         .collect()
 }
 
 /// This shard's counters for `/metrics` (its part of a metrics call).
 pub fn shard_metrics(shard: &ShardState) -> MetricsSnapshot {
-    let a = &shard.auth.stats;
+    let auth = shard.authorizer();
+    let http = shard.http_stats();
+    let a = &auth.stats;
     let mut sessions_by_proto = [0u64; 9];
-    for s in shard.auth.sessions().iter() {
+    for s in auth.sessions().iter() {
         sessions_by_proto[s.proto as usize] += 1;
     }
     MetricsSnapshot {
         shards: 1,
-        http_requests: shard.http.requests,
-        http_bytes_sent: shard.http.bytes_sent,
-        http_connections_open: shard.http.connections_open as u64,
+        http_requests: http.requests,
+        http_bytes_sent: http.bytes_sent,
+        http_connections_open: http.connections_open as u64,
         allowed: a.allowed,
         denied_by: a.denied_by,
-        cache_hits: shard.auth.cache().hits,
-        cache_misses: shard.auth.cache().misses,
-        cache_entries: shard.auth.cache().len() as u64,
+        cache_hits: auth.cache().hits,
+        cache_misses: auth.cache().misses,
+        cache_entries: auth.cache().len() as u64,
         sessions_by_proto,
         sessions_opened: a.sessions_opened,
         sessions_closed: a.sessions_closed,
@@ -174,7 +176,7 @@ pub fn shard_metrics(shard: &ShardState) -> MetricsSnapshot {
         portal_unreachable: a.portal_unreachable,
         portal_latency_buckets: a.portal_latency_buckets,
         portal_latency_sum_us: a.portal_latency_sum_us,
-        lookups_pending: shard.auth.lookups.len() as u64,
-        revocations: shard.auth.revocations().len() as u64,
+        lookups_pending: auth.lookups.len() as u64,
+        revocations: auth.revocations().len() as u64,
     }
 }

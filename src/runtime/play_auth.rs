@@ -30,9 +30,7 @@ impl Future for DecisionReady<'_> {
         if self
             .state
             .borrow_mut()
-            .auth
-            .lookups
-            .wait(self.key, cx.waker())
+            .verdict_pending(self.key, cx.waker())
         {
             Poll::Pending
         } else {
@@ -44,7 +42,7 @@ impl Future for DecisionReady<'_> {
 /// How long a request waits for a portal's verdict before it counts as unanswered: the
 /// slowest backend's timeout and a second for the answer to cross shards.
 pub fn decision_wait(state: &Rc<RefCell<ShardState>>) -> Duration {
-    state.borrow().catalog.max_backend_timeout() + Duration::from_secs(1)
+    state.borrow().catalog().max_backend_timeout() + Duration::from_secs(1)
 }
 
 /// Waits (bounded by `decision_wait`) until the portal question `key` is settled.

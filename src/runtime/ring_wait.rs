@@ -33,7 +33,7 @@ impl Future for RingReady<'_> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let mut shard = self.state.borrow_mut();
-        let Some(view) = shard.streams.get_mut(self.stream as usize) else {
+        let Some(view) = shard.view_mut(self.stream) else {
             return Poll::Pending;
         };
         let ready = match self.cursor {
@@ -63,7 +63,7 @@ impl Future for SegmentReady<'_> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let mut shard = self.state.borrow_mut();
-        let Some(view) = shard.streams.get_mut(self.stream as usize) else {
+        let Some(view) = shard.view_mut(self.stream) else {
             return Poll::Ready(());
         };
         if view.window.has(self.until) {

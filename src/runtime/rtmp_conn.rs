@@ -67,9 +67,9 @@ pub async fn serve(
         return;
     };
     let _ = socket.set_nodelay(true);
-    let _ = socket.set_write_timeout(Some(state.borrow().limits.write_timeout));
+    let _ = socket.set_write_timeout(Some(state.borrow().limits().write_timeout));
     let mut cfg = ConnectionConfig::new(seed);
-    cfg.token_param = state.borrow().catalog.token_param.to_string();
+    cfg.token_param = state.borrow().catalog().token_param.to_string();
     // ffmpeg then reports a refused play as "Input/output error", as the spec's scenario
     // has it; the onStatus still carries NetStream.Play.Failed and the reason.
     cfg.deny_level = DenyLevel::Warning;
@@ -99,13 +99,13 @@ struct RtmpGlue {
 /// A stream's id and whether it takes publishers, by name.
 fn stream_by_name(io: &Io<'_>, name: &str) -> Option<(StreamId, bool)> {
     let shard = io.state.borrow();
-    let stream = shard.catalog.stream_by_name(name)?;
+    let stream = shard.catalog().stream_by_name(name)?;
     Some((stream.id, stream.publish.is_some()))
 }
 
 /// The lifecycle of a play or publish of `id` by this connection's peer.
 fn lifecycle(io: &Io<'_>, access: Access, id: StreamId, token: Option<&[u8]>) -> PlayLifecycle {
-    let token_param = io.state.borrow().catalog.token_param.clone();
+    let token_param = io.state.borrow().catalog().token_param.clone();
     let now = Instant::now();
     PlayLifecycle::new(
         access,
@@ -139,7 +139,7 @@ impl RtmpGlue {
         }
         let (media, version) = {
             let shard = io.state.borrow();
-            let view = shard.streams.get(id as usize);
+            let view = shard.view(id);
             let media = view.and_then(|v| v.live_media().cloned());
             (media, view.map(|v| v.media_version))
         };
@@ -150,7 +150,7 @@ impl RtmpGlue {
             None => return AuthAnswer::NotFound,
         };
         let session = open_session(io.state, &mut play);
-        let tag = io.state.borrow().auth.token_tag(token);
+        let tag = io.state.borrow().token_tag(token);
         log::info!(
             "rtmp play allowed stream={name} ip={} token={tag} session={}",
             io.peer,
@@ -170,7 +170,7 @@ impl RtmpGlue {
         token: Option<&[u8]>,
     ) -> AuthAnswer {
         let peer = io.peer;
-        let tag = io.state.borrow().auth.token_tag(token);
+        let tag = io.state.borrow().token_tag(token);
         let id = match stream_by_name(io, name) {
             None => {
                 log::info!("rtmp publish refused stream={name} ip={peer}: no such stream");
@@ -189,7 +189,7 @@ impl RtmpGlue {
             let reason = reason.as_str();
             return AuthAnswer::Denied { reason };
         }
-        let catalog = io.state.borrow().catalog.clone();
+        let catalog = io.state.borrow().catalog().clone();
         let Some(claim) = PublishClaim::take(&catalog, id) else {
             log::info!(
                 "rtmp publish refused stream={name} ip={peer} token={tag}: already published"
@@ -222,7 +222,7 @@ impl RtmpGlue {
         let segment_ms = io
             .state
             .borrow()
-            .catalog
+            .catalog()
             .stream(id)
             .map_or(2000, |s| s.segment_duration_ms);
         let input = LiveInput::new(id, claim.generation(), segment_ms, claim.timeline());

@@ -51,9 +51,9 @@ pub async fn serve(
         return;
     };
     let _ = socket.set_nodelay(true);
-    let _ = socket.set_write_timeout(Some(state.borrow().limits.write_timeout));
+    let _ = socket.set_write_timeout(Some(state.borrow().limits().write_timeout));
     let mut cfg = ConnectionConfig::new(seed);
-    cfg.token_param = state.borrow().catalog.token_param.to_string();
+    cfg.token_param = state.borrow().catalog().token_param.to_string();
     cfg.server = crate::http::response::SERVER;
     cfg.udp_server_ports = udp.as_ref().map(|u| [u.ports, u.ports]);
     let machine = RtspConnection::new(cfg, Instant::now());
@@ -80,8 +80,8 @@ async fn authorize_describe(
     let state = io.state;
     let (id, token_param) = {
         let shard = state.borrow();
-        let id = shard.catalog.stream_by_name(name).map(|s| s.id);
-        (id, shard.catalog.token_param.clone())
+        let id = shard.catalog().stream_by_name(name).map(|s| s.id);
+        (id, shard.catalog().token_param.clone())
     };
     let Some(id) = id else {
         return AuthAnswer::NotFound;
@@ -104,8 +104,7 @@ async fn authorize_describe(
     }
     let media = state
         .borrow()
-        .streams
-        .get(id as usize)
+        .view(id)
         .and_then(|v| v.live_media().cloned());
     let Some(media) = media else {
         log::info!("rtsp {}: stream {name} has no media yet", io.peer);

@@ -6,6 +6,7 @@ use super::*;
 use crate::auth::PortalOutcome;
 use crate::auth::portal::parse_backend_response;
 use crate::http::limits::HttpLimits;
+use crate::shard::Outgoing;
 use crate::source::fake::FakeSource;
 use crate::stream::live_input::{LiveInput, Timeline};
 use std::sync::Arc;
@@ -99,14 +100,14 @@ impl Client {
     ) -> T {
         self.out.clear();
         self.scratch.body.clear();
-        self.shard.http.requests += 1;
+        self.shard.count_http_request();
         let mut answer = Answer::new(&mut self.out, head, now());
         phase(&mut self.shard, &mut self.scratch, &mut answer)
     }
 
     /// Normalizes and routes `target` (both must pass) and serves it.
     fn serve(&mut self, target: &str, may_wait: bool) -> Result<Served<'_>, Unserved> {
-        let catalog = self.shard.catalog.clone();
+        let catalog = self.shard.catalog().clone();
         let scratch = &mut self.scratch;
         scratch.body.clear();
         scratch.target.parse(target.as_bytes(), b"token").unwrap();
@@ -135,11 +136,11 @@ impl Client {
         let Err(Unserved::Wait(wait)) = self.serve(target, true) else {
             panic!("{target} parks")
         };
-        let requests = self.shard.http.requests;
+        let requests = self.shard.http_stats().requests;
         let reply = self.respond(&get(target), true);
         assert!(matches!(reply.next, Next::WaitForSegment(w) if w.until == wait.until));
         assert!(reply.parks() && self.out.is_empty());
-        assert_eq!(self.shard.http.requests, requests);
+        assert_eq!(self.shard.http_stats().requests, requests);
         wait
     }
 
@@ -161,12 +162,13 @@ impl Client {
     }
 
     fn newest(&self) -> &Segment {
-        self.shard.streams[0].window.newest().expect("segments")
+        let view = self.shard.view(0).expect("stream 0");
+        view.window.newest().expect("segments")
     }
 
     /// Play decisions the authorizer made or found (the cache sees every one).
     fn decisions(&self) -> u64 {
-        let cache = self.shard.auth.cache();
+        let cache = self.shard.authorizer().cache();
         cache.hits + cache.misses
     }
 }
@@ -233,7 +235,7 @@ fn get_and_head_go_on_without_writing() {
 fn normalized(c: &mut Client, target: &str) -> Result<(), Reply> {
     let head = get(target);
     c.phase(&head, |shard, scratch, answer| {
-        let catalog = shard.catalog.clone();
+        let catalog = shard.catalog().clone();
         normalize(shard, scratch, head.target, &catalog, answer)
     })
 }
@@ -275,7 +277,7 @@ fn routed(c: &mut Client, target: &str) -> Result<(StreamId, Resource), Reply> {
     normalized(c, target).expect("normal target");
     let head = get(target);
     c.phase(&head, |shard, scratch, answer| {
-        let catalog = shard.catalog.clone();
+        let catalog = shard.catalog().clone();
         route(shard, scratch, head.target, &catalog, answer).map(|(s, r)| (s.id, r))
     })
 }
@@ -346,11 +348,10 @@ fn the_embed_page_is_not_authorized() {
 
 fn authorized(c: &mut Client, target: &str) -> Result<Grant, Refusal> {
     routed(c, target).expect("routed");
-    let catalog = c.shard.catalog.clone();
     let head = get(target);
     let play = play_request(&head, &c.scratch.target, 0, Resource::HlsMaster, peer());
     let waited = c.scratch.portal_waited;
-    authorize(&mut c.shard, &catalog, &play, waited, now())
+    authorize(&mut c.shard, &play, waited, now())
 }
 
 /// Answers `refusal` as `phases` does.
@@ -398,9 +399,9 @@ fn a_portal_policy_waits_for_the_verdict_then_counts_it_unanswered() {
     );
     // All phases: the parked request is not counted.
     let head = get(target);
-    let requests = c.shard.http.requests;
+    let requests = c.shard.http_stats().requests;
     assert!(c.respond(&head, true).parks());
-    assert_eq!(c.shard.http.requests, requests);
+    assert_eq!(c.shard.http_stats().requests, requests);
     // Asked again after the wait, the question still open: unanswered.
     c.scratch.portal_waited = true;
     let refusal = authorized(&mut c, target).expect_err("unanswered");
@@ -415,13 +416,13 @@ fn a_portal_redirect_is_302_with_location() {
     let mut c = Client::new(PORTAL_CONFIG);
     let target = "/auth-check/index.m3u8?token=viewer";
     assert!(c.respond(&get(target), true).parks());
-    let question = c.shard.auth.lookups.next_to_send().expect("a question");
-    let catalog = c.shard.catalog.clone();
+    let Some(Outgoing::Question(question)) = c.shard.next_outgoing(std::task::Waker::noop()) else {
+        panic!("a question")
+    };
     let portal = "HTTP/1.1 302 Found\r\nLocation: http://elsewhere.example/play\r\n\r\n";
     let answer = PortalOutcome::Answered(parse_backend_response(portal.as_bytes()).unwrap());
     c.shard
-        .auth
-        .complete(&catalog, &question, &answer, Instant::now());
+        .settle_portal_question(&question, &answer, Instant::now());
     let Err(refusal @ Refusal::Redirect(_)) = authorized(&mut c, target) else {
         panic!("a redirect")
     };
@@ -482,7 +483,7 @@ fn a_dash_segment_is_the_shared_fragment() {
 fn an_ll_hls_blocking_reload_parks() {
     let mut c = Client::new(CONFIG);
     let segment = c.newest().sequence + 1;
-    let part = c.shard.streams[0].window.open_parts().len() as u32;
+    let part = c.shard.view(0).expect("stream 0").window.open_parts().len() as u32;
     let query = format!("token=test1&_HLS_msn={segment}&_HLS_part={part}");
     let target = format!("/auth-check/index.ll.m3u8?{query}");
     let wait = c.parked(&target);
@@ -541,11 +542,10 @@ fn a_stream_without_media_is_not_ready() {
 /// Accounts `served` for an allowed request.
 fn accounted(c: &mut Client, head: &RequestHead<'_>, served: Served<'_>) -> Reply {
     normalized(c, std::str::from_utf8(head.target).unwrap()).expect("normal target");
-    let catalog = c.shard.catalog.clone();
     let grant = Grant::default();
     c.phase(head, |shard, scratch, answer| {
         let play = play_request(head, &scratch.target, 0, Resource::HlsMaster, peer());
-        account(shard, &catalog, &play, &grant, served, answer)
+        account(shard, &play, &grant, served, answer)
     })
 }
 
@@ -560,8 +560,8 @@ fn account_opens_the_session_and_counts_the_bytes() {
     let session = c.header("x-session-id").expect("session id");
     assert_eq!(session.len(), 36);
     assert_eq!(c.body(), "", "the shared body is the connection's to write");
-    assert_eq!(c.shard.http.bytes_sent, 376);
-    let sessions: Vec<_> = c.shard.auth.sessions().iter().collect();
+    assert_eq!(c.shard.http_stats().bytes_sent, 376);
+    let sessions: Vec<_> = c.shard.authorizer().sessions().iter().collect();
     assert_eq!(sessions.len(), 1);
     assert_eq!((sessions[0].requests, sessions[0].bytes_sent), (1, 376));
 }
@@ -576,7 +576,7 @@ fn a_head_request_sends_no_body() {
     assert_eq!(c.body(), "");
     // The length a GET would get.
     assert_eq!(c.header("content-length"), Some("8"));
-    assert_eq!(c.shard.http.bytes_sent, 0);
+    assert_eq!(c.shard.http_stats().bytes_sent, 0);
     // All phases: a segment's HEAD leaves nothing for the connection to write either.
     let newest = c.newest().clone();
     let mut path = b"/auth-check/tracks-v1a1/".to_vec();
@@ -587,7 +587,7 @@ fn a_head_request_sends_no_body() {
     assert!(matches!(reply.next, Next::Done));
     let length = newest.ts.len().to_string();
     assert_eq!(c.header("content-length"), Some(length.as_str()));
-    assert_eq!(c.shard.http.bytes_sent, 0);
+    assert_eq!(c.shard.http_stats().bytes_sent, 0);
 }
 
 #[test]
