@@ -35,35 +35,6 @@ fn start() -> (Server, Ports) {
     (Server::start(&config, ports.http), ports)
 }
 
-/// The publisher of the issue: x264 (ultrafast, zerolatency, a keyframe a second) and AAC,
-/// in real time, for `seconds`.
-fn publish_cmd(rtmp: u16, path: &str, seconds: u32) -> Command {
-    let secs = seconds.to_string();
-    let mut cmd = tool("ffmpeg");
-    cmd.args(["-v", "error", "-re", "-f", "lavfi", "-i"])
-        .arg(format!("testsrc2=size=320x240:rate=25:duration={secs}"))
-        .args(["-f", "lavfi", "-i"])
-        .arg(format!(
-            "sine=frequency=440:sample_rate=48000:duration={secs}"
-        ))
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-tune",
-            "zerolatency",
-            "-g",
-            "25",
-            "-c:a",
-            "aac",
-            "-f",
-            "flv",
-        ])
-        .arg(format!("rtmp://127.0.0.1:{rtmp}{path}"));
-    cmd
-}
-
 /// A child process killed when dropped, with its output in files.
 struct Background {
     child: Child,

@@ -10,40 +10,25 @@ mod common;
 use common::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 const API_KEY: &str = "sessions-close-key";
 
-struct Ports {
-    http: u16,
-    rtmp: u16,
-    rtsp: u16,
-}
-
-fn start() -> (Server, Ports) {
-    let ports = Ports {
-        http: free_port(),
-        rtmp: free_port(),
-        rtsp: free_port(),
-    };
+fn start() -> (Server, Listeners) {
+    let ports = Listeners::free();
     let config = format!(
-        "http 127.0.0.1:{};\nrtmp 127.0.0.1:{};\nrtsp 127.0.0.1:{};\napi_key {API_KEY};\n\
+        "{}api_key {API_KEY};\n\
          auth_backend viewers {{\n    allow token watch;\n    allow token a;\n    allow token b;\n    allow token c;\n    allow token doomed;\n    allow token e;\n    allow token f;\n}}\n\
          stream live {{\n    input fake://fake;\n    on_play auth://viewers;\n}}\n\
          stream cam {{\n    input publish://;\n    on_play auth://viewers;\n    segment_duration 1;\n}}\n",
-        ports.http, ports.rtmp, ports.rtsp
+        ports.config()
     );
     (Server::start(&config, ports.http), ports)
 }
 
 fn api(port: u16, method: &str, path: &str) -> Response {
-    request(
-        port,
-        method,
-        path,
-        &format!("Authorization: Bearer {API_KEY}\r\n"),
-    )
+    api_call(port, API_KEY, method, path)
 }
 
 /// The sessions the API lists for `filter` (every shard's).
@@ -77,26 +62,9 @@ fn player(url: &str, options: &[&str], seconds: u32) -> Child {
         .expect("ffmpeg")
 }
 
-/// An ffmpeg publisher of x264 + AAC for `seconds`.
+/// An ffmpeg publisher of x264 + AAC to `cam` for `seconds`.
 fn publisher(rtmp: u16, seconds: u32) -> Child {
-    let secs = seconds.to_string();
-    let mut cmd: Command = tool("ffmpeg");
-    cmd.args(["-v", "error", "-re", "-f", "lavfi", "-i"])
-        .arg(format!("testsrc2=size=320x240:rate=25:duration={secs}"))
-        .args(["-f", "lavfi", "-i"])
-        .arg(format!(
-            "sine=frequency=440:sample_rate=48000:duration={secs}"
-        ))
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-tune",
-            "zerolatency",
-        ])
-        .args(["-g", "25", "-c:a", "aac", "-f", "flv"])
-        .arg(format!("rtmp://127.0.0.1:{rtmp}/static/cam"))
+    publish_cmd(rtmp, "/static/cam", seconds)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -289,3 +289,67 @@ pub fn assert_decodes_cleanly(options: &[&str], url: &str, seconds: u32, client_
         .collect();
     assert!(ours.is_empty(), "ffmpeg {url} warned:\n{err}");
 }
+
+/// Free ports for the three TCP listeners a test server takes.
+pub struct Listeners {
+    pub http: u16,
+    pub rtmp: u16,
+    pub rtsp: u16,
+}
+
+impl Listeners {
+    pub fn free() -> Listeners {
+        Listeners {
+            http: free_port(),
+            rtmp: free_port(),
+            rtsp: free_port(),
+        }
+    }
+
+    /// The config lines that open them on 127.0.0.1.
+    pub fn config(&self) -> String {
+        format!(
+            "http 127.0.0.1:{};\nrtmp 127.0.0.1:{};\nrtsp 127.0.0.1:{};\n",
+            self.http, self.rtmp, self.rtsp
+        )
+    }
+}
+
+/// An operator API call with the Bearer `key`.
+pub fn api_call(port: u16, key: &str, method: &str, path: &str) -> Response {
+    request(
+        port,
+        method,
+        path,
+        &format!("Authorization: Bearer {key}\r\n"),
+    )
+}
+
+/// The publisher of the issue: x264 (ultrafast, zerolatency, a keyframe a second) and AAC,
+/// in real time, for `seconds`.
+pub fn publish_cmd(rtmp: u16, path: &str, seconds: u32) -> Command {
+    let secs = seconds.to_string();
+    let mut cmd = tool("ffmpeg");
+    cmd.args(["-v", "error", "-re", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc2=size=320x240:rate=25:duration={secs}"))
+        .args(["-f", "lavfi", "-i"])
+        .arg(format!(
+            "sine=frequency=440:sample_rate=48000:duration={secs}"
+        ))
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-tune",
+            "zerolatency",
+            "-g",
+            "25",
+            "-c:a",
+            "aac",
+            "-f",
+            "flv",
+        ])
+        .arg(format!("rtmp://127.0.0.1:{rtmp}{path}"));
+    cmd
+}
