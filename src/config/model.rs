@@ -47,6 +47,10 @@ pub struct Config {
     pub api_key: Option<String>,
     /// `backend_timeout SECONDS;` at top level: the default for every portal backend.
     pub backend_timeout_ms: u32,
+    /// `ssl_certificate PATH;` and `ssl_certificate_key PATH;` (PEM), as written, with
+    /// where; the runtime reads them (relative paths from the config file's directory).
+    pub ssl_certificate: Option<(String, Span)>,
+    pub ssl_certificate_key: Option<(String, Span)>,
 }
 
 impl Default for Config {
@@ -59,6 +63,8 @@ impl Default for Config {
             streams: Vec::new(),
             api_key: None,
             backend_timeout_ms: DEFAULT_BACKEND_TIMEOUT_MS,
+            ssl_certificate: None,
+            ssl_certificate_key: None,
         }
     }
 }
@@ -90,6 +96,10 @@ pub enum ListenerProto {
     Rtmp,
     Rtsp,
     Srt,
+    /// HTTP, RTMP and RTSP inside TLS (Flussonic's `https`, `rtmps`, `rtsps`).
+    Https,
+    Rtmps,
+    Rtsps,
 }
 
 impl ListenerProto {
@@ -100,6 +110,24 @@ impl ListenerProto {
             ListenerProto::Rtmp => "rtmp",
             ListenerProto::Rtsp => "rtsp",
             ListenerProto::Srt => "srt",
+            ListenerProto::Https => "https",
+            ListenerProto::Rtmps => "rtmps",
+            ListenerProto::Rtsps => "rtsps",
+        }
+    }
+
+    /// Whether connections start with a TLS handshake.
+    pub fn is_tls(self) -> bool {
+        self != self.inner()
+    }
+
+    /// The protocol spoken (inside TLS for the TLS listeners).
+    pub fn inner(self) -> ListenerProto {
+        match self {
+            ListenerProto::Https => ListenerProto::Http,
+            ListenerProto::Rtmps => ListenerProto::Rtmp,
+            ListenerProto::Rtsps => ListenerProto::Rtsp,
+            other => other,
         }
     }
 
@@ -107,7 +135,7 @@ impl ListenerProto {
     pub fn transport(self) -> Transport {
         match self {
             ListenerProto::Srt => Transport::Udp,
-            ListenerProto::Http | ListenerProto::Rtmp | ListenerProto::Rtsp => Transport::Tcp,
+            _ => Transport::Tcp,
         }
     }
 }

@@ -209,6 +209,11 @@ impl Context {
                 "rtmp",
                 "rtsp",
                 "srt",
+                "https",
+                "rtmps",
+                "rtsps",
+                "ssl_certificate",
+                "ssl_certificate_key",
                 "auth_token",
                 "player_assets",
                 "auth_backend",
@@ -254,6 +259,11 @@ fn usage(directive: &str) -> &'static str {
         "rtmp" => "rtmp PORT|IP:PORT|[IPV6]:PORT;",
         "rtsp" => "rtsp PORT|IP:PORT|[IPV6]:PORT;",
         "srt" => "srt PORT|IP:PORT|[IPV6]:PORT;",
+        "https" => "https PORT|IP:PORT|[IPV6]:PORT;",
+        "rtmps" => "rtmps PORT|IP:PORT|[IPV6]:PORT;",
+        "rtsps" => "rtsps PORT|IP:PORT|[IPV6]:PORT;",
+        "ssl_certificate" => "ssl_certificate PATH;",
+        "ssl_certificate_key" => "ssl_certificate_key PATH;",
         "auth_token" => "auth_token NAME;",
         "player_assets" => "player_assets DIR;",
         "auth_backend" => "auth_backend NAME { ... }",
@@ -331,6 +341,21 @@ impl Lowering<'_> {
             "rtmp" => self.listener(ListenerProto::Rtmp, &d),
             "rtsp" => self.listener(ListenerProto::Rtsp, &d),
             "srt" => self.listener(ListenerProto::Srt, &d),
+            "https" => self.listener(ListenerProto::Https, &d),
+            "rtmps" => self.listener(ListenerProto::Rtmps, &d),
+            "rtsps" => self.listener(ListenerProto::Rtsps, &d),
+            "ssl_certificate" => {
+                let mut seen = self.config.ssl_certificate.as_ref().map(|(_, at)| *at);
+                self.config.ssl_certificate = self
+                    .path_once(&mut seen, &d)
+                    .or(self.config.ssl_certificate.take());
+            }
+            "ssl_certificate_key" => {
+                let mut seen = self.config.ssl_certificate_key.as_ref().map(|(_, at)| *at);
+                self.config.ssl_certificate_key = self
+                    .path_once(&mut seen, &d)
+                    .or(self.config.ssl_certificate_key.take());
+            }
             "auth_token" => self.auth_token(&d),
             "player_assets" => self.player_assets(&d),
             "auth_backend" => self.auth_backend(d),
@@ -537,6 +562,21 @@ impl Lowering<'_> {
                 .error(arg.span, "`player_assets` needs a directory".to_string());
         }
         self.config.player_assets = Some(arg.text.clone());
+    }
+
+    /// A directive that names a file once (`ssl_certificate PATH;`): the path and where.
+    fn path_once(&mut self, seen: &mut Option<Span>, d: &Directive) -> Option<(String, Span)> {
+        self.no_block(d);
+        let name = d.name.text.clone();
+        let arg = self.once(seen, d, |first| {
+            format!("duplicate `{name}` (first set at {first})")
+        })?;
+        if arg.text.is_empty() {
+            self.diags
+                .error(arg.span, format!("`{name}` needs a file path"));
+            return None;
+        }
+        Some((arg.text.clone(), arg.span))
     }
 
     /// `signed_key ID SECRET;`, validated by the same rules the verifier applies.

@@ -13,9 +13,11 @@ use crate::http::status::Status;
 use crate::runtime::auth_bus::AuthBus;
 use crate::runtime::play_auth::wait_for_verdict;
 use crate::runtime::ring_wait::SegmentReady;
+use crate::runtime::tls::{Wire, handshake};
 use crate::runtime::{live_ts, operator_api};
 use crate::shard::{Now, ShardState};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_rustls::TlsAcceptor;
 use glommio::net::TcpStream;
 use std::cell::RefCell;
 use std::net::IpAddr;
@@ -24,16 +26,17 @@ use std::time::Instant;
 
 /// Serves one accepted connection until the client closes it, an error or timeout occurs,
 /// or a response asks to close.
-pub async fn serve(stream: TcpStream, state: Rc<RefCell<ShardState>>, bus: Rc<AuthBus>) {
-    let Ok(peer) = stream.peer_addr().map(|a| a.ip()) else {
+pub async fn serve<S: Wire>(stream: S, state: Rc<RefCell<ShardState>>, bus: Rc<AuthBus>) {
+    let Ok(peer) = stream.tcp().peer_addr().map(|a| a.ip()) else {
         return;
     };
     let limits = state.borrow().limits().clone();
     // Segments are written in two sends (head, body); without NODELAY the body's tail can wait
     // for the client's delayed ACK.
-    let _ = stream.set_nodelay(true);
-    let _ = stream.set_read_timeout(Some(limits.read_timeout));
-    let _ = stream.set_write_timeout(Some(limits.write_timeout));
+    let tcp = stream.tcp();
+    let _ = tcp.set_nodelay(true);
+    let _ = tcp.set_read_timeout(Some(limits.read_timeout));
+    let _ = tcp.set_write_timeout(Some(limits.write_timeout));
     let mut conn = HttpConn {
         inbuf: vec![0u8; limits.max_head_bytes + 1024],
         start: 0,
@@ -53,8 +56,8 @@ pub async fn serve(stream: TcpStream, state: Rc<RefCell<ShardState>>, bus: Rc<Au
 }
 
 /// One HTTP connection's buffers and state; allocated once, at accept.
-struct HttpConn {
-    stream: TcpStream,
+struct HttpConn<S> {
+    stream: S,
     state: Rc<RefCell<ShardState>>,
     bus: Rc<AuthBus>,
     peer: IpAddr,
@@ -82,7 +85,7 @@ enum After {
     Stop,
 }
 
-impl HttpConn {
+impl<S: Wire> HttpConn<S> {
     async fn run(&mut self) {
         loop {
             if self.answer_buffered().await == After::Stop || !self.write_out().await {
@@ -178,7 +181,7 @@ impl HttpConn {
             }
             Next::Body(body) => {
                 self.answered();
-                if !self.write_out().await || self.stream.write_all(&body).await.is_err() {
+                if !self.write_out().await || !self.write_body(&body).await {
                     return After::Stop;
                 }
             }
@@ -243,9 +246,15 @@ impl HttpConn {
         if self.out.is_empty() {
             return true;
         }
-        let ok = self.stream.write_all(&self.out).await.is_ok();
+        let ok =
+            self.stream.write_all(&self.out).await.is_ok() && self.stream.flush().await.is_ok();
         self.out.clear();
         ok
+    }
+
+    /// Writes a shared body as it is (inside TLS: encrypted from it, never staged).
+    async fn write_body(&mut self, body: &[u8]) -> bool {
+        self.stream.write_all(body).await.is_ok() && self.stream.flush().await.is_ok()
     }
 
     /// Reads more of the next request, within what is left of its deadline.
@@ -272,7 +281,7 @@ impl HttpConn {
             self.close_with(Status::RequestTimeout).await;
             return After::Stop;
         }
-        let _ = self.stream.set_read_timeout(Some(timeout));
+        let _ = self.stream.tcp().set_read_timeout(Some(timeout));
         match self.stream.read(&mut self.inbuf[self.end..]).await {
             Ok(0) => After::Stop,
             Ok(n) => {
@@ -294,18 +303,30 @@ impl HttpConn {
 }
 
 /// Takes an accepted connection in, or, when the shard already serves its most HTTP
-/// connections, answers it 503 and closes it.
+/// connections, answers it 503 and closes it (an HTTPS one is closed at once: the 503
+/// would need a handshake first). `tls`: the connection starts with a TLS handshake.
 pub fn admit(
     stream: TcpStream,
+    tls: Option<TlsAcceptor>,
     state: Rc<RefCell<ShardState>>,
     bus: Rc<AuthBus>,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> {
     let admitted = state.borrow_mut().open_http_connection();
     if !admitted {
-        return Box::pin(refuse(stream, state));
+        return match tls {
+            None => Box::pin(refuse(stream, state)),
+            Some(_) => Box::pin(async {}),
+        };
     }
     Box::pin(async move {
-        serve(stream, state.clone(), bus).await;
+        match tls {
+            None => serve(stream, state.clone(), bus).await,
+            Some(acceptor) => {
+                if let Some(stream) = handshake(&acceptor, stream).await {
+                    serve(stream, state.clone(), bus).await;
+                }
+            }
+        }
         state.borrow_mut().close_http_connection();
     })
 }
@@ -317,12 +338,13 @@ async fn refuse(mut stream: TcpStream, state: Rc<RefCell<ShardState>>) {
 }
 
 /// Writes what is pending plus an error response; the caller then closes the connection.
-async fn close_with(
-    stream: &mut TcpStream,
+async fn close_with<S: Wire + ?Sized>(
+    stream: &mut S,
     state: &Rc<RefCell<ShardState>>,
     out: &mut Vec<u8>,
     status: Status,
 ) {
     invalid_request(&mut state.borrow_mut(), out, Now::read(), status);
     let _ = stream.write_all(out).await;
+    let _ = stream.flush().await;
 }

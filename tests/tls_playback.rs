@@ -1,0 +1,217 @@
+//! TLS listeners against the real binary: a test certificate (ECDSA P-256, made by the
+//! test with openssl), then curl over HTTPS with `--cacert` (the HLS chain with the token;
+//! 403 without), ffprobe over HTTPS with verification, RTMPS and RTSPS (the fake source's
+//! streams; refused without the token), garbage on a TLS port that leaves other viewers
+//! alone, and `--check` naming unreadable or mismatched certificate files by file:line:col.
+
+mod common;
+use common::*;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// A self-signed ECDSA P-256 certificate for `localhost` and 127.0.0.1 in `dir`, as
+/// (certificate, key).
+fn make_certificate(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let (cert, key) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl (tools/test.sh installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (cert, key)
+}
+
+struct TlsPorts {
+    http: u16,
+    https: u16,
+    rtmps: u16,
+    rtsps: u16,
+}
+
+fn start() -> (Server, TlsPorts, PathBuf) {
+    let dir = temp_dir();
+    let (cert, key) = make_certificate(&dir, "edge");
+    let ports = TlsPorts {
+        http: free_port(),
+        https: free_port(),
+        rtmps: free_port(),
+        rtsps: free_port(),
+    };
+    let config = format!(
+        "http 127.0.0.1:{};\nhttps 127.0.0.1:{};\nrtmps 127.0.0.1:{};\nrtsps 127.0.0.1:{};\n\
+         ssl_certificate {};\nssl_certificate_key {};\n\
+         auth_backend play-auth {{\n    allow token test1;\n}}\n\
+         stream auth-check {{\n    input fake://fake;\n    on_play auth://play-auth;\n}}\n",
+        ports.http,
+        ports.https,
+        ports.rtmps,
+        ports.rtsps,
+        cert.display(),
+        key.display()
+    );
+    let server = Server::start(&config, ports.http);
+    server.wait_ok("/auth-check/tracks-v1a1/mono.m3u8?token=test1");
+    (server, ports, cert)
+}
+
+/// curl over HTTPS, verifying the server with `ca`: (status, body).
+fn curl(ca: &Path, url: &str) -> (String, String) {
+    let out = run_bounded(
+        Command::new("curl")
+            .args([
+                "-sS",
+                "--max-time",
+                "20",
+                "-w",
+                "\n%{http_code}",
+                "--cacert",
+            ])
+            .arg(ca)
+            .arg(url),
+        Duration::from_secs(30),
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", ""));
+    assert!(
+        out.status.success(),
+        "curl {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (status.to_owned(), body.to_owned())
+}
+
+#[test]
+fn https_rtmps_and_rtsps_play_with_the_token_and_refuse_without() {
+    let (server, ports, ca) = start();
+    let base = format!("https://localhost:{}", ports.https);
+    // The HLS chain over HTTPS: master, media playlist, a segment, token on every URI.
+    let (status, master) = curl(&ca, &format!("{base}/auth-check/index.m3u8?token=test1"));
+    assert_eq!(status, "200", "{master}");
+    let variant = master
+        .lines()
+        .find(|l| l.ends_with("token=test1"))
+        .expect("variant");
+    let (status, media) = curl(&ca, &format!("{base}/auth-check/{variant}"));
+    assert_eq!(status, "200", "{media}");
+    let segment = media
+        .lines()
+        .find(|l| l.contains(".ts?token="))
+        .expect("segment");
+    let (status, _) = curl(&ca, &format!("{base}/auth-check/tracks-v1a1/{segment}"));
+    assert_eq!(status, "200");
+    let (status, body) = curl(&ca, &format!("{base}/auth-check/index.m3u8"));
+    assert_eq!(
+        (status.as_str(), body.trim()),
+        ("403", "403 Forbidden: backend_denied")
+    );
+
+    let ca_file = ca.display().to_string();
+    let https = format!("{base}/auth-check/index.m3u8?token=test1");
+    assert_probe_shows_fake_source(&["-tls_verify", "1", "-ca_file", &ca_file], &https);
+    let rtmps = format!("rtmps://localhost:{}/static/auth-check", ports.rtmps);
+    assert_probe_shows_fake_source(&[], &format!("{rtmps}?token=test1"));
+    let rtsps = format!("rtsps://localhost:{}/auth-check", ports.rtsps);
+    assert_probe_shows_fake_source(&[], &format!("{rtsps}?token=test1"));
+    for refused in [rtmps, rtsps] {
+        let out = run_bounded(tool("ffprobe").arg(&refused), Duration::from_secs(60));
+        assert!(!out.status.success(), "{refused} played without a token");
+    }
+    let log = server.log_text();
+    assert!(!log.contains("test1"), "a token reached the log");
+}
+
+#[test]
+fn garbage_on_a_tls_port_closes_that_connection_only() {
+    let (_server, ports, ca) = start();
+    for port in [ports.https, ports.rtmps, ports.rtsps] {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("write");
+        let mut buf = [0u8; 256];
+        // rustls answers a non-TLS client with an alert at most, then the server closes.
+        let mut total = 0;
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => total += n,
+                Err(e) => panic!("port {port} kept a garbage connection open: {e}"),
+            }
+        }
+        assert!(
+            total < 64,
+            "port {port} answered garbage with {total} bytes"
+        );
+    }
+    let url = format!(
+        "https://localhost:{}/auth-check/index.m3u8?token=test1",
+        ports.https
+    );
+    assert_eq!(curl(&ca, &url).0, "200");
+}
+
+fn check(config: &str, dir: &Path) -> (i32, String) {
+    let path = dir.join("tessera.conf");
+    std::fs::write(&path, config).expect("config");
+    let out = Command::new(BIN)
+        .arg("--check")
+        .arg(&path)
+        .output()
+        .expect("run tessera");
+    let err = String::from_utf8_lossy(&out.stderr).replace(&path.display().to_string(), "FILE");
+    (out.status.code().unwrap_or(-1), err)
+}
+
+#[test]
+fn certificate_files_are_checked_with_the_config() {
+    let dir = temp_dir();
+    // Flussonic's file names beside the config are the default.
+    let listener = "https 127.0.0.1:8443;\n";
+    let (code, err) = check(listener, &dir);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("FILE:1:1:") && err.contains("streamer.crt"),
+        "{err}"
+    );
+    make_certificate(&dir, "streamer");
+    assert_eq!(check(listener, &dir), (0, String::new()));
+    // A key that is not the certificate's.
+    let (_, other_key) = make_certificate(&dir, "other");
+    let mismatched = format!("{listener}ssl_certificate_key {};\n", other_key.display());
+    let (code, err) = check(&mismatched, &dir);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("FILE:2:21:") && err.contains("do not make a TLS identity"),
+        "{err}"
+    );
+    let missing = format!("{listener}ssl_certificate nope.crt;\n");
+    let (code, err) = check(&missing, &dir);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("FILE:2:17:") && err.contains("nope.crt"),
+        "{err}"
+    );
+}
