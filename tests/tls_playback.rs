@@ -15,6 +15,11 @@ use std::time::Duration;
 /// A self-signed ECDSA P-256 certificate for `localhost` and 127.0.0.1 in `dir`, as
 /// (certificate, key).
 fn make_certificate(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    make_certificate_for(dir, name, "localhost")
+}
+
+/// The same for the DNS name `host` (and 127.0.0.1).
+fn make_certificate_for(dir: &Path, name: &str, host: &str) -> (PathBuf, PathBuf) {
     let (cert, key) = (
         dir.join(format!("{name}.crt")),
         dir.join(format!("{name}.key")),
@@ -28,8 +33,11 @@ fn make_certificate(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
             "-pkeyopt",
             "ec_paramgen_curve:prime256v1",
         ])
-        .args(["-nodes", "-days", "2", "-subj", "/CN=localhost"])
-        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .args(["-nodes", "-days", "2", "-subj", &format!("/CN={host}")])
+        .args([
+            "-addext",
+            &format!("subjectAltName=DNS:{host},IP:127.0.0.1"),
+        ])
         .arg("-keyout")
         .arg(&key)
         .arg("-out")
@@ -79,6 +87,10 @@ fn start() -> (Server, TlsPorts, PathBuf) {
 
 /// curl over HTTPS, verifying the server with `ca`: (status, body).
 fn curl(ca: &Path, url: &str) -> (String, String) {
+    curl_with(ca, url, &[])
+}
+
+fn curl_with(ca: &Path, url: &str, options: &[&str]) -> (String, String) {
     let out = run_bounded(
         Command::new("curl")
             .args([
@@ -90,6 +102,7 @@ fn curl(ca: &Path, url: &str) -> (String, String) {
                 "--cacert",
             ])
             .arg(ca)
+            .args(options)
             .arg(url),
         Duration::from_secs(30),
     );
@@ -213,5 +226,48 @@ fn certificate_files_are_checked_with_the_config() {
     assert!(
         err.contains("FILE:2:17:") && err.contains("nope.crt"),
         "{err}"
+    );
+}
+
+#[test]
+fn sni_picks_the_certificate_of_the_name_asked_for() {
+    let dir = temp_dir();
+    let (default_cert, default_key) = make_certificate(&dir, "default");
+    let (a_cert, a_key) = make_certificate_for(&dir, "a", "a.example");
+    let (b_cert, b_key) = make_certificate_for(&dir, "b", "b.example");
+    let (http, https) = (free_port(), free_port());
+    let config = format!(
+        "http 127.0.0.1:{http};\nhttps 127.0.0.1:{https};\n\
+         ssl_certificate {};\nssl_certificate_key {};\n\
+         server_name a.example {{\n    ssl_certificate {};\n    ssl_certificate_key {};\n}}\n\
+         server_name B.example {{\n    ssl_certificate {};\n    ssl_certificate_key {};\n}}\n\
+         stream open {{\n    input fake://fake;\n}}\n",
+        default_cert.display(),
+        default_key.display(),
+        a_cert.display(),
+        a_key.display(),
+        b_cert.display(),
+        b_key.display()
+    );
+    let server = Server::start(&config, http);
+    server.wait_ok("/open/index.m3u8");
+    let url = |host: &str| format!("https://{host}:{https}/open/index.m3u8");
+    let resolve = |host: &str| format!("{host}:{https}:127.0.0.1");
+    for (host, ca) in [("a.example", &a_cert), ("b.example", &b_cert)] {
+        let (status, _) = curl_with(ca, &url(host), &["--resolve", &resolve(host)]);
+        assert_eq!(status, "200", "{host}");
+    }
+    assert_eq!(curl(&default_cert, &url("localhost")).0, "200");
+    // a.example's certificate is not the one for b.example: verification fails.
+    let out = run_bounded(
+        Command::new("curl")
+            .args(["-sS", "--max-time", "20", "--cacert"])
+            .arg(&a_cert)
+            .args(["--resolve", &resolve("b.example"), &url("b.example")]),
+        Duration::from_secs(30),
+    );
+    assert!(
+        !out.status.success(),
+        "b.example verified with a.example's certificate"
     );
 }

@@ -51,6 +51,18 @@ pub struct Config {
     /// where; the runtime reads them (relative paths from the config file's directory).
     pub ssl_certificate: Option<(String, Span)>,
     pub ssl_certificate_key: Option<(String, Span)>,
+    /// `server_name NAME... { ssl_certificate PATH; ssl_certificate_key PATH; }`: the
+    /// certificate TLS clients asking for these names (SNI) get; others get the default.
+    pub server_names: Vec<ServerNameConfig>,
+}
+
+/// One `server_name` block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerNameConfig {
+    /// Lower-case DNS names.
+    pub names: Vec<String>,
+    pub certificate: (String, Span),
+    pub key: (String, Span),
 }
 
 impl Default for Config {
@@ -65,6 +77,7 @@ impl Default for Config {
             backend_timeout_ms: DEFAULT_BACKEND_TIMEOUT_MS,
             ssl_certificate: None,
             ssl_certificate_key: None,
+            server_names: Vec::new(),
         }
     }
 }

@@ -16,8 +16,8 @@ use super::lexer::{Lexer, Token, Word};
 use super::model::{
     API_PREFIX, AuthBackend, Cidr, Config, DEFAULT_SEGMENT_DURATION_MS, InputUrl, Listener,
     ListenerProto, MAX_BACKEND_TIMEOUT_MS, MAX_SEGMENT_DURATION_MS, MIN_BACKEND_TIMEOUT_MS,
-    MIN_SEGMENT_DURATION_MS, OnPlay, PLAYER_SEGMENT, Rules, SecureTokenConfig, SignedKeyConfig,
-    Span, StreamConfig, Transport,
+    MIN_SEGMENT_DURATION_MS, OnPlay, PLAYER_SEGMENT, Rules, SecureTokenConfig, ServerNameConfig,
+    SignedKeyConfig, Span, StreamConfig, Transport,
 };
 use super::signed_key;
 use std::collections::HashMap;
@@ -198,6 +198,7 @@ enum Context {
     Top,
     AuthBackend,
     Stream,
+    ServerName,
 }
 
 impl Context {
@@ -214,6 +215,7 @@ impl Context {
                 "rtsps",
                 "ssl_certificate",
                 "ssl_certificate_key",
+                "server_name",
                 "auth_token",
                 "player_assets",
                 "auth_backend",
@@ -232,6 +234,7 @@ impl Context {
                 "max_sessions_policy",
             ],
             Context::Stream => &["input", "on_play", "on_publish", "segment_duration"],
+            Context::ServerName => &["ssl_certificate", "ssl_certificate_key"],
         }
     }
 
@@ -240,6 +243,7 @@ impl Context {
             Context::Top => "at top level",
             Context::AuthBackend => "inside `auth_backend`",
             Context::Stream => "inside `stream`",
+            Context::ServerName => "inside `server_name`",
         }
     }
 
@@ -248,6 +252,7 @@ impl Context {
             Context::Top => "at top level",
             Context::AuthBackend => "inside `auth_backend NAME { ... }`",
             Context::Stream => "inside `stream NAME { ... }`",
+            Context::ServerName => "inside `server_name NAME... { ... }`",
         }
     }
 }
@@ -264,6 +269,7 @@ fn usage(directive: &str) -> &'static str {
         "rtsps" => "rtsps PORT|IP:PORT|[IPV6]:PORT;",
         "ssl_certificate" => "ssl_certificate PATH;",
         "ssl_certificate_key" => "ssl_certificate_key PATH;",
+        "server_name" => "server_name NAME... { ssl_certificate PATH; ssl_certificate_key PATH; }",
         "auth_token" => "auth_token NAME;",
         "player_assets" => "player_assets DIR;",
         "auth_backend" => "auth_backend NAME { ... }",
@@ -344,6 +350,7 @@ impl Lowering<'_> {
             "https" => self.listener(ListenerProto::Https, &d),
             "rtmps" => self.listener(ListenerProto::Rtmps, &d),
             "rtsps" => self.listener(ListenerProto::Rtsps, &d),
+            "server_name" => self.server_name(d),
             "ssl_certificate" => {
                 let mut seen = self.config.ssl_certificate.as_ref().map(|(_, at)| *at);
                 self.config.ssl_certificate = self
@@ -562,6 +569,65 @@ impl Lowering<'_> {
                 .error(arg.span, "`player_assets` needs a directory".to_string());
         }
         self.config.player_assets = Some(arg.text.clone());
+    }
+
+    /// `server_name NAME... { ssl_certificate PATH; ssl_certificate_key PATH; }`.
+    fn server_name(&mut self, mut d: Directive) {
+        let block = self.block_of(&mut d);
+        if d.args.is_empty() {
+            let message = format!("usage: `{}`", usage("server_name"));
+            return self.diags.error(d.name.span, message);
+        }
+        let mut names = Vec::new();
+        for arg in &d.args {
+            let name = arg.text.to_ascii_lowercase();
+            let valid = !name.is_empty()
+                && name.len() <= 253
+                && name.split('.').all(|l| {
+                    !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                });
+            if !valid {
+                let message = format!("`{}` is not a DNS name", show(&arg.text));
+                return self.diags.error(arg.span, message);
+            }
+            let taken = self
+                .config
+                .server_names
+                .iter()
+                .any(|s| s.names.contains(&name));
+            if taken || names.contains(&name) {
+                let message = format!("`{name}` has a certificate already");
+                return self.diags.error(arg.span, message);
+            }
+            names.push(name);
+        }
+        let Some(block) = block else { return };
+        let (mut certificate, mut key) = (None, None);
+        for item in split_missing_semicolons(block.items, Context::ServerName, self.diags) {
+            let mut seen;
+            match item.name.text.as_str() {
+                "ssl_certificate" => {
+                    seen = certificate.as_ref().map(|(_, at)| *at);
+                    certificate = self.path_once(&mut seen, &item).or(certificate);
+                }
+                "ssl_certificate_key" => {
+                    seen = key.as_ref().map(|(_, at)| *at);
+                    key = self.path_once(&mut seen, &item).or(key);
+                }
+                _ => self.unknown_directive(&item.name, Context::ServerName),
+            }
+        }
+        match (certificate, key) {
+            (Some(certificate), Some(key)) => self.config.server_names.push(ServerNameConfig {
+                names,
+                certificate,
+                key,
+            }),
+            _ => self.diags.error(
+                d.name.span,
+                "`server_name` needs both `ssl_certificate` and `ssl_certificate_key`",
+            ),
+        }
     }
 
     /// A directive that names a file once (`ssl_certificate PATH;`): the path and where.

@@ -10,7 +10,9 @@
 //!
 //! Files: `ssl_certificate PATH;` (PEM, the full chain) and `ssl_certificate_key PATH;`
 //! (PEM: PKCS#8, PKCS#1 or SEC1), relative to the config file's directory; without them,
-//! Flussonic's `streamer.crt` and `streamer.key` beside the config file.
+//! Flussonic's `streamer.crt` and `streamer.key` beside the config file. `server_name NAME...
+//! { ssl_certificate ...; ssl_certificate_key ...; }` blocks add certificates chosen by the
+//! name a client asks for (SNI); others get the default one.
 
 use crate::config::{Config, ConfigError, ConfigErrors, Span};
 use futures_lite::{AsyncRead, AsyncWrite};
@@ -18,8 +20,12 @@ use futures_rustls::TlsAcceptor;
 use futures_rustls::server::TlsStream;
 use glommio::net::TcpStream;
 use rustls::ServerConfig;
+use rustls::crypto::CryptoProvider;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,7 +61,7 @@ pub struct TlsSetup {
     pub other: TlsAcceptor,
 }
 
-/// Reads the certificate and key when the config has a TLS listener; `None` without one.
+/// Reads the certificates and keys when the config has a TLS listener; `None` without one.
 /// Errors name the directive (or the first TLS listener, for the default files) by
 /// file:line:col.
 pub fn load(
@@ -69,22 +75,88 @@ pub fn load(
     let dir = config_path
         .and_then(Path::parent)
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let provider = provider();
+    let identity = |cert: (PathBuf, Span), key: (PathBuf, Span)| {
+        certified_key(&provider, &cert.0, &key.0).map_err(|(on_key, m)| {
+            let span = if on_key { key.1 } else { cert.1 };
+            ConfigError::new(file_name, Some(span), m)
+        })
+    };
     let at = |given: &Option<(String, Span)>, default: &str| match given {
         Some((path, span)) => (dir.join(path), *span),
         None => (dir.join(default), listener.span),
     };
-    let (cert_path, cert_at) = at(&config.ssl_certificate, DEFAULT_CERTIFICATE);
-    let (key_path, key_at) = at(&config.ssl_certificate_key, DEFAULT_KEY);
-    let error = |span: Span, message: String| ConfigError::new(file_name, Some(span), message);
-    let chain = read_chain(&cert_path).map_err(|m| error(cert_at, m))?;
-    let key = read_key(&key_path).map_err(|m| error(key_at, m))?;
-    let https = server_config(chain.clone(), key.clone_key(), &[b"http/1.1"])
-        .map_err(|m| error(key_at, m))?;
-    let other = server_config(chain, key, &[]).map_err(|m| error(key_at, m))?;
+    let default = identity(
+        at(&config.ssl_certificate, DEFAULT_CERTIFICATE),
+        at(&config.ssl_certificate_key, DEFAULT_KEY),
+    )?;
+    let mut resolver = SniResolver {
+        by_name: HashMap::new(),
+        default,
+    };
+    for block in &config.server_names {
+        let (cert, key) = (&block.certificate, &block.key);
+        let ck = identity((dir.join(&cert.0), cert.1), (dir.join(&key.0), key.1))?;
+        for name in &block.names {
+            resolver.by_name.insert(name.clone(), ck.clone());
+        }
+    }
+    let resolver = Arc::new(resolver);
+    let acceptor = |alpn: &[&[u8]]| {
+        server_config(&provider, resolver.clone(), alpn)
+            .map(|c| TlsAcceptor::from(Arc::new(c)))
+            .map_err(|m| ConfigError::new(file_name, Some(listener.span), m))
+    };
     Ok(Some(TlsSetup {
-        https: TlsAcceptor::from(Arc::new(https)),
-        other: TlsAcceptor::from(Arc::new(other)),
+        https: acceptor(&[b"http/1.1"])?,
+        other: acceptor(&[])?,
     }))
+}
+
+/// Picks the certificate by the name the client asked for (SNI), else the default one.
+#[derive(Debug)]
+struct SniResolver {
+    by_name: HashMap<String, Arc<CertifiedKey>>,
+    default: Arc<CertifiedKey>,
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let asked = hello.server_name().map(str::to_ascii_lowercase);
+        let named = asked.and_then(|name| self.by_name.get(&name));
+        Some(named.unwrap_or(&self.default).clone())
+    }
+}
+
+/// ring, not aws-lc-rs (which rustls now prefers for post-quantum key exchange): it builds
+/// with the C compiler alone. X25519 and the P-256/P-384 groups remain.
+#[allow(deprecated)]
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A certificate chain and its key as a TLS identity. `Err((on_key, message))`: whether
+/// the key (rather than the certificate) is at fault, and why.
+fn certified_key(
+    provider: &CryptoProvider,
+    cert: &Path,
+    key: &Path,
+) -> Result<Arc<CertifiedKey>, (bool, String)> {
+    let chain = read_chain(cert).map_err(|m| (false, m))?;
+    let shown = key.display().to_string();
+    let key = read_key(key).map_err(|m| (true, m))?;
+    let signing = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| (true, format!("the key `{shown}` cannot sign: {e}")))?;
+    let ck = CertifiedKey::new(chain, signing);
+    ck.keys_match().map_err(|e| {
+        (
+            true,
+            format!("the certificate and key do not make a TLS identity: {e}"),
+        )
+    })?;
+    Ok(Arc::new(ck))
 }
 
 fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
@@ -107,23 +179,18 @@ fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
         .map_err(|e| format!("cannot read a private key from `{shown}`: {e}"))
 }
 
-/// A server configuration for one certificate, TLS 1.2 and 1.3, session resumption by
+/// A server configuration: TLS 1.2 and 1.3, certificates by SNI, session resumption by
 /// tickets and by the session cache.
 fn server_config(
-    chain: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
+    provider: &Arc<CryptoProvider>,
+    resolver: Arc<SniResolver>,
     alpn: &[&[u8]],
 ) -> Result<ServerConfig, String> {
-    // ring, not aws-lc-rs (which rustls now prefers for post-quantum key exchange): it
-    // builds with the C compiler alone. X25519 and the P-256/P-384 groups remain.
-    #[allow(deprecated)]
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
+    let mut config = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| format!("TLS setup failed: {e}"))?
         .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .map_err(|e| format!("the certificate and key do not make a TLS identity: {e}"))?;
+        .with_cert_resolver(resolver);
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     config.ticketer =
         rustls::crypto::ring::Ticketer::new().map_err(|e| format!("TLS tickets: {e}"))?;
