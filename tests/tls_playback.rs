@@ -271,3 +271,36 @@ fn sni_picks_the_certificate_of_the_name_asked_for() {
         "b.example verified with a.example's certificate"
     );
 }
+
+#[test]
+fn the_api_answers_only_on_its_admin_listener_and_allowed_addresses() {
+    let key = "admin-listener-api-key";
+    let (http, admin, closed_admin) = (free_port(), free_port(), free_port());
+    let config = format!(
+        "http 127.0.0.1:{http};\nadmin_http 127.0.0.1:{admin};\napi_key {key};\n\
+         api_allowed_from 127.0.0.0/8 ::1;\nstream open {{\n    input fake://fake;\n}}\n"
+    );
+    let _server = Server::start(&config, http);
+    let sessions = "/streamer/api/v3/sessions";
+    // The public port does not know the API; the admin port answers it.
+    assert_eq!(api_call(http, key, "GET", sessions).status, 404);
+    assert_eq!(api_call(http, key, "GET", "/metrics").status, 404);
+    assert_eq!(api_call(admin, key, "GET", sessions).status, 200);
+    assert_eq!(api_call(admin, key, "GET", "/metrics").status, 200);
+    assert_eq!(
+        api_call(admin, "wrong-key-wrong-key", "GET", sessions).status,
+        401
+    );
+    // Playback stays on the public port.
+    assert_eq!(get(http, "/open/index.m3u8").status, 200);
+
+    // An address outside `api_allowed_from` is refused before the key is looked at.
+    let http2 = free_port();
+    let config = format!(
+        "http 127.0.0.1:{http2};\nadmin_http 127.0.0.1:{closed_admin};\napi_key {key};\n\
+         api_allowed_from 10.0.0.0/8;\nstream open {{\n    input fake://fake;\n}}\n"
+    );
+    let _closed = Server::start(&config, http2);
+    let refused = api_call(closed_admin, key, "GET", sessions);
+    assert_eq!(refused.status, 403, "{}", refused.text());
+}

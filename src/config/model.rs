@@ -51,6 +51,8 @@ pub struct Config {
     /// where; the runtime reads them (relative paths from the config file's directory).
     pub ssl_certificate: Option<(String, Span)>,
     pub ssl_certificate_key: Option<(String, Span)>,
+    /// `api_allowed_from CIDR...;`: the addresses the operator API answers (all when empty).
+    pub api_allowed_from: Vec<Cidr>,
     /// `server_name NAME... { ssl_certificate PATH; ssl_certificate_key PATH; }`: the
     /// certificate TLS clients asking for these names (SNI) get; others get the default.
     pub server_names: Vec<ServerNameConfig>,
@@ -78,6 +80,7 @@ impl Default for Config {
             ssl_certificate: None,
             ssl_certificate_key: None,
             server_names: Vec::new(),
+            api_allowed_from: Vec::new(),
         }
     }
 }
@@ -113,6 +116,10 @@ pub enum ListenerProto {
     Https,
     Rtmps,
     Rtsps,
+    /// HTTP(S) listeners of the operator API (Flussonic's `admin_http`, `admin_https`):
+    /// once one exists, the API answers only there.
+    AdminHttp,
+    AdminHttps,
 }
 
 impl ListenerProto {
@@ -126,18 +133,33 @@ impl ListenerProto {
             ListenerProto::Https => "https",
             ListenerProto::Rtmps => "rtmps",
             ListenerProto::Rtsps => "rtsps",
+            ListenerProto::AdminHttp => "admin_http",
+            ListenerProto::AdminHttps => "admin_https",
         }
     }
 
     /// Whether connections start with a TLS handshake.
     pub fn is_tls(self) -> bool {
-        self != self.inner()
+        matches!(
+            self,
+            ListenerProto::Https
+                | ListenerProto::Rtmps
+                | ListenerProto::Rtsps
+                | ListenerProto::AdminHttps
+        )
+    }
+
+    /// Whether the operator API answers here when admin listeners exist.
+    pub fn is_admin(self) -> bool {
+        matches!(self, ListenerProto::AdminHttp | ListenerProto::AdminHttps)
     }
 
     /// The protocol spoken (inside TLS for the TLS listeners).
     pub fn inner(self) -> ListenerProto {
         match self {
-            ListenerProto::Https => ListenerProto::Http,
+            ListenerProto::Https | ListenerProto::AdminHttp | ListenerProto::AdminHttps => {
+                ListenerProto::Http
+            }
             ListenerProto::Rtmps => ListenerProto::Rtmp,
             ListenerProto::Rtsps => ListenerProto::Rtsp,
             other => other,

@@ -216,6 +216,9 @@ impl Context {
                 "ssl_certificate",
                 "ssl_certificate_key",
                 "server_name",
+                "admin_http",
+                "admin_https",
+                "api_allowed_from",
                 "auth_token",
                 "player_assets",
                 "auth_backend",
@@ -269,6 +272,9 @@ fn usage(directive: &str) -> &'static str {
         "rtsps" => "rtsps PORT|IP:PORT|[IPV6]:PORT;",
         "ssl_certificate" => "ssl_certificate PATH;",
         "ssl_certificate_key" => "ssl_certificate_key PATH;",
+        "admin_http" => "admin_http PORT|IP:PORT|[IPV6]:PORT;",
+        "admin_https" => "admin_https PORT|IP:PORT|[IPV6]:PORT;",
+        "api_allowed_from" => "api_allowed_from CIDR...;",
         "server_name" => "server_name NAME... { ssl_certificate PATH; ssl_certificate_key PATH; }",
         "auth_token" => "auth_token NAME;",
         "player_assets" => "player_assets DIR;",
@@ -351,6 +357,9 @@ impl Lowering<'_> {
             "rtmps" => self.listener(ListenerProto::Rtmps, &d),
             "rtsps" => self.listener(ListenerProto::Rtsps, &d),
             "server_name" => self.server_name(d),
+            "admin_http" => self.listener(ListenerProto::AdminHttp, &d),
+            "admin_https" => self.listener(ListenerProto::AdminHttps, &d),
+            "api_allowed_from" => self.api_allowed_from(&d),
             "ssl_certificate" => {
                 let mut seen = self.config.ssl_certificate.as_ref().map(|(_, at)| *at);
                 self.config.ssl_certificate = self
@@ -569,6 +578,28 @@ impl Lowering<'_> {
                 .error(arg.span, "`player_assets` needs a directory".to_string());
         }
         self.config.player_assets = Some(arg.text.clone());
+    }
+
+    /// `api_allowed_from CIDR...;` (once; addresses and networks, IPv4 or IPv6).
+    fn api_allowed_from(&mut self, d: &Directive) {
+        self.no_block(d);
+        if !self.config.api_allowed_from.is_empty() {
+            return self
+                .diags
+                .error(d.name.span, "duplicate `api_allowed_from`");
+        }
+        if d.args.is_empty() {
+            let message = format!("usage: `{}`", usage("api_allowed_from"));
+            return self.diags.error(d.name.span, message);
+        }
+        for arg in &d.args {
+            match arg.text.parse::<Cidr>() {
+                Ok(cidr) => self.config.api_allowed_from.push(cidr),
+                Err(e) => self
+                    .diags
+                    .error(arg.span, format!("`{}`: {e}", show(&arg.text))),
+            }
+        }
     }
 
     /// `server_name NAME... { ssl_certificate PATH; ssl_certificate_key PATH; }`.

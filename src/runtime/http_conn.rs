@@ -26,7 +26,12 @@ use std::time::Instant;
 
 /// Serves one accepted connection until the client closes it, an error or timeout occurs,
 /// or a response asks to close.
-pub async fn serve<S: Wire>(stream: S, state: Rc<RefCell<ShardState>>, bus: Rc<AuthBus>) {
+pub async fn serve<S: Wire>(
+    stream: S,
+    admin: bool,
+    state: Rc<RefCell<ShardState>>,
+    bus: Rc<AuthBus>,
+) {
     let Ok(peer) = stream.tcp().peer_addr().map(|a| a.ip()) else {
         return;
     };
@@ -42,7 +47,10 @@ pub async fn serve<S: Wire>(stream: S, state: Rc<RefCell<ShardState>>, bus: Rc<A
         start: 0,
         end: 0,
         out: Vec::with_capacity(4096),
-        scratch: ConnScratch::default(),
+        scratch: ConnScratch {
+            admin,
+            ..ConnScratch::default()
+        },
         skip_body: 0,
         head_started: None,
         may_wait: true,
@@ -308,6 +316,7 @@ impl<S: Wire> HttpConn<S> {
 pub fn admit(
     stream: TcpStream,
     tls: Option<TlsAcceptor>,
+    admin: bool,
     state: Rc<RefCell<ShardState>>,
     bus: Rc<AuthBus>,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> {
@@ -320,10 +329,10 @@ pub fn admit(
     }
     Box::pin(async move {
         match tls {
-            None => serve(stream, state.clone(), bus).await,
+            None => serve(stream, admin, state.clone(), bus).await,
             Some(acceptor) => {
                 if let Some(stream) = handshake(&acceptor, stream).await {
-                    serve(stream, state.clone(), bus).await;
+                    serve(stream, admin, state.clone(), bus).await;
                 }
             }
         }

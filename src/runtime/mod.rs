@@ -352,7 +352,9 @@ fn connection_server(
         let conn_seed = connection_seed(seed, shard, accepted);
         let (state, udp, fanout) = (state.clone(), udp.clone(), fanout.clone());
         match (proto.inner(), tls.clone()) {
-            (ListenerProto::Http, tls) => http_conn::admit(stream, tls, state, bus.clone()),
+            (ListenerProto::Http, tls) => {
+                http_conn::admit(stream, tls, proto.is_admin(), state, bus.clone())
+            }
             (ListenerProto::Rtsp, None) => {
                 Box::pin(rtsp_conn::serve(stream, state, udp, conn_seed))
             }
