@@ -52,6 +52,8 @@ fn make_certificate_for(dir: &Path, name: &str, host: &str) -> (PathBuf, PathBuf
     (cert, key)
 }
 
+const API_KEY: &str = "tls-test-api-key-0123";
+
 struct TlsPorts {
     http: u16,
     https: u16,
@@ -70,7 +72,7 @@ fn start() -> (Server, TlsPorts, PathBuf) {
     };
     let config = format!(
         "http 127.0.0.1:{};\nhttps 127.0.0.1:{};\nrtmps 127.0.0.1:{};\nrtsps 127.0.0.1:{};\n\
-         ssl_certificate {};\nssl_certificate_key {};\n\
+         ssl_certificate {};\nssl_certificate_key {};\napi_key {API_KEY};\n\
          auth_backend play-auth {{\n    allow token test1;\n}}\n\
          stream auth-check {{\n    input fake://fake;\n    on_play auth://play-auth;\n}}\n",
         ports.http,
@@ -184,6 +186,17 @@ fn garbage_on_a_tls_port_closes_that_connection_only() {
         ports.https
     );
     assert_eq!(curl(&ca, &url).0, "200");
+    // Counted: the garbage as failed handshakes, curl's as done.
+    let metrics = api_call(ports.http, API_KEY, "GET", "/metrics").text();
+    let count = |outcome: &str| {
+        let line = format!("tessera_tls_handshakes_total{{outcome=\"{outcome}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&line))
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    assert!(count("failed") >= 3 && count("done") >= 1, "{metrics}");
 }
 
 fn check(config: &str, dir: &Path) -> (i32, String) {

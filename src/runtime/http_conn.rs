@@ -331,7 +331,7 @@ pub fn admit(
         match tls {
             None => serve(stream, admin, state.clone(), bus).await,
             Some(acceptor) => {
-                if let Some(stream) = handshake(&acceptor, stream).await {
+                if let Some(stream) = handshake(&state, &acceptor, stream).await {
                     serve(stream, admin, state.clone(), bus).await;
                 }
             }

@@ -362,7 +362,7 @@ fn connection_server(
                 Box::pin(rtmp_conn::serve(stream, state, fanout, conn_seed))
             }
             (inner, Some(acceptor)) => Box::pin(async move {
-                let Some(stream) = tls::handshake(&acceptor, stream).await else {
+                let Some(stream) = tls::handshake(&state, &acceptor, stream).await else {
                     return;
                 };
                 match inner {

@@ -15,6 +15,7 @@
 //! name a client asks for (SNI); others get the default one.
 
 use crate::config::{Config, ConfigError, ConfigErrors, Span};
+use crate::shard::{Handshake, ShardState};
 use futures_lite::{AsyncRead, AsyncWrite};
 use futures_rustls::TlsAcceptor;
 use futures_rustls::server::TlsStream;
@@ -25,8 +26,10 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -197,24 +200,31 @@ fn server_config(
     Ok(config)
 }
 
-/// The TLS handshake of an accepted connection, bounded by `HANDSHAKE_TIMEOUT`; `None`
-/// when it failed or took too long (the connection is then dropped).
-pub async fn handshake(acceptor: &TlsAcceptor, tcp: TcpStream) -> Option<TlsStream<TcpStream>> {
+/// The TLS handshake of an accepted connection, bounded by `HANDSHAKE_TIMEOUT` and
+/// counted in the shard's metrics; `None` when it failed or took too long (the
+/// connection is then dropped).
+pub async fn handshake(
+    state: &Rc<RefCell<ShardState>>,
+    acceptor: &TlsAcceptor,
+    tcp: TcpStream,
+) -> Option<TlsStream<TcpStream>> {
     let peer = tcp.peer_addr().ok();
     let accept = async { Some(acceptor.accept(tcp).await) };
     let timeout = async {
         glommio::timer::sleep(HANDSHAKE_TIMEOUT).await;
         None
     };
-    match futures_lite::future::or(accept, timeout).await {
-        Some(Ok(stream)) => Some(stream),
+    let (stream, outcome) = match futures_lite::future::or(accept, timeout).await {
+        Some(Ok(stream)) => (Some(stream), Handshake::Done),
         Some(Err(e)) => {
             log::debug!("tls handshake from {peer:?} failed: {e}");
-            None
+            (None, Handshake::Failed)
         }
         None => {
             log::debug!("tls handshake from {peer:?} took longer than {HANDSHAKE_TIMEOUT:?}");
-            None
+            (None, Handshake::TimedOut)
         }
-    }
+    };
+    state.borrow_mut().count_tls_handshake(outcome);
+    stream
 }
