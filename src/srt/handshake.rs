@@ -244,7 +244,10 @@ fn refused(reason: RejectReason, what: &'static str) -> HandshakeError {
 }
 
 /// Reads a conclusion request's fields and extensions.
-fn parse_conclusion(hs: &Handshake<'_>, timestamp: u32) -> Result<CallerHello, HandshakeError> {
+pub(crate) fn parse_conclusion(
+    hs: &Handshake<'_>,
+    timestamp: u32,
+) -> Result<CallerHello, HandshakeError> {
     if hs.version != VERSION_5 {
         return Err(refused(
             RejectReason::VERSION,
