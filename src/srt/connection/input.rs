@@ -36,7 +36,10 @@ impl SrtConnection {
     fn on_control(&mut self, control: Control<'_>, now: Instant) {
         match control {
             Control::Handshake(hs) => self.on_handshake(hs.kind, now),
-            Control::Shutdown => self.finish(CloseReason::PeerShutdown),
+            Control::Shutdown => {
+                self.flush_received();
+                self.finish(CloseReason::PeerShutdown);
+            }
             _ if self.state != State::Established => {}
             Control::Ack(ack) => self.on_ack(&ack, now),
             Control::Nak(list) => self.on_nak(list, now),
@@ -47,6 +50,17 @@ impl SrtConnection {
                 }
             }
             Control::KeepAlive | Control::PeerError(_) | Control::Other { .. } => {}
+        }
+    }
+
+    /// A publisher that shuts down sends nothing more: hand over what is buffered now
+    /// rather than drop the last latency's worth.
+    fn flush_received(&mut self) {
+        if let Some(recv) = self.recv.as_mut() {
+            let payloads = recv.drain_all();
+            self.stats.receive_skipped = recv.skipped;
+            self.outputs
+                .extend(payloads.into_iter().map(Output::Payload));
         }
     }
 

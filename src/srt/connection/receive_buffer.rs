@@ -151,6 +151,20 @@ impl ReceiveBuffer {
         }
     }
 
+    /// Everything still buffered, in order, holes skipped: the publisher said goodbye, so
+    /// nothing more will come and nothing needs to wait for its time.
+    pub fn drain_all(&mut self) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        while let Some(slot) = self.pop_front() {
+            match slot {
+                Slot::Received { payload, .. } => out.push(payload),
+                _ => self.skipped += 1,
+            }
+        }
+        self.missing = 0;
+        out
+    }
+
     /// When the next packet will be due.
     pub fn next_due(&self) -> Option<Instant> {
         self.first_received().map(|(_, due)| due)
@@ -235,5 +249,9 @@ mod tests {
         assert_eq!(b.skipped, 1);
         assert!(!b.has_losses());
         assert_eq!(b.ack_point(), SeqNo::new(13));
+        b.insert(SeqNo::new(15), 5_000, vec![5], t0);
+        b.insert(SeqNo::new(16), 6_000, vec![6], t0);
+        assert_eq!(b.drain_all(), vec![vec![5], vec![6]]);
+        assert_eq!((b.skipped, b.has_losses(), b.next_due()), (3, false, None));
     }
 }

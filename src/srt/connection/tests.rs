@@ -567,6 +567,23 @@ fn publisher_holes_past_their_time_are_skipped() {
 }
 
 #[test]
+fn publisher_shutdown_delivers_what_is_buffered_first() {
+    let t0 = Instant::now();
+    let (mut conn, hello) = publisher(t0, None);
+    conn.handle_input(&data_packet(hello.isn, 0, b"a", KeyIndex::Clear), t0)
+        .unwrap();
+    conn.handle_input(
+        &data_packet(hello.isn.add(1), 10, b"b", KeyIndex::Clear),
+        t0,
+    )
+    .unwrap();
+    from_peer(&mut conn, Control::Shutdown, t0);
+    let out = drain(&mut conn);
+    assert_eq!(payloads(&out), vec![b"a".to_vec(), b"b".to_vec()]);
+    assert_eq!(out.last(), Some(&Output::Closed(CloseReason::PeerShutdown)));
+}
+
+#[test]
 fn encrypted_publisher_payloads_are_decrypted() {
     let t0 = Instant::now();
     let pass = b"publisher-passphrase";

@@ -114,13 +114,10 @@ impl SrtConnection {
             self.send_ack(now);
             self.timers.next_ack = now + self.cfg.ack_interval;
         }
-        let losses = self
-            .recv
-            .as_ref()
-            .map(ReceiveBuffer::losses)
-            .unwrap_or_default();
-        if !losses.is_empty() && now >= self.timers.next_nak {
-            self.send_nak(&losses, now);
+        let has_losses = self.recv.as_ref().is_some_and(ReceiveBuffer::has_losses);
+        if has_losses && now >= self.timers.next_nak {
+            let losses = self.recv.as_ref().map(ReceiveBuffer::losses);
+            self.send_nak(&losses.unwrap_or_default(), now);
         }
     }
 
