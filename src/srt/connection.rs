@@ -203,6 +203,8 @@ pub struct SrtConnection {
     /// The answer to the conclusion, re-sent when the caller repeats it.
     handshake_reply: Option<Vec<u8>>,
     keys: Option<StreamKeys>,
+    /// Kept while encrypted, to unwrap the sender's refreshed keys.
+    passphrase: Option<Vec<u8>>,
     send_latency: Duration,
     next_seq: SeqNo,
     next_msg: u32,
@@ -244,6 +246,7 @@ impl SrtConnection {
             start: now,
             handshake_reply: None,
             keys: None,
+            passphrase: None,
             send_latency: Duration::ZERO,
             next_seq: isn,
             next_msg: 1,
@@ -333,7 +336,10 @@ impl SrtConnection {
                 latency,
                 passphrase,
             } => match self.unlock(passphrase.as_deref()) {
-                Ok(keys) => self.accept(latency, keys, now),
+                Ok(keys) => {
+                    self.passphrase = passphrase.filter(|_| keys.is_some());
+                    self.accept(latency, keys, now);
+                }
                 Err(reason) => self.reject(reason),
             },
         }

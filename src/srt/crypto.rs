@@ -139,13 +139,13 @@ impl KeyMaterial {
         let kek = derive_kek(passphrase, &salt, self.key_len);
         let plain = key_unwrap(&kek, &self.wrapped).ok_or(CryptoError::BadSecret)?;
         let (first, second) = plain.split_at(self.key_len);
-        let key = |k: &[u8]| BlockKey::new(k);
+        let key = |k: &[u8]| BlockKey::new(k).map(|block| SessionKey { salt, block });
         let (even, odd) = match self.keys {
             KeyIndex::Even => (Some(key(first)?), None),
             KeyIndex::Odd => (None, Some(key(first)?)),
             _ => (Some(key(first)?), Some(key(second)?)),
         };
-        Ok(StreamKeys { salt, even, odd })
+        Ok(StreamKeys { even, odd })
     }
 }
 
@@ -254,12 +254,31 @@ impl BlockKey {
     }
 }
 
-/// The stream keys of one connection, ready to encrypt and decrypt payloads.
+/// One stream key with the salt it came with.
+#[derive(Clone, Debug)]
+struct SessionKey {
+    salt: [u8; SALT_LEN],
+    block: BlockKey,
+}
+
+impl SessionKey {
+    /// AES-CTR with IV = salt[..14] XOR (seq at bytes 10..14), counter in bytes 14..16.
+    fn apply(&self, seq: SeqNo, data: &mut [u8]) {
+        let mut iv = [0u8; 16];
+        iv[10..14].copy_from_slice(&seq.value().to_be_bytes());
+        for (b, s) in iv[..14].iter_mut().zip(&self.salt[..14]) {
+            *b ^= s;
+        }
+        self.block.apply(&iv, data);
+    }
+}
+
+/// The stream keys of one connection (even and odd, as the sender's key refresh
+/// alternates them), ready to encrypt and decrypt payloads.
 #[derive(Clone, Debug)]
 pub struct StreamKeys {
-    salt: [u8; SALT_LEN],
-    even: Option<BlockKey>,
-    odd: Option<BlockKey>,
+    even: Option<SessionKey>,
+    odd: Option<SessionKey>,
 }
 
 impl StreamKeys {
@@ -269,6 +288,16 @@ impl StreamKeys {
             KeyIndex::Even
         } else {
             KeyIndex::Odd
+        }
+    }
+
+    /// Takes the keys a refresh brought (an in-band KMREQ), keeping the others.
+    pub fn merge(&mut self, newer: StreamKeys) {
+        if newer.even.is_some() {
+            self.even = newer.even;
+        }
+        if newer.odd.is_some() {
+            self.odd = newer.odd;
         }
     }
 
@@ -285,18 +314,8 @@ impl StreamKeys {
             KeyIndex::Odd => self.odd.as_ref(),
             KeyIndex::Clear | KeyIndex::Both => None,
         };
-        let key = key.ok_or(CryptoError::NoKey)?;
-        key.apply(&self.iv(seq), payload);
+        key.ok_or(CryptoError::NoKey)?.apply(seq, payload);
         Ok(())
-    }
-
-    fn iv(&self, seq: SeqNo) -> [u8; 16] {
-        let mut iv = [0u8; 16];
-        iv[10..14].copy_from_slice(&seq.value().to_be_bytes());
-        for (b, s) in iv[..14].iter_mut().zip(&self.salt[..14]) {
-            *b ^= s;
-        }
-        iv
     }
 }
 

@@ -202,7 +202,13 @@ pub enum Control<'a> {
         last: SeqNo,
     },
     PeerError(u32),
-    /// Congestion warning, user-defined and unknown types: nothing a listener acts on.
+    /// `UMSG_EXT` (type 0x7FFF): an SRT command in-band, `subtype` being its `SRT_CMD_*`
+    /// (libsrt's key refresh sends KMREQ = 3 this way, answered by KMRSP = 4).
+    Extended {
+        subtype: u16,
+        body: &'a [u8],
+    },
+    /// Congestion warning and unknown types: nothing a listener acts on.
     Other {
         control_type: u16,
         subtype: u16,
@@ -319,6 +325,10 @@ fn parse_control<'a>(
             last: SeqNo::new(r.u32("drop request last seq")?),
         },
         t::PEER_ERROR => Control::PeerError(info),
+        t::USER_DEFINED => Control::Extended {
+            subtype,
+            body: r.rest(),
+        },
         _ => Control::Other {
             control_type: kind,
             subtype,
@@ -519,6 +529,11 @@ impl ControlPacket<'_> {
                 out.extend_from_slice(&last.value().to_be_bytes());
             }
             Control::PeerError(code) => empty(out, t::PEER_ERROR, *code, ts, dest),
+            Control::Extended { subtype, body } => {
+                let kind = u32::from(t::USER_DEFINED) << 16 | u32::from(*subtype);
+                typed_header(out, kind, 0, ts, dest);
+                out.extend_from_slice(body);
+            }
             Control::Other {
                 control_type,
                 subtype,

@@ -2,6 +2,10 @@
 //! sender's reactions (ACK, NAK, ACKACK) and the receiver's (data, DROPREQ).
 
 use super::*;
+use crate::srt::crypto::KeyMaterial;
+
+/// `SRT_KM_S_BADSECRET`, the KMRSP state word for key material that does not unwrap.
+const KM_STATE_BADSECRET: u32 = 4;
 
 impl SrtConnection {
     /// Feeds one datagram from the peer; returns its length (a datagram is used whole, so
@@ -49,7 +53,13 @@ impl SrtConnection {
                     recv.sender_dropped(first, last);
                 }
             }
-            Control::KeepAlive | Control::PeerError(_) | Control::Other { .. } => {}
+            Control::Extended { subtype, body } if subtype == handshake::cmd::KMREQ => {
+                self.on_key_refresh(body, now);
+            }
+            Control::KeepAlive
+            | Control::PeerError(_)
+            | Control::Extended { .. }
+            | Control::Other { .. } => {}
         }
     }
 
@@ -62,6 +72,28 @@ impl SrtConnection {
             self.outputs
                 .extend(payloads.into_iter().map(Output::Payload));
         }
+    }
+
+    /// libsrt's sender refreshes its key every 2^24 packets: a new odd (or even) key in an
+    /// in-band KMREQ, announced before it is used. Unwrap it, keep it beside the current
+    /// one, and answer KMRSP with the same material (or the state word `BADSECRET`).
+    fn on_key_refresh(&mut self, body: &[u8], now: Instant) {
+        let (Some(keys), Some(pass)) = (self.keys.as_mut(), self.passphrase.as_deref()) else {
+            return;
+        };
+        let fresh = KeyMaterial::parse(body).and_then(|km| km.unwrap_keys(pass));
+        let reply = match fresh {
+            Ok(newer) => {
+                keys.merge(newer);
+                body.to_vec()
+            }
+            Err(_) => KM_STATE_BADSECRET.to_be_bytes().to_vec(),
+        };
+        let control = Control::Extended {
+            subtype: handshake::cmd::KMRSP,
+            body: &reply,
+        };
+        self.control(control, now);
     }
 
     /// The caller repeats its conclusion until it hears the answer: answer again.

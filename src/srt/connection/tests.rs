@@ -605,6 +605,64 @@ fn encrypted_publisher_payloads_are_decrypted() {
 }
 
 #[test]
+fn key_refresh_in_band_adds_the_odd_key_and_is_answered() {
+    let t0 = Instant::now();
+    let pass = b"publisher-passphrase";
+    let (mut conn, hello) = publisher(t0, Some(pass));
+    // The sender announces its next (odd) key with the same salt.
+    let mut refresh = wrap_keys(pass, [4; SALT_LEN], &[7; 32], None).unwrap();
+    refresh.keys = KeyIndex::Odd;
+    let mut body = Vec::new();
+    refresh.write(&mut body);
+    let kmreq = Control::Extended {
+        subtype: cmd::KMREQ,
+        body: &body,
+    };
+    from_peer(&mut conn, kmreq, t0);
+    let out = drain(&mut conn);
+    let kmrsp = Control::Extended {
+        subtype: cmd::KMRSP,
+        body: &body,
+    };
+    assert_eq!(controls(&out), vec![kmrsp]);
+    // Packets under the odd key now decrypt; the even key still works.
+    let odd_keys = refresh.unwrap_keys(pass).unwrap();
+    let even_keys = hello.key_material.unwrap().unwrap_keys(pass).unwrap();
+    let mut p0 = *b"even-key-payload";
+    even_keys.apply(KeyIndex::Even, hello.isn, &mut p0).unwrap();
+    let mut p1 = *b"odd-key-payload!";
+    odd_keys
+        .apply(KeyIndex::Odd, hello.isn.add(1), &mut p1)
+        .unwrap();
+    conn.handle_input(&data_packet(hello.isn, 0, &p0, KeyIndex::Even), t0)
+        .unwrap();
+    conn.handle_input(&data_packet(hello.isn.add(1), 0, &p1, KeyIndex::Odd), t0)
+        .unwrap();
+    conn.handle_timeout(t0 + LATENCY);
+    let got = payloads(&drain(&mut conn));
+    assert_eq!(
+        got,
+        vec![b"even-key-payload".to_vec(), b"odd-key-payload!".to_vec()]
+    );
+
+    // Material the passphrase does not unwrap gets the BADSECRET state word.
+    let bad = wrap_keys(b"another-passphrase", [4; SALT_LEN], &[7; 32], None).unwrap();
+    let mut body = Vec::new();
+    bad.write(&mut body);
+    let kmreq = Control::Extended {
+        subtype: cmd::KMREQ,
+        body: &body,
+    };
+    from_peer(&mut conn, kmreq, t0);
+    let state = 4u32.to_be_bytes();
+    let refused = Control::Extended {
+        subtype: cmd::KMRSP,
+        body: &state,
+    };
+    assert_eq!(controls(&drain(&mut conn)), vec![refused]);
+}
+
+#[test]
 fn encrypted_viewer_packets_decrypt_with_the_callers_keys() {
     let t0 = Instant::now();
     let hello = hello_from(tv::FFMPEG_PASSPHRASE_CONCLUSION);

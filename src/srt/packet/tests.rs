@@ -75,9 +75,14 @@ fn control_packets_round_trip() {
     };
     assert_eq!(round_trip(ctl(Control::Ack(light))).len(), 20);
     round_trip(ctl(Control::Other {
-        control_type: control_type::USER_DEFINED,
-        subtype: 3,
+        control_type: control_type::CONGESTION_WARNING,
+        subtype: 0,
     }));
+    let ext = round_trip(ctl(Control::Extended {
+        subtype: 3,
+        body: &[1, 2, 3, 4],
+    }));
+    assert_eq!(&ext[..4], &[0xFF, 0xFF, 0, 3]);
 }
 
 #[test]
