@@ -9,6 +9,25 @@
 //!
 //! Values are percent-decoded where they contain `%`. Unknown keys are ignored, never an
 //! error. Owns the parsing only: which stream exists and who may see it is decided elsewhere.
+//!
+//! Ready-to-paste caller URLs (the ffmpeg-family and srt-live-transmit forms were checked
+//! against tessera's core with Debian's ffmpeg 5.1 / libsrt 1.5.1, which passes the stream id
+//! on as written, undecoded; the OBS line uses the same libsrt but was not tried here):
+//!
+//! ```text
+//! ffplay  'srt://HOST:PORT?streamid=#!::r=NAME,m=request,token=TOKEN'
+//! ffplay  'srt://HOST:PORT?streamid=%23%21%3A%3Ar%3DNAME%2Cm%3Drequest%2Ctoken%3DTOKEN'
+//! ffplay  'srt://HOST:PORT?streamid=NAME?token=TOKEN'
+//! ffplay  'srt://HOST:PORT?streamid=#!::r=NAME,m=request,token=TOKEN&passphrase=PASSPHRASE'
+//! srt-live-transmit 'srt://HOST:PORT?streamid=#!::r=NAME,m=request,token=TOKEN' file://con
+//! ffmpeg -re -i in.ts -c copy -f mpegts 'srt://HOST:PORT?streamid=#!::r=NAME,m=publish,token=TOKEN'
+//! ffmpeg -re -i in.ts -c copy -f mpegts 'srt://HOST:PORT?streamid=#!::u=TOKEN,r=NAME,m=publish'
+//! OBS (Settings → Stream → Custom, key empty):
+//!         srt://HOST:PORT?streamid=#!::r=NAME,m=publish,token=TOKEN
+//! ```
+//!
+//! A token with `&`, `,` or `=` in it is percent-encoded (`%26`, `%2C`, `%3D`); the whole
+//! stream id may be percent-encoded too (the second line), as URL builders often do.
 
 use crate::uri::percent_decode_into;
 use std::fmt;
