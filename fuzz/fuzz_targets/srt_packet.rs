@@ -8,6 +8,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use std::net::SocketAddr;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use tessera::srt::connection::{AuthAnswer, ConnectionConfig, SrtConnection};
 use tessera::srt::crypto::wrap_keys;
@@ -47,12 +48,32 @@ fn connection(stream_id: &str, passphrase: Option<&[u8]>, now: Instant) -> SrtCo
     conn
 }
 
+/// Accepted once (PBKDF2 is slow on purpose), cloned for every run.
+struct Templates {
+    t0: Instant,
+    viewer: SrtConnection,
+    publisher: SrtConnection,
+}
+
+fn templates() -> &'static Templates {
+    static TEMPLATES: OnceLock<Templates> = OnceLock::new();
+    TEMPLATES.get_or_init(|| {
+        let t0 = Instant::now();
+        Templates {
+            t0,
+            viewer: connection("#!::r=a,m=request,token=t", None, t0),
+            publisher: connection("#!::r=a,m=publish,token=t", Some(b"passphrase"), t0),
+        }
+    })
+}
+
 fuzz_target!(|data: &[u8]| {
-    let t0 = Instant::now();
+    let t = templates();
+    let t0 = t.t0;
     let listener = Listener::new([9; 32], t0);
     let peer: SocketAddr = "127.0.0.1:5000".parse().unwrap();
-    let mut viewer = connection("#!::r=a,m=request,token=t", None, t0);
-    let mut publisher = connection("#!::r=a,m=publish,token=t", Some(b"passphrase"), t0);
+    let mut viewer = t.viewer.clone();
+    let mut publisher = t.publisher.clone();
     let mut rest = data;
     let mut now = t0;
     while let Some((&len, tail)) = rest.split_first() {

@@ -174,7 +174,7 @@ pub enum SendError {
     TooLarge { len: usize, max: usize },
 }
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     Authorizing,
     Established,
@@ -182,7 +182,7 @@ enum State {
 }
 
 /// Timers and counters of an established connection.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Timers {
     last_sent: Instant,
     last_received: Instant,
@@ -190,8 +190,9 @@ struct Timers {
     next_nak: Instant,
 }
 
-/// One SRT connection, listener side.
-#[derive(Debug)]
+/// One SRT connection, listener side. `Clone` copies the whole state (the fuzz target
+/// starts every run from one accepted connection instead of deriving keys each time).
+#[derive(Clone, Debug)]
 pub struct SrtConnection {
     cfg: ConnectionConfig,
     peer: SocketAddr,

@@ -239,6 +239,22 @@ pub fn handshake_of(datagram: &[u8]) -> Result<(ControlPacket<'_>, Handshake<'_>
     }
 }
 
+/// Is this datagram a caller starting over (an induction)? The runtime routes it to the
+/// [`Listener`] even when a connection for the same address still exists (a caller that
+/// restarted from the same port), since a connection ignores inductions.
+pub fn is_induction(datagram: &[u8]) -> bool {
+    matches!(
+        handshake_of(datagram),
+        Ok((
+            _,
+            Handshake {
+                kind: HandshakeType::Induction,
+                ..
+            }
+        ))
+    )
+}
+
 fn refused(reason: RejectReason, what: &'static str) -> HandshakeError {
     HandshakeError::Refused { reason, what }
 }

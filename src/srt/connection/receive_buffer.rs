@@ -35,7 +35,7 @@ pub enum Arrival {
     TooFarAhead,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct ReceiveBuffer {
     /// The sequence number of `slots[0]`.
     head: SeqNo,

@@ -43,7 +43,7 @@ pub struct InFlight {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BufferFull;
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct SendBuffer {
     packets: VecDeque<InFlight>,
     bytes: usize,

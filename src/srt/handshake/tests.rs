@@ -102,6 +102,13 @@ fn srt_live_transmit_publisher_and_passphrase_conclusions() {
 }
 
 #[test]
+fn inductions_are_told_apart_from_everything_else() {
+    assert!(is_induction(&bytes(tv::FFMPEG_INDUCTION)));
+    assert!(!is_induction(&bytes(tv::FFMPEG_CONCLUSION)));
+    assert!(!is_induction(&[0x80, 0, 0, 0]));
+}
+
+#[test]
 fn conclusion_needs_this_listeners_cookie() {
     let now = Instant::now();
     let l = listener(now);
