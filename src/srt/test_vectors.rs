@@ -12,6 +12,19 @@ pub fn bytes(lines: &[&str]) -> Vec<u8> {
         .collect()
 }
 
+/// `len` pseudo-random bytes (xorshift32 on `state`), for the deterministic "never panics"
+/// sweeps; the fuzz target goes further.
+pub fn noise(state: &mut u32, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|_| {
+            *state ^= *state << 13;
+            *state ^= *state >> 17;
+            *state ^= *state << 5;
+            *state as u8
+        })
+        .collect()
+}
+
 /// The cookie the capture script handed out.
 pub const CAPTURE_COOKIE: u32 = 0x00c0_0c1e;
 

@@ -715,14 +715,7 @@ fn stray_and_malformed_datagrams_are_errors_not_the_end() {
     assert!(conn.is_established());
     let mut x: u32 = 0x9e37_79b9;
     for len in 0..300usize {
-        let mut d: Vec<u8> = (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 17;
-                x ^= x << 5;
-                x as u8
-            })
-            .collect();
+        let mut d = tv::noise(&mut x, len);
         if d.len() >= 16 {
             d[12..16].copy_from_slice(&LOCAL.to_be_bytes());
         }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::srt::test_vectors::noise;
 
 fn round_trip(p: ControlPacket<'_>) -> Vec<u8> {
     let mut out = Vec::new();
@@ -143,14 +144,7 @@ fn arbitrary_bytes_never_panic() {
     let mut x: u32 = 0x1234_5678;
     for len in 0..200usize {
         for _ in 0..20 {
-            let buf: Vec<u8> = (0..len)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 17;
-                    x ^= x << 5;
-                    x as u8
-                })
-                .collect();
+            let buf = noise(&mut x, len);
             if let Ok(Packet::Control(ControlPacket { control, .. })) = parse(&buf) {
                 match control {
                     Control::Nak(l) => {
