@@ -13,7 +13,9 @@
 //! * [`video`]: H.264 (stream_type 0x1B, §2.14) to tessera's AVCC frames, SPS/PPS to
 //!   [`VideoConfig`](crate::media::frame::VideoConfig);
 //! * [`audio`]: AAC in ADTS (stream_type 0x0F) to raw AAC frames, ADTS header to
-//!   [`AudioConfig`](crate::media::frame::AudioConfig).
+//!   [`AudioConfig`](crate::media::frame::AudioConfig);
+//! * [`gate`]: the first frames held until every listed track is configured, so the stream
+//!   starts with one `Media`.
 //!
 //! What comes out is what every other input of tessera produces (compare `rtmp::flv`'s
 //! `FlvDemuxer`): [`DemuxEvent::Media`] whenever a track's decoder configuration appears or
@@ -34,6 +36,7 @@ pub mod audio;
 pub mod clock;
 pub mod error;
 pub mod framer;
+pub mod gate;
 pub mod packet;
 pub mod pes;
 pub mod psi;
@@ -45,6 +48,7 @@ pub use error::DemuxError;
 use crate::media::frame::{Frame, MediaInfo};
 use audio::AudioTrack;
 use framer::{Framed, PacketFramer};
+use gate::{Expected, StartGate};
 use packet::{Continuity, ContinuityCheck, PacketProblem, TsPacket};
 use pes::{Pes, PesAssembler, PesProblem};
 use psi::{EsEntry, SectionAssembler, StreamKind};
@@ -120,6 +124,9 @@ struct ProgramDemux {
     program: Option<Program>,
     info: MediaInfo,
     timeline: TimestampUnwrapper,
+    /// What the tracks produced for the packet at hand, before the gate.
+    produced: Vec<DemuxEvent>,
+    gate: StartGate,
     packets: u64,
     missing_tables_reported: bool,
 }
@@ -209,7 +216,7 @@ impl ProgramDemux {
             offset,
             timeline: &mut self.timeline,
             info: &mut self.info,
-            out,
+            out: &mut self.produced,
         };
         if p.pid == program.pmt_pid {
             program.on_pmt(p, &mut at);
@@ -218,6 +225,9 @@ impl ProgramDemux {
         } else if let Some(es) = program.audio.as_mut().filter(|es| es.pid == p.pid) {
             es.packet(p, &mut at);
         }
+        let expected = program.expected();
+        self.gate
+            .pass(self.produced.drain(..), expected, &self.info, out);
     }
 
     fn on_pat(&mut self, p: &TsPacket<'_>, offset: u64, out: &mut Vec<DemuxEvent>) {
@@ -288,22 +298,25 @@ impl ProgramDemux {
             let offset = self.packets * crate::mux::ts::TS_PACKET_LEN as u64;
             self.report_missing_tables(offset, out);
         }
-        let Some(program) = &mut self.program else {
-            return;
-        };
-        let mut at = TrackContext {
-            pid: 0,
-            offset: 0,
-            timeline: &mut self.timeline,
-            info: &mut self.info,
-            out,
-        };
-        if let Some(es) = &mut program.video {
-            es.finish(&mut at);
+        if let Some(program) = &mut self.program {
+            let mut at = TrackContext {
+                pid: 0,
+                offset: 0,
+                timeline: &mut self.timeline,
+                info: &mut self.info,
+                out: &mut self.produced,
+            };
+            if let Some(es) = &mut program.video {
+                es.finish(&mut at);
+            }
+            if let Some(es) = &mut program.audio {
+                es.finish(&mut at);
+            }
+            let expected = program.expected();
+            self.gate
+                .pass(self.produced.drain(..), expected, &self.info, out);
         }
-        if let Some(es) = &mut program.audio {
-            es.finish(&mut at);
-        }
+        self.gate.release(&self.info, out);
     }
 }
 
@@ -367,6 +380,13 @@ impl Program {
             video: None,
             audio: None,
             listed: Vec::new(),
+        }
+    }
+
+    fn expected(&self) -> Expected {
+        Expected {
+            video: self.video.is_some(),
+            audio: self.audio.is_some(),
         }
     }
 

@@ -438,6 +438,12 @@ struct Expect {
 fn check_real_stream(ts: &[u8], expect: Expect) {
     let events = demux_in_steps(ts, 1316);
     assert!(errors(&events).is_empty(), "{:?}", errors(&events));
+    let media = events
+        .iter()
+        .filter(|e| matches!(e, DemuxEvent::Media(_)))
+        .count();
+    assert_eq!(media, 1, "one Media, with both tracks, before any frame");
+    assert!(matches!(events[0], DemuxEvent::Media(_)));
     let info = last_media(&events).expect("media");
     let video: &VideoConfig = info.video.as_ref().expect("video config");
     assert_eq!((video.width, video.height), (expect.width, expect.height));
