@@ -11,7 +11,7 @@
 //! and after the start everything passes straight through.
 
 use super::DemuxEvent;
-use crate::media::frame::{MediaInfo, TIMESCALE};
+use crate::media::frame::{MediaInfo, TIMESCALE, TrackKind};
 
 /// Longest span of held frames (by decode time): 3 s, more than a usual GOP.
 pub const HOLD_LIMIT_TICKS: i64 = 3 * TIMESCALE;
@@ -69,12 +69,15 @@ impl StartGate {
         if info.video.is_some() || info.audio.is_some() {
             out.push(DemuxEvent::Media(info.clone()));
         }
-        // The Media above supersedes the held ones.
-        out.extend(
-            self.held
-                .drain(..)
-                .filter(|e| matches!(e, DemuxEvent::Frame(_))),
-        );
+        // The Media above supersedes the held ones; a track it no longer has (the PMT
+        // dropped it meanwhile) loses its held frames.
+        out.extend(self.held.drain(..).filter(|e| match e {
+            DemuxEvent::Frame(f) => match f.track {
+                TrackKind::Video => info.video.is_some(),
+                TrackKind::Audio => info.audio.is_some(),
+            },
+            _ => false,
+        }));
         self.held = Vec::new();
     }
 
@@ -95,7 +98,7 @@ impl StartGate {
 mod tests {
     use super::*;
     use crate::media::aac;
-    use crate::media::frame::{Frame, TrackKind};
+    use crate::media::frame::Frame;
     use crate::source::fake::FakeSource;
     use bytes::Bytes;
 

@@ -414,25 +414,20 @@ impl Program {
         let (number, last) = (self.number, &self.last_pmt);
         self.pmt
             .sections
-            .push(p.unit_start, p.payload, &mut |section| {
-                if section.is_ok_and(|s| s == &last[..]) {
-                    return;
-                }
-                match section
-                    .and_then(|s| psi::parse_pmt(s, number).map(|es| es.map(|es| (s.to_vec(), es))))
-                {
-                    Ok(Some(found)) => changed = Some(found),
-                    Ok(None) => {}
-                    Err(reason) => at.error(DemuxError::BadSection {
-                        pid: p.pid,
-                        offset: at.offset,
-                        reason,
-                    }),
-                }
+            .push(p.unit_start, p.payload, &mut |section| match section
+                .and_then(|s| new_pmt(s, number, last))
+            {
+                Ok(Some(found)) => changed = Some(found),
+                Ok(None) => {}
+                Err(reason) => at.error(DemuxError::BadSection {
+                    pid: p.pid,
+                    offset: at.offset,
+                    reason,
+                }),
             });
-        if let Some((section, streams)) = changed {
-            self.last_pmt = section;
-            self.apply_pmt(&streams, at);
+        if let Some(update) = changed {
+            self.last_pmt = update.section;
+            self.apply_pmt(&update.streams, at);
         }
     }
 
@@ -453,10 +448,12 @@ impl Program {
             }
         }
         if self.video.as_ref().map(|es| es.pid) != video {
-            self.video = video.map(|pid| Es::new(pid, VideoTrack::default()));
+            let pes = || PesAssembler::joining_untimed(MAX_PES_LEN);
+            self.video = video.map(|pid| Es::new(pid, pes(), VideoTrack::default()));
         }
         if self.audio.as_ref().map(|es| es.pid) != audio {
-            self.audio = audio.map(|pid| Es::new(pid, AudioTrack::default()));
+            let pes = || PesAssembler::new(MAX_PES_LEN);
+            self.audio = audio.map(|pid| Es::new(pid, pes(), AudioTrack::default()));
         }
         let before = at.info.clone();
         if video.is_none() {
@@ -504,11 +501,11 @@ impl Program {
 }
 
 impl<T: TrackDemuxer> Es<T> {
-    fn new(pid: u16, track: T) -> Self {
+    fn new(pid: u16, pes: PesAssembler, track: T) -> Self {
         Es {
             pid,
             cc: ContinuityCheck::default(),
-            pes: PesAssembler::new(MAX_PES_LEN),
+            pes,
             track,
         }
     }
@@ -541,6 +538,25 @@ impl<T: TrackDemuxer> Es<T> {
         self.pes.reset();
         self.track.reset();
     }
+}
+
+/// A PMT section that differs from the last one applied, and the streams it lists.
+struct PmtUpdate {
+    section: Vec<u8>,
+    streams: Vec<EsEntry>,
+}
+
+/// The update a PMT section of `program` brings: `Ok(None)` for a repeat of the `last` one
+/// (the usual case, one comparison) or another program's.
+fn new_pmt(section: &[u8], program: u16, last: &[u8]) -> Result<Option<PmtUpdate>, &'static str> {
+    if section == last {
+        return Ok(None);
+    }
+    let streams = psi::parse_pmt(section, program)?;
+    Ok(streams.map(|streams| PmtUpdate {
+        section: section.to_vec(),
+        streams,
+    }))
 }
 
 /// Hands a reassembled PES to its track, or reports why it could not be.

@@ -5,6 +5,11 @@
 //!
 //! PES_packet_length 0 (unbounded, video only) ends only at the next unit start or at
 //! [`PesAssembler::finish`]. A PES larger than the assembler's limit is dropped whole.
+//!
+//! Video access units may span PES packets (§2.4.3.6 leaves the split to the muxer; some
+//! broadcast encoders cut every picture into bounded PES packets and time only the first).
+//! An assembler built [`joining_untimed`](PesAssembler::joining_untimed) therefore appends
+//! a PES without PTS to the one before it, so the track sees whole, timed access units.
 
 /// PES start code prefix, stream_id and PES_packet_length.
 const PES_FIXED_LEN: usize = 6;
@@ -29,6 +34,9 @@ pub struct PesAssembler {
     /// Stream offset of the packet that started the PES being assembled.
     offset: u64,
     limit: usize,
+    /// A PES without PTS continues the previous one (video); it then never completes on
+    /// its PES_packet_length alone.
+    join_untimed: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,12 +49,22 @@ enum State {
 }
 
 impl PesAssembler {
+    /// An assembler of PES packets of at most `limit` bytes, each complete on its own.
     pub fn new(limit: usize) -> Self {
         PesAssembler {
             buf: Vec::new(),
             state: State::Idle,
             offset: 0,
             limit,
+            join_untimed: false,
+        }
+    }
+
+    /// An assembler that appends a PES without PTS to the previous one (for video).
+    pub fn joining_untimed(limit: usize) -> Self {
+        PesAssembler {
+            join_untimed: true,
+            ..Self::new(limit)
         }
     }
 
@@ -59,11 +77,12 @@ impl PesAssembler {
         payload: &[u8],
         on: &mut impl FnMut(Result<&[u8], PesProblem>, u64),
     ) {
+        let mut payload = payload;
         if unit_start {
-            self.finish(on);
-            self.buf.clear();
-            self.state = State::Collecting;
-            self.offset = offset;
+            match self.continuation(payload) {
+                Some(body) => payload = body,
+                None => self.start(offset, on),
+            }
         }
         if self.state != State::Collecting {
             return;
@@ -74,10 +93,32 @@ impl PesAssembler {
             return on(Err(PesProblem::TooLarge), self.offset);
         }
         self.buf.extend_from_slice(payload);
-        if self.declared_len().is_some_and(|len| self.buf.len() >= len) {
+        if !self.join_untimed && self.declared_len().is_some_and(|len| self.buf.len() >= len) {
             self.state = State::Idle;
             on(Ok(&self.buf), self.offset);
         }
+    }
+
+    /// Completes the previous PES and starts one at this unit start.
+    fn start(&mut self, offset: u64, on: &mut impl FnMut(Result<&[u8], PesProblem>, u64)) {
+        self.finish(on);
+        self.buf.clear();
+        self.state = State::Collecting;
+        self.offset = offset;
+    }
+
+    /// When this unit start is an untimed PES to join to the one being assembled: its
+    /// payload. The joined PES becomes unbounded (PES_packet_length 0).
+    fn continuation<'a>(&mut self, payload: &'a [u8]) -> Option<&'a [u8]> {
+        if !self.join_untimed || self.state != State::Collecting || self.buf.len() < PES_FIXED_LEN {
+            return None;
+        }
+        let pes = parse_pes(payload).ok()?;
+        if pes.pts.is_some() || pes.stream_id != self.buf[3] {
+            return None;
+        }
+        self.buf[4..PES_FIXED_LEN].fill(0);
+        Some(pes.payload)
     }
 
     /// Completes the PES being assembled, if any: at the end of the stream, or when the next
@@ -292,6 +333,33 @@ mod tests {
         let mut got = Vec::new();
         asm.finish(&mut |r, at| got.push((r.map(<[u8]>::to_vec), at)));
         assert_eq!(got, vec![(Ok(b), 564)]);
+    }
+
+    #[test]
+    fn untimed_pes_joins_the_one_before_when_asked() {
+        let first = pes(1, None, &[1u8; 100], true);
+        let mut second = pes(0, None, &[2u8; 50], true);
+        second[7] = 0; // no PTS
+        second[8] = 0;
+        second.drain(9..14);
+        second[5] -= 5;
+        let third = pes(2, None, &[3u8; 10], true);
+        let mut asm = PesAssembler::joining_untimed(1 << 20);
+        assert!(
+            collect(&mut asm, 0, true, &first).is_empty(),
+            "not complete at its length"
+        );
+        assert!(collect(&mut asm, 188, true, &second).is_empty());
+        let got = collect(&mut asm, 376, true, &third);
+        let (joined, at) = (got[0].0.as_ref().unwrap(), got[0].1);
+        assert_eq!(at, 0);
+        let parsed = parse_pes(joined).unwrap();
+        assert_eq!(parsed.pts, Some(1));
+        assert_eq!(parsed.payload, [[1u8; 100].as_slice(), &[2u8; 50]].concat());
+        // Without joining, each is its own PES, complete at its length.
+        let mut asm = PesAssembler::new(1 << 20);
+        assert_eq!(collect(&mut asm, 0, true, &first).len(), 1);
+        assert_eq!(collect(&mut asm, 188, true, &second).len(), 1);
     }
 
     #[test]

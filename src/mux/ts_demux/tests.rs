@@ -404,6 +404,47 @@ fn unsupported_and_ignored_streams_are_named_once() {
 }
 
 #[test]
+fn an_access_unit_over_several_bounded_pes_is_one_frame() {
+    let source = FakeSource::new(0, 25);
+    let info = source.media_info();
+    let config = info.video.as_ref().unwrap();
+    let idr = [0x65u8, 0x88, 0x84, 0x21, 0x43];
+    let au = [
+        &[0, 0, 0, 1][..],
+        &config.sps,
+        &[0, 0, 0, 1],
+        &config.pps,
+        &[0, 0, 0, 1],
+        &idr,
+    ]
+    .concat();
+    let (head, tail) = au.split_at(12);
+    let mut b = Builder::new(&[(0x1B, 0x100, &[])]);
+    b.pes(0x100, &pes_bytes(0xE0, 9000, head, true));
+    // The rest in a PES without PTS (PTS_DTS_flags 00, no header data).
+    let mut untimed = vec![0, 0, 1, 0xE0, 0, (3 + tail.len()) as u8, 0x80, 0x00, 0];
+    untimed.extend_from_slice(tail);
+    b.pes(0x100, &untimed);
+    b.pes(
+        0x100,
+        &pes_bytes(0xE0, 12_600, &[0, 0, 1, 0x41, 0x9A], true),
+    );
+    let events = demux_in_steps(&b.ts, 188);
+    assert!(errors(&events).is_empty(), "{:?}", errors(&events));
+    let got = frames(&events);
+    assert_eq!(got.len(), 2);
+    assert_eq!((got[0].pts, got[0].keyframe), (9000, true));
+    assert_eq!(&got[0].data[..], [&[0, 0, 0, 5][..], &idr].concat());
+    assert_eq!(
+        last_media(&events),
+        Some(&MediaInfo {
+            video: info.video.clone(),
+            audio: None
+        })
+    );
+}
+
+#[test]
 fn video_before_its_parameter_sets_is_reported_once() {
     let mut b = Builder::new(&[(0x1B, 0x100, &[])]);
     for i in 0..3 {
