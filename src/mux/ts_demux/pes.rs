@@ -224,7 +224,7 @@ fn timestamp(fields: &[u8], index: usize) -> Result<u64, &'static str> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn encode_ts(prefix: u8, ts: u64) -> [u8; 5] {

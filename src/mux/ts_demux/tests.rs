@@ -299,32 +299,9 @@ impl Builder {
     }
 }
 
-/// A PES with a PTS (and optionally a DTS), `bounded` with its real PES_packet_length.
-fn pes_bytes(stream_id: u8, pts: u64, payload: &[u8], bounded: bool) -> Vec<u8> {
-    let ts = |prefix: u8, t: u64| {
-        [
-            (prefix << 4) | (((t >> 30) & 7) as u8) << 1 | 1,
-            (t >> 22) as u8,
-            (((t >> 15) & 0x7F) as u8) << 1 | 1,
-            (t >> 7) as u8,
-            ((t & 0x7F) as u8) << 1 | 1,
-        ]
-    };
-    let len = if bounded { 8 + payload.len() } else { 0 };
-    let mut p = vec![
-        0,
-        0,
-        1,
-        stream_id,
-        (len >> 8) as u8,
-        len as u8,
-        0x80,
-        0x80,
-        5,
-    ];
-    p.extend_from_slice(&ts(2, pts));
-    p.extend_from_slice(payload);
-    p
+/// A PES with a PTS, `bounded` with its real PES_packet_length.
+fn pes_bytes(pts: u64, payload: &[u8], bounded: bool) -> Vec<u8> {
+    pes::tests::pes(pts, None, payload, bounded)
 }
 
 #[test]
@@ -340,8 +317,8 @@ fn adts_frames_split_across_pes_packets_keep_their_times() {
     // PES 1: a, then the first 120 bytes of b. PES 2: the rest of b, c, d.
     let first = [&a[..], &b[..120]].concat();
     let second = [&b[120..], &c[..], &d[..]].concat();
-    b_builder.pes(0x101, &pes_bytes(0xC0, 9000, &first, true));
-    b_builder.pes(0x101, &pes_bytes(0xC0, 9000 + 2 * 1920 + 1, &second, true));
+    b_builder.pes(0x101, &pes_bytes(9000, &first, true));
+    b_builder.pes(0x101, &pes_bytes(9000 + 2 * 1920 + 1, &second, true));
     let events = demux_in_steps(&b_builder.ts, 1);
     assert!(errors(&events).is_empty(), "{:?}", errors(&events));
     let got: Vec<(i64, u8, usize)> = frames(&events)
@@ -365,8 +342,8 @@ fn adts_frames_split_across_pes_packets_keep_their_times() {
 fn an_oversized_pes_is_dropped_with_its_limit() {
     let mut b = Builder::new(&[(0x1B, 0x100, &[])]);
     let big = vec![0u8; MAX_PES_LEN + 1000];
-    b.pes(0x100, &pes_bytes(0xE0, 0, &big, false));
-    b.pes(0x100, &pes_bytes(0xE0, 3600, &[0, 0, 1, 0x09, 0xF0], false));
+    b.pes(0x100, &pes_bytes(0, &big, false));
+    b.pes(0x100, &pes_bytes(3600, &[0, 0, 1, 0x09, 0xF0], false));
     let events = demux_in_steps(&b.ts, 65_536);
     let errs = errors(&events);
     assert_eq!(
@@ -420,15 +397,12 @@ fn an_access_unit_over_several_bounded_pes_is_one_frame() {
     .concat();
     let (head, tail) = au.split_at(12);
     let mut b = Builder::new(&[(0x1B, 0x100, &[])]);
-    b.pes(0x100, &pes_bytes(0xE0, 9000, head, true));
+    b.pes(0x100, &pes_bytes(9000, head, true));
     // The rest in a PES without PTS (PTS_DTS_flags 00, no header data).
     let mut untimed = vec![0, 0, 1, 0xE0, 0, (3 + tail.len()) as u8, 0x80, 0x00, 0];
     untimed.extend_from_slice(tail);
     b.pes(0x100, &untimed);
-    b.pes(
-        0x100,
-        &pes_bytes(0xE0, 12_600, &[0, 0, 1, 0x41, 0x9A], true),
-    );
+    b.pes(0x100, &pes_bytes(12_600, &[0, 0, 1, 0x41, 0x9A], true));
     let events = demux_in_steps(&b.ts, 188);
     assert!(errors(&events).is_empty(), "{:?}", errors(&events));
     let got = frames(&events);
@@ -450,7 +424,7 @@ fn video_before_its_parameter_sets_is_reported_once() {
     for i in 0..3 {
         b.pes(
             0x100,
-            &pes_bytes(0xE0, i * 3600, &[0, 0, 1, 0x41, 0x9A, 0x02], false),
+            &pes_bytes(i * 3600, &[0, 0, 1, 0x41, 0x9A, 0x02], false),
         );
     }
     let events = demux_in_steps(&b.ts, 188);
