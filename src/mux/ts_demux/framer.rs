@@ -92,6 +92,11 @@ impl PacketFramer {
         }
     }
 
+    /// Bytes pushed so far: the stream offset of the next byte.
+    pub fn position(&self) -> u64 {
+        self.consumed
+    }
+
     /// Bytes still held (a partial packet, or the hunting window).
     pub fn pending(&self) -> usize {
         self.carry.len()

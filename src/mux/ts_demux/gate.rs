@@ -13,8 +13,11 @@
 use super::DemuxEvent;
 use crate::media::frame::{MediaInfo, TIMESCALE, TrackKind};
 
-/// Longest span of held frames (by decode time): 3 s, more than a usual GOP.
-pub const HOLD_LIMIT_TICKS: i64 = 3 * TIMESCALE;
+/// Longest span of held frames (by decode time): 10 s, the longest GOP contribution
+/// encoders commonly use. Only frames of configured tracks are held (audio, typically, while
+/// the video waits for its first keyframe), and no segment can start before that keyframe
+/// anyway, so the wait costs a viewer nothing.
+pub const HOLD_LIMIT_TICKS: i64 = 10 * TIMESCALE;
 /// Most payload bytes held.
 pub const HOLD_LIMIT_BYTES: usize = 8 << 20;
 

@@ -107,7 +107,7 @@ impl TsDemuxer {
 
     /// The end of the stream: completes the PES of every track.
     pub fn finish(&mut self, out: &mut Vec<DemuxEvent>) {
-        self.demux.finish(out);
+        self.demux.finish(self.framer.position(), out);
     }
 
     /// The decoder configuration found so far.
@@ -150,6 +150,8 @@ struct Program {
     audio: Option<Es<AudioTrack>>,
     /// (PID, stream_type) of the streams reported as not demuxed.
     listed: Vec<(u16, u8)>,
+    /// `TooManyStreams` was reported.
+    too_many_listed: bool,
 }
 
 /// One demuxed elementary stream.
@@ -289,14 +291,14 @@ impl ProgramDemux {
         }
     }
 
-    fn finish(&mut self, out: &mut Vec<DemuxEvent>) {
+    /// The end of the stream, `end` bytes in.
+    fn finish(&mut self, end: u64, out: &mut Vec<DemuxEvent>) {
         let has_pmt = self
             .program
             .as_ref()
             .is_some_and(|p| !p.last_pmt.is_empty());
         if !has_pmt && self.packets > 0 && !self.missing_tables_reported {
-            let offset = self.packets * crate::mux::ts::TS_PACKET_LEN as u64;
-            self.report_missing_tables(offset, out);
+            self.report_missing_tables(end, out);
         }
         if let Some(program) = &mut self.program {
             let mut at = TrackContext {
@@ -380,6 +382,7 @@ impl Program {
             video: None,
             audio: None,
             listed: Vec::new(),
+            too_many_listed: false,
         }
     }
 
@@ -473,14 +476,13 @@ impl Program {
         if self.listed.contains(&key) {
             return;
         }
-        if self.listed.len() == MAX_LISTED_STREAMS {
-            self.listed.push(key); // one past the limit: reported once, then nothing
-            return at.error(DemuxError::TooManyStreams {
-                pid: self.pmt_pid,
-                limit: MAX_LISTED_STREAMS,
-            });
-        }
-        if self.listed.len() > MAX_LISTED_STREAMS {
+        if self.listed.len() >= MAX_LISTED_STREAMS {
+            if !std::mem::replace(&mut self.too_many_listed, true) {
+                at.error(DemuxError::TooManyStreams {
+                    pid: self.pmt_pid,
+                    limit: MAX_LISTED_STREAMS,
+                });
+            }
             return;
         }
         self.listed.push(key);

@@ -272,6 +272,10 @@ impl Builder {
         let cc = self.next_cc(pid);
         let mut p = vec![0x47, 0x40 | (pid >> 8) as u8, pid as u8, 0x10 | cc, 0];
         p.extend_from_slice(section);
+        assert!(
+            p.len() <= TS_PACKET_LEN,
+            "the test's sections fit one packet"
+        );
         p.resize(TS_PACKET_LEN, 0xFF);
         self.ts.extend(p);
     }
@@ -570,4 +574,44 @@ fn arbitrary_bytes_never_panic() {
             let _ = demux_in_steps(&damaged, step);
         }
     }
+}
+
+#[test]
+fn a_pmt_with_too_many_streams_is_reported_once_and_bounded() {
+    let descriptors: &[u8] = &[];
+    let streams: Vec<(u8, u16, &[u8])> = (0..30).map(|i| (0x15, 0x200 + i, descriptors)).collect();
+    let mut b = Builder::new(&streams);
+    let pmt = psi::tests::section(2, 1, &psi::tests::pmt_body(&streams[..29]));
+    b.section(0x1000, &pmt);
+    let events = demux_in_steps(&b.ts, 188);
+    let errs = errors(&events);
+    assert_eq!(errs.len(), MAX_LISTED_STREAMS + 1, "{errs:?}");
+    assert!(matches!(
+        errs.last(),
+        Some(DemuxError::TooManyStreams { pid: 0x1000, .. })
+    ));
+}
+
+#[test]
+fn a_track_the_pmt_drops_leaves_the_media_info() {
+    let (info, _, ts) = fake_stream(1);
+    let mut b = Builder::new(&[(0x1B, 0x100, &[])]);
+    // Continue the PMT's counter past the stream's own tables (one per keyframe).
+    b.cc.insert(0x1000, 2);
+    let pmt = psi::tests::section(2, 1, &psi::tests::pmt_body(&[(0x1B, 0x100, &[])]));
+    b.section(0x1000, &pmt);
+    let mut stream = ts.clone();
+    stream.extend_from_slice(&b.ts[2 * TS_PACKET_LEN..]);
+    let events = demux_in_steps(&stream, 188);
+    let media: Vec<&MediaInfo> = events
+        .iter()
+        .filter_map(|e| match e {
+            DemuxEvent::Media(m) => Some(m),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(media.len(), 2, "{media:?}");
+    assert_eq!(media[0], &info);
+    assert_eq!(media[1].video, info.video);
+    assert_eq!(media[1].audio, None);
 }
