@@ -71,6 +71,14 @@ fn frame_offset(index: i64, sample_rate: u32) -> i64 {
     index * i64::from(SAMPLES_PER_FRAME) * TIMESCALE / i64::from(sample_rate)
 }
 
+fn bad_adts(at: &mut TrackContext<'_>, reason: &'static str) {
+    at.error(DemuxError::BadAdts {
+        pid: at.pid,
+        offset: at.offset,
+        reason,
+    });
+}
+
 /// Per-track state of the AAC elementary stream.
 #[derive(Debug, Default)]
 pub struct AudioTrack {
@@ -141,31 +149,9 @@ impl AudioTrack {
         clock: &mut FrameClock,
         at: &mut TrackContext<'_>,
     ) -> Option<usize> {
-        let header = match parse_adts(rest) {
-            Ok(header) => header,
-            Err(_) if rest.len() < ADTS_HEADER_LEN => {
-                self.carry.extend_from_slice(rest);
-                return None;
-            }
-            Err(reason) => {
-                at.error(DemuxError::BadAdts {
-                    pid: at.pid,
-                    offset: at.offset,
-                    reason,
-                });
-                return None;
-            }
-        };
-        let Some(frame) = rest.get(..header.frame_len) else {
-            self.carry.extend_from_slice(rest);
-            return None;
-        };
+        let (header, frame) = self.whole_frame(rest, at)?;
         if header.raw_blocks != 1 {
-            at.error(DemuxError::BadAdts {
-                pid: at.pid,
-                offset: at.offset,
-                reason: "several raw_data_blocks in one ADTS frame",
-            });
+            bad_adts(at, "several raw_data_blocks in one ADTS frame");
             return Some(header.frame_len);
         }
         if !self.update_config(&header, at) {
@@ -191,6 +177,32 @@ impl AudioTrack {
         Some(header.frame_len)
     }
 
+    /// The ADTS frame at the start of `rest`, when it is all there. A frame cut short by the
+    /// end of the PES is carried to the next one; a bad header drops the rest of the PES.
+    fn whole_frame<'a>(
+        &mut self,
+        rest: &'a [u8],
+        at: &mut TrackContext<'_>,
+    ) -> Option<(AdtsHeader, &'a [u8])> {
+        match parse_adts(rest) {
+            Ok(header) => match rest.get(..header.frame_len) {
+                Some(frame) => Some((header, frame)),
+                None => {
+                    self.carry.extend_from_slice(rest);
+                    None
+                }
+            },
+            Err(_) if rest.len() < ADTS_HEADER_LEN => {
+                self.carry.extend_from_slice(rest);
+                None
+            }
+            Err(reason) => {
+                bad_adts(at, reason);
+                None
+            }
+        }
+    }
+
     /// Makes the header's configuration the track's; false when it has none tessera can
     /// describe (channel configuration 0, defined by a program_config_element).
     fn update_config(&mut self, header: &AdtsHeader, at: &mut TrackContext<'_>) -> bool {
@@ -199,11 +211,10 @@ impl AudioTrack {
             return true;
         }
         let Some(config) = aac::audio_config(key.0, key.1, key.2) else {
-            at.error(DemuxError::BadAdts {
-                pid: at.pid,
-                offset: at.offset,
-                reason: "channel_configuration 0 (program_config_element) is not supported",
-            });
+            bad_adts(
+                at,
+                "channel_configuration 0 (program_config_element) is not supported",
+            );
             return false;
         };
         self.config_key = Some(key);
