@@ -1,6 +1,6 @@
 //! The AAC track of a transport stream (stream_type 0x0F: ISO 13818-7 audio in ADTS
 //! frames, ISO 14496-3 §1.A.2.2) turned into raw AAC frames without headers, one `Frame`
-//! each, and an [`AudioConfig`] built from the ADTS header.
+//! each, and an [`AudioConfig`](crate::media::frame::AudioConfig) built from the ADTS header.
 //!
 //! A PES may hold several ADTS frames; its PTS belongs to the first frame that *starts* in it
 //! (§2.4.3.7), and every later frame is 1024 samples further on, computed from the PES PTS

@@ -24,7 +24,7 @@ pub enum Framed<'a> {
     Resynced { offset: u64, skipped: u64 },
 }
 
-/// Cuts a byte stream into transport packets. Memory: at most [`HUNT_WINDOW`] bytes.
+/// Cuts a byte stream into transport packets. Memory: at most three packets.
 #[derive(Debug)]
 pub struct PacketFramer {
     /// A partial packet (synced) or the hunting window (not synced).

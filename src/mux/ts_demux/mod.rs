@@ -19,15 +19,22 @@
 //!
 //! What comes out is what every other input of tessera produces (compare `rtmp::flv`'s
 //! `FlvDemuxer`): [`DemuxEvent::Media`] whenever a track's decoder configuration appears or
-//! changes (carrying both tracks as known), then [`DemuxEvent::Frame`]s, each one access unit
-//! with 90 kHz timestamps. Timestamps are the stream's own (the first one as is, later ones
-//! unwrapped past 2^33); the input that feeds `LiveInput` rebases them like any other.
+//! changes (carrying both tracks as known; the first one waits until every track the PMT
+//! lists is configured), then [`DemuxEvent::Frame`]s, each one access unit with 90 kHz
+//! timestamps. Timestamps are the stream's own (the first one as is, later ones unwrapped
+//! past 2^33); the input that feeds `LiveInput` rebases them like any other.
+//!
+//! Order and latency: frames come out when their PES is complete. An audio PES has a length
+//! and completes with its last packet; a video PES usually has none (PES_packet_length 0)
+//! and completes when the next one starts, so each video frame leaves one frame late, and
+//! video and audio frames may come out of decode order by that much.
 //!
 //! Damage is reported, never panicked on, and never stops the demuxer: a lost sync byte, a
 //! continuity counter jump, a bad section or PES, missing tables, an unsupported codec are
 //! each a [`DemuxEvent::Error`] with the PID and byte offset; [`DemuxError::is_fatal`] says
-//! which mean the stream cannot be carried. Memory is bounded: a partial packet, one section
-//! per PSI PID, one PES per track up to [`MAX_PES_LEN`], the streams of one program.
+//! which mean the stream cannot be carried. Memory is bounded: a partial packet (or the
+//! resync window), one section per PSI PID, one PES per track up to [`MAX_PES_LEN`], the
+//! streams of one program, the frames held at the start ([`gate`]).
 //!
 //! Never does: I/O, clocks, PCR-based clock recovery (timestamps are taken as they are),
 //! more than one program (the first one of the PAT), codecs other than H.264 and AAC.
@@ -110,7 +117,8 @@ impl TsDemuxer {
         self.demux.finish(self.framer.position(), out);
     }
 
-    /// The decoder configuration found so far.
+    /// The decoder configuration found so far (ahead of the `Media` events while the start
+    /// is held, see [`gate`]).
     pub fn media_info(&self) -> &MediaInfo {
         &self.demux.info
     }

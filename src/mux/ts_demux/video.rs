@@ -1,8 +1,10 @@
-//! The H.264 track of a transport stream (§2.14: one access unit per PES, in the byte-stream
-//! format of H.264 Annex B) turned into tessera's `Frame` layout: NAL units with 4-byte
-//! lengths (ISO 14496-15), without access unit delimiters, and without SPS and PPS, which
-//! become the track's [`VideoConfig`] instead (as `rtmp::flv` does for a publisher's AVC
-//! sequence header). The frame is a keyframe when it holds an IDR slice (H.264 §7.4.1.2.4).
+//! The H.264 track of a transport stream (§2.14; an access unit per PES, or over several
+//! when the later ones have no PTS, see `pes`; H.264 Annex B byte-stream format) turned
+//! into tessera's `Frame` layout: NAL units with 4-byte lengths (ISO 14496-15), without
+//! access unit delimiters, and without SPS and PPS, which become the track's
+//! [`VideoConfig`](crate::media::frame::VideoConfig) instead (as `rtmp::flv` does for a
+//! publisher's AVC sequence header). The frame is a keyframe when it holds an IDR slice
+//! (H.264 §7.4.1.2.4).
 
 use super::{DemuxError, DemuxEvent, Pes, TimestampUnwrapper, TrackContext, TrackDemuxer};
 use crate::media::frame::{Frame, TrackKind};
