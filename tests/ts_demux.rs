@@ -167,9 +167,11 @@ fn ffprobe_packets(path: &std::path::Path) -> Vec<(usize, i64, i64, bool)> {
         .collect()
 }
 
-#[test]
-fn ffmpeg_x264_aac_matches_ffprobe_frame_for_frame() {
-    let path = temp_dir().join("x264_aac.ts");
+/// Six seconds of 320x240 at 30 fps (x264 with `x264` options, GOP 60) and 48 kHz stereo
+/// AAC, written by ffmpeg's MPEG-TS muxer with `muxer` options; demuxed in datagrams and
+/// compared with what ffprobe reads from the same file.
+fn ffmpeg_matches_ffprobe(name: &str, x264: &[&str], muxer: &[&str]) {
+    let path = temp_dir().join(format!("{name}.ts"));
     let made = run_bounded(
         tool("ffmpeg")
             .args(["-loglevel", "error", "-y"])
@@ -180,10 +182,10 @@ fn ffmpeg_x264_aac_matches_ffprobe_frame_for_frame() {
                 "testsrc2=size=320x240:rate=30:duration=6",
             ])
             .args(["-f", "lavfi", "-i", "sine=duration=6:sample_rate=48000"])
-            .args([
-                "-c:v", "libx264", "-g", "60", "-bf", "3", "-c:a", "aac", "-ac", "2",
-            ])
-            .args(["-f", "mpegts"])
+            .args(["-c:v", "libx264", "-g", "60"])
+            .args(x264)
+            .args(["-c:a", "aac", "-ac", "2", "-f", "mpegts"])
+            .args(muxer)
             .arg(&path),
         Duration::from_secs(60),
     );
@@ -194,7 +196,8 @@ fn ffmpeg_x264_aac_matches_ffprobe_frame_for_frame() {
     );
     let ts = std::fs::read(&path).unwrap();
     let got = demux(ts.chunks(DATAGRAM));
-    assert!(got.errors.is_empty(), "{:?}", got.errors);
+    assert!(got.errors.is_empty(), "{name}: {:?}", got.errors);
+    assert_eq!(got.media.len(), 1, "{name}: one Media");
 
     let probed = ffprobe_packets(&path);
     let video: Vec<(i64, i64, bool)> = probed
@@ -208,9 +211,9 @@ fn ffmpeg_x264_aac_matches_ffprobe_frame_for_frame() {
         .filter(|f| f.track == TrackKind::Video)
         .map(|f| (f.pts, f.dts, f.keyframe))
         .collect();
-    assert_eq!(ours.len(), 180);
-    assert_eq!(ours.iter().filter(|f| f.2).count(), 3);
-    assert_eq!(ours, video);
+    assert_eq!(ours.len(), 180, "{name}");
+    assert_eq!(ours.iter().filter(|f| f.2).count(), 3, "{name}");
+    assert_eq!(ours, video, "{name}");
 
     let audio: Vec<i64> = probed.iter().filter(|p| p.0 == 1).map(|p| p.1).collect();
     let ours: Vec<i64> = got
@@ -219,11 +222,11 @@ fn ffmpeg_x264_aac_matches_ffprobe_frame_for_frame() {
         .filter(|f| f.track == TrackKind::Audio)
         .map(|f| f.pts)
         .collect();
-    assert_eq!(ours.len(), audio.len());
+    assert_eq!(ours.len(), audio.len(), "{name}");
     for (a, b) in ours.iter().zip(&audio) {
-        assert!((a - b).abs() <= 1, "audio pts {a} vs ffprobe's {b}");
+        assert!((a - b).abs() <= 1, "{name}: audio pts {a} vs ffprobe's {b}");
     }
-    let info = got.media.last().unwrap();
+    let info = &got.media[0];
     let video = info.video.as_ref().unwrap();
     assert_eq!((video.width, video.height), (320, 240));
     assert_eq!(video.frame_rate, Some((30, 1)));
@@ -231,5 +234,35 @@ fn ffmpeg_x264_aac_matches_ffprobe_frame_for_frame() {
     assert_eq!(
         (audio.sample_rate, audio.channels, audio.object_type),
         (48_000, 2, 2)
+    );
+}
+
+#[test]
+fn ffmpeg_x264_with_b_frames_matches_ffprobe() {
+    ffmpeg_matches_ffprobe("bframes", &["-bf", "3"], &[]);
+}
+
+/// What a contribution encoder sends over SRT: constant bit rate with null packets, tables
+/// repeated, no B-frames, several slices per picture.
+#[test]
+fn ffmpeg_cbr_multi_slice_stream_matches_ffprobe() {
+    ffmpeg_matches_ffprobe(
+        "cbr_slices",
+        &[
+            "-tune",
+            "zerolatency",
+            "-x264-params",
+            "slices=4:nal-hrd=cbr",
+            "-b:v",
+            "800k",
+        ],
+        &[
+            "-muxrate",
+            "1500k",
+            "-mpegts_flags",
+            "+resend_headers",
+            "-pcr_period",
+            "20",
+        ],
     );
 }
