@@ -14,7 +14,7 @@ const API_KEY: &str = "srt-playback-key";
 fn start() -> (Server, u16) {
     let (http, srt) = (free_port(), free_port());
     let config = format!(
-        "{}srt 127.0.0.1:{srt};\napi_key {API_KEY};\n",
+        "{}srt 127.0.0.1:{srt};\nsrt_latency 200;\napi_key {API_KEY};\n",
         demo_config(http)
     );
     let server = Server::start(&config, http);

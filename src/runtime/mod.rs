@@ -71,6 +71,7 @@ pub fn run(config: &Config, tls: Option<TlsSetup>, shards: usize) -> Result<Stop
     let mut listeners = Listeners {
         tcp: Vec::new(),
         srt: Vec::new(),
+        srt_latency: Duration::from_millis(config.srt_latency_ms.into()),
         tls,
     };
     for l in &config.listeners {
@@ -175,6 +176,8 @@ struct Listeners {
     tcp: Vec<(ListenerProto, SocketAddr)>,
     /// `srt` addresses (UDP; each shard runs an `SrtEndpoint` on each).
     srt: Vec<SocketAddr>,
+    /// `srt_latency`.
+    srt_latency: Duration,
     tls: Option<TlsSetup>,
 }
 
@@ -278,7 +281,7 @@ fn bind_srt(addrs: &Listeners, seed: u64) -> Result<Vec<Rc<srt_conn::SrtEndpoint
         .srt
         .iter()
         .map(|&addr| {
-            srt_conn::SrtEndpoint::bind(addr, seed)
+            srt_conn::SrtEndpoint::bind(addr, seed, addrs.srt_latency)
                 .map(Rc::new)
                 .map_err(|e| format!("cannot listen for srt on {addr}: {e}"))
         })

@@ -41,8 +41,6 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-/// The latency tessera asks of its receivers (the larger of it and the caller's is used).
-pub const DEFAULT_LATENCY: Duration = Duration::from_millis(120);
 /// Datagrams queued for one peer before the endpoint drops its next ones.
 pub const PEER_QUEUE: usize = 256;
 /// SRT connections one shard serves at once; callers past it are refused (1402).
@@ -57,11 +55,14 @@ pub struct SrtEndpoint {
     peers: RefCell<HashMap<SocketAddr, LocalSender<Vec<u8>>>>,
     seed: u64,
     connections: std::cell::Cell<u64>,
+    /// The latency tessera asks of its viewers (`srt_latency`; the larger of it and the
+    /// caller's applies).
+    latency: Duration,
 }
 
 impl SrtEndpoint {
     /// Binds `addr` (SO_REUSEPORT: every shard binds it).
-    pub fn bind(addr: SocketAddr, seed: u64) -> std::io::Result<SrtEndpoint> {
+    pub fn bind(addr: SocketAddr, seed: u64, latency: Duration) -> std::io::Result<SrtEndpoint> {
         let socket = UdpSocket::bind(addr)?;
         let mut secret = [0u8; 32];
         for part in secret.chunks_mut(8) {
@@ -73,6 +74,7 @@ impl SrtEndpoint {
             peers: RefCell::new(HashMap::new()),
             seed,
             connections: std::cell::Cell::new(0),
+            latency,
         })
     }
 
@@ -160,6 +162,7 @@ async fn serve(
     let machine = SrtConnection::new(hello, peer, cfg, Instant::now());
     let mut glue = SrtGlue {
         started: Instant::now(),
+        latency: endpoint.latency,
     };
     let ip = canonical_ip(peer.ip());
     let conn = (machine, Playback::default());
@@ -167,9 +170,11 @@ async fn serve(
     endpoint.peers.borrow_mut().remove(&peer);
 }
 
-/// What SRT keeps beside its machine: when the play started, for the closing log line.
+/// What SRT keeps beside its machine: the latency it asks for, and when the play started,
+/// for the closing log line.
 struct SrtGlue {
     started: Instant,
+    latency: Duration,
 }
 
 /// The reject code for a refused play: no token at all is 1401, an unreachable portal
@@ -187,6 +192,7 @@ async fn authorize_play(
     playback: &mut Playback<SrtViewer>,
     io: &Io<'_>,
     request: &StreamRequest,
+    latency: Duration,
 ) -> AuthAnswer {
     let peer = io.peer;
     if request.mode() == Mode::Publish {
@@ -225,7 +231,7 @@ async fn authorize_play(
     }
     playback.play = Some(play);
     AuthAnswer::Accept {
-        latency: DEFAULT_LATENCY,
+        latency,
         passphrase: None,
     }
 }
@@ -256,7 +262,7 @@ impl Glue for SrtGlue {
     async fn act(&mut self, output: Output, conn: &mut Conn<Self>, io: &mut Io<'_>) -> Flow {
         match output {
             Output::Authorize { request, .. } => {
-                let answer = authorize_play(&mut conn.playback, io, &request).await;
+                let answer = authorize_play(&mut conn.playback, io, &request, self.latency).await;
                 conn.machine.authorized(answer, Instant::now());
                 return Flow::Again;
             }
@@ -342,6 +348,34 @@ impl Machine for SrtConnection {
             }
             Err(SendError::NotConnected) => Err("disconnecting: connection closed"),
             Err(SendError::TooLarge { .. }) => Err("disconnecting: payload over the peer's MTU"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_map_to_the_reject_codes_of_the_spec() {
+        let token = Some(&b"t"[..]);
+        let cases = [
+            (DenyReason::BackendDenied, None, RejectReason::UNAUTHORIZED),
+            (DenyReason::BackendDenied, token, RejectReason::FORBIDDEN),
+            (DenyReason::SessionRevoked, token, RejectReason::FORBIDDEN),
+            (
+                DenyReason::BackendUnavailable,
+                None,
+                RejectReason::UNAVAILABLE,
+            ),
+            (
+                DenyReason::BackendUnavailable,
+                token,
+                RejectReason::UNAVAILABLE,
+            ),
+        ];
+        for (reason, token, code) in cases {
+            assert_eq!(reject_code(reason, token), code, "{reason} {token:?}");
         }
     }
 }
