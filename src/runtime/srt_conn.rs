@@ -7,11 +7,12 @@
 //! reaches the same shard for as long as the group's sockets stay bound: the shard that
 //! made a caller's connection receives all of its packets, and nothing crosses shards.
 //! The endpoint task reads datagrams and routes them by the peer's address: inductions
-//! (a caller starting over, too) and datagrams of unknown peers to the shard's stateless
-//! handshake `Listener`; everything else into the peer's bounded queue (full: dropped,
+//! and conclusions of a caller starting over from a known address (another socket id),
+//! and datagrams of unknown peers, to the shard's stateless handshake `Listener`; everything else into the peer's bounded queue (full: dropped,
 //! as a full socket buffer would). A conclusion the listener accepts starts the peer's
 //! connection task, which runs on the driver (`Link::Datagrams`) and leaves the map when
-//! it ends.
+//! it ends (a caller starting over replaces it: the old queue closes, and so does the old
+//! connection).
 //!
 //! **The glue.** `Output::Authorize` (the stream id parsed) → the stream's `PlayLifecycle`
 //! (`Proto::Srt`) → accept, or reject with the code that says why: 1401 no token, 1403
@@ -31,6 +32,7 @@ use crate::srt::connection::{
     AuthAnswer, ConnectionConfig, ConnectionError, Output, SendError, SrtConnection,
 };
 use crate::srt::handshake::{self, CallerHello, Listener, ListenerReply};
+use crate::srt::packet::HandshakeType;
 use crate::srt::streamid::{Mode, StreamRequest};
 use crate::srt::viewer::SrtViewer;
 use glommio::channels::local_channel::{self, LocalSender};
@@ -48,11 +50,26 @@ pub const MAX_PEERS: usize = 4096;
 /// The largest datagram read (a 1500-byte MTU's packet fits).
 const DATAGRAM_BUFFER: usize = 2048;
 
+/// A peer's connection as the endpoint knows it: the caller's socket id, and its queue.
+struct Peer {
+    caller: u32,
+    queue: LocalSender<Vec<u8>>,
+}
+
+/// Is this datagram the conclusion of a caller other than `caller` (one that started over
+/// from the same address and port)?
+fn is_new_conclusion(datagram: &[u8], caller: u32) -> bool {
+    matches!(
+        handshake::handshake_of(datagram),
+        Ok((_, hs)) if hs.kind == HandshakeType::Conclusion && hs.socket_id != caller
+    )
+}
+
 /// The shard's SRT port: its socket, its handshake listener, and its peers' queues.
 pub struct SrtEndpoint {
     socket: Rc<UdpSocket>,
     listener: Listener,
-    peers: RefCell<HashMap<SocketAddr, LocalSender<Vec<u8>>>>,
+    peers: RefCell<HashMap<SocketAddr, Peer>>,
     seed: u64,
     connections: std::cell::Cell<u64>,
     /// The latency tessera asks of its viewers (`srt_latency`; the larger of it and the
@@ -105,10 +122,15 @@ pub async fn run_endpoint(endpoint: Rc<SrtEndpoint>, state: Rc<RefCell<ShardStat
         }
         if !handshake::is_induction(datagram) {
             let peers = endpoint.peers.borrow();
-            if let Some(queue) = peers.get(&peer) {
-                // Full: dropped, like a datagram the socket buffer had no room for.
-                let _ = queue.try_send(datagram.to_vec());
-                continue;
+            match peers.get(&peer) {
+                Some(known) if !is_new_conclusion(datagram, known.caller) => {
+                    // Full: dropped, like a datagram the socket buffer had no room for.
+                    let _ = known.queue.try_send(datagram.to_vec());
+                    continue;
+                }
+                // A caller starting over replaces the connection (the listener checks
+                // its cookie first); unknown peers go to the listener.
+                _ => {}
             }
         }
         match endpoint.listener.handle(datagram, peer, Instant::now()) {
@@ -137,8 +159,11 @@ async fn admit(
         let _ = endpoint.socket.send_to(&reply, peer).await;
         return;
     }
-    let (tx, rx) = local_channel::new_bounded(PEER_QUEUE);
-    endpoint.peers.borrow_mut().insert(peer, tx);
+    let (queue, rx) = local_channel::new_bounded(PEER_QUEUE);
+    let caller = hello.socket_id;
+    // A connection this replaces sees its queue close and ends.
+    let known = Peer { caller, queue };
+    endpoint.peers.borrow_mut().insert(peer, known);
     let link = PeerLink {
         inbox: rx,
         socket: endpoint.socket.clone(),
@@ -156,7 +181,7 @@ async fn serve(
     state: Rc<RefCell<ShardState>>,
     endpoint: Rc<SrtEndpoint>,
 ) {
-    let peer = link.peer;
+    let (peer, caller) = (link.peer, hello.socket_id);
     let mut cfg = ConnectionConfig::new(local_socket_id);
     cfg.token_key = state.borrow().catalog().token_param.to_string();
     let machine = SrtConnection::new(hello, peer, cfg, Instant::now());
@@ -167,7 +192,10 @@ async fn serve(
     let ip = canonical_ip(peer.ip());
     let conn = (machine, Playback::default());
     drive(&mut glue, conn, Link::Datagrams(link), &state, ip, None).await;
-    endpoint.peers.borrow_mut().remove(&peer);
+    let mut peers = endpoint.peers.borrow_mut();
+    if peers.get(&peer).is_some_and(|known| known.caller == caller) {
+        peers.remove(&peer);
+    }
 }
 
 /// What SRT keeps beside its machine: the latency it asks for, and when the play started,
