@@ -146,28 +146,7 @@ fn hls_plays_in_chromium() {
 fn hls_plays_over_https_in_chromium() {
     assert_browser_installed();
     let dir = temp_dir();
-    let (cert, key) = (dir.join("edge.crt"), dir.join("edge.key"));
-    let made = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-        ])
-        .args(["-nodes", "-days", "2", "-subj", "/CN=localhost"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl (tools/test.sh installs it)");
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
+    let (cert, key) = make_certificate(&dir, "edge", "localhost");
     let (port, https) = (free_port(), free_port());
     let tls = format!(
         "https 127.0.0.1:{https};\nssl_certificate {};\nssl_certificate_key {};\n",

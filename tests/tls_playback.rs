@@ -12,44 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-/// A self-signed ECDSA P-256 certificate for `localhost` and 127.0.0.1 in `dir`, as
-/// (certificate, key).
-fn make_certificate(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    make_certificate_for(dir, name, "localhost")
-}
-
-/// The same for the DNS name `host` (and 127.0.0.1).
-fn make_certificate_for(dir: &Path, name: &str, host: &str) -> (PathBuf, PathBuf) {
-    let (cert, key) = (
-        dir.join(format!("{name}.crt")),
-        dir.join(format!("{name}.key")),
-    );
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-        ])
-        .args(["-nodes", "-days", "2", "-subj", &format!("/CN={host}")])
-        .args([
-            "-addext",
-            &format!("subjectAltName=DNS:{host},IP:127.0.0.1"),
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl (tools/test.sh installs it)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (cert, key)
+/// A certificate for `localhost` in `dir`.
+fn localhost_certificate(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    make_certificate(dir, name, "localhost")
 }
 
 const API_KEY: &str = "tls-test-api-key-0123";
@@ -63,7 +28,7 @@ struct TlsPorts {
 
 fn start() -> (Server, TlsPorts, PathBuf) {
     let dir = temp_dir();
-    let (cert, key) = make_certificate(&dir, "edge");
+    let (cert, key) = localhost_certificate(&dir, "edge");
     let ports = TlsPorts {
         http: free_port(),
         https: free_port(),
@@ -222,10 +187,10 @@ fn certificate_files_are_checked_with_the_config() {
         err.contains("FILE:1:1:") && err.contains("streamer.crt"),
         "{err}"
     );
-    make_certificate(&dir, "streamer");
+    localhost_certificate(&dir, "streamer");
     assert_eq!(check(listener, &dir), (0, String::new()));
     // A key that is not the certificate's.
-    let (_, other_key) = make_certificate(&dir, "other");
+    let (_, other_key) = localhost_certificate(&dir, "other");
     let mismatched = format!("{listener}ssl_certificate_key {};\n", other_key.display());
     let (code, err) = check(&mismatched, &dir);
     assert_eq!(code, 1);
@@ -245,9 +210,9 @@ fn certificate_files_are_checked_with_the_config() {
 #[test]
 fn sni_picks_the_certificate_of_the_name_asked_for() {
     let dir = temp_dir();
-    let (default_cert, default_key) = make_certificate(&dir, "default");
-    let (a_cert, a_key) = make_certificate_for(&dir, "a", "a.example");
-    let (b_cert, b_key) = make_certificate_for(&dir, "b", "b.example");
+    let (default_cert, default_key) = localhost_certificate(&dir, "default");
+    let (a_cert, a_key) = make_certificate(&dir, "a", "a.example");
+    let (b_cert, b_key) = make_certificate(&dir, "b", "b.example");
     let (http, https) = (free_port(), free_port());
     let config = format!(
         "http 127.0.0.1:{http};\nhttps 127.0.0.1:{https};\n\

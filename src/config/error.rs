@@ -226,17 +226,7 @@ mod tests {
 
     #[test]
     fn hints() {
-        let top = [
-            "http",
-            "rtmp",
-            "rtsp",
-            "srt",
-            "https",
-            "rtmps",
-            "rtsps",
-            "stream",
-            "auth_backend",
-        ];
+        let top = ["http", "rtmp", "rtsp", "srt", "stream", "auth_backend"];
         assert_eq!(did_you_mean("htp", top), Some("http"));
         assert_eq!(did_you_mean("HTTP", top), Some("http"));
         assert_eq!(did_you_mean("rmtp", top), Some("rtmp"));
