@@ -1,7 +1,7 @@
 //! SRT playback against the real binary with Debian's ffprobe/ffmpeg (libsrt 1.5) and
 //! srt-live-transmit: the fake source plays with the token in the stream id (as written and
-//! percent-encoded whole); no token, a wrong token and an unknown stream fail to open (the
-//! handshake's rejection); a revocation through the API ends a playing viewer within about a
+//! percent-encoded whole); no token, a wrong token, an unknown stream, an unreachable portal
+//! and a publisher fail to open (the handshake's rejection); a revocation through the API ends a playing viewer within about a
 //! second. Only 127.0.0.1; every run bounded.
 
 mod common;
@@ -13,9 +13,12 @@ const API_KEY: &str = "srt-playback-key";
 
 fn start() -> (Server, u16) {
     let (http, srt) = (free_port(), free_port());
+    // `down`'s portal listens nowhere: its viewers are refused as backend_unavailable.
     let config = format!(
-        "{}srt 127.0.0.1:{srt};\nsrt_latency 200;\napi_key {API_KEY};\n",
-        demo_config(http)
+        "{}srt 127.0.0.1:{srt};\nsrt_latency 200;\napi_key {API_KEY};\n\
+         stream down {{\n    input fake://fake;\n    on_play http://127.0.0.1:{}/auth;\n}}\n",
+        demo_config(http),
+        free_port()
     );
     let server = Server::start(&config, http);
     // Viewers start at a keyframe; wait until the stream has produced media.
@@ -51,12 +54,14 @@ fn ffmpeg_decodes_five_seconds_without_a_warning() {
 }
 
 #[test]
-fn no_token_wrong_token_and_unknown_stream_fail_to_open() {
+fn no_token_wrong_token_unknown_stream_portal_down_and_publish_fail_to_open() {
     let (server, srt) = start();
     for (id, code) in [
         ("#!::r=auth-check,m=request", "(1401)"),
         ("#!::r=auth-check,m=request,token=bad", "(1403)"),
         ("#!::r=other,m=request,token=test1", "no such stream"),
+        ("#!::r=down,m=request,token=test1", "(1503)"),
+        ("#!::r=auth-check,m=publish,token=test1", "not served yet"),
     ] {
         let out = run_bounded(tool("ffprobe").arg(url(srt, id)), Duration::from_secs(30));
         let err = String::from_utf8_lossy(&out.stderr);
