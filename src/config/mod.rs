@@ -463,6 +463,12 @@ t.conf:8:53: error: unexpected argument `auth` (usage: `on_play auth://NAME | ht
         );
         // Different transports, same port: fine.
         ok("http 9000; srt 9000;");
+        assert_eq!(ok("srt 9000;").srt_latency_ms, 120);
+        assert_eq!(ok("srt 9000; srt_latency 400;").srt_latency_ms, 400);
+        assert_eq!(
+            errors("srt_latency 5;"),
+            "t.conf:1:13: error: invalid srt_latency `5`: expected milliseconds from 20 to 10000"
+        );
     }
 
     #[test]

@@ -20,6 +20,12 @@ pub const DEFAULT_BACKEND_TIMEOUT_MS: u32 = 3_000;
 /// `backend_timeout` accepted range.
 pub const MIN_BACKEND_TIMEOUT_MS: u32 = 100;
 pub const MAX_BACKEND_TIMEOUT_MS: u32 = 60_000;
+/// The SRT latency tessera asks of its viewers unless `srt_latency` says otherwise (ms,
+/// libsrt's own default).
+pub const DEFAULT_SRT_LATENCY_MS: u16 = 120;
+/// `srt_latency` accepted range (ms).
+pub const MIN_SRT_LATENCY_MS: u16 = 20;
+pub const MAX_SRT_LATENCY_MS: u16 = 10_000;
 
 /// Path prefix of the operator API (`http::api`); no stream name may start with
 /// `streamer/api`.
@@ -47,6 +53,9 @@ pub struct Config {
     pub api_key: Option<String>,
     /// `backend_timeout SECONDS;` at top level: the default for every portal backend.
     pub backend_timeout_ms: u32,
+    /// `srt_latency MS;`: the TSBPD latency tessera asks of SRT viewers (the larger of it
+    /// and the caller's applies).
+    pub srt_latency_ms: u16,
     /// `ssl_certificate PATH;` and `ssl_certificate_key PATH;` (PEM), as written, with
     /// where; the runtime reads them (relative paths from the config file's directory).
     pub ssl_certificate: Option<(String, Span)>,
@@ -77,6 +86,7 @@ impl Default for Config {
             streams: Vec::new(),
             api_key: None,
             backend_timeout_ms: DEFAULT_BACKEND_TIMEOUT_MS,
+            srt_latency_ms: DEFAULT_SRT_LATENCY_MS,
             ssl_certificate: None,
             ssl_certificate_key: None,
             server_names: Vec::new(),

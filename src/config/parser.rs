@@ -15,9 +15,9 @@ use super::error::{Diagnostics, did_you_mean, show};
 use super::lexer::{Lexer, Token, Word};
 use super::model::{
     API_PREFIX, AuthBackend, Cidr, Config, DEFAULT_SEGMENT_DURATION_MS, InputUrl, Listener,
-    ListenerProto, MAX_BACKEND_TIMEOUT_MS, MAX_SEGMENT_DURATION_MS, MIN_BACKEND_TIMEOUT_MS,
-    MIN_SEGMENT_DURATION_MS, OnPlay, PLAYER_SEGMENT, Rules, SecureTokenConfig, ServerNameConfig,
-    SignedKeyConfig, Span, StreamConfig, Transport,
+    ListenerProto, MAX_BACKEND_TIMEOUT_MS, MAX_SEGMENT_DURATION_MS, MAX_SRT_LATENCY_MS,
+    MIN_BACKEND_TIMEOUT_MS, MIN_SEGMENT_DURATION_MS, MIN_SRT_LATENCY_MS, OnPlay, PLAYER_SEGMENT,
+    Rules, SecureTokenConfig, ServerNameConfig, SignedKeyConfig, Span, StreamConfig, Transport,
 };
 use super::signed_key;
 use std::collections::HashMap;
@@ -226,6 +226,7 @@ impl Context {
                 "template",
                 "api_key",
                 "backend_timeout",
+                "srt_latency",
             ],
             Context::AuthBackend => &[
                 "allow",
@@ -285,6 +286,7 @@ fn usage(directive: &str) -> &'static str {
         "api_key" => "api_key KEY;",
         "backend" => "backend http://HOST[:PORT]/PATH;",
         "backend_timeout" => "backend_timeout SECONDS;",
+        "srt_latency" => "srt_latency MS;",
         "max_sessions_policy" => "max_sessions_policy close_oldest|refuse_new;",
         "segment_duration" => "segment_duration SECONDS;",
         "signed_key" => "signed_key ID SECRET;",
@@ -381,6 +383,12 @@ impl Lowering<'_> {
                 self.no_block(&d);
                 if let Some(ms) = self.backend_timeout(&d) {
                     self.config.backend_timeout_ms = ms;
+                }
+            }
+            "srt_latency" => {
+                self.no_block(&d);
+                if let Some(ms) = self.srt_latency(&d) {
+                    self.config.srt_latency_ms = ms;
                 }
             }
             "template" => self.not_supported_yet(&d.name),
@@ -805,6 +813,25 @@ impl Lowering<'_> {
                     arg.span,
                     format!(
                         "invalid backend_timeout `{}`: expected seconds from 0.1 to 60",
+                        show(&arg.text)
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// `srt_latency MS;`: whole milliseconds in the accepted range.
+    fn srt_latency(&mut self, d: &Directive) -> Option<u16> {
+        let arg = self.one_arg(d)?;
+        match arg.text.parse::<u16>() {
+            Ok(ms) if (MIN_SRT_LATENCY_MS..=MAX_SRT_LATENCY_MS).contains(&ms) => Some(ms),
+            _ => {
+                self.diags.error(
+                    arg.span,
+                    format!(
+                        "invalid srt_latency `{}`: expected milliseconds from \
+                         {MIN_SRT_LATENCY_MS} to {MAX_SRT_LATENCY_MS}",
                         show(&arg.text)
                     ),
                 );

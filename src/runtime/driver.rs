@@ -1,5 +1,5 @@
 //! The connection driver: the one loop every connection protocol runs on (RTMP, RTSP,
-//! HTTP MPEG-TS today; SRT and WebRTC plug in the same way).
+//! HTTP MPEG-TS and SRT today; WebRTC plugs in the same way).
 //!
 //! A protocol plugs in as a `Glue`: its sans-IO connection machine (fed with bytes, polled
 //! for outputs) and a `FrameViewer` (ring frames in, protocol bytes out). The driver owns
@@ -16,6 +16,13 @@
 //!                            │
 //!        cursor.step ─▶ FrameViewer::queue/write ─▶ Outbox ─▶ socket / UDP
 //! ```
+//!
+//! A connection's `Link` is a byte stream (TCP, TLS: read into the input buffer, the
+//! outbox's byte stream written in order) or one peer of the shard's UDP endpoint
+//! (`Link::Datagrams`: each datagram from the peer's queue is fed whole to the machine, each
+//! `Transmit` is a datagram of its own, and the viewer's datagrams are media payloads the
+//! machine carries in its own packets, `Machine::carry`: SRT's sequence numbers, send
+//! buffer and encryption). On a datagram link a bad datagram is ignored, never the end.
 
 use crate::auth::play::PlayLifecycle;
 use crate::auth::verdict::{DenyReason, StreamId};
@@ -25,8 +32,10 @@ use crate::runtime::sleep_until;
 use crate::runtime::tls::Wire;
 use crate::shard::{Now, ShardState};
 use crate::stream::ring::{Step, ViewerCursor};
-use crate::stream::viewer::{Channel, FrameViewer, MediaNow, Outbox, Piece};
+use crate::stream::viewer::{Channel, DatagramTo, FrameViewer, MediaNow, Outbox, Piece};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::channels::local_channel::LocalReceiver;
+use glommio::net::UdpSocket;
 use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
@@ -101,6 +110,12 @@ pub(crate) trait Machine {
     fn handle_timeout(&mut self, now: Instant);
     /// The socket reached its end or failed.
     fn peer_closed(&mut self);
+    /// Takes one media payload the viewer wrote as a datagram into the machine's own
+    /// packets (a datagram link's protocol: SRT); its outputs then carry it. `Err` when the
+    /// machine cannot take more (the viewer is behind). Never called on byte-stream links.
+    fn carry(&mut self, _payload: &[u8], _now: Instant) -> Result<(), &'static str> {
+        Err("this protocol carries no media datagrams")
+    }
 }
 
 /// Implements `Machine` for a protocol's connection type, whose inherent `handle_input`,
@@ -209,16 +224,44 @@ pub(crate) struct Conn<G: Glue + ?Sized> {
 }
 
 /// Feeds `input` to the machine; returns how many bytes it consumed (none while it waits
-/// for an authorization). A framing error consumes everything (the machine has queued its
-/// refusal and the close).
-fn feed<M: Machine>(machine: &mut M, name: &str, input: &[u8], now: Instant) -> usize {
+/// for an authorization). A framing error consumes everything (on a byte stream the machine
+/// has queued its refusal and the close; on a datagram link the datagram is dropped).
+fn feed<M: Machine>(
+    machine: &mut M,
+    link: &Link<'_>,
+    name: &str,
+    input: &[u8],
+    now: Instant,
+) -> usize {
     if input.is_empty() || machine.awaiting_authorization() {
         return 0;
     }
     machine.handle_input(input, now).unwrap_or_else(|e| {
-        log::info!("{name}: closing on a protocol error: {e}");
+        match link {
+            Link::Stream(_) => log::info!("{name}: closing on a protocol error: {e}"),
+            Link::Datagrams(_) => log::debug!("{name}: datagram ignored: {e}"),
+        }
         input.len()
     })
+}
+
+/// Datagrams the shard's UDP endpoint queued for one peer (bounded: the endpoint drops
+/// what does not fit, as a full socket buffer would).
+pub type DatagramQueue = LocalReceiver<Vec<u8>>;
+
+/// What a connection reads and writes.
+pub(crate) enum Link<'a> {
+    /// A byte stream (TCP or TLS).
+    Stream(&'a mut dyn Wire),
+    /// One peer of the shard's UDP endpoint: its datagrams in, datagrams to it out.
+    Datagrams(PeerLink),
+}
+
+/// A peer of a UDP endpoint: its queue, the endpoint's socket, its address.
+pub(crate) struct PeerLink {
+    pub inbox: DatagramQueue,
+    pub socket: Rc<UdpSocket>,
+    pub peer: SocketAddr,
 }
 
 /// The connection's I/O as glue code sees it.
@@ -226,27 +269,63 @@ pub struct Io<'a> {
     pub state: &'a Rc<RefCell<ShardState>>,
     pub peer: IpAddr,
     pub out: Outbox,
-    socket: &'a mut dyn Wire,
+    /// On a datagram link, the viewer's media payloads until the machine carries them.
+    media: Outbox,
+    link: Link<'a>,
     udp: Option<Rc<UdpPair>>,
 }
 
 impl Io<'_> {
+    /// Queues one of the machine's `Transmit` outputs: appended to the byte stream, or, on a
+    /// datagram link, a datagram of its own.
+    pub fn transmit(&mut self, bytes: &[u8]) {
+        match &self.link {
+            Link::Stream(_) => self.out.bytes_mut().extend_from_slice(bytes),
+            Link::Datagrams(link) => {
+                let to = DatagramTo {
+                    channel: Channel::Media,
+                    port: link.peer.port(),
+                };
+                self.out.push_datagram(to, |d| d.extend_from_slice(bytes));
+            }
+        }
+    }
+
+    /// Where the viewer writes: the outbox, or on a datagram link the media payloads.
+    fn viewer_out(&mut self) -> &mut Outbox {
+        match self.link {
+            Link::Stream(_) => &mut self.out,
+            Link::Datagrams(_) => &mut self.media,
+        }
+    }
+
     /// Sends everything queued (connection bytes in order, then datagrams) and empties the
     /// outbox; `false` when the connection is gone.
     pub async fn flush(&mut self) -> bool {
+        let socket = match &mut self.link {
+            Link::Stream(socket) => socket,
+            Link::Datagrams(link) => {
+                for (_, datagram) in self.out.datagrams() {
+                    // Lost like any datagram; the peer's NAK or timeout says what follows.
+                    let _ = link.socket.send_to(datagram, link.peer).await;
+                }
+                self.out.clear();
+                return true;
+            }
+        };
         let mut ok = true;
         for piece in self.out.pieces() {
             let bytes: &[u8] = match piece {
                 Piece::Copied(b) => b,
                 Piece::Shared(b) => b,
             };
-            if self.socket.write_all(bytes).await.is_err() {
+            if socket.write_all(bytes).await.is_err() {
                 ok = false;
                 break;
             }
         }
         // Inside TLS, records may wait in the session until flushed.
-        ok = ok && self.socket.flush().await.is_ok();
+        ok = ok && socket.flush().await.is_ok();
         if let Some(udp) = &self.udp {
             for (to, datagram) in self.out.datagrams() {
                 let socket = match to.channel {
@@ -320,11 +399,11 @@ enum Wake {
 }
 
 /// Runs a connection until it ends, then lets the glue release what it holds.
-pub(crate) async fn drive<G: Glue>(
+pub(crate) async fn drive<'a, G: Glue>(
     glue: &mut G,
     conn: (G::Machine, Playback<G::Viewer>),
-    socket: &mut dyn Wire,
-    state: &Rc<RefCell<ShardState>>,
+    link: Link<'a>,
+    state: &'a Rc<RefCell<ShardState>>,
     peer: IpAddr,
     udp: Option<Rc<UdpPair>>,
 ) {
@@ -332,7 +411,8 @@ pub(crate) async fn drive<G: Glue>(
         state,
         peer,
         out: Outbox::with_capacity(FLUSH_AT + 8 * 1024),
-        socket,
+        media: Outbox::default(),
+        link,
         udp,
     };
     let (machine, playback) = conn;
@@ -354,6 +434,7 @@ async fn run<G: Glue>(glue: &mut G, conn: &mut Conn<G>, io: &mut Io<'_>) {
         loop {
             let n = feed(
                 &mut conn.machine,
+                &io.link,
                 G::PROFILE.name,
                 input.pending(),
                 Instant::now(),
@@ -396,7 +477,7 @@ async fn run<G: Glue>(glue: &mut G, conn: &mut Conn<G>, io: &mut Io<'_>) {
                 }
             }
             Wake::Frame => {
-                if let Err(why) = send_frames(conn, io).await {
+                if let Err(why) = send_frames(glue, conn, io).await {
                     log::info!("{} {}: {why}", G::PROFILE.name, io.peer);
                     return;
                 }
@@ -412,7 +493,7 @@ async fn act_on_outputs<G: Glue>(glue: &mut G, conn: &mut Conn<G>, io: &mut Io<'
     let mut flow = Flow::Idle;
     while let Some(output) = conn.machine.poll_output() {
         if let Some(bytes) = G::Machine::transmit(&output) {
-            io.out.bytes_mut().extend_from_slice(bytes);
+            io.transmit(bytes);
             continue;
         }
         if let Some(at) = G::Machine::timeout(&output) {
@@ -444,7 +525,22 @@ async fn wait<G: Glue>(conn: &Conn<G>, io: &mut Io<'_>, input: &mut Input) -> Wa
         .filter(|_| playback.viewing.is_some())
         .and_then(PlayLifecycle::next_check);
     let state = io.state;
-    let read = async { Wake::Read(io.socket.read(&mut input.buf[input.end..]).await) };
+    let read = async {
+        match &mut io.link {
+            Link::Stream(socket) => Wake::Read(socket.read(&mut input.buf[input.end..]).await),
+            // One datagram at a time: the machine uses each whole before the next is read.
+            Link::Datagrams(link) if input.end == input.start => match link.inbox.recv().await {
+                Some(datagram) => {
+                    let room = &mut input.buf[input.end..];
+                    let n = datagram.len().min(room.len());
+                    room[..n].copy_from_slice(&datagram[..n]);
+                    Wake::Read(Ok(n))
+                }
+                None => Wake::Read(Ok(0)),
+            },
+            Link::Datagrams(_) => futures_lite::future::pending().await,
+        }
+    };
     let frame = async {
         match sending {
             Some((stream, cursor)) => {
@@ -502,7 +598,11 @@ enum Next {
 }
 
 /// Sends what the ring has for the viewer (up to a batch), flushing at the mark.
-async fn send_frames<G: Glue>(conn: &mut Conn<G>, io: &mut Io<'_>) -> Result<(), &'static str> {
+async fn send_frames<G: Glue>(
+    glue: &mut G,
+    conn: &mut Conn<G>,
+    io: &mut Io<'_>,
+) -> Result<(), &'static str> {
     let mut sent = 0u64;
     for _ in 0..FRAMES_PER_BATCH {
         match queue_next_frame(conn, io) {
@@ -511,36 +611,49 @@ async fn send_frames<G: Glue>(conn: &mut Conn<G>, io: &mut Io<'_>) -> Result<(),
             Next::Gone => return Err("disconnecting: stream gone"),
             Next::TooSlow => return Err("disconnecting: viewer stays behind the live edge"),
             Next::Ended => {
-                G::input_ended(conn, &mut io.out);
-                let _ = io.flush().await;
+                G::input_ended(conn, io.viewer_out());
+                let _ = deliver(glue, conn, io).await;
                 return Err("play ended: the publisher left");
             }
         }
-        let Some(viewing) = conn.playback.viewing.as_mut() else {
-            break;
-        };
-        while !viewing.viewer.write(&mut io.out, FLUSH_AT) {
-            sent += io.out.len() as u64;
-            if !io.flush().await {
-                return Err("disconnecting: write failed");
+        while let Some(viewing) = conn.playback.viewing.as_mut() {
+            let done = viewing.viewer.write(io.viewer_out(), FLUSH_AT);
+            if done && io.viewer_out().len() < FLUSH_AT {
+                break;
             }
-        }
-        if io.out.len() >= FLUSH_AT {
-            sent += io.out.len() as u64;
-            if !io.flush().await {
-                return Err("disconnecting: write failed");
-            }
+            sent += deliver(glue, conn, io).await?;
         }
     }
-    sent += io.out.len() as u64;
-    if !io.flush().await {
-        return Err("disconnecting: write failed");
-    }
+    sent += deliver(glue, conn, io).await?;
     if let Some(play) = conn.playback.play.as_mut() {
         play.sent(sent);
     }
     G::count_sent(&mut io.state.borrow_mut(), sent);
     Ok(())
+}
+
+/// Sends what the viewer wrote; returns its bytes. On a datagram link its payloads first
+/// go into the machine's packets (`Machine::carry`), which the machine's outputs carry.
+async fn deliver<G: Glue>(
+    glue: &mut G,
+    conn: &mut Conn<G>,
+    io: &mut Io<'_>,
+) -> Result<u64, &'static str> {
+    let sent = io.viewer_out().len() as u64;
+    if let Link::Datagrams(_) = io.link {
+        let now = Instant::now();
+        for (_, payload) in io.media.datagrams() {
+            conn.machine.carry(payload, now)?;
+        }
+        io.media.clear();
+        if act_on_outputs(glue, conn, io).await == Flow::Close {
+            return Err("disconnecting: the connection closed");
+        }
+    }
+    if !io.flush().await {
+        return Err("disconnecting: write failed");
+    }
+    Ok(sent)
 }
 
 /// Steps the viewer's cursor once and queues the frame it finds.

@@ -7,7 +7,9 @@
 use crate::auth::play::{Access, PlayLifecycle};
 use crate::auth::verdict::{Proto, StreamId};
 use crate::http::ts_viewer::TsViewer;
-use crate::runtime::driver::{Conn, Flow, Glue, Io, Machine, Playback, Profile, Viewing, drive};
+use crate::runtime::driver::{
+    Conn, Flow, Glue, Io, Link, Machine, Playback, Profile, Viewing, drive,
+};
 use crate::runtime::play_auth::{authorize, open_session};
 use crate::runtime::tls::Wire;
 use crate::shard::ShardState;
@@ -51,7 +53,15 @@ pub async fn stream_live_ts(
         play: Some(play),
         viewing: Some(Viewing::new(id, TsViewer::default())),
     };
-    drive(&mut TsGlue, (Ignore, playback), socket, state, peer, None).await;
+    drive(
+        &mut TsGlue,
+        (Ignore, playback),
+        Link::Stream(socket),
+        state,
+        peer,
+        None,
+    )
+    .await;
 }
 
 /// An MPEG-TS response has nothing beside its viewer.

@@ -18,6 +18,7 @@ pub mod portal_client;
 pub mod ring_wait;
 pub mod rtmp_conn;
 pub mod rtsp_conn;
+pub mod srt_conn;
 pub mod tls;
 
 use crate::catalog::Catalog;
@@ -69,20 +70,18 @@ pub fn run(config: &Config, tls: Option<TlsSetup>, shards: usize) -> Result<Stop
     let catalog = Arc::new(catalog);
     let mut listeners = Listeners {
         tcp: Vec::new(),
+        srt: Vec::new(),
+        srt_latency: Duration::from_millis(config.srt_latency_ms.into()),
         tls,
     };
     for l in &config.listeners {
         match l.proto {
-            ListenerProto::Srt => log::warn!(
-                "{} listener on {} is accepted but not served yet",
-                l.proto.as_str(),
-                l.addr
-            ),
+            ListenerProto::Srt => listeners.srt.push(l.addr),
             proto => listeners.tcp.push((proto, l.addr)),
         }
     }
-    if listeners.tcp.is_empty() {
-        log::warn!("no http, rtsp or rtmp listener configured: nothing will be served");
+    if listeners.tcp.is_empty() && listeners.srt.is_empty() {
+        log::warn!("no http, rtsp, rtmp or srt listener configured: nothing will be served");
     }
     let limits = HttpLimits::default();
     let seed = crate::auth::os_seed();
@@ -175,6 +174,10 @@ fn load_player_assets(config: &Config) -> crate::player::PlayerAssets {
 #[derive(Clone)]
 struct Listeners {
     tcp: Vec<(ListenerProto, SocketAddr)>,
+    /// `srt` addresses (UDP; each shard runs an `SrtEndpoint` on each).
+    srt: Vec<SocketAddr>,
+    /// `srt_latency`.
+    srt_latency: Duration,
     tls: Option<TlsSetup>,
 }
 
@@ -218,6 +221,13 @@ async fn shard_main(
             return;
         }
     };
+    let srt = match bind_srt(&addrs, seed ^ ((id as u64) << 48)) {
+        Ok(srt) => srt,
+        Err(message) => {
+            let _ = ready.send(Err(message));
+            return;
+        }
+    };
     let udp = bind_rtp_udp(&addrs, id);
     apply_stream_events(receivers, &state);
     let bus = AuthBus::start(auth_senders, auth_receivers, state.clone());
@@ -226,6 +236,9 @@ async fn shard_main(
     spawn_ticker(&state);
     for (proto, addr, _) in &bound {
         log::debug!("shard {id}: {} on {addr}", proto.as_str());
+    }
+    for endpoint in srt {
+        glommio::spawn_local(srt_conn::run_endpoint(endpoint, state.clone())).detach();
     }
     let _ = ready.send(Ok(id));
     let accepts: Vec<_> = bound
@@ -259,6 +272,20 @@ fn bind_listeners(
         bound.push((proto, addr, listener));
     }
     Ok(bound)
+}
+
+/// Binds this shard's SRT ports (SO_REUSEPORT: every shard binds every address, and the
+/// kernel sends each caller's datagrams to one shard, by a hash of their addresses).
+fn bind_srt(addrs: &Listeners, seed: u64) -> Result<Vec<Rc<srt_conn::SrtEndpoint>>, String> {
+    addrs
+        .srt
+        .iter()
+        .map(|&addr| {
+            srt_conn::SrtEndpoint::bind(addr, seed, addrs.srt_latency)
+                .map(Rc::new)
+                .map_err(|e| format!("cannot listen for srt on {addr}: {e}"))
+        })
+        .collect()
 }
 
 /// RTP/RTCP over UDP leave from one socket pair per shard, on the first RTSP address;
@@ -370,7 +397,7 @@ fn connection_server(
                     _ => rtmp_conn::serve(stream, state, fanout, conn_seed).await,
                 }
             }),
-            // SRT listeners are not bound yet.
+            // SRT is UDP: its endpoints are not TCP listeners.
             (_, None) => Box::pin(async {}),
         }
     }

@@ -23,7 +23,7 @@ use crate::rtmp::session::{
     Action, AuthAnswer, ConnectionConfig, DenyLevel, Output, PlayStart, RtmpConnection,
 };
 use crate::rtmp::viewer::RtmpViewer;
-use crate::runtime::driver::{Conn, Flow, Glue, Io, Playback, Profile, Viewing, drive};
+use crate::runtime::driver::{Conn, Flow, Glue, Io, Link, Playback, Profile, Viewing, drive};
 use crate::runtime::fanout::Fanout;
 use crate::runtime::play_auth::{authorize, open_session};
 use crate::runtime::tls::Wire;
@@ -84,7 +84,15 @@ pub async fn serve<S: Wire>(
         events: Vec::new(),
     };
     let conn = (machine, Playback::default());
-    drive(&mut glue, conn, &mut socket, &state, peer, None).await;
+    drive(
+        &mut glue,
+        conn,
+        Link::Stream(&mut socket),
+        &state,
+        peer,
+        None,
+    )
+    .await;
 }
 
 /// What RTMP keeps beside its machine: the play's media version, and a publish.

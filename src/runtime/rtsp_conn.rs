@@ -9,7 +9,7 @@ use crate::rtsp::session::{
     AuthAnswer, ConnectionConfig, Output, PlayStart, PortPair, RtspConnection,
 };
 use crate::rtsp::viewer::RtspViewer;
-use crate::runtime::driver::{Conn, Flow, Glue, Io, Playback, Profile, Viewing, drive};
+use crate::runtime::driver::{Conn, Flow, Glue, Io, Link, Playback, Profile, Viewing, drive};
 use crate::runtime::play_auth::{authorize, open_session};
 use crate::runtime::tls::Wire;
 use crate::shard::ShardState;
@@ -64,7 +64,15 @@ pub async fn serve<S: Wire>(
         started: Instant::now(),
     };
     let conn = (machine, Playback::default());
-    drive(&mut glue, conn, &mut socket, &state, peer, udp).await;
+    drive(
+        &mut glue,
+        conn,
+        Link::Stream(&mut socket),
+        &state,
+        peer,
+        udp,
+    )
+    .await;
 }
 
 /// What RTSP keeps beside its machine: when the play started, for the closing log line.

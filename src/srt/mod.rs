@@ -10,6 +10,8 @@
 //! * `connection`: one peer's connection after its conclusion: the authorization round trip,
 //!   then sending (send buffer, ACK/NAK, retransmission, too-late drop) and receiving (ACKs,
 //!   NAKs, TSBPD delivery), keepalive, idle timeout and shutdown.
+//! * `viewer`: `SrtViewer`, the stream's shared TS chunks cut into 1316-byte payloads
+//!   (7 TS packets), starting at a keyframe with PAT/PMT first.
 //!
 //! Why tessera writes its own core rather than using `srt-protocol` (srt-rs): that crate is
 //! mostly sans-IO, but reads the system clock for its cookie (an unkeyed `DefaultHasher`,
@@ -28,6 +30,7 @@ pub mod handshake;
 pub mod packet;
 pub mod seq;
 pub mod streamid;
+pub mod viewer;
 
 /// Why a listener refuses a caller, as libsrt numbers it (`srt.h` `SRT_REJ_*` below 1000,
 /// `SRT_REJX_*` from 1000: 1000 + the HTTP status it mirrors). On the wire the handshake

@@ -1,0 +1,409 @@
+//! SRT on the connection driver: the shard's UDP endpoint, and the glue between the sans-IO
+//! `SrtConnection` and `SrtViewer`.
+//!
+//! **The endpoint.** Every shard binds the `srt PORT;` address itself with SO_REUSEPORT.
+//! For UDP the kernel picks the socket of a reuseport group by a hash of the datagram's
+//! 4-tuple (source and destination address and port), so every datagram of one caller
+//! reaches the same shard for as long as the group's sockets stay bound: the shard that
+//! made a caller's connection receives all of its packets, and nothing crosses shards.
+//! The endpoint task reads datagrams and routes them by the peer's address: inductions
+//! and conclusions of a caller starting over from a known address (another socket id),
+//! and datagrams of unknown peers, to the shard's stateless handshake `Listener`; everything else into the peer's bounded queue (full: dropped,
+//! as a full socket buffer would). A conclusion the listener accepts starts the peer's
+//! connection task, which runs on the driver (`Link::Datagrams`) and leaves the map when
+//! it ends (a caller starting over replaces it: the old queue closes, and so does the old
+//! connection).
+//!
+//! **The glue.** `Output::Authorize` (the stream id parsed) → the stream's `PlayLifecycle`
+//! (`Proto::Srt`) → accept, or reject with the code that says why: 1401 no token, 1403
+//! denied, 1404 unknown stream, 1503 backend unavailable (1405 for publishers, not served
+//! yet). `Connected` opens the session and starts an `SrtViewer`; the driver re-checks
+//! the play every 250 ms and, whatever ends the connection, `finish` sends a shutdown.
+
+use crate::auth::play::{Access, PlayLifecycle};
+use crate::auth::verdict::{DenyReason, Proto, canonical_ip};
+use crate::runtime::driver::{
+    Conn, Flow, Glue, Io, Link, Machine, PeerLink, Playback, Profile, Viewing, drive,
+};
+use crate::runtime::play_auth::{authorize, open_session};
+use crate::shard::ShardState;
+use crate::srt::RejectReason;
+use crate::srt::connection::{
+    AuthAnswer, ConnectionConfig, ConnectionError, Output, SendError, SrtConnection,
+};
+use crate::srt::handshake::{self, CallerHello, Listener, ListenerReply};
+use crate::srt::packet::HandshakeType;
+use crate::srt::streamid::{Mode, StreamRequest};
+use crate::srt::viewer::SrtViewer;
+use glommio::channels::local_channel::{self, LocalSender};
+use glommio::net::UdpSocket;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// Datagrams queued for one peer before the endpoint drops its next ones.
+pub const PEER_QUEUE: usize = 256;
+/// SRT connections one shard serves at once; callers past it are refused (1402).
+pub const MAX_PEERS: usize = 4096;
+/// The largest datagram read (a 1500-byte MTU's packet fits).
+const DATAGRAM_BUFFER: usize = 2048;
+
+/// A peer's connection as the endpoint knows it: the caller's socket id, and its queue.
+struct Peer {
+    caller: u32,
+    queue: LocalSender<Vec<u8>>,
+}
+
+/// Is this datagram the conclusion of a caller other than `caller` (one that started over
+/// from the same address and port)?
+fn is_new_conclusion(datagram: &[u8], caller: u32) -> bool {
+    matches!(
+        handshake::handshake_of(datagram),
+        Ok((_, hs)) if hs.kind == HandshakeType::Conclusion && hs.socket_id != caller
+    )
+}
+
+/// The shard's SRT port: its socket, its handshake listener, and its peers' queues.
+pub struct SrtEndpoint {
+    socket: Rc<UdpSocket>,
+    listener: Listener,
+    peers: RefCell<HashMap<SocketAddr, Peer>>,
+    seed: u64,
+    connections: std::cell::Cell<u64>,
+    /// The latency tessera asks of its viewers (`srt_latency`; the larger of it and the
+    /// caller's applies).
+    latency: Duration,
+}
+
+impl SrtEndpoint {
+    /// Binds `addr` (SO_REUSEPORT: every shard binds it).
+    pub fn bind(addr: SocketAddr, seed: u64, latency: Duration) -> std::io::Result<SrtEndpoint> {
+        let socket = UdpSocket::bind(addr)?;
+        let mut secret = [0u8; 32];
+        for part in secret.chunks_mut(8) {
+            part.copy_from_slice(&crate::auth::os_seed().to_le_bytes());
+        }
+        Ok(SrtEndpoint {
+            socket: Rc::new(socket),
+            listener: Listener::new(secret, Instant::now()),
+            peers: RefCell::new(HashMap::new()),
+            seed,
+            connections: std::cell::Cell::new(0),
+            latency,
+        })
+    }
+
+    /// A socket id for the next connection: nonzero, 31 bits, distinct per connection.
+    fn next_socket_id(&self) -> u32 {
+        let n = self.connections.get() + 1;
+        self.connections.set(n);
+        let mixed = (self.seed ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15)).rotate_left(17);
+        ((mixed as u32) & 0x7fff_ffff).max(1)
+    }
+}
+
+/// Reads the shard's SRT datagrams forever, routing each by its peer's address.
+pub async fn run_endpoint(endpoint: Rc<SrtEndpoint>, state: Rc<RefCell<ShardState>>) {
+    let mut buf = vec![0u8; DATAGRAM_BUFFER];
+    loop {
+        let (n, peer) = match endpoint.socket.recv_from(&mut buf).await {
+            Ok(got) => got,
+            Err(e) => {
+                log::warn!("srt: receive failed: {e}");
+                glommio::timer::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let datagram = &buf[..n];
+        if n == 0 {
+            continue;
+        }
+        if !handshake::is_induction(datagram) {
+            let peers = endpoint.peers.borrow();
+            match peers.get(&peer) {
+                Some(known) if !is_new_conclusion(datagram, known.caller) => {
+                    // Full: dropped, like a datagram the socket buffer had no room for.
+                    let _ = known.queue.try_send(datagram.to_vec());
+                    continue;
+                }
+                // A caller starting over replaces the connection (the listener checks
+                // its cookie first); unknown peers go to the listener.
+                _ => {}
+            }
+        }
+        match endpoint.listener.handle(datagram, peer, Instant::now()) {
+            Ok(ListenerReply::Induction(reply)) => {
+                let _ = endpoint.socket.send_to(&reply, peer).await;
+            }
+            Ok(ListenerReply::Conclusion(hello)) => admit(&endpoint, &state, hello, peer).await,
+            Err(e) => log::debug!("srt {peer}: {e}"),
+        }
+    }
+}
+
+/// Starts the connection task of a caller whose conclusion the listener accepted (or
+/// refuses it when the shard has too many).
+async fn admit(
+    endpoint: &Rc<SrtEndpoint>,
+    state: &Rc<RefCell<ShardState>>,
+    hello: CallerHello,
+    peer: SocketAddr,
+) {
+    let local = endpoint.next_socket_id();
+    if endpoint.peers.borrow().len() >= MAX_PEERS {
+        log::warn!("srt {peer}: refused: {MAX_PEERS} connections on this shard");
+        let reject = RejectReason::OVERLOAD;
+        let reply = handshake::rejection(&hello, local, reject, peer.ip(), 0);
+        let _ = endpoint.socket.send_to(&reply, peer).await;
+        return;
+    }
+    let (queue, rx) = local_channel::new_bounded(PEER_QUEUE);
+    let caller = hello.socket_id;
+    // A connection this replaces sees its queue close and ends.
+    let known = Peer { caller, queue };
+    endpoint.peers.borrow_mut().insert(peer, known);
+    let link = PeerLink {
+        inbox: rx,
+        socket: endpoint.socket.clone(),
+        peer,
+    };
+    let task = serve(hello, link, local, state.clone(), endpoint.clone());
+    glommio::spawn_local(task).detach();
+}
+
+/// Serves one caller until it leaves, is refused, times out, or its play ends.
+async fn serve(
+    hello: CallerHello,
+    link: PeerLink,
+    local_socket_id: u32,
+    state: Rc<RefCell<ShardState>>,
+    endpoint: Rc<SrtEndpoint>,
+) {
+    let (peer, caller) = (link.peer, hello.socket_id);
+    let mut cfg = ConnectionConfig::new(local_socket_id);
+    cfg.token_key = state.borrow().catalog().token_param.to_string();
+    let machine = SrtConnection::new(hello, peer, cfg, Instant::now());
+    let mut glue = SrtGlue {
+        started: Instant::now(),
+        latency: endpoint.latency,
+    };
+    let ip = canonical_ip(peer.ip());
+    let conn = (machine, Playback::default());
+    drive(&mut glue, conn, Link::Datagrams(link), &state, ip, None).await;
+    let mut peers = endpoint.peers.borrow_mut();
+    if peers.get(&peer).is_some_and(|known| known.caller == caller) {
+        peers.remove(&peer);
+    }
+}
+
+/// What SRT keeps beside its machine: the latency it asks for, and when the play started,
+/// for the closing log line.
+struct SrtGlue {
+    started: Instant,
+    latency: Duration,
+}
+
+/// The reject code for a refused play: no token at all is 1401, an unreachable portal
+/// 1503, anything else 1403.
+fn reject_code(reason: DenyReason, token: Option<&[u8]>) -> RejectReason {
+    match reason {
+        DenyReason::BackendUnavailable => RejectReason::UNAVAILABLE,
+        _ if token.is_none() => RejectReason::UNAUTHORIZED,
+        _ => RejectReason::FORBIDDEN,
+    }
+}
+
+/// Decides the caller's stream id; an allowed play is kept for `Connected`.
+async fn authorize_play(
+    playback: &mut Playback<SrtViewer>,
+    io: &Io<'_>,
+    request: &StreamRequest,
+    latency: Duration,
+) -> AuthAnswer {
+    let peer = io.peer;
+    if request.mode() == Mode::Publish {
+        log::info!("srt {peer}: refused: publishing over SRT is not served yet");
+        return AuthAnswer::Reject(RejectReason::BAD_MODE);
+    }
+    let name = request.resource.as_deref().unwrap_or("");
+    let (id, token_param) = {
+        let shard = io.state.borrow();
+        let id = shard.catalog().stream_by_name(name).map(|s| s.id);
+        (id, shard.catalog().token_param.clone())
+    };
+    let Some(id) = id else {
+        log::info!("srt {peer}: refused stream={name}: no such stream");
+        return AuthAnswer::Reject(RejectReason::NOT_FOUND);
+    };
+    let token = request.token.as_deref();
+    let mut play = PlayLifecycle::new(
+        Access::Play,
+        id,
+        Proto::Srt,
+        token,
+        peer,
+        None,
+        &token_param,
+        Instant::now(),
+    );
+    if let Err(reason) = authorize(io.state, &mut play).await {
+        let code = reject_code(reason, token);
+        let tag = io.state.borrow().token_tag(token);
+        log::info!(
+            "srt {peer}: refused stream={name} token={tag}: {reason} ({})",
+            code.0
+        );
+        return AuthAnswer::Reject(code);
+    }
+    playback.play = Some(play);
+    AuthAnswer::Accept {
+        latency,
+        passphrase: None,
+    }
+}
+
+impl SrtGlue {
+    /// The handshake completed: the session opens and the viewer starts.
+    fn connected(&mut self, playback: &mut Playback<SrtViewer>, io: &Io<'_>) -> Flow {
+        let Some(play) = &mut playback.play else {
+            return Flow::Close;
+        };
+        let session = open_session(io.state, play);
+        log::info!(
+            "srt play started session={} ip={}",
+            session.map_or_else(|| "-".to_owned(), |s| s.to_string()),
+            io.peer,
+        );
+        playback.viewing = Some(Viewing::new(play.stream(), SrtViewer::new()));
+        self.started = Instant::now();
+        Flow::Idle
+    }
+}
+
+impl Glue for SrtGlue {
+    type Machine = SrtConnection;
+    type Viewer = SrtViewer;
+    const PROFILE: Profile = Profile::new("srt", DATAGRAM_BUFFER, DATAGRAM_BUFFER);
+
+    async fn act(&mut self, output: Output, conn: &mut Conn<Self>, io: &mut Io<'_>) -> Flow {
+        match output {
+            Output::Authorize { request, .. } => {
+                let answer = authorize_play(&mut conn.playback, io, &request, self.latency).await;
+                conn.machine.authorized(answer, Instant::now());
+                return Flow::Again;
+            }
+            Output::Connected {
+                mode: Mode::Play, ..
+            } => {
+                return self.connected(&mut conn.playback, io);
+            }
+            Output::Connected { .. } => return Flow::Close,
+            Output::Closed(reason) => {
+                log::debug!("srt {}: closing: {reason:?}", io.peer);
+                return Flow::Close;
+            }
+            // Publishers are refused before they connect.
+            Output::Payload(_) => {}
+            // The driver sends these and keeps the timer.
+            Output::Transmit(_) | Output::Timeout(_) => {}
+        }
+        Flow::Idle
+    }
+
+    /// Whatever ended it, the peer hears a shutdown (when the connection is still up).
+    async fn finish(&mut self, conn: &mut Conn<Self>, io: &mut Io<'_>) {
+        conn.machine.close(Instant::now());
+        while let Some(output) = conn.machine.poll_output() {
+            if let Output::Transmit(datagram) = output {
+                io.transmit(&datagram);
+            }
+        }
+        if let Some(v) = &conn.playback.viewing {
+            log::info!(
+                "srt play ended ip={} payloads={} seconds={}",
+                io.peer,
+                v.viewer.payloads(),
+                self.started.elapsed().as_secs()
+            );
+        }
+    }
+}
+
+impl Machine for SrtConnection {
+    type Output = Output;
+    type Error = ConnectionError;
+
+    fn handle_input(&mut self, input: &[u8], now: Instant) -> Result<usize, ConnectionError> {
+        SrtConnection::handle_input(self, input, now)
+    }
+
+    fn poll_output(&mut self) -> Option<Output> {
+        SrtConnection::poll_output(self)
+    }
+
+    fn awaiting_authorization(&self) -> bool {
+        SrtConnection::awaiting_authorization(self)
+    }
+
+    fn transmit(output: &Output) -> Option<&[u8]> {
+        match output {
+            Output::Transmit(datagram) => Some(datagram),
+            _ => None,
+        }
+    }
+
+    fn timeout(output: &Output) -> Option<Instant> {
+        match output {
+            Output::Timeout(at) => Some(*at),
+            _ => None,
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        SrtConnection::handle_timeout(self, now);
+    }
+
+    /// UDP has no end of its own: the idle timeout or a shutdown ends the connection.
+    fn peer_closed(&mut self) {}
+
+    fn carry(&mut self, payload: &[u8], now: Instant) -> Result<(), &'static str> {
+        match self.send(payload, now) {
+            Ok(_) => Ok(()),
+            Err(SendError::BufferFull) => {
+                Err("disconnecting: viewer stays behind (send buffer full)")
+            }
+            Err(SendError::NotConnected) => Err("disconnecting: connection closed"),
+            Err(SendError::TooLarge { .. }) => Err("disconnecting: payload over the peer's MTU"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_map_to_the_reject_codes_of_the_spec() {
+        let token = Some(&b"t"[..]);
+        let cases = [
+            (DenyReason::BackendDenied, None, RejectReason::UNAUTHORIZED),
+            (DenyReason::BackendDenied, token, RejectReason::FORBIDDEN),
+            (DenyReason::SessionRevoked, token, RejectReason::FORBIDDEN),
+            (
+                DenyReason::BackendUnavailable,
+                None,
+                RejectReason::UNAVAILABLE,
+            ),
+            (
+                DenyReason::BackendUnavailable,
+                token,
+                RejectReason::UNAVAILABLE,
+            ),
+        ];
+        for (reason, token, code) in cases {
+            assert_eq!(reject_code(reason, token), code, "{reason} {token:?}");
+        }
+    }
+}
