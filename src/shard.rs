@@ -9,7 +9,7 @@
 //! so no caller clones the catalog to get around a borrow.
 
 use crate::auth::cache::Grant;
-use crate::auth::lookup::PortalQuestion;
+use crate::auth::lookup::{PortalQuestion, RemoteQuestion};
 use crate::auth::play::{Access, Attempt, Decision, PlayLifecycle, Step as PlayStep, decide};
 use crate::auth::revoke::RevokeTarget;
 use crate::auth::session::{SessionId, TokenTag};
@@ -275,9 +275,18 @@ impl ShardState {
     }
 
     /// On the owner of its key: another shard's portal question, asked here unless the
-    /// same question is open already (then its answer serves both).
-    pub fn queue_portal_question(&mut self, question: PortalQuestion, now: Instant) {
-        self.auth.lookups.begin_remote(question, now);
+    /// same question is open already (then its answer serves both). `Some(outcome)` when
+    /// the key was settled a moment ago (the question crossed the answer): the asking
+    /// shard is to be answered with it at once.
+    pub fn queue_portal_question(
+        &mut self,
+        question: PortalQuestion,
+        now: Instant,
+    ) -> Option<PortalOutcome> {
+        match self.auth.lookups.begin_remote(question, now) {
+            RemoteQuestion::Settled(outcome) => Some(outcome),
+            RemoteQuestion::Ask | RemoteQuestion::Joined => None,
+        }
     }
 
     /// On the owner of its key: counts a portal question asked here, how it ended and how

@@ -555,6 +555,7 @@ impl Authorizer {
         now: Instant,
     ) {
         self.lookups.finish(q.key);
+        self.lookups.remember(q, outcome, now);
         self.settle(catalog, q, outcome, now);
     }
 
