@@ -78,7 +78,7 @@ pub fn run(config: &Config, shards: usize) -> Result<Stop, String> {
         }
     }
     if listeners.http.is_empty() && listeners.rtsp.is_empty() && listeners.rtmp.is_empty() {
-        log::warn!("no http, rtsp or rtmp listener configured: nothing will be served");
+        return Err("no http, rtsp or rtmp listener configured: nothing would be served".into());
     }
     let limits = HttpLimits::default();
     let seed = crate::auth::os_seed();
