@@ -17,10 +17,11 @@ use crate::auth::users::UserSessions;
 use crate::auth::verdict::{DenyReason, PlayRequest};
 use crate::auth::{Authorizer, PortalOutcome, UserEvent};
 use crate::catalog::Catalog;
-use crate::config::HttpLimits;
+use crate::config::{ConnectionCaps, HttpLimits};
 use crate::stream::StreamId;
 use crate::stream::view::{StreamEvent, StreamView};
 use crate::utc::{HTTP_DATE_LEN, http_date};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::task::Waker;
 use std::time::{Duration, Instant};
@@ -54,6 +55,35 @@ pub struct HttpStats {
     pub connections_refused: u64,
 }
 
+/// The kinds of connection a shard caps (each holds one file descriptor).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnKind {
+    Http,
+    Rtmp,
+    Rtsp,
+}
+
+/// Why a new connection was not taken in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The shard holds its cap of connections of this kind.
+    ShardFull,
+    /// The client's IP holds its cap of connections (`max_connections_per_ip`).
+    IpFull,
+}
+
+/// Open connections per kind and per client IP, against the shard's `ConnectionCaps`.
+#[derive(Debug)]
+struct ConnectionCount {
+    caps: ConnectionCaps,
+    /// Open RTMP and RTSP connections (HTTP's are in `HttpStats`).
+    rtmp: usize,
+    rtsp: usize,
+    refused: u64,
+    /// Open connections per client IP; an IP leaves the map with its last connection.
+    per_ip: ahash::AHashMap<std::net::IpAddr, u32>,
+}
+
 /// What the shard's authorizer has for other shards (the runtime's dispatcher sends it).
 #[derive(Debug)]
 pub enum Outgoing {
@@ -74,6 +104,7 @@ pub struct ShardState {
     users: UserSessions,
     limits: HttpLimits,
     http: HttpStats,
+    connections: ConnectionCount,
     date_second: i64,
     date: [u8; HTTP_DATE_LEN],
 }
@@ -100,6 +131,18 @@ impl ShardState {
             // session ids).
             auth: Authorizer::new(seed),
             users: UserSessions::default(),
+            connections: ConnectionCount {
+                caps: ConnectionCaps {
+                    http: limits.max_connections_per_shard,
+                    rtmp: usize::MAX,
+                    rtsp: usize::MAX,
+                    per_ip: usize::MAX,
+                },
+                rtmp: 0,
+                rtsp: 0,
+                refused: 0,
+                per_ip: ahash::AHashMap::new(),
+            },
             limits,
             http: HttpStats::default(),
             date_second: i64::MIN,
@@ -149,21 +192,80 @@ impl ShardState {
         &self.http
     }
 
-    /// Takes in a new HTTP connection, unless the shard already serves
-    /// `max_connections_per_shard` (then it is counted as refused): `false` to refuse it.
-    /// An admitted connection ends with `close_http_connection`.
-    pub fn open_http_connection(&mut self) -> bool {
-        if self.http.connections_open >= self.limits.max_connections_per_shard {
-            self.http.connections_refused += 1;
-            return false;
-        }
-        self.http.connections_open += 1;
-        true
+    /// The connection caps this shard enforces (the runtime derives them from the file
+    /// limit at start).
+    pub fn set_connection_caps(&mut self, caps: ConnectionCaps) {
+        self.limits.max_connections_per_shard = caps.http;
+        self.connections.caps = caps;
     }
 
-    /// An admitted HTTP connection ended.
-    pub fn close_http_connection(&mut self) {
-        self.http.connections_open -= 1;
+    /// The connection caps this shard enforces.
+    pub fn connection_caps(&self) -> &ConnectionCaps {
+        &self.connections.caps
+    }
+
+    /// Takes in a new connection of `kind` from `ip`, unless the shard already holds its cap
+    /// of that kind or of that IP (then it is counted as refused). An admitted connection
+    /// ends with `close_connection`, whatever ends it.
+    pub fn open_connection(&mut self, kind: ConnKind, ip: IpAddr) -> Result<(), Refusal> {
+        let c = &mut self.connections;
+        let (open, cap) = match kind {
+            ConnKind::Http => (self.http.connections_open, c.caps.http),
+            ConnKind::Rtmp => (c.rtmp, c.caps.rtmp),
+            ConnKind::Rtsp => (c.rtsp, c.caps.rtsp),
+        };
+        let of_ip = c.per_ip.get(&ip).copied().unwrap_or(0);
+        let refusal = if open >= cap {
+            Some(Refusal::ShardFull)
+        } else if of_ip as usize >= c.caps.per_ip {
+            Some(Refusal::IpFull)
+        } else {
+            None
+        };
+        if let Some(refusal) = refusal {
+            c.refused += 1;
+            if kind == ConnKind::Http {
+                self.http.connections_refused += 1;
+            }
+            return Err(refusal);
+        }
+        *c.per_ip.entry(ip).or_insert(0) += 1;
+        match kind {
+            ConnKind::Http => self.http.connections_open += 1,
+            ConnKind::Rtmp => c.rtmp += 1,
+            ConnKind::Rtsp => c.rtsp += 1,
+        }
+        Ok(())
+    }
+
+    /// An admitted connection ended.
+    pub fn close_connection(&mut self, kind: ConnKind, ip: IpAddr) {
+        let c = &mut self.connections;
+        match kind {
+            ConnKind::Http => self.http.connections_open -= 1,
+            ConnKind::Rtmp => c.rtmp -= 1,
+            ConnKind::Rtsp => c.rtsp -= 1,
+        }
+        if let Some(n) = c.per_ip.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                c.per_ip.remove(&ip);
+            }
+        }
+    }
+
+    /// Open connections of `kind` on this shard.
+    pub fn open_connections(&self, kind: ConnKind) -> usize {
+        match kind {
+            ConnKind::Http => self.http.connections_open,
+            ConnKind::Rtmp => self.connections.rtmp,
+            ConnKind::Rtsp => self.connections.rtsp,
+        }
+    }
+
+    /// Connections refused by a cap (every kind).
+    pub fn connections_refused(&self) -> u64 {
+        self.connections.refused
     }
 
     /// An HTTP request is being answered.

@@ -8,6 +8,7 @@
 //! and it also asks what serving needs (`require_service`: a listener and a stream).
 
 mod backend_url;
+mod connection_caps;
 mod error;
 mod http_limits;
 mod lexer;
@@ -16,6 +17,7 @@ mod parser;
 pub mod signed_key;
 
 pub use backend_url::{BackendUrl, BackendUrlError, MAX_BACKEND_URL_LEN};
+pub use connection_caps::{ConnectionCaps, Served};
 pub use error::{ConfigError, ConfigErrors};
 pub use http_limits::{HEADER_SLOTS, HttpLimits};
 pub use model::*;
@@ -857,5 +859,49 @@ mod service_tests {
         assert_eq!(missing("stream a { input fake://fake; }").len(), 1);
         assert!(missing("rtsp 1554;\nstream a { input publish://; }").is_empty());
         assert!(missing(DEFAULT_CONFIG).is_empty());
+    }
+}
+
+#[cfg(test)]
+mod connection_directive_tests {
+    use super::*;
+
+    #[test]
+    fn per_ip_cap_and_handshake_timeout() {
+        let c = parse("max_connections_per_ip 8;\nhandshake_timeout 1.5;\n", "f").unwrap();
+        assert_eq!(c.max_connections_per_ip, 8);
+        assert_eq!(c.handshake_timeout_ms, 1500);
+        let d = parse("", "f").unwrap();
+        assert_eq!(d.max_connections_per_ip, DEFAULT_MAX_CONNECTIONS_PER_IP);
+        assert_eq!(d.handshake_timeout_ms, DEFAULT_HANDSHAKE_TIMEOUT_MS);
+        assert_eq!(
+            parse("max_connections_per_ip 0;", "f")
+                .unwrap()
+                .max_connections_per_ip,
+            0
+        );
+        for (bad, at) in [
+            (
+                "max_connections_per_ip -1;",
+                "f:1:24: error: invalid max_connections_per_ip",
+            ),
+            (
+                "max_connections_per_ip +3;",
+                "f:1:24: error: invalid max_connections_per_ip",
+            ),
+            ("max_connections_per_ip 2000000;", "f:1:24: error: invalid"),
+            (
+                "handshake_timeout 0.1;",
+                "f:1:19: error: invalid handshake_timeout",
+            ),
+            (
+                "handshake_timeout 61;",
+                "f:1:19: error: invalid handshake_timeout",
+            ),
+            ("handshake_timeout;", "f:1:1: error:"),
+        ] {
+            let errors = parse(bad, "f").unwrap_err().to_string();
+            assert!(errors.starts_with(at), "{bad}: {errors}");
+        }
     }
 }

@@ -47,7 +47,22 @@ pub struct Config {
     pub api_key: Option<String>,
     /// `backend_timeout SECONDS;` at top level: the default for every portal backend.
     pub backend_timeout_ms: u32,
+    /// `max_connections_per_ip N;`: open connections one client IP may hold, every
+    /// protocol together; 0 is no limit.
+    pub max_connections_per_ip: u32,
+    /// `handshake_timeout SECONDS;`: how long a new connection may take to send its first
+    /// request (HTTP head, RTSP request) or finish its handshake (RTMP).
+    pub handshake_timeout_ms: u32,
 }
+
+/// Open connections one client IP may hold unless `max_connections_per_ip` says otherwise.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: u32 = 1000;
+/// Highest `max_connections_per_ip`.
+pub const MAX_CONNECTIONS_PER_IP: u32 = 1_000_000;
+/// `handshake_timeout` unless set, and its bounds.
+pub const DEFAULT_HANDSHAKE_TIMEOUT_MS: u32 = 5_000;
+pub const MIN_HANDSHAKE_TIMEOUT_MS: u32 = 500;
+pub const MAX_HANDSHAKE_TIMEOUT_MS: u32 = 60_000;
 
 impl Default for Config {
     fn default() -> Self {
@@ -59,6 +74,8 @@ impl Default for Config {
             streams: Vec::new(),
             api_key: None,
             backend_timeout_ms: DEFAULT_BACKEND_TIMEOUT_MS,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            handshake_timeout_ms: DEFAULT_HANDSHAKE_TIMEOUT_MS,
         }
     }
 }

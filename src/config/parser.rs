@@ -15,7 +15,8 @@ use super::error::{Diagnostics, did_you_mean, show};
 use super::lexer::{Lexer, Token, Word};
 use super::model::{
     API_PREFIX, AuthBackend, Cidr, Config, DEFAULT_SEGMENT_DURATION_MS, InputUrl, Listener,
-    ListenerProto, MAX_BACKEND_TIMEOUT_MS, MAX_SEGMENT_DURATION_MS, MIN_BACKEND_TIMEOUT_MS,
+    ListenerProto, MAX_BACKEND_TIMEOUT_MS, MAX_CONNECTIONS_PER_IP, MAX_HANDSHAKE_TIMEOUT_MS,
+    MAX_SEGMENT_DURATION_MS, MIN_BACKEND_TIMEOUT_MS, MIN_HANDSHAKE_TIMEOUT_MS,
     MIN_SEGMENT_DURATION_MS, OnPlay, PLAYER_SEGMENT, Rules, SecureTokenConfig, SignedKeyConfig,
     Span, StreamConfig, Transport,
 };
@@ -216,6 +217,8 @@ impl Context {
                 "template",
                 "api_key",
                 "backend_timeout",
+                "max_connections_per_ip",
+                "handshake_timeout",
             ],
             Context::AuthBackend => &[
                 "allow",
@@ -263,6 +266,8 @@ fn usage(directive: &str) -> &'static str {
         "api_key" => "api_key KEY;",
         "backend" => "backend http://HOST[:PORT]/PATH;",
         "backend_timeout" => "backend_timeout SECONDS;",
+        "max_connections_per_ip" => "max_connections_per_ip N;",
+        "handshake_timeout" => "handshake_timeout SECONDS;",
         "max_sessions_policy" => "max_sessions_policy close_oldest|refuse_new;",
         "segment_duration" => "segment_duration SECONDS;",
         "signed_key" => "signed_key ID SECRET;",
@@ -340,6 +345,18 @@ impl Lowering<'_> {
                 self.no_block(&d);
                 if let Some(ms) = self.backend_timeout(&d) {
                     self.config.backend_timeout_ms = ms;
+                }
+            }
+            "max_connections_per_ip" => {
+                self.no_block(&d);
+                if let Some(n) = self.max_connections_per_ip(&d) {
+                    self.config.max_connections_per_ip = n;
+                }
+            }
+            "handshake_timeout" => {
+                self.no_block(&d);
+                if let Some(ms) = self.handshake_timeout(&d) {
+                    self.config.handshake_timeout_ms = ms;
                 }
             }
             "template" => self.not_supported_yet(&d.name),
@@ -668,6 +685,58 @@ impl Lowering<'_> {
                     arg.span,
                     format!(
                         "invalid backend_timeout `{}`: expected seconds from 0.1 to 60",
+                        show(&arg.text)
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// `max_connections_per_ip N;`: 0 (no limit) to `MAX_CONNECTIONS_PER_IP`.
+    fn max_connections_per_ip(&mut self, d: &Directive) -> Option<u32> {
+        let arg = self.one_arg(d)?;
+        match arg.text.parse::<u32>() {
+            Ok(n)
+                if n <= MAX_CONNECTIONS_PER_IP && arg.text.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                Some(n)
+            }
+            _ => {
+                self.diags.error(
+                    arg.span,
+                    format!(
+                        "invalid max_connections_per_ip `{}`: expected 0 (no limit) to \
+                         {MAX_CONNECTIONS_PER_IP}",
+                        show(&arg.text)
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// `handshake_timeout SECONDS;`: 0.5 to 60 s, as milliseconds.
+    fn handshake_timeout(&mut self, d: &Directive) -> Option<u32> {
+        let arg = self.one_arg(d)?;
+        let ms = arg
+            .text
+            .parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite())
+            .map(|s| (s * 1000.0).round());
+        match ms {
+            Some(ms)
+                if ms >= f64::from(MIN_HANDSHAKE_TIMEOUT_MS)
+                    && ms <= f64::from(MAX_HANDSHAKE_TIMEOUT_MS) =>
+            {
+                Some(ms as u32)
+            }
+            _ => {
+                self.diags.error(
+                    arg.span,
+                    format!(
+                        "invalid handshake_timeout `{}`: expected seconds from 0.5 to 60",
                         show(&arg.text)
                     ),
                 );

@@ -42,6 +42,7 @@ pub async fn serve(stream: TcpStream, state: Rc<RefCell<ShardState>>, bus: Rc<Au
         scratch: ConnScratch::default(),
         skip_body: 0,
         head_started: None,
+        first_deadline: Some(Instant::now() + limits.first_request_timeout),
         may_wait: true,
         stream,
         state,
@@ -71,6 +72,9 @@ struct HttpConn {
     /// come within `read_timeout`, so a client dripping a byte at a time cannot hold the
     /// slot.
     head_started: Option<Instant>,
+    /// Until the first request is answered: when its head must have arrived
+    /// (`first_request_timeout`), so idle connections cannot pile up.
+    first_deadline: Option<Instant>,
     /// Whether the next request may be parked until a segment is cut (not twice in a row).
     may_wait: bool,
 }
@@ -111,6 +115,7 @@ impl HttpConn {
                 }
             };
             self.head_started = None;
+            self.first_deadline = None;
             if self.follow(reply).await == After::Stop {
                 return After::Stop;
             }
@@ -261,13 +266,20 @@ impl HttpConn {
             self.close_with(Status::HeaderFieldsTooLarge).await;
             return After::Stop;
         }
-        let timeout = if self.start == self.end && self.skip_body == 0 {
+        let mut timeout = if self.start == self.end && self.skip_body == 0 {
             self.head_started = None;
             self.limits.read_timeout
         } else {
             let started = *self.head_started.get_or_insert_with(Instant::now);
             self.limits.read_timeout.saturating_sub(started.elapsed())
         };
+        if let Some(deadline) = self.first_deadline {
+            timeout = timeout.min(deadline.saturating_duration_since(Instant::now()));
+        }
+        if timeout.is_zero() && self.start == self.end {
+            // Nothing sent before the first request's deadline: closed without a word.
+            return After::Stop;
+        }
         if timeout.is_zero() {
             self.close_with(Status::RequestTimeout).await;
             return After::Stop;
@@ -293,25 +305,9 @@ impl HttpConn {
     }
 }
 
-/// Takes an accepted connection in, or, when the shard already serves its most HTTP
-/// connections, answers it 503 and closes it.
-pub fn admit(
-    stream: TcpStream,
-    state: Rc<RefCell<ShardState>>,
-    bus: Rc<AuthBus>,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> {
-    let admitted = state.borrow_mut().open_http_connection();
-    if !admitted {
-        return Box::pin(refuse(stream, state));
-    }
-    Box::pin(async move {
-        serve(stream, state.clone(), bus).await;
-        state.borrow_mut().close_http_connection();
-    })
-}
-
-/// Answers a connection the shard has no room for with 503 and closes it.
-async fn refuse(mut stream: TcpStream, state: Rc<RefCell<ShardState>>) {
+/// Answers a connection the shard has no room for (`runtime::connection_server` asked
+/// `ShardState::open_connection`) with 503 and closes it.
+pub async fn refuse(mut stream: TcpStream, state: Rc<RefCell<ShardState>>) {
     let mut out = Vec::with_capacity(512);
     close_with(&mut stream, &state, &mut out, Status::ServiceUnavailable).await;
 }
