@@ -107,6 +107,13 @@ pub fn run(config: &Config, shards: usize) -> Result<Stop, String> {
     let auth_mesh: MeshBuilder<AuthMsg, _> = MeshBuilder::full(shards, auth_bus::AUTH_MESH_QUEUE);
     let (ready_tx, ready_rx) = mpsc::channel::<Result<usize, String>>();
 
+    // Before any listener is bound: a signal that arrives while the shards start is kept
+    // for the loop below instead of killing the process.
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])
+    .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let placement = if shards <= cores {
         PoolPlacement::MaxSpread(shards, None)
@@ -139,11 +146,6 @@ pub fn run(config: &Config, shards: usize) -> Result<Stop, String> {
 
     let (stop_tx, stop_rx) = mpsc::channel::<Result<Stop, String>>();
     let on_signal = stop_tx.clone();
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-    ])
-    .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     std::thread::spawn(move || {
         if let Some(sig) = signals.forever().next() {
             let _ = on_signal.send(Ok(Stop::Signal(sig)));
