@@ -91,7 +91,10 @@ mod tests {
                 let caps = ConnectionCaps::derive(limit, shards, ALL, 0);
                 let all = caps.total() as u64 * shards as u64;
                 let reserve = FD_RESERVE_BASE + FD_RESERVE_PER_SHARD * shards as u64;
-                assert!(all <= limit.saturating_sub(reserve), "{limit} {shards}: {caps:?}");
+                assert!(
+                    all <= limit.saturating_sub(reserve),
+                    "{limit} {shards}: {caps:?}"
+                );
             }
         }
     }

@@ -100,8 +100,10 @@ pub fn run(config: &Config, shards: usize) -> Result<Stop, String> {
             caps.per_ip.to_string()
         }
     );
-    let mut limits = HttpLimits::default();
-    limits.first_request_timeout = Duration::from_millis(config.handshake_timeout_ms.into());
+    let limits = HttpLimits {
+        first_request_timeout: Duration::from_millis(config.handshake_timeout_ms.into()),
+        ..HttpLimits::default()
+    };
     let seed = crate::auth::os_seed();
     let mesh: MeshBuilder<StreamEvent, _> = MeshBuilder::full(shards, MESH_QUEUE);
     let auth_mesh: MeshBuilder<AuthMsg, _> = MeshBuilder::full(shards, auth_bus::AUTH_MESH_QUEUE);
