@@ -468,3 +468,54 @@ impl ShardState {
         self.auth.expire(&self.catalog, now.instant, deadline);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shard() -> ShardState {
+        let config = crate::config::parse("stream a { input fake://fake; }", "t").unwrap();
+        let catalog = Arc::new(Catalog::from_config(&config));
+        ShardState::new(0, 1, catalog, HttpLimits::default(), 1)
+    }
+
+    #[test]
+    fn connections_are_capped_per_kind_and_per_ip_and_given_back() {
+        let mut s = shard();
+        s.set_connection_caps(ConnectionCaps {
+            http: 2,
+            rtmp: 1,
+            rtsp: 3,
+            per_ip: 3,
+        });
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        assert_eq!(s.open_connection(ConnKind::Http, a), Ok(()));
+        assert_eq!(s.open_connection(ConnKind::Http, b), Ok(()));
+        assert_eq!(
+            s.open_connection(ConnKind::Http, a),
+            Err(Refusal::ShardFull),
+            "HTTP's cap"
+        );
+        assert_eq!(s.http_stats().connections_refused, 1);
+        // Another kind has its own share.
+        assert_eq!(s.open_connection(ConnKind::Rtmp, a), Ok(()));
+        assert_eq!(
+            s.open_connection(ConnKind::Rtmp, b),
+            Err(Refusal::ShardFull)
+        );
+        assert_eq!(s.open_connection(ConnKind::Rtsp, a), Ok(()));
+        // `a` holds three (every kind together): its fourth is refused, `b`'s is not.
+        assert_eq!(s.open_connection(ConnKind::Rtsp, a), Err(Refusal::IpFull));
+        assert_eq!(s.open_connection(ConnKind::Rtsp, b), Ok(()));
+        assert_eq!(s.connections_refused(), 3);
+        // Given back: room again, and an IP with nothing open leaves the map.
+        s.close_connection(ConnKind::Http, a);
+        s.close_connection(ConnKind::Rtmp, a);
+        s.close_connection(ConnKind::Rtsp, a);
+        assert_eq!(s.open_connections(ConnKind::Http), 1);
+        assert_eq!(s.open_connections(ConnKind::Rtmp), 0);
+        assert!(!s.connections.per_ip.contains_key(&a));
+        assert_eq!(s.open_connection(ConnKind::Http, a), Ok(()));
+        assert_eq!(s.limits().max_connections_per_shard, 2);
+    }
+}

@@ -913,6 +913,7 @@ pub fn os_seed() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::lookup::RemoteQuestion;
     use crate::auth::portal::HeaderNotes;
     use crate::auth::verdict::{DenyReason, Proto};
 
@@ -1146,6 +1147,43 @@ mod tests {
             Authorization::Allow(_)
         ));
         assert!(other.lookups.next_to_send().is_none());
+    }
+
+    #[test]
+    fn a_question_that_crosses_the_answer_is_not_asked_again() {
+        // Two shards: `owner` owns the key. Its own viewer's question is asked and settled;
+        // `other` opened the same question just before the answer reached it, so its question
+        // arrives at the owner after the owner settled the key.
+        let cat = catalog();
+        let (mut owner, mut other) = (Authorizer::new(9), Authorizer::new(9));
+        let now = Instant::now();
+        let Authorization::Pending(_) = owner.authorize(&cat, &req(PORTAL, Some(b"t")), now, 0)
+        else {
+            panic!()
+        };
+        let asked = owner.lookups.next_to_send().unwrap();
+        let Authorization::Pending(_) = other.authorize(&cat, &req(PORTAL, Some(b"t")), now, 0)
+        else {
+            panic!()
+        };
+        let crossing = other.lookups.next_to_send().unwrap();
+        owner.complete(&cat, &asked, &answer(true, 10, None), now);
+        let later = now + Duration::from_millis(3);
+        assert_eq!(
+            owner.lookups.begin_remote(crossing.clone(), later),
+            RemoteQuestion::Settled(answer(true, 10, None)),
+            "answered from the outcome, not asked"
+        );
+        assert!(
+            owner.lookups.next_to_send().is_none(),
+            "the portal is asked once"
+        );
+        // The asking shard gets that outcome and serves its viewer.
+        other.complete(&cat, &crossing, &answer(true, 10, None), later);
+        assert!(matches!(
+            other.authorize(&cat, &req(PORTAL, Some(b"t")), later, 0),
+            Authorization::Allow(_)
+        ));
     }
 
     #[test]
