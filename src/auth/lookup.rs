@@ -170,6 +170,13 @@ impl Lookups {
         self.settled_order.push_back((now + hold, key));
     }
 
+    /// Forgets the settled outcomes of `stream`'s questions: its decisions are being asked
+    /// again on purpose (the operator's reauth), so no question may be answered by an
+    /// outcome from before.
+    pub fn forget_settled_stream(&mut self, stream: StreamId) {
+        self.settled.retain(|_, s| s.question.stream != stream);
+    }
+
     /// Drops settled outcomes past their window.
     fn forget_settled(&mut self, now: Instant) {
         while let Some(&(until, key)) = self.settled_order.front() {
@@ -389,6 +396,22 @@ mod tests {
         let much_later = now + LATE_QUESTION_WINDOW;
         assert_eq!(l.begin_remote(question(2), much_later), RemoteQuestion::Ask);
         assert!(l.settled.is_empty() && l.settled_order.is_empty());
+    }
+
+    #[test]
+    fn a_reauth_forgets_the_stream_s_outcomes() {
+        let mut l = Lookups::default();
+        let now = Instant::now();
+        let mut elsewhere = question(2);
+        elsewhere.stream = 1;
+        l.remember(&question(1), &allow(30), now);
+        l.remember(&elsewhere, &allow(30), now);
+        l.forget_settled_stream(0);
+        assert_eq!(l.begin_remote(question(1), now), RemoteQuestion::Ask);
+        assert!(matches!(
+            l.begin_remote(elsewhere, now),
+            RemoteQuestion::Settled(_)
+        ));
     }
 
     #[test]

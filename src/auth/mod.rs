@@ -815,6 +815,7 @@ impl Authorizer {
     /// `POST .../sessions/reauth?name=`: every portal verdict of the stream is re-asked at
     /// its session's next request (allows keep serving until the answer).
     pub fn reauth_stream(&mut self, stream: StreamId, now: Instant) -> usize {
+        self.lookups.forget_settled_stream(stream);
         self.cache.expire_stream(stream, now)
     }
 
@@ -1184,6 +1185,38 @@ mod tests {
             other.authorize(&cat, &req(PORTAL, Some(b"t")), later, 0),
             Authorization::Allow(_)
         ));
+    }
+
+    #[test]
+    fn after_a_reauth_the_portal_is_asked_again_whichever_shard_asks() {
+        let cat = catalog();
+        let (mut owner, mut other) = (Authorizer::new(9), Authorizer::new(9));
+        let now = Instant::now();
+        let Authorization::Pending(_) = owner.authorize(&cat, &req(PORTAL, Some(b"t")), now, 0)
+        else {
+            panic!()
+        };
+        let q = owner.lookups.next_to_send().unwrap();
+        owner.complete(&cat, &q, &answer(true, 10, None), now);
+        other.complete(&cat, &q, &answer(true, 10, None), now);
+        // The operator's reauth, a moment later, on every shard.
+        let soon = now + Duration::from_millis(100);
+        owner.reauth_stream(PORTAL, soon);
+        other.reauth_stream(PORTAL, soon);
+        // The next request lands on the other shard: served, and re-asked at the owner.
+        assert!(matches!(
+            other.authorize(&cat, &req(PORTAL, Some(b"t")), soon, 0),
+            Authorization::Allow(_)
+        ));
+        let update = other.lookups.next_to_send().expect("an update_session");
+        assert!(matches!(
+            update.request_type,
+            RequestType::UpdateSession { .. }
+        ));
+        assert_eq!(
+            owner.lookups.begin_remote(update, soon),
+            RemoteQuestion::Ask
+        );
     }
 
     #[test]
