@@ -12,7 +12,7 @@ use common::*;
 use socket2::{Domain, SockAddr, Socket, Type};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const FD_LIMIT: usize = 256;
@@ -21,58 +21,25 @@ const PROTOCOL_CAP: usize = 2 * 30;
 /// `max_connections_per_ip` in these configs.
 const PER_IP: usize = 40;
 
-/// The server, started through `sh -c 'ulimit -n N; exec tessera ...'`; killed on drop.
-struct Limited {
-    child: Child,
-    log: std::path::PathBuf,
+/// The server on `config` with two shards, started through
+/// `sh -c 'ulimit -n N; exec tessera ...'`.
+fn start_limited(config: &str, http: u16, fd_limit: usize) -> Server {
+    let path = write_config(config);
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!(
+            "ulimit -n {fd_limit} && exec \"$0\" --shards 2 \"$1\""
+        ))
+        .arg(BIN)
+        .arg(&path);
+    Server::spawn(cmd, http)
 }
 
-impl Limited {
-    fn start(config: &str, http: u16, fd_limit: usize) -> Limited {
-        let path = write_config(config);
-        let log = path.with_file_name("server.log");
-        let child = Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "ulimit -n {fd_limit} && exec \"$0\" --shards 2 \"$1\"",
-            ))
-            .arg(BIN)
-            .arg(&path)
-            .env("TESSERA_LOG", "debug")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("start tessera");
-        let server = Limited { child, log };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", http)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "no listener:\n{}",
-                server.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        server
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// The server's open file descriptors.
-    fn open_fds(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
-            .map(|d| d.count())
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for Limited {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The server's open file descriptors.
+fn open_fds(server: &Server) -> usize {
+    std::fs::read_dir(format!("/proc/{}/fd", server.pid()))
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 /// `n` idle connections to `port`, each from `from`.
@@ -166,17 +133,35 @@ fn ffprobe_ok(url: &str) -> Result<(), String> {
 }
 
 /// Waits until the server holds at most `fds` descriptors (a closed flood was let go).
-fn settle(server: &Limited, fds: usize) {
+fn settle(server: &Server, fds: usize) {
     let deadline = Instant::now() + Duration::from_secs(20);
-    while server.open_fds() > fds && Instant::now() < deadline {
+    while open_fds(server) > fds && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Checks a flood of `proto` connections (kept open by the caller while its viewers play):
+/// at most `admit` are still open, the rest were refused (with a `503` for HTTP), and the
+/// server holds fewer descriptors than its limit; returns how many it holds.
+fn check_flood(server: &Server, proto: &str, conns: &mut [TcpStream], admit: usize) -> usize {
+    let t = tally(conns, admit);
+    assert!(t.open <= admit && t.open > 0, "{proto}: {t:?}");
+    if proto == "http" {
+        assert_eq!(
+            t.unavailable, t.closed,
+            "{proto}: every refusal is a 503: {t:?}"
+        );
+    }
+    let fds = open_fds(server);
+    assert!(fds < FD_LIMIT, "{proto}: {fds} descriptors");
+    eprintln!("{proto}: {t:?}");
+    fds
 }
 
 #[test]
 fn floods_hit_the_caps_before_the_file_limit_and_viewers_are_served() {
     let l = Listeners::free();
-    let server = Limited::start(
+    let server = start_limited(
         &config(
             &l,
             &format!("max_connections_per_ip {PER_IP};\nhandshake_timeout 60;\n"),
@@ -193,31 +178,21 @@ fn floods_hit_the_caps_before_the_file_limit_and_viewers_are_served() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    let idle = server.open_fds();
+    let idle = open_fds(&server);
     let rtmp_url = format!("rtmp://127.0.0.1:{}/live/cam", l.rtmp);
     let rtsp_url = format!("rtsp://127.0.0.1:{}/cam", l.rtsp);
 
     // One address floods each protocol in turn: its per-IP cap answers, and viewers from
     // elsewhere are served on the very protocol being flooded.
-    let from = Ipv4Addr::new(127, 0, 0, 2);
     for (proto, port) in [("http", l.http), ("rtmp", l.rtmp), ("rtsp", l.rtsp)] {
-        let mut conns = flood(from, port, 120);
-        let t = tally(&mut conns, PER_IP);
-        assert!(t.open <= PER_IP && t.open > 0, "{proto}: {t:?}");
-        if proto == "http" {
-            assert_eq!(
-                t.unavailable, t.closed,
-                "{proto}: every refusal is a 503: {t:?}"
-            );
-        }
-        let fds = server.open_fds();
-        assert!(fds < FD_LIMIT, "{proto}: {fds} descriptors");
+        let mut conns = flood(Ipv4Addr::new(127, 0, 0, 2), port, 120);
+        let fds = check_flood(&server, proto, &mut conns, PER_IP);
         match proto {
             "http" => assert!(curl_ok(l.http), "{proto} flood: curl refused"),
             "rtmp" => ffprobe_ok(&rtmp_url).unwrap_or_else(|e| panic!("{proto} flood: {e}")),
             _ => ffprobe_ok(&rtsp_url).unwrap_or_else(|e| panic!("{proto} flood: {e}")),
         }
-        eprintln!("{proto} flood from one address: {t:?}, {fds} descriptors (idle {idle})");
+        eprintln!("{proto} flood from one address: {fds} descriptors (idle {idle})");
         drop(conns);
         settle(&server, idle + 4);
     }
@@ -228,26 +203,18 @@ fn floods_hit_the_caps_before_the_file_limit_and_viewers_are_served() {
         let mut conns: Vec<TcpStream> = (10..14)
             .flat_map(|host| flood(Ipv4Addr::new(127, 0, 0, host), port, 35))
             .collect();
-        let t = tally(&mut conns, PROTOCOL_CAP);
-        assert!(t.open <= PROTOCOL_CAP && t.open > 0, "{proto}: {t:?}");
-        if proto == "http" {
-            assert_eq!(
-                t.unavailable, t.closed,
-                "{proto}: every refusal is a 503: {t:?}"
-            );
-        }
-        let fds = server.open_fds();
-        assert!(fds < FD_LIMIT, "{proto}: {fds} descriptors");
+        let fds = check_flood(&server, proto, &mut conns, PROTOCOL_CAP);
         if proto != "http" {
             assert!(curl_ok(l.http), "{proto} flood: curl refused");
         }
         if proto != "rtsp" {
             ffprobe_ok(&rtsp_url).unwrap_or_else(|e| panic!("{proto} flood: {e}"));
         }
-        eprintln!("{proto} flood from four addresses: {t:?}, {fds} descriptors (idle {idle})");
+        eprintln!("{proto} flood from four addresses: {fds} descriptors (idle {idle})");
         drop(conns);
         settle(&server, idle + 4);
     }
+
     // Every protocol flooded past its cap at once: every cap together still stays below
     // the file limit.
     let mut all: Vec<TcpStream> = [l.http, l.rtmp, l.rtsp]
@@ -257,7 +224,7 @@ fn floods_hit_the_caps_before_the_file_limit_and_viewers_are_served() {
         })
         .collect();
     let t = tally(&mut all, 3 * PROTOCOL_CAP);
-    let fds = server.open_fds();
+    let fds = open_fds(&server);
     assert!(t.open <= 3 * PROTOCOL_CAP, "{t:?}");
     assert!(fds < FD_LIMIT, "{fds} descriptors");
     eprintln!("all three flooded from four addresses: {t:?}, {fds} descriptors (idle {idle})");
@@ -268,7 +235,7 @@ fn floods_hit_the_caps_before_the_file_limit_and_viewers_are_served() {
 #[test]
 fn a_silent_connection_is_closed_after_the_handshake_timeout_on_every_protocol() {
     let l = Listeners::free();
-    let server = Limited::start(&config(&l, "handshake_timeout 1;\n"), l.http, 1024);
+    let server = start_limited(&config(&l, "handshake_timeout 1;\n"), l.http, 1024);
     for (proto, port) in [("http", l.http), ("rtmp", l.rtmp), ("rtsp", l.rtsp)] {
         let mut silent = TcpStream::connect(("127.0.0.1", port)).unwrap();
         // Half a request counts as silence too.

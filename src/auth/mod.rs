@@ -1131,16 +1131,21 @@ mod tests {
         );
     }
 
+    /// `shard`'s portal question for token `t` on the portal stream (its first request).
+    fn first_question(shard: &mut Authorizer, cat: &AuthCatalog, now: Instant) -> PortalQuestion {
+        let Authorization::Pending(_) = shard.authorize(cat, &req(PORTAL, Some(b"t")), now, 0)
+        else {
+            panic!("a portal question")
+        };
+        shard.lookups.next_to_send().expect("one question")
+    }
+
     #[test]
     fn another_shards_answer_warms_this_cache() {
         let cat = catalog();
         let (mut asker, mut other) = (Authorizer::new(9), Authorizer::new(9));
         let now = Instant::now();
-        let Authorization::Pending(_) = asker.authorize(&cat, &req(PORTAL, Some(b"t")), now, 0)
-        else {
-            panic!()
-        };
-        let q = asker.lookups.next_to_send().unwrap();
+        let q = first_question(&mut asker, &cat, now);
         // The owner tells every shard, also one that never asked.
         other.complete(&cat, &q, &answer(true, 10, None), now);
         assert!(matches!(
@@ -1158,16 +1163,8 @@ mod tests {
         let cat = catalog();
         let (mut owner, mut other) = (Authorizer::new(9), Authorizer::new(9));
         let now = Instant::now();
-        let Authorization::Pending(_) = owner.authorize(&cat, &req(PORTAL, Some(b"t")), now, 0)
-        else {
-            panic!()
-        };
-        let asked = owner.lookups.next_to_send().unwrap();
-        let Authorization::Pending(_) = other.authorize(&cat, &req(PORTAL, Some(b"t")), now, 0)
-        else {
-            panic!()
-        };
-        let crossing = other.lookups.next_to_send().unwrap();
+        let asked = first_question(&mut owner, &cat, now);
+        let crossing = first_question(&mut other, &cat, now);
         owner.complete(&cat, &asked, &answer(true, 10, None), now);
         let later = now + Duration::from_millis(3);
         assert_eq!(
@@ -1192,11 +1189,7 @@ mod tests {
         let cat = catalog();
         let (mut owner, mut other) = (Authorizer::new(9), Authorizer::new(9));
         let now = Instant::now();
-        let Authorization::Pending(_) = owner.authorize(&cat, &req(PORTAL, Some(b"t")), now, 0)
-        else {
-            panic!()
-        };
-        let q = owner.lookups.next_to_send().unwrap();
+        let q = first_question(&mut owner, &cat, now);
         owner.complete(&cat, &q, &answer(true, 10, None), now);
         other.complete(&cat, &q, &answer(true, 10, None), now);
         // The operator's reauth, a moment later, on every shard.

@@ -667,6 +667,23 @@ impl Lowering<'_> {
     /// `backend_timeout SECONDS;` (`3`, `0.5`) → milliseconds.
     fn backend_timeout(&mut self, d: &Directive) -> Option<u32> {
         let arg = self.one_arg(d)?;
+        self.seconds_as_ms(
+            arg,
+            "backend_timeout",
+            MIN_BACKEND_TIMEOUT_MS..=MAX_BACKEND_TIMEOUT_MS,
+            "0.1 to 60",
+        )
+    }
+
+    /// A duration in seconds (`2`, `1.5`) as milliseconds within `range`; otherwise an error
+    /// naming `directive` and the range as `shown`.
+    fn seconds_as_ms(
+        &mut self,
+        arg: &Word,
+        directive: &str,
+        range: std::ops::RangeInclusive<u32>,
+        shown: &str,
+    ) -> Option<u32> {
         let ms = arg
             .text
             .parse::<f64>()
@@ -674,17 +691,14 @@ impl Lowering<'_> {
             .filter(|s| s.is_finite())
             .map(|s| (s * 1000.0).round());
         match ms {
-            Some(ms)
-                if ms >= f64::from(MIN_BACKEND_TIMEOUT_MS)
-                    && ms <= f64::from(MAX_BACKEND_TIMEOUT_MS) =>
-            {
+            Some(ms) if ms >= f64::from(*range.start()) && ms <= f64::from(*range.end()) => {
                 Some(ms as u32)
             }
             _ => {
                 self.diags.error(
                     arg.span,
                     format!(
-                        "invalid backend_timeout `{}`: expected seconds from 0.1 to 60",
+                        "invalid {directive} `{}`: expected seconds from {shown}",
                         show(&arg.text)
                     ),
                 );
@@ -719,30 +733,12 @@ impl Lowering<'_> {
     /// `handshake_timeout SECONDS;`: 0.5 to 60 s, as milliseconds.
     fn handshake_timeout(&mut self, d: &Directive) -> Option<u32> {
         let arg = self.one_arg(d)?;
-        let ms = arg
-            .text
-            .parse::<f64>()
-            .ok()
-            .filter(|s| s.is_finite())
-            .map(|s| (s * 1000.0).round());
-        match ms {
-            Some(ms)
-                if ms >= f64::from(MIN_HANDSHAKE_TIMEOUT_MS)
-                    && ms <= f64::from(MAX_HANDSHAKE_TIMEOUT_MS) =>
-            {
-                Some(ms as u32)
-            }
-            _ => {
-                self.diags.error(
-                    arg.span,
-                    format!(
-                        "invalid handshake_timeout `{}`: expected seconds from 0.5 to 60",
-                        show(&arg.text)
-                    ),
-                );
-                None
-            }
-        }
+        self.seconds_as_ms(
+            arg,
+            "handshake_timeout",
+            MIN_HANDSHAKE_TIMEOUT_MS..=MAX_HANDSHAKE_TIMEOUT_MS,
+            "0.5 to 60",
+        )
     }
 
     /// `backend http://HOST[:PORT]/PATH;` inside an `auth_backend`.
