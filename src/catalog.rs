@@ -31,6 +31,10 @@ pub struct Catalog {
     pub auth: AuthCatalog,
     /// The operator API's Bearer key (`api_key`); `None` refuses every API call.
     pub api_key: Option<Box<str>>,
+    /// `api_allowed_from`: the addresses the API answers (all when empty).
+    pub api_allowed_from: Vec<crate::config::Cidr>,
+    /// An `admin_http`/`admin_https` listener exists: the API answers only there.
+    pub api_on_admin_only: bool,
     /// The query parameter that carries tokens (`auth_token`, default `token`).
     pub token_param: Box<str>,
     /// The browser player's scripts (`/_player/`); empty until the runtime loads them.
@@ -67,6 +71,8 @@ impl Catalog {
             streams,
             auth: AuthCatalog::from_config(config),
             api_key: config.api_key.as_deref().map(Into::into),
+            api_allowed_from: config.api_allowed_from.clone(),
+            api_on_admin_only: config.listeners.iter().any(|l| l.proto.is_admin()),
             token_param: config.auth_token_param.as_str().into(),
             player: Default::default(),
         }

@@ -23,6 +23,7 @@ pub mod rtsp;
 pub mod runtime;
 pub mod shard;
 pub mod source;
+pub mod srt;
 pub mod stream;
 pub mod uri;
 pub mod utc;

@@ -156,6 +156,19 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // Certificates are part of the config: an unreadable or mismatched file is a config
+    // error, at `--check` as at start.
+    let file_name = args.config.as_ref().map_or_else(
+        || "<embedded config/tessera.conf>".to_owned(),
+        |p| p.display().to_string(),
+    );
+    let tls = match tessera::runtime::tls::load(&config, args.config.as_deref(), &file_name) {
+        Ok(tls) => tls,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::from(1);
+        }
+    };
     if args.check {
         let name = args
             .config
@@ -171,7 +184,7 @@ fn main() -> ExitCode {
     let shards = args
         .shards
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    match tessera::runtime::run(&config, shards) {
+    match tessera::runtime::run(&config, tls, shards) {
         Ok(tessera::runtime::Stop::Signal(sig)) => {
             log::info!("stopping on signal {sig}");
             ExitCode::SUCCESS

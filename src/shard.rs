@@ -53,6 +53,21 @@ pub struct HttpStats {
     pub bytes_sent: u64,
     pub connections_open: usize,
     pub connections_refused: u64,
+    /// TLS handshakes of every TLS listener: completed, failed (bad input, no common
+    /// ground), and given up after the handshake deadline.
+    pub tls_handshakes: u64,
+    pub tls_failed: u64,
+    pub tls_timed_out: u64,
+}
+
+/// How a TLS handshake ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Handshake {
+    Done,
+    /// Bad input, or no protocol version, cipher or certificate in common.
+    Failed,
+    /// Not done within the handshake deadline.
+    TimedOut,
 }
 
 /// The kinds of connection a shard caps (each holds one file descriptor).
@@ -266,6 +281,15 @@ impl ShardState {
     /// Connections refused by a cap (every kind).
     pub fn connections_refused(&self) -> u64 {
         self.connections.refused
+    }
+
+    /// A TLS handshake ended (on any TLS listener).
+    pub fn count_tls_handshake(&mut self, outcome: Handshake) {
+        match outcome {
+            Handshake::Done => self.http.tls_handshakes += 1,
+            Handshake::Failed => self.http.tls_failed += 1,
+            Handshake::TimedOut => self.http.tls_timed_out += 1,
+        }
     }
 
     /// An HTTP request is being answered.

@@ -66,11 +66,16 @@ fn ready_path(format: &str) -> &'static str {
 /// Runs play.mjs on the player page; returns what it printed, asserting it succeeded.
 fn browse(server: &Server, query: &str, expect: &str) -> String {
     let url = server.url(&format!("/auth-check/embed.html?{query}"));
+    browse_url(server, &url, expect)
+}
+
+/// Runs play.mjs on `url`.
+fn browse_url(server: &Server, url: &str, expect: &str) -> String {
     let script = repo().join("tests/browser/play.mjs");
     let out = run_bounded(
         Command::new("node")
             .arg(&script)
-            .arg(&url)
+            .arg(url)
             .arg(expect)
             .arg(PLAY_SECONDS),
         BROWSER_RUN_LIMIT,
@@ -132,6 +137,28 @@ fn plays(format: &str) {
 #[test]
 fn hls_plays_in_chromium() {
     plays("hls");
+}
+
+/// The page and every manifest and segment over HTTPS (a portal on an https page must not
+/// load `http://` media: mixed content). The test's own certificate: Chromium is told to
+/// accept it in play.mjs.
+#[test]
+fn hls_plays_over_https_in_chromium() {
+    assert_browser_installed();
+    let dir = temp_dir();
+    let (cert, key) = make_certificate(&dir, "edge", "localhost");
+    let (port, https) = (free_port(), free_port());
+    let tls = format!(
+        "https 127.0.0.1:{https};\nssl_certificate {};\nssl_certificate_key {};\n",
+        cert.display(),
+        key.display()
+    );
+    let server = Server::start(&format!("{}{tls}", config(port)), port);
+    server.wait_ok(ready_path("hls"));
+    let url = format!("https://localhost:{https}/auth-check/embed.html?token=test1&format=hls");
+    let seen = browse_url(&server, &url, "play");
+    assert!(seen.contains("\"ok\":true"), "{seen}");
+    assert!(!seen.contains("http://"), "a request left HTTPS: {seen}");
 }
 
 /// hls.js in low-latency mode: blocking playlist reloads with `_HLS_msn`/`_HLS_part` after

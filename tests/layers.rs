@@ -23,7 +23,9 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("L3 authorization", &["auth"]),
     (
         "L4 protocols",
-        &["dash", "hls", "http", "mss", "player", "rtmp", "rtsp"],
+        &[
+            "dash", "hls", "http", "mss", "player", "rtmp", "rtsp", "srt",
+        ],
     ),
     ("L5 shard state", &["catalog", "shard"]),
     ("L6 I/O", &["runtime"]),

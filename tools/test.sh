@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine with only the Rust toolchain:
-# installs what the tests drive (ffmpeg/ffprobe, curl, Chromium, node/npm and the player's
+# installs what the tests drive (ffmpeg/ffprobe, curl, openssl, Chromium, node/npm and the player's
 # npm packages) when missing, then checks formatting, lints, builds every target (benches
 # included) and runs every test.
 set -euo pipefail
@@ -10,6 +10,8 @@ missing=()
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
 command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+# The TLS tests make their certificates with openssl.
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 # The browser test (tests/browser_playback.rs) drives Debian's Chromium.

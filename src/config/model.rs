@@ -53,6 +53,24 @@ pub struct Config {
     /// `handshake_timeout SECONDS;`: how long a new connection may take to send its first
     /// request (HTTP head, RTSP request) or finish its handshake (RTMP).
     pub handshake_timeout_ms: u32,
+    /// `ssl_certificate PATH;` and `ssl_certificate_key PATH;` (PEM), as written, with
+    /// where; the runtime reads them (relative paths from the config file's directory).
+    pub ssl_certificate: Option<(String, Span)>,
+    pub ssl_certificate_key: Option<(String, Span)>,
+    /// `api_allowed_from CIDR...;`: the addresses the operator API answers (all when empty).
+    pub api_allowed_from: Vec<Cidr>,
+    /// `server_name NAME... { ssl_certificate PATH; ssl_certificate_key PATH; }`: the
+    /// certificate TLS clients asking for these names (SNI) get; others get the default.
+    pub server_names: Vec<ServerNameConfig>,
+}
+
+/// One `server_name` block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerNameConfig {
+    /// Lower-case DNS names.
+    pub names: Vec<String>,
+    pub certificate: (String, Span),
+    pub key: (String, Span),
 }
 
 /// Open connections one client IP may hold unless `max_connections_per_ip` says otherwise.
@@ -76,6 +94,10 @@ impl Default for Config {
             backend_timeout_ms: DEFAULT_BACKEND_TIMEOUT_MS,
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
             handshake_timeout_ms: DEFAULT_HANDSHAKE_TIMEOUT_MS,
+            ssl_certificate: None,
+            ssl_certificate_key: None,
+            server_names: Vec::new(),
+            api_allowed_from: Vec::new(),
         }
     }
 }
@@ -107,6 +129,14 @@ pub enum ListenerProto {
     Rtmp,
     Rtsp,
     Srt,
+    /// HTTP, RTMP and RTSP inside TLS (Flussonic's `https`, `rtmps`, `rtsps`).
+    Https,
+    Rtmps,
+    Rtsps,
+    /// HTTP(S) listeners of the operator API (Flussonic's `admin_http`, `admin_https`):
+    /// once one exists, the API answers only there.
+    AdminHttp,
+    AdminHttps,
 }
 
 impl ListenerProto {
@@ -117,6 +147,39 @@ impl ListenerProto {
             ListenerProto::Rtmp => "rtmp",
             ListenerProto::Rtsp => "rtsp",
             ListenerProto::Srt => "srt",
+            ListenerProto::Https => "https",
+            ListenerProto::Rtmps => "rtmps",
+            ListenerProto::Rtsps => "rtsps",
+            ListenerProto::AdminHttp => "admin_http",
+            ListenerProto::AdminHttps => "admin_https",
+        }
+    }
+
+    /// Whether connections start with a TLS handshake.
+    pub fn is_tls(self) -> bool {
+        matches!(
+            self,
+            ListenerProto::Https
+                | ListenerProto::Rtmps
+                | ListenerProto::Rtsps
+                | ListenerProto::AdminHttps
+        )
+    }
+
+    /// Whether the operator API answers here when admin listeners exist.
+    pub fn is_admin(self) -> bool {
+        matches!(self, ListenerProto::AdminHttp | ListenerProto::AdminHttps)
+    }
+
+    /// The protocol spoken (inside TLS for the TLS listeners).
+    pub fn inner(self) -> ListenerProto {
+        match self {
+            ListenerProto::Https | ListenerProto::AdminHttp | ListenerProto::AdminHttps => {
+                ListenerProto::Http
+            }
+            ListenerProto::Rtmps => ListenerProto::Rtmp,
+            ListenerProto::Rtsps => ListenerProto::Rtsp,
+            other => other,
         }
     }
 
@@ -124,7 +187,7 @@ impl ListenerProto {
     pub fn transport(self) -> Transport {
         match self {
             ListenerProto::Srt => Transport::Udp,
-            ListenerProto::Http | ListenerProto::Rtmp | ListenerProto::Rtsp => Transport::Tcp,
+            _ => Transport::Tcp,
         }
     }
 }

@@ -17,8 +17,8 @@ use super::model::{
     API_PREFIX, AuthBackend, Cidr, Config, DEFAULT_SEGMENT_DURATION_MS, InputUrl, Listener,
     ListenerProto, MAX_BACKEND_TIMEOUT_MS, MAX_CONNECTIONS_PER_IP, MAX_HANDSHAKE_TIMEOUT_MS,
     MAX_SEGMENT_DURATION_MS, MIN_BACKEND_TIMEOUT_MS, MIN_HANDSHAKE_TIMEOUT_MS,
-    MIN_SEGMENT_DURATION_MS, OnPlay, PLAYER_SEGMENT, Rules, SecureTokenConfig, SignedKeyConfig,
-    Span, StreamConfig, Transport,
+    MIN_SEGMENT_DURATION_MS, OnPlay, PLAYER_SEGMENT, Rules, SecureTokenConfig, ServerNameConfig,
+    SignedKeyConfig, Span, StreamConfig, Transport,
 };
 use super::signed_key;
 use std::collections::HashMap;
@@ -199,6 +199,7 @@ enum Context {
     Top,
     AuthBackend,
     Stream,
+    ServerName,
 }
 
 impl Context {
@@ -210,6 +211,15 @@ impl Context {
                 "rtmp",
                 "rtsp",
                 "srt",
+                "https",
+                "rtmps",
+                "rtsps",
+                "ssl_certificate",
+                "ssl_certificate_key",
+                "server_name",
+                "admin_http",
+                "admin_https",
+                "api_allowed_from",
                 "auth_token",
                 "player_assets",
                 "auth_backend",
@@ -230,6 +240,7 @@ impl Context {
                 "max_sessions_policy",
             ],
             Context::Stream => &["input", "on_play", "on_publish", "segment_duration"],
+            Context::ServerName => &["ssl_certificate", "ssl_certificate_key"],
         }
     }
 
@@ -238,6 +249,7 @@ impl Context {
             Context::Top => "at top level",
             Context::AuthBackend => "inside `auth_backend`",
             Context::Stream => "inside `stream`",
+            Context::ServerName => "inside `server_name`",
         }
     }
 
@@ -246,6 +258,7 @@ impl Context {
             Context::Top => "at top level",
             Context::AuthBackend => "inside `auth_backend NAME { ... }`",
             Context::Stream => "inside `stream NAME { ... }`",
+            Context::ServerName => "inside `server_name NAME... { ... }`",
         }
     }
 }
@@ -257,6 +270,15 @@ fn usage(directive: &str) -> &'static str {
         "rtmp" => "rtmp PORT|IP:PORT|[IPV6]:PORT;",
         "rtsp" => "rtsp PORT|IP:PORT|[IPV6]:PORT;",
         "srt" => "srt PORT|IP:PORT|[IPV6]:PORT;",
+        "https" => "https PORT|IP:PORT|[IPV6]:PORT;",
+        "rtmps" => "rtmps PORT|IP:PORT|[IPV6]:PORT;",
+        "rtsps" => "rtsps PORT|IP:PORT|[IPV6]:PORT;",
+        "ssl_certificate" => "ssl_certificate PATH;",
+        "ssl_certificate_key" => "ssl_certificate_key PATH;",
+        "admin_http" => "admin_http PORT|IP:PORT|[IPV6]:PORT;",
+        "admin_https" => "admin_https PORT|IP:PORT|[IPV6]:PORT;",
+        "api_allowed_from" => "api_allowed_from CIDR...;",
+        "server_name" => "server_name NAME... { ssl_certificate PATH; ssl_certificate_key PATH; }",
         "auth_token" => "auth_token NAME;",
         "player_assets" => "player_assets DIR;",
         "auth_backend" => "auth_backend NAME { ... }",
@@ -336,6 +358,25 @@ impl Lowering<'_> {
             "rtmp" => self.listener(ListenerProto::Rtmp, &d),
             "rtsp" => self.listener(ListenerProto::Rtsp, &d),
             "srt" => self.listener(ListenerProto::Srt, &d),
+            "https" => self.listener(ListenerProto::Https, &d),
+            "rtmps" => self.listener(ListenerProto::Rtmps, &d),
+            "rtsps" => self.listener(ListenerProto::Rtsps, &d),
+            "server_name" => self.server_name(d),
+            "admin_http" => self.listener(ListenerProto::AdminHttp, &d),
+            "admin_https" => self.listener(ListenerProto::AdminHttps, &d),
+            "api_allowed_from" => self.api_allowed_from(&d),
+            "ssl_certificate" => {
+                let mut seen = self.config.ssl_certificate.as_ref().map(|(_, at)| *at);
+                self.config.ssl_certificate = self
+                    .path_once(&mut seen, &d)
+                    .or(self.config.ssl_certificate.take());
+            }
+            "ssl_certificate_key" => {
+                let mut seen = self.config.ssl_certificate_key.as_ref().map(|(_, at)| *at);
+                self.config.ssl_certificate_key = self
+                    .path_once(&mut seen, &d)
+                    .or(self.config.ssl_certificate_key.take());
+            }
             "auth_token" => self.auth_token(&d),
             "player_assets" => self.player_assets(&d),
             "auth_backend" => self.auth_backend(d),
@@ -554,6 +595,102 @@ impl Lowering<'_> {
                 .error(arg.span, "`player_assets` needs a directory".to_string());
         }
         self.config.player_assets = Some(arg.text.clone());
+    }
+
+    /// `api_allowed_from CIDR...;` (once; addresses and networks, IPv4 or IPv6).
+    fn api_allowed_from(&mut self, d: &Directive) {
+        self.no_block(d);
+        if !self.config.api_allowed_from.is_empty() {
+            return self
+                .diags
+                .error(d.name.span, "duplicate `api_allowed_from`");
+        }
+        if d.args.is_empty() {
+            let message = format!("usage: `{}`", usage("api_allowed_from"));
+            return self.diags.error(d.name.span, message);
+        }
+        for arg in &d.args {
+            match arg.text.parse::<Cidr>() {
+                Ok(cidr) => self.config.api_allowed_from.push(cidr),
+                Err(e) => self
+                    .diags
+                    .error(arg.span, format!("`{}`: {e}", show(&arg.text))),
+            }
+        }
+    }
+
+    /// `server_name NAME... { ssl_certificate PATH; ssl_certificate_key PATH; }`.
+    fn server_name(&mut self, mut d: Directive) {
+        let block = self.block_of(&mut d);
+        if d.args.is_empty() {
+            let message = format!("usage: `{}`", usage("server_name"));
+            return self.diags.error(d.name.span, message);
+        }
+        let mut names = Vec::new();
+        for arg in &d.args {
+            let name = arg.text.to_ascii_lowercase();
+            let valid = !name.is_empty()
+                && name.len() <= 253
+                && name.split('.').all(|l| {
+                    !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                });
+            if !valid {
+                let message = format!("`{}` is not a DNS name", show(&arg.text));
+                return self.diags.error(arg.span, message);
+            }
+            let taken = self
+                .config
+                .server_names
+                .iter()
+                .any(|s| s.names.contains(&name));
+            if taken || names.contains(&name) {
+                let message = format!("`{name}` has a certificate already");
+                return self.diags.error(arg.span, message);
+            }
+            names.push(name);
+        }
+        let Some(block) = block else { return };
+        let (mut certificate, mut key) = (None, None);
+        for item in split_missing_semicolons(block.items, Context::ServerName, self.diags) {
+            let mut seen;
+            match item.name.text.as_str() {
+                "ssl_certificate" => {
+                    seen = certificate.as_ref().map(|(_, at)| *at);
+                    certificate = self.path_once(&mut seen, &item).or(certificate);
+                }
+                "ssl_certificate_key" => {
+                    seen = key.as_ref().map(|(_, at)| *at);
+                    key = self.path_once(&mut seen, &item).or(key);
+                }
+                _ => self.unknown_directive(&item.name, Context::ServerName),
+            }
+        }
+        match (certificate, key) {
+            (Some(certificate), Some(key)) => self.config.server_names.push(ServerNameConfig {
+                names,
+                certificate,
+                key,
+            }),
+            _ => self.diags.error(
+                d.name.span,
+                "`server_name` needs both `ssl_certificate` and `ssl_certificate_key`",
+            ),
+        }
+    }
+
+    /// A directive that names a file once (`ssl_certificate PATH;`): the path and where.
+    fn path_once(&mut self, seen: &mut Option<Span>, d: &Directive) -> Option<(String, Span)> {
+        self.no_block(d);
+        let name = d.name.text.clone();
+        let arg = self.once(seen, d, |first| {
+            format!("duplicate `{name}` (first set at {first})")
+        })?;
+        if arg.text.is_empty() {
+            self.diags
+                .error(arg.span, format!("`{name}` needs a file path"));
+            return None;
+        }
+        Some((arg.text.clone(), arg.span))
     }
 
     /// `signed_key ID SECRET;`, validated by the same rules the verifier applies.

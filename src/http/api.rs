@@ -341,6 +341,9 @@ pub struct MetricsSnapshot {
     pub http_requests: u64,
     pub http_bytes_sent: u64,
     pub http_connections_open: u64,
+    pub tls_handshakes: u64,
+    pub tls_failed: u64,
+    pub tls_timed_out: u64,
     pub allowed: u64,
     pub denied_by: [u64; DENY_REASONS],
     pub cache_hits: u64,
@@ -368,6 +371,9 @@ impl MetricsSnapshot {
         self.http_requests += o.http_requests;
         self.http_bytes_sent += o.http_bytes_sent;
         self.http_connections_open += o.http_connections_open;
+        self.tls_handshakes += o.tls_handshakes;
+        self.tls_failed += o.tls_failed;
+        self.tls_timed_out += o.tls_timed_out;
         self.allowed += o.allowed;
         for (a, b) in self.denied_by.iter_mut().zip(o.denied_by) {
             *a += b;
@@ -453,6 +459,16 @@ enum Samples {
     /// Labelled samples, a histogram, or a value that is not an integer: written by the
     /// function, given the family's name.
     Lines(fn(&mut String, &str, &MetricsSnapshot)),
+}
+
+fn write_tls_handshakes(out: &mut String, name: &str, m: &MetricsSnapshot) {
+    for (outcome, n) in [
+        ("done", m.tls_handshakes),
+        ("failed", m.tls_failed),
+        ("timed_out", m.tls_timed_out),
+    ] {
+        let _ = writeln!(out, "{name}{{outcome=\"{outcome}\"}} {n}");
+    }
 }
 
 /// Every family of `/metrics`, in the order they are written.
@@ -546,6 +562,12 @@ const METRIC_FAMILIES: &[MetricFamily] = &[
         kind: MetricKind::Gauge,
         help: "HTTP connections open.",
         samples: Samples::Value(|m| m.http_connections_open),
+    },
+    MetricFamily {
+        name: "tessera_tls_handshakes_total",
+        kind: MetricKind::Counter,
+        help: "TLS handshakes on the https, rtmps and rtsps listeners, by outcome.",
+        samples: Samples::Lines(write_tls_handshakes),
     },
     MetricFamily {
         name: "tessera_backend_lookups_pending",

@@ -79,6 +79,8 @@ pub struct ConnScratch {
     /// still open now counts as unanswered. Apart from `respond`'s `may_wait` (media), so
     /// a request may wait for its verdict and then for its segment or part.
     pub portal_waited: bool,
+    /// The connection came in on an admin listener (`admin_http`, `admin_https`).
+    pub admin: bool,
 }
 
 impl Default for ConnScratch {
@@ -87,6 +89,7 @@ impl Default for ConnScratch {
             target: Target::new(),
             body: Vec::with_capacity(2048),
             portal_waited: false,
+            admin: false,
         }
     }
 }
@@ -240,9 +243,10 @@ fn phases(
     answer: &mut Answer<'_>,
     may_wait: bool,
 ) -> Result<Reply, Reply> {
-    // The operator API shares the port; it is never routed as a stream.
+    // The operator API shares the port (unless admin listeners have it); it is never
+    // routed as a stream.
     if crate::http::api::is_api_path(head.target) {
-        return Err(api_request(shard, head, answer));
+        return Err(api_request(shard, head, peer, scratch.admin, answer));
     }
     method(shard, head.method, answer)?;
     // An `Arc` clone (a reference count), so the catalog can be read while the shard's
@@ -870,8 +874,27 @@ fn account(
 
 /// An operator API request: refused here (401/400/404/405), or handed to the connection
 /// to run across the shards.
-fn api_request(shard: &mut ShardState, head: &RequestHead<'_>, answer: &mut Answer<'_>) -> Reply {
-    let key = shard.catalog().api_key.clone();
+fn api_request(
+    shard: &mut ShardState,
+    head: &RequestHead<'_>,
+    peer: IpAddr,
+    admin: bool,
+    answer: &mut Answer<'_>,
+) -> Reply {
+    let catalog = shard.catalog().clone();
+    if catalog.api_on_admin_only && !admin {
+        // Not on this listener: the same answer as any unknown path.
+        return answer.error(shard, Status::NotFound, "not found\n");
+    }
+    let allowed = &catalog.api_allowed_from;
+    if !allowed.is_empty() && !allowed.iter().any(|c| c.contains(peer)) {
+        return answer.error(
+            shard,
+            Status::Forbidden,
+            "the API is not open to this address\n",
+        );
+    }
+    let key = catalog.api_key.clone();
     match crate::http::api::parse_call(head.method, head.target, head.authorization, key.as_deref())
     {
         Ok(call) => {

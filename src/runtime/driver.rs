@@ -22,11 +22,11 @@ use crate::auth::verdict::{DenyReason, StreamId};
 use crate::runtime::ring_wait::RingReady;
 use crate::runtime::rtsp_conn::UdpPair;
 use crate::runtime::sleep_until;
+use crate::runtime::tls::Wire;
 use crate::shard::{Now, ShardState};
 use crate::stream::ring::{Step, ViewerCursor};
 use crate::stream::viewer::{Channel, FrameViewer, MediaNow, Outbox, Piece};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use glommio::net::TcpStream;
 use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
@@ -226,7 +226,7 @@ pub struct Io<'a> {
     pub state: &'a Rc<RefCell<ShardState>>,
     pub peer: IpAddr,
     pub out: Outbox,
-    socket: &'a mut TcpStream,
+    socket: &'a mut dyn Wire,
     udp: Option<Rc<UdpPair>>,
 }
 
@@ -245,6 +245,8 @@ impl Io<'_> {
                 break;
             }
         }
+        // Inside TLS, records may wait in the session until flushed.
+        ok = ok && self.socket.flush().await.is_ok();
         if let Some(udp) = &self.udp {
             for (to, datagram) in self.out.datagrams() {
                 let socket = match to.channel {
@@ -321,7 +323,7 @@ enum Wake {
 pub(crate) async fn drive<G: Glue>(
     glue: &mut G,
     conn: (G::Machine, Playback<G::Viewer>),
-    socket: &mut TcpStream,
+    socket: &mut dyn Wire,
     state: &Rc<RefCell<ShardState>>,
     peer: IpAddr,
     udp: Option<Rc<UdpPair>>,

@@ -13,9 +13,11 @@ use crate::http::status::Status;
 use crate::runtime::auth_bus::AuthBus;
 use crate::runtime::play_auth::wait_for_verdict;
 use crate::runtime::ring_wait::SegmentReady;
+use crate::runtime::tls::{Wire, handshake};
 use crate::runtime::{live_ts, operator_api};
 use crate::shard::{Now, ShardState};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_rustls::TlsAcceptor;
 use glommio::net::TcpStream;
 use std::cell::RefCell;
 use std::net::IpAddr;
@@ -24,22 +26,31 @@ use std::time::Instant;
 
 /// Serves one accepted connection until the client closes it, an error or timeout occurs,
 /// or a response asks to close.
-pub async fn serve(stream: TcpStream, state: Rc<RefCell<ShardState>>, bus: Rc<AuthBus>) {
-    let Ok(peer) = stream.peer_addr().map(|a| a.ip()) else {
+pub async fn serve<S: Wire>(
+    stream: S,
+    admin: bool,
+    state: Rc<RefCell<ShardState>>,
+    bus: Rc<AuthBus>,
+) {
+    let Ok(peer) = stream.tcp().peer_addr().map(|a| a.ip()) else {
         return;
     };
     let limits = state.borrow().limits().clone();
     // Segments are written in two sends (head, body); without NODELAY the body's tail can wait
     // for the client's delayed ACK.
-    let _ = stream.set_nodelay(true);
-    let _ = stream.set_read_timeout(Some(limits.read_timeout));
-    let _ = stream.set_write_timeout(Some(limits.write_timeout));
+    let tcp = stream.tcp();
+    let _ = tcp.set_nodelay(true);
+    let _ = tcp.set_read_timeout(Some(limits.read_timeout));
+    let _ = tcp.set_write_timeout(Some(limits.write_timeout));
     let mut conn = HttpConn {
         inbuf: vec![0u8; limits.max_head_bytes + 1024],
         start: 0,
         end: 0,
         out: Vec::with_capacity(4096),
-        scratch: ConnScratch::default(),
+        scratch: ConnScratch {
+            admin,
+            ..ConnScratch::default()
+        },
         skip_body: 0,
         head_started: None,
         first_deadline: Some(Instant::now() + limits.first_request_timeout),
@@ -54,8 +65,8 @@ pub async fn serve(stream: TcpStream, state: Rc<RefCell<ShardState>>, bus: Rc<Au
 }
 
 /// One HTTP connection's buffers and state; allocated once, at accept.
-struct HttpConn {
-    stream: TcpStream,
+struct HttpConn<S> {
+    stream: S,
     state: Rc<RefCell<ShardState>>,
     bus: Rc<AuthBus>,
     peer: IpAddr,
@@ -86,7 +97,7 @@ enum After {
     Stop,
 }
 
-impl HttpConn {
+impl<S: Wire> HttpConn<S> {
     async fn run(&mut self) {
         loop {
             if self.answer_buffered().await == After::Stop || !self.write_out().await {
@@ -183,7 +194,7 @@ impl HttpConn {
             }
             Next::Body(body) => {
                 self.answered();
-                if !self.write_out().await || self.stream.write_all(&body).await.is_err() {
+                if !self.write_out().await || !self.write_body(&body).await {
                     return After::Stop;
                 }
             }
@@ -248,9 +259,15 @@ impl HttpConn {
         if self.out.is_empty() {
             return true;
         }
-        let ok = self.stream.write_all(&self.out).await.is_ok();
+        let ok =
+            self.stream.write_all(&self.out).await.is_ok() && self.stream.flush().await.is_ok();
         self.out.clear();
         ok
+    }
+
+    /// Writes a shared body as it is (inside TLS: encrypted from it, never staged).
+    async fn write_body(&mut self, body: &[u8]) -> bool {
+        self.stream.write_all(body).await.is_ok() && self.stream.flush().await.is_ok()
     }
 
     /// Reads more of the next request, within what is left of its deadline.
@@ -284,7 +301,7 @@ impl HttpConn {
             self.close_with(Status::RequestTimeout).await;
             return After::Stop;
         }
-        let _ = self.stream.set_read_timeout(Some(timeout));
+        let _ = self.stream.tcp().set_read_timeout(Some(timeout));
         match self.stream.read(&mut self.inbuf[self.end..]).await {
             Ok(0) => After::Stop,
             Ok(n) => {
@@ -305,6 +322,28 @@ impl HttpConn {
     }
 }
 
+/// Serves an accepted connection that `runtime::connection_server` admitted against the
+/// shard's caps (which also gives its count back); `tls`: the connection starts with a TLS
+/// handshake.
+pub fn admit(
+    stream: TcpStream,
+    tls: Option<TlsAcceptor>,
+    admin: bool,
+    state: Rc<RefCell<ShardState>>,
+    bus: Rc<AuthBus>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> {
+    Box::pin(async move {
+        match tls {
+            None => serve(stream, admin, state, bus).await,
+            Some(acceptor) => {
+                if let Some(stream) = handshake(&state, &acceptor, stream).await {
+                    serve(stream, admin, state, bus).await;
+                }
+            }
+        }
+    })
+}
+
 /// Answers a connection the shard has no room for (`runtime::connection_server` asked
 /// `ShardState::open_connection`) with 503 and closes it.
 pub async fn refuse(mut stream: TcpStream, state: Rc<RefCell<ShardState>>) {
@@ -313,12 +352,13 @@ pub async fn refuse(mut stream: TcpStream, state: Rc<RefCell<ShardState>>) {
 }
 
 /// Writes what is pending plus an error response; the caller then closes the connection.
-async fn close_with(
-    stream: &mut TcpStream,
+async fn close_with<S: Wire + ?Sized>(
+    stream: &mut S,
     state: &Rc<RefCell<ShardState>>,
     out: &mut Vec<u8>,
     status: Status,
 ) {
     invalid_request(&mut state.borrow_mut(), out, Now::read(), status);
     let _ = stream.write_all(out).await;
+    let _ = stream.flush().await;
 }

@@ -9,8 +9,8 @@ use crate::auth::verdict::{Proto, StreamId};
 use crate::http::ts_viewer::TsViewer;
 use crate::runtime::driver::{Conn, Flow, Glue, Io, Machine, Playback, Profile, Viewing, drive};
 use crate::runtime::play_auth::{authorize, open_session};
+use crate::runtime::tls::Wire;
 use crate::shard::ShardState;
-use glommio::net::TcpStream;
 use std::cell::RefCell;
 use std::net::IpAddr;
 use std::rc::Rc;
@@ -21,7 +21,7 @@ const INPUT_BUFFER: usize = 4 * 1024;
 
 /// Streams until the viewer goes away, falls behind for good, or is refused on re-check.
 pub async fn stream_live_ts(
-    socket: &mut TcpStream,
+    socket: &mut dyn Wire,
     state: &Rc<RefCell<ShardState>>,
     id: StreamId,
     token: Option<Vec<u8>>,
@@ -46,7 +46,7 @@ pub async fn stream_live_ts(
     }
     open_session(state, &mut play);
     // The response never ends on its own: no read deadline from the HTTP connection.
-    let _ = socket.set_read_timeout(None);
+    let _ = socket.tcp().set_read_timeout(None);
     let playback = Playback {
         play: Some(play),
         viewing: Some(Viewing::new(id, TsViewer::default())),

@@ -18,6 +18,7 @@ pub mod portal_client;
 pub mod ring_wait;
 pub mod rtmp_conn;
 pub mod rtsp_conn;
+pub mod tls;
 
 use crate::auth::verdict::canonical_ip;
 use crate::catalog::Catalog;
@@ -27,6 +28,7 @@ use crate::shard::{ConnKind, Now, ShardState};
 use crate::stream::view::StreamEvent;
 use auth_bus::{AuthBus, AuthMsg};
 use fanout::Fanout;
+use futures_rustls::TlsAcceptor;
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::net::{TcpListener, TcpStream};
 use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
@@ -35,6 +37,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
+use tls::TlsSetup;
 
 /// Sleeps until `at`, or forever without one: a connection task's optional timer, raced
 /// against its reads and frames.
@@ -60,32 +63,34 @@ pub enum Stop {
 
 /// Starts the shards and serves until a signal. Errors: a listener that cannot be bound, a
 /// shard that fails to start, or a shard that dies.
-pub fn run(config: &Config, shards: usize) -> Result<Stop, String> {
+pub fn run(config: &Config, tls: Option<TlsSetup>, shards: usize) -> Result<Stop, String> {
     let shards = shards.max(1);
     let mut catalog = Catalog::from_config(config);
     catalog.player = load_player_assets(config);
     let catalog = Arc::new(catalog);
-    let mut listeners = Listeners::default();
+    let mut listeners = Listeners {
+        tcp: Vec::new(),
+        tls,
+    };
     for l in &config.listeners {
         match l.proto {
-            ListenerProto::Http => listeners.http.push(l.addr),
-            ListenerProto::Rtsp => listeners.rtsp.push(l.addr),
-            ListenerProto::Rtmp => listeners.rtmp.push(l.addr),
-            other => log::warn!(
+            ListenerProto::Srt => log::warn!(
                 "{} listener on {} is accepted but not served yet",
-                other.as_str(),
+                l.proto.as_str(),
                 l.addr
             ),
+            proto => listeners.tcp.push((proto, l.addr)),
         }
     }
-    if listeners.http.is_empty() && listeners.rtsp.is_empty() && listeners.rtmp.is_empty() {
+    if listeners.tcp.is_empty() {
         return Err("no http, rtsp or rtmp listener configured: nothing would be served".into());
     }
     let fd_limit = raise_file_limit();
+    let serves = |inner: ListenerProto| listeners.tcp.iter().any(|(p, _)| p.inner() == inner);
     let served = Served {
-        http: !listeners.http.is_empty(),
-        rtmp: !listeners.rtmp.is_empty(),
-        rtsp: !listeners.rtsp.is_empty(),
+        http: serves(ListenerProto::Http),
+        rtmp: serves(ListenerProto::Rtmp),
+        rtsp: serves(ListenerProto::Rtsp),
     };
     let caps = ConnectionCaps::derive(fd_limit, shards, served, config.max_connections_per_ip);
     log::info!(
@@ -193,12 +198,11 @@ fn load_player_assets(config: &Config) -> crate::player::PlayerAssets {
     }
 }
 
-/// The addresses each shard listens on, per protocol.
-#[derive(Clone, Debug, Default)]
+/// The addresses each shard listens on, and the TLS setup of its TLS listeners.
+#[derive(Clone)]
 struct Listeners {
-    http: Vec<SocketAddr>,
-    rtsp: Vec<SocketAddr>,
-    rtmp: Vec<SocketAddr>,
+    tcp: Vec<(ListenerProto, SocketAddr)>,
+    tls: Option<TlsSetup>,
 }
 
 /// The channel meshes every shard joins: stream events, and authorization messages.
@@ -255,7 +259,15 @@ async fn shard_main(
     let accepts: Vec<_> = bound
         .into_iter()
         .map(|(proto, _, l)| {
-            let serve = connection_server(proto, &state, &udp, &fanout, &bus, seed);
+            let tls = addrs
+                .tls
+                .as_ref()
+                .filter(|_| proto.is_tls())
+                .map(|t| match proto {
+                    ListenerProto::Https => t.https.clone(),
+                    _ => t.other.clone(),
+                });
+            let serve = connection_server(proto, tls, &state, &udp, &fanout, &bus, seed);
             glommio::spawn_local(accept_loop(l, proto, serve))
         })
         .collect();
@@ -269,16 +281,10 @@ fn bind_listeners(
     addrs: &Listeners,
 ) -> Result<Vec<(ListenerProto, SocketAddr, TcpListener)>, String> {
     let mut bound = Vec::new();
-    for (proto, list) in [
-        (ListenerProto::Http, &addrs.http),
-        (ListenerProto::Rtsp, &addrs.rtsp),
-        (ListenerProto::Rtmp, &addrs.rtmp),
-    ] {
-        for addr in list {
-            let listener = TcpListener::bind(addr)
-                .map_err(|e| format!("cannot listen for {} on {addr}: {e}", proto.as_str()))?;
-            bound.push((proto, *addr, listener));
-        }
+    for &(proto, addr) in &addrs.tcp {
+        let listener = TcpListener::bind(addr)
+            .map_err(|e| format!("cannot listen for {} on {addr}: {e}", proto.as_str()))?;
+        bound.push((proto, addr, listener));
     }
     Ok(bound)
 }
@@ -286,7 +292,10 @@ fn bind_listeners(
 /// RTP/RTCP over UDP leave from one socket pair per shard, on the first RTSP address;
 /// what clients send to it is drained.
 fn bind_rtp_udp(addrs: &Listeners, shard: usize) -> Option<Rc<rtsp_conn::UdpPair>> {
-    let addr = addrs.rtsp.first()?;
+    let (_, addr) = addrs
+        .tcp
+        .iter()
+        .find(|(p, _)| p.inner() == ListenerProto::Rtsp)?;
     let pair = match rtsp_conn::UdpPair::bind(addr.ip()) {
         Ok(pair) => Rc::new(pair),
         Err(e) => {
@@ -355,10 +364,12 @@ fn connection_seed(seed: u64, shard: usize, accepted: u64) -> u64 {
 type ConnectionTask = std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
 
 /// What serves an accepted connection of `proto` (with the connection's number): the
-/// protocol's task, if the shard's caps admit it (per protocol, per client IP); otherwise
-/// HTTP gets `503` and RTMP/RTSP are closed at once.
+/// protocol's shell (after a TLS handshake on the TLS listeners), if the shard's caps admit
+/// it (per protocol, per client IP); otherwise HTTP gets `503` (HTTPS and RTMP/RTSP are
+/// closed at once: a 503 over TLS would need a handshake first).
 fn connection_server(
     proto: ListenerProto,
+    tls: Option<TlsAcceptor>,
     state: &Rc<RefCell<ShardState>>,
     udp: &Option<Rc<rtsp_conn::UdpPair>>,
     fanout: &Rc<Fanout>,
@@ -367,7 +378,7 @@ fn connection_server(
 ) -> impl FnMut(TcpStream, u64) -> ConnectionTask + 'static {
     let (state, udp, fanout, bus) = (state.clone(), udp.clone(), fanout.clone(), bus.clone());
     let shard = state.borrow().id();
-    let kind = match proto {
+    let kind = match proto.inner() {
         ListenerProto::Rtsp => ConnKind::Rtsp,
         ListenerProto::Rtmp => ConnKind::Rtmp,
         _ => ConnKind::Http,
@@ -383,27 +394,35 @@ fn connection_server(
                     "{} connection from {ip} refused: {refusal:?}",
                     proto.as_str()
                 );
-                return match kind {
-                    ConnKind::Http => Box::pin(http_conn::refuse(stream, state.clone())),
-                    ConnKind::Rtmp | ConnKind::Rtsp => Box::pin(async move { drop(stream) }),
+                return match (kind, &tls) {
+                    (ConnKind::Http, None) => Box::pin(http_conn::refuse(stream, state.clone())),
+                    _ => Box::pin(async move { drop(stream) }),
                 };
             }
         };
         let conn_seed = connection_seed(seed, shard, accepted);
-        let task: ConnectionTask = match kind {
-            ConnKind::Rtsp => Box::pin(rtsp_conn::serve(
-                stream,
-                state.clone(),
-                udp.clone(),
-                conn_seed,
-            )),
-            ConnKind::Rtmp => Box::pin(rtmp_conn::serve(
-                stream,
-                state.clone(),
-                fanout.clone(),
-                conn_seed,
-            )),
-            ConnKind::Http => Box::pin(http_conn::serve(stream, state.clone(), bus.clone())),
+        let (state, udp, fanout) = (state.clone(), udp.clone(), fanout.clone());
+        let task: ConnectionTask = match (proto.inner(), tls.clone()) {
+            (ListenerProto::Http, tls) => {
+                http_conn::admit(stream, tls, proto.is_admin(), state, bus.clone())
+            }
+            (ListenerProto::Rtsp, None) => {
+                Box::pin(rtsp_conn::serve(stream, state, udp, conn_seed))
+            }
+            (ListenerProto::Rtmp, None) => {
+                Box::pin(rtmp_conn::serve(stream, state, fanout, conn_seed))
+            }
+            (inner, Some(acceptor)) => Box::pin(async move {
+                let Some(stream) = tls::handshake(&state, &acceptor, stream).await else {
+                    return;
+                };
+                match inner {
+                    ListenerProto::Rtsp => rtsp_conn::serve(stream, state, udp, conn_seed).await,
+                    _ => rtmp_conn::serve(stream, state, fanout, conn_seed).await,
+                }
+            }),
+            // SRT listeners are not bound yet.
+            (_, None) => Box::pin(async {}),
         };
         Box::pin(async move {
             task.await;

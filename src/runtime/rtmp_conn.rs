@@ -26,11 +26,11 @@ use crate::rtmp::viewer::RtmpViewer;
 use crate::runtime::driver::{Conn, Flow, Glue, Io, Playback, Profile, Viewing, drive};
 use crate::runtime::fanout::Fanout;
 use crate::runtime::play_auth::{authorize, open_session};
+use crate::runtime::tls::Wire;
 use crate::shard::ShardState;
 use crate::stream::live_input::LiveInput;
 use crate::stream::view::StreamEvent;
 use crate::stream::viewer::Outbox;
-use glommio::net::TcpStream;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Instant;
@@ -57,17 +57,19 @@ struct Publisher {
 
 /// Serves one RTMP connection until the peer leaves, a refusal, or a protocol error; a
 /// publish it carried ends cleanly whatever ended the connection.
-pub async fn serve(
-    mut socket: TcpStream,
+pub async fn serve<S: Wire>(
+    mut socket: S,
     state: Rc<RefCell<ShardState>>,
     fanout: Rc<Fanout>,
     seed: u64,
 ) {
-    let Ok(peer) = socket.peer_addr().map(|a| canonical_ip(a.ip())) else {
+    let Ok(peer) = socket.tcp().peer_addr().map(|a| canonical_ip(a.ip())) else {
         return;
     };
-    let _ = socket.set_nodelay(true);
-    let _ = socket.set_write_timeout(Some(state.borrow().limits().write_timeout));
+    let _ = socket.tcp().set_nodelay(true);
+    let _ = socket
+        .tcp()
+        .set_write_timeout(Some(state.borrow().limits().write_timeout));
     let mut cfg = ConnectionConfig::new(seed);
     cfg.token_param = state.borrow().catalog().token_param.to_string();
     // ffmpeg then reports a refused play as "Input/output error", as the spec's scenario

@@ -11,8 +11,9 @@ use crate::rtsp::session::{
 use crate::rtsp::viewer::RtspViewer;
 use crate::runtime::driver::{Conn, Flow, Glue, Io, Playback, Profile, Viewing, drive};
 use crate::runtime::play_auth::{authorize, open_session};
+use crate::runtime::tls::Wire;
 use crate::shard::ShardState;
-use glommio::net::{TcpStream, UdpSocket};
+use glommio::net::UdpSocket;
 use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
@@ -41,17 +42,19 @@ impl UdpPair {
 }
 
 /// Serves one RTSP connection until TEARDOWN, a refusal, a timeout, or the peer leaves.
-pub async fn serve(
-    mut socket: TcpStream,
+pub async fn serve<S: Wire>(
+    mut socket: S,
     state: Rc<RefCell<ShardState>>,
     udp: Option<Rc<UdpPair>>,
     seed: u64,
 ) {
-    let Ok(peer) = socket.peer_addr().map(|a| canonical_ip(a.ip())) else {
+    let Ok(peer) = socket.tcp().peer_addr().map(|a| canonical_ip(a.ip())) else {
         return;
     };
-    let _ = socket.set_nodelay(true);
-    let _ = socket.set_write_timeout(Some(state.borrow().limits().write_timeout));
+    let _ = socket.tcp().set_nodelay(true);
+    let _ = socket
+        .tcp()
+        .set_write_timeout(Some(state.borrow().limits().write_timeout));
     let mut cfg = ConnectionConfig::new(seed);
     cfg.token_param = state.borrow().catalog().token_param.to_string();
     cfg.server = crate::http::response::SERVER;

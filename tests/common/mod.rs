@@ -364,3 +364,38 @@ pub fn publish_cmd(rtmp: u16, path: &str, seconds: u32) -> Command {
         .arg(format!("rtmp://127.0.0.1:{rtmp}{path}"));
     cmd
 }
+
+/// A self-signed ECDSA P-256 certificate for the DNS name `host` and 127.0.0.1, made with
+/// openssl in `dir` as `NAME.crt` and `NAME.key`; returns their paths.
+pub fn make_certificate(dir: &std::path::Path, name: &str, host: &str) -> (PathBuf, PathBuf) {
+    let (cert, key) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", &format!("/CN={host}")])
+        .args([
+            "-addext",
+            &format!("subjectAltName=DNS:{host},IP:127.0.0.1"),
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl (tools/test.sh installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (cert, key)
+}
