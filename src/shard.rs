@@ -9,7 +9,7 @@
 //! so no caller clones the catalog to get around a borrow.
 
 use crate::auth::cache::Grant;
-use crate::auth::lookup::PortalQuestion;
+use crate::auth::lookup::{PortalQuestion, RemoteQuestion};
 use crate::auth::play::{Access, Attempt, Decision, PlayLifecycle, Step as PlayStep, decide};
 use crate::auth::revoke::RevokeTarget;
 use crate::auth::session::{SessionId, TokenTag};
@@ -17,10 +17,11 @@ use crate::auth::users::UserSessions;
 use crate::auth::verdict::{DenyReason, PlayRequest};
 use crate::auth::{Authorizer, PortalOutcome, UserEvent};
 use crate::catalog::Catalog;
-use crate::config::HttpLimits;
+use crate::config::{ConnectionCaps, HttpLimits};
 use crate::stream::StreamId;
 use crate::stream::view::{StreamEvent, StreamView};
 use crate::utc::{HTTP_DATE_LEN, http_date};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::task::Waker;
 use std::time::{Duration, Instant};
@@ -69,6 +70,35 @@ pub enum Handshake {
     TimedOut,
 }
 
+/// The kinds of connection a shard caps (each holds one file descriptor).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnKind {
+    Http,
+    Rtmp,
+    Rtsp,
+}
+
+/// Why a new connection was not taken in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The shard holds its cap of connections of this kind.
+    ShardFull,
+    /// The client's IP holds its cap of connections (`max_connections_per_ip`).
+    IpFull,
+}
+
+/// Open connections per kind and per client IP, against the shard's `ConnectionCaps`.
+#[derive(Debug)]
+struct ConnectionCount {
+    caps: ConnectionCaps,
+    /// Open RTMP and RTSP connections (HTTP's are in `HttpStats`).
+    rtmp: usize,
+    rtsp: usize,
+    refused: u64,
+    /// Open connections per client IP; an IP leaves the map with its last connection.
+    per_ip: ahash::AHashMap<std::net::IpAddr, u32>,
+}
+
 /// What the shard's authorizer has for other shards (the runtime's dispatcher sends it).
 #[derive(Debug)]
 pub enum Outgoing {
@@ -89,6 +119,7 @@ pub struct ShardState {
     users: UserSessions,
     limits: HttpLimits,
     http: HttpStats,
+    connections: ConnectionCount,
     date_second: i64,
     date: [u8; HTTP_DATE_LEN],
 }
@@ -115,6 +146,18 @@ impl ShardState {
             // session ids).
             auth: Authorizer::new(seed),
             users: UserSessions::default(),
+            connections: ConnectionCount {
+                caps: ConnectionCaps {
+                    http: limits.max_connections_per_shard,
+                    rtmp: usize::MAX,
+                    rtsp: usize::MAX,
+                    per_ip: usize::MAX,
+                },
+                rtmp: 0,
+                rtsp: 0,
+                refused: 0,
+                per_ip: ahash::AHashMap::new(),
+            },
             limits,
             http: HttpStats::default(),
             date_second: i64::MIN,
@@ -164,19 +207,82 @@ impl ShardState {
         &self.http
     }
 
-    /// Takes in a new HTTP connection, unless the shard already serves
-    /// `max_connections_per_shard` (then it is counted as refused): `false` to refuse it.
-    /// An admitted connection ends with `close_http_connection`.
-    pub fn open_http_connection(&mut self) -> bool {
-        if self.http.connections_open >= self.limits.max_connections_per_shard {
-            self.http.connections_refused += 1;
-            return false;
-        }
-        self.http.connections_open += 1;
-        true
+    /// The connection caps this shard enforces (the runtime derives them from the file
+    /// limit at start).
+    pub fn set_connection_caps(&mut self, caps: ConnectionCaps) {
+        self.limits.max_connections_per_shard = caps.http;
+        self.connections.caps = caps;
     }
 
-    /// An admitted HTTP connection ended.
+    /// The connection caps this shard enforces.
+    pub fn connection_caps(&self) -> &ConnectionCaps {
+        &self.connections.caps
+    }
+
+    /// Takes in a new connection of `kind` from `ip`, unless the shard already holds its cap
+    /// of that kind or of that IP (then it is counted as refused). An admitted connection
+    /// ends with `close_connection`, whatever ends it.
+    pub fn open_connection(&mut self, kind: ConnKind, ip: IpAddr) -> Result<(), Refusal> {
+        let c = &mut self.connections;
+        let (open, cap) = match kind {
+            ConnKind::Http => (self.http.connections_open, c.caps.http),
+            ConnKind::Rtmp => (c.rtmp, c.caps.rtmp),
+            ConnKind::Rtsp => (c.rtsp, c.caps.rtsp),
+        };
+        let of_ip = c.per_ip.get(&ip).copied().unwrap_or(0);
+        let refusal = if open >= cap {
+            Some(Refusal::ShardFull)
+        } else if of_ip as usize >= c.caps.per_ip {
+            Some(Refusal::IpFull)
+        } else {
+            None
+        };
+        if let Some(refusal) = refusal {
+            c.refused += 1;
+            if kind == ConnKind::Http {
+                self.http.connections_refused += 1;
+            }
+            return Err(refusal);
+        }
+        *c.per_ip.entry(ip).or_insert(0) += 1;
+        match kind {
+            ConnKind::Http => self.http.connections_open += 1,
+            ConnKind::Rtmp => c.rtmp += 1,
+            ConnKind::Rtsp => c.rtsp += 1,
+        }
+        Ok(())
+    }
+
+    /// An admitted connection ended.
+    pub fn close_connection(&mut self, kind: ConnKind, ip: IpAddr) {
+        let c = &mut self.connections;
+        match kind {
+            ConnKind::Http => self.http.connections_open -= 1,
+            ConnKind::Rtmp => c.rtmp -= 1,
+            ConnKind::Rtsp => c.rtsp -= 1,
+        }
+        if let Some(n) = c.per_ip.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                c.per_ip.remove(&ip);
+            }
+        }
+    }
+
+    /// Open connections of `kind` on this shard.
+    pub fn open_connections(&self, kind: ConnKind) -> usize {
+        match kind {
+            ConnKind::Http => self.http.connections_open,
+            ConnKind::Rtmp => self.connections.rtmp,
+            ConnKind::Rtsp => self.connections.rtsp,
+        }
+    }
+
+    /// Connections refused by a cap (every kind).
+    pub fn connections_refused(&self) -> u64 {
+        self.connections.refused
+    }
+
     /// A TLS handshake ended (on any TLS listener).
     pub fn count_tls_handshake(&mut self, outcome: Handshake) {
         match outcome {
@@ -184,10 +290,6 @@ impl ShardState {
             Handshake::Failed => self.http.tls_failed += 1,
             Handshake::TimedOut => self.http.tls_timed_out += 1,
         }
-    }
-
-    pub fn close_http_connection(&mut self) {
-        self.http.connections_open -= 1;
     }
 
     /// An HTTP request is being answered.
@@ -299,9 +401,18 @@ impl ShardState {
     }
 
     /// On the owner of its key: another shard's portal question, asked here unless the
-    /// same question is open already (then its answer serves both).
-    pub fn queue_portal_question(&mut self, question: PortalQuestion, now: Instant) {
-        self.auth.lookups.begin_remote(question, now);
+    /// same question is open already (then its answer serves both). `Some(outcome)` when
+    /// the key was settled a moment ago (the question crossed the answer): the asking
+    /// shard is to be answered with it at once.
+    pub fn queue_portal_question(
+        &mut self,
+        question: PortalQuestion,
+        now: Instant,
+    ) -> Option<PortalOutcome> {
+        match self.auth.lookups.begin_remote(question, now) {
+            RemoteQuestion::Settled(outcome) => Some(outcome),
+            RemoteQuestion::Ask | RemoteQuestion::Joined => None,
+        }
     }
 
     /// On the owner of its key: counts a portal question asked here, how it ended and how
@@ -379,5 +490,56 @@ impl ShardState {
     pub fn tick(&mut self, now: Now) {
         let deadline = self.catalog.max_backend_timeout() + LOOKUP_GRACE;
         self.auth.expire(&self.catalog, now.instant, deadline);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shard() -> ShardState {
+        let config = crate::config::parse("stream a { input fake://fake; }", "t").unwrap();
+        let catalog = Arc::new(Catalog::from_config(&config));
+        ShardState::new(0, 1, catalog, HttpLimits::default(), 1)
+    }
+
+    #[test]
+    fn connections_are_capped_per_kind_and_per_ip_and_given_back() {
+        let mut s = shard();
+        s.set_connection_caps(ConnectionCaps {
+            http: 2,
+            rtmp: 1,
+            rtsp: 3,
+            per_ip: 3,
+        });
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        assert_eq!(s.open_connection(ConnKind::Http, a), Ok(()));
+        assert_eq!(s.open_connection(ConnKind::Http, b), Ok(()));
+        assert_eq!(
+            s.open_connection(ConnKind::Http, a),
+            Err(Refusal::ShardFull),
+            "HTTP's cap"
+        );
+        assert_eq!(s.http_stats().connections_refused, 1);
+        // Another kind has its own share.
+        assert_eq!(s.open_connection(ConnKind::Rtmp, a), Ok(()));
+        assert_eq!(
+            s.open_connection(ConnKind::Rtmp, b),
+            Err(Refusal::ShardFull)
+        );
+        assert_eq!(s.open_connection(ConnKind::Rtsp, a), Ok(()));
+        // `a` holds three (every kind together): its fourth is refused, `b`'s is not.
+        assert_eq!(s.open_connection(ConnKind::Rtsp, a), Err(Refusal::IpFull));
+        assert_eq!(s.open_connection(ConnKind::Rtsp, b), Ok(()));
+        assert_eq!(s.connections_refused(), 3);
+        // Given back: room again, and an IP with nothing open leaves the map.
+        s.close_connection(ConnKind::Http, a);
+        s.close_connection(ConnKind::Rtmp, a);
+        s.close_connection(ConnKind::Rtsp, a);
+        assert_eq!(s.open_connections(ConnKind::Http), 1);
+        assert_eq!(s.open_connections(ConnKind::Rtmp), 0);
+        assert!(!s.connections.per_ip.contains_key(&a));
+        assert_eq!(s.open_connection(ConnKind::Http, a), Ok(()));
+        assert_eq!(s.limits().max_connections_per_shard, 2);
     }
 }

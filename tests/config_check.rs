@@ -114,3 +114,26 @@ fn a_busy_port_is_a_clear_startup_error() {
         "{err}"
     );
 }
+
+#[test]
+fn a_config_without_a_listener_or_a_stream_is_refused() {
+    let (code, out, err) = check("");
+    assert_eq!(code, 1, "{out}");
+    assert!(err.contains("FILE: error: no listener"), "{err}");
+    assert!(err.contains("FILE: error: no stream"), "{err}");
+    let (code, _, err) = check("# only comments\nhttp 8080;\n");
+    assert_eq!(code, 1);
+    assert!(err.contains("FILE: error: no stream"), "{err}");
+    assert!(!err.contains("no listener"), "{err}");
+    let (code, _, err) = check("stream a {\n    input fake://fake;\n}\n");
+    assert_eq!(code, 1);
+    assert!(err.contains("FILE: error: no listener"), "{err}");
+    assert!(!err.contains("no stream"), "{err}");
+    // Serving it says the same, before any shard starts.
+    let path = write_config("");
+    let out = Command::new(BIN).arg(&path).output().expect("run tessera");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("error: no listener"), "{err}");
+    assert!(!err.contains("shards stopped"), "{err}");
+}

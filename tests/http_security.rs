@@ -63,6 +63,80 @@ fn path_and_query_tricks_never_open_a_stream() {
 }
 
 #[test]
+fn absolute_form_targets_follow_the_origin_form_rules() {
+    // RFC 9112 §3.2.2: a server accepts `GET http://host/path HTTP/1.1`; the authority is
+    // ignored for routing, and nothing in it counts as a token.
+    let port = free_port();
+    let server = Server::start(&config(port), port);
+    server.wait_ok(MEDIA);
+    let status_of = |target: &str| -> u16 {
+        let req =
+            format!("GET {target} HTTP/1.1\r\nHost: other.example\r\nConnection: close\r\n\r\n");
+        let data = raw(server.http, req.as_bytes());
+        parse_responses(&data, false)
+            .first()
+            .map_or(0, |r| r.status)
+    };
+    let cases: &[(&str, u16)] = &[
+        ("http://edge.example/auth-check/index.m3u8?token=test1", 200),
+        (
+            "HTTP://edge.example:8080/auth-check/tracks-v1a1/mono.m3u8?token=test1",
+            200,
+        ),
+        (
+            "https://edge.example/auth-check/index.m3u8?token=%74est1",
+            200,
+        ),
+        ("http://edge.example/auth-check/index.m3u8", 403),
+        ("http://edge.example/auth-check/index.m3u8?token=wrong", 403),
+        ("http://token=test1@edge.example/auth-check/index.m3u8", 403),
+        (
+            "http://test1:test1@edge.example/auth-check/index.m3u8?x=1",
+            403,
+        ),
+        ("http://edge.example;token=test1/auth-check/index.m3u8", 403),
+        (
+            "http://edge.example%3Ftoken=test1/auth-check/index.m3u8",
+            403,
+        ),
+        ("http://edge.example?token=test1/auth-check/index.m3u8", 404),
+        (
+            "http://edge.example/auth-check/../auth-check/index.m3u8?token=test1",
+            400,
+        ),
+        (
+            "http://edge.example/auth-check/index.m3u8?token=bad&token=test1",
+            400,
+        ),
+        (
+            "http://edge.example/auth-check/index.m3u8#?token=test1",
+            400,
+        ),
+        ("http:///auth-check/index.m3u8?token=test1", 400),
+        ("ftp://edge.example/auth-check/index.m3u8?token=test1", 400),
+        ("http://edge.example/other/index.m3u8?token=test1", 403),
+    ];
+    for (target, want) in cases {
+        assert_eq!(status_of(target), *want, "{target}");
+    }
+    // curl sends the absolute form as given.
+    let out = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--request-target",
+            "http://edge.example/auth-check/index.m3u8?token=test1",
+        ])
+        .arg(format!("http://127.0.0.1:{}/", server.http))
+        .output()
+        .expect("curl runs");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200");
+}
+
+#[test]
 fn malformed_requests_get_the_right_status_and_others_are_unaffected() {
     let port = free_port();
     let server = Server::start(&config(port), port);

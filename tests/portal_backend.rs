@@ -175,26 +175,33 @@ fn one_viewer_one_portal_request_and_the_portal_protocol() {
 
 #[test]
 fn concurrent_first_requests_across_shards_make_one_portal_request() {
-    // A slow portal, so all 50 requests are waiting at the same time.
-    let portal = Portal::start(&[
-        "--token",
-        "crowd",
-        "--token",
-        "warmup-token",
-        "--delay-ms",
-        "300",
-    ]);
+    // 50 simultaneous first requests for one token, 20 times in a row (a new token each
+    // round): the portal is asked once per round. A slow portal keeps the first ones
+    // waiting; later ones land while its answer crosses from the key's owner shard to the
+    // other, which is where a second question used to slip through.
+    const ROUNDS: usize = 20;
+    let tokens: Vec<String> = (0..ROUNDS).map(|i| format!("crowd{i}")).collect();
+    let mut args = vec!["--token", "warmup-token", "--delay-ms", "300"];
+    for t in &tokens {
+        args.extend(["--token", t.as_str()]);
+    }
+    let portal = Portal::start(&args);
     let (_server, ports) = start_tessera(&portal, "");
-    let workers: Vec<_> = (0..50)
-        .map(|_| {
-            std::thread::spawn(move || {
-                get(ports.http, "/live/tracks-v1a1/mono.m3u8?token=crowd").status
+    for token in &tokens {
+        let workers: Vec<_> = (0..50)
+            .map(|_| {
+                let path = format!("/live/tracks-v1a1/mono.m3u8?token={token}");
+                std::thread::spawn(move || get(ports.http, &path).status)
             })
-        })
-        .collect();
-    let statuses: Vec<u16> = workers.into_iter().map(|w| w.join().unwrap()).collect();
-    assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
-    assert_eq!(portal.stat("by_token crowd"), 1, "50 viewers, 1 question");
+            .collect();
+        let statuses: Vec<u16> = workers.into_iter().map(|w| w.join().unwrap()).collect();
+        assert!(statuses.iter().all(|&s| s == 200), "{token}: {statuses:?}");
+        assert_eq!(
+            portal.stat(&format!("by_token {token}")),
+            1,
+            "{token}: 50 viewers, 1 question"
+        );
+    }
 }
 
 #[test]

@@ -164,9 +164,15 @@ fn garbage_on_a_tls_port_closes_that_connection_only() {
     assert!(count("failed") >= 3 && count("done") >= 1, "{metrics}");
 }
 
+/// `tessera --check` on `config` plus a stream at its end (a config without one is refused
+/// before its certificates are read; the lines the test names stay where they are).
 fn check(config: &str, dir: &Path) -> (i32, String) {
     let path = dir.join("tessera.conf");
-    std::fs::write(&path, config).expect("config");
+    std::fs::write(
+        &path,
+        format!("{config}stream a {{ input fake://fake; }}\n"),
+    )
+    .expect("config");
     let out = Command::new(BIN)
         .arg("--check")
         .arg(&path)

@@ -555,6 +555,7 @@ impl Authorizer {
         now: Instant,
     ) {
         self.lookups.finish(q.key);
+        self.lookups.remember(q, outcome, now);
         self.settle(catalog, q, outcome, now);
     }
 
@@ -814,6 +815,7 @@ impl Authorizer {
     /// `POST .../sessions/reauth?name=`: every portal verdict of the stream is re-asked at
     /// its session's next request (allows keep serving until the answer).
     pub fn reauth_stream(&mut self, stream: StreamId, now: Instant) -> usize {
+        self.lookups.forget_settled_stream(stream);
         self.cache.expire_stream(stream, now)
     }
 
@@ -912,6 +914,7 @@ pub fn os_seed() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::lookup::RemoteQuestion;
     use crate::auth::portal::HeaderNotes;
     use crate::auth::verdict::{DenyReason, Proto};
 
@@ -1128,16 +1131,21 @@ mod tests {
         );
     }
 
+    /// `shard`'s portal question for token `t` on the portal stream (its first request).
+    fn first_question(shard: &mut Authorizer, cat: &AuthCatalog, now: Instant) -> PortalQuestion {
+        let Authorization::Pending(_) = shard.authorize(cat, &req(PORTAL, Some(b"t")), now, 0)
+        else {
+            panic!("a portal question")
+        };
+        shard.lookups.next_to_send().expect("one question")
+    }
+
     #[test]
     fn another_shards_answer_warms_this_cache() {
         let cat = catalog();
         let (mut asker, mut other) = (Authorizer::new(9), Authorizer::new(9));
         let now = Instant::now();
-        let Authorization::Pending(_) = asker.authorize(&cat, &req(PORTAL, Some(b"t")), now, 0)
-        else {
-            panic!()
-        };
-        let q = asker.lookups.next_to_send().unwrap();
+        let q = first_question(&mut asker, &cat, now);
         // The owner tells every shard, also one that never asked.
         other.complete(&cat, &q, &answer(true, 10, None), now);
         assert!(matches!(
@@ -1145,6 +1153,63 @@ mod tests {
             Authorization::Allow(_)
         ));
         assert!(other.lookups.next_to_send().is_none());
+    }
+
+    #[test]
+    fn a_question_that_crosses_the_answer_is_not_asked_again() {
+        // Two shards: `owner` owns the key. Its own viewer's question is asked and settled;
+        // `other` opened the same question just before the answer reached it, so its question
+        // arrives at the owner after the owner settled the key.
+        let cat = catalog();
+        let (mut owner, mut other) = (Authorizer::new(9), Authorizer::new(9));
+        let now = Instant::now();
+        let asked = first_question(&mut owner, &cat, now);
+        let crossing = first_question(&mut other, &cat, now);
+        owner.complete(&cat, &asked, &answer(true, 10, None), now);
+        let later = now + Duration::from_millis(3);
+        assert_eq!(
+            owner.lookups.begin_remote(crossing.clone(), later),
+            RemoteQuestion::Settled(answer(true, 10, None)),
+            "answered from the outcome, not asked"
+        );
+        assert!(
+            owner.lookups.next_to_send().is_none(),
+            "the portal is asked once"
+        );
+        // The asking shard gets that outcome and serves its viewer.
+        other.complete(&cat, &crossing, &answer(true, 10, None), later);
+        assert!(matches!(
+            other.authorize(&cat, &req(PORTAL, Some(b"t")), later, 0),
+            Authorization::Allow(_)
+        ));
+    }
+
+    #[test]
+    fn after_a_reauth_the_portal_is_asked_again_whichever_shard_asks() {
+        let cat = catalog();
+        let (mut owner, mut other) = (Authorizer::new(9), Authorizer::new(9));
+        let now = Instant::now();
+        let q = first_question(&mut owner, &cat, now);
+        owner.complete(&cat, &q, &answer(true, 10, None), now);
+        other.complete(&cat, &q, &answer(true, 10, None), now);
+        // The operator's reauth, a moment later, on every shard.
+        let soon = now + Duration::from_millis(100);
+        owner.reauth_stream(PORTAL, soon);
+        other.reauth_stream(PORTAL, soon);
+        // The next request lands on the other shard: served, and re-asked at the owner.
+        assert!(matches!(
+            other.authorize(&cat, &req(PORTAL, Some(b"t")), soon, 0),
+            Authorization::Allow(_)
+        ));
+        let update = other.lookups.next_to_send().expect("an update_session");
+        assert!(matches!(
+            update.request_type,
+            RequestType::UpdateSession { .. }
+        ));
+        assert_eq!(
+            owner.lookups.begin_remote(update, soon),
+            RemoteQuestion::Ask
+        );
     }
 
     #[test]

@@ -71,6 +71,11 @@ impl ConfigErrors {
     pub fn into_vec(self) -> Vec<ConfigError> {
         self.errors
     }
+
+    /// `errors` as a `ConfigErrors`; `None` when there are none.
+    pub(crate) fn from_vec(errors: Vec<ConfigError>) -> Option<Self> {
+        (!errors.is_empty()).then_some(ConfigErrors { errors })
+    }
 }
 
 impl From<ConfigError> for ConfigErrors {

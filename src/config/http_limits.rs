@@ -22,7 +22,11 @@ pub struct HttpLimits {
     /// dropped.
     pub write_timeout: Duration,
     /// Open HTTP connections per shard; past it new connections get `503` and are closed.
+    /// The runtime sets it from the file limit (`ConnectionCaps`).
     pub max_connections_per_shard: usize,
+    /// How long a new connection may take to send its first whole request head
+    /// (`handshake_timeout`); later heads get `read_timeout`.
+    pub first_request_timeout: Duration,
 }
 
 /// The httparse header array size; `max_headers` cannot exceed it.
@@ -38,6 +42,7 @@ impl Default for HttpLimits {
             read_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(20),
             max_connections_per_shard: 10_000,
+            first_request_timeout: Duration::from_secs(5),
         }
     }
 }

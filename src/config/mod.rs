@@ -4,9 +4,11 @@
 //! `lexer` makes tokens, `parser` builds the directive tree and gives it meaning, `model` is
 //! the result, `error` carries every problem found with its file, line and column.
 //! `HttpLimits` names the HTTP server's limits (their defaults: the language does not set
-//! them yet). Nothing here touches sockets or runtime state; `load_file` is the only I/O.
+//! them yet). Nothing here touches sockets or runtime state; `load_file` is the only I/O,
+//! and it also asks what serving needs (`require_service`: a listener and a stream).
 
 mod backend_url;
+mod connection_caps;
 mod error;
 mod http_limits;
 mod lexer;
@@ -15,6 +17,7 @@ mod parser;
 pub mod signed_key;
 
 pub use backend_url::{BackendUrl, BackendUrlError, MAX_BACKEND_URL_LEN};
+pub use connection_caps::{ConnectionCaps, Served};
 pub use error::{ConfigError, ConfigErrors};
 pub use http_limits::{HEADER_SLOTS, HttpLimits};
 pub use model::*;
@@ -75,7 +78,40 @@ pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
             return Err(ConfigError::new(file_name, Some(span), message).into());
         }
     };
-    parse(source, &file_name)
+    let config = parse(source, &file_name)?;
+    require_service(&config, &file_name)?;
+    Ok(config)
+}
+
+/// What a config file must have to be served, beyond being well-formed: a listener and a
+/// stream. (`parse` does not ask for them: a fragment of the language is valid alone, and
+/// the tests build configs from fragments.) Errors about the file as a whole, so they carry
+/// no position.
+///
+/// # Errors
+///
+/// One `ConfigError` per thing missing.
+pub fn require_service(config: &Config, file_name: &str) -> Result<(), ConfigErrors> {
+    let mut missing = Vec::new();
+    if config.listeners.is_empty() {
+        missing.push(ConfigError::new(
+            file_name,
+            None,
+            "no listener: nothing would accept viewers (add `http PORT;`, `rtmp PORT;` or \
+             `rtsp PORT;`)",
+        ));
+    }
+    if config.streams.is_empty() {
+        missing.push(ConfigError::new(
+            file_name,
+            None,
+            "no stream: nothing to serve (add `stream NAME { input URL; }`)",
+        ));
+    }
+    match ConfigErrors::from_vec(missing) {
+        Some(errors) => Err(errors),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -798,5 +834,80 @@ t.conf:11:8: error: duplicate stream `auth-check` (first defined at 8:8)"
         ok(&word);
         let garbage = ";".repeat(1 << 18);
         assert_eq!(parse(&garbage, "t.conf").unwrap_err().len(), 1 << 18);
+    }
+}
+
+#[cfg(test)]
+mod service_tests {
+    use super::*;
+
+    fn missing(source: &str) -> Vec<String> {
+        let config = parse(source, "f.conf").expect("well-formed");
+        match require_service(&config, "f.conf") {
+            Ok(()) => Vec::new(),
+            Err(errors) => errors.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn a_served_config_needs_a_listener_and_a_stream() {
+        let empty = missing("");
+        assert_eq!(empty.len(), 2, "{empty:?}");
+        assert!(
+            empty[0].starts_with("f.conf: error: no listener"),
+            "{empty:?}"
+        );
+        assert!(
+            empty[1].starts_with("f.conf: error: no stream"),
+            "{empty:?}"
+        );
+        assert_eq!(missing("rtmp 1935;").len(), 1);
+        assert_eq!(missing("stream a { input fake://fake; }").len(), 1);
+        assert!(missing("rtsp 1554;\nstream a { input publish://; }").is_empty());
+        assert!(missing(DEFAULT_CONFIG).is_empty());
+    }
+}
+
+#[cfg(test)]
+mod connection_directive_tests {
+    use super::*;
+
+    #[test]
+    fn per_ip_cap_and_handshake_timeout() {
+        let c = parse("max_connections_per_ip 8;\nhandshake_timeout 1.5;\n", "f").unwrap();
+        assert_eq!(c.max_connections_per_ip, 8);
+        assert_eq!(c.handshake_timeout_ms, 1500);
+        let d = parse("", "f").unwrap();
+        assert_eq!(d.max_connections_per_ip, DEFAULT_MAX_CONNECTIONS_PER_IP);
+        assert_eq!(d.handshake_timeout_ms, DEFAULT_HANDSHAKE_TIMEOUT_MS);
+        assert_eq!(
+            parse("max_connections_per_ip 0;", "f")
+                .unwrap()
+                .max_connections_per_ip,
+            0
+        );
+        for (bad, at) in [
+            (
+                "max_connections_per_ip -1;",
+                "f:1:24: error: invalid max_connections_per_ip",
+            ),
+            (
+                "max_connections_per_ip +3;",
+                "f:1:24: error: invalid max_connections_per_ip",
+            ),
+            ("max_connections_per_ip 2000000;", "f:1:24: error: invalid"),
+            (
+                "handshake_timeout 0.1;",
+                "f:1:19: error: invalid handshake_timeout",
+            ),
+            (
+                "handshake_timeout 61;",
+                "f:1:19: error: invalid handshake_timeout",
+            ),
+            ("handshake_timeout;", "f:1:1: error:"),
+        ] {
+            let errors = parse(bad, "f").unwrap_err().to_string();
+            assert!(errors.starts_with(at), "{bad}: {errors}");
+        }
     }
 }

@@ -56,6 +56,12 @@ pub struct Config {
     /// `srt_latency MS;`: the TSBPD latency tessera asks of SRT viewers (the larger of it
     /// and the caller's applies).
     pub srt_latency_ms: u16,
+    /// `max_connections_per_ip N;`: open connections one client IP may hold, every
+    /// protocol together; 0 is no limit.
+    pub max_connections_per_ip: u32,
+    /// `handshake_timeout SECONDS;`: how long a new connection may take to send its first
+    /// request (HTTP head, RTSP request) or finish its handshake (RTMP).
+    pub handshake_timeout_ms: u32,
     /// `ssl_certificate PATH;` and `ssl_certificate_key PATH;` (PEM), as written, with
     /// where; the runtime reads them (relative paths from the config file's directory).
     pub ssl_certificate: Option<(String, Span)>,
@@ -76,6 +82,15 @@ pub struct ServerNameConfig {
     pub key: (String, Span),
 }
 
+/// Open connections one client IP may hold unless `max_connections_per_ip` says otherwise.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: u32 = 1000;
+/// Highest `max_connections_per_ip`.
+pub const MAX_CONNECTIONS_PER_IP: u32 = 1_000_000;
+/// `handshake_timeout` unless set, and its bounds.
+pub const DEFAULT_HANDSHAKE_TIMEOUT_MS: u32 = 5_000;
+pub const MIN_HANDSHAKE_TIMEOUT_MS: u32 = 500;
+pub const MAX_HANDSHAKE_TIMEOUT_MS: u32 = 60_000;
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -87,6 +102,8 @@ impl Default for Config {
             api_key: None,
             backend_timeout_ms: DEFAULT_BACKEND_TIMEOUT_MS,
             srt_latency_ms: DEFAULT_SRT_LATENCY_MS,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            handshake_timeout_ms: DEFAULT_HANDSHAKE_TIMEOUT_MS,
             ssl_certificate: None,
             ssl_certificate_key: None,
             server_names: Vec::new(),

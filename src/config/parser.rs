@@ -15,9 +15,10 @@ use super::error::{Diagnostics, did_you_mean, show};
 use super::lexer::{Lexer, Token, Word};
 use super::model::{
     API_PREFIX, AuthBackend, Cidr, Config, DEFAULT_SEGMENT_DURATION_MS, InputUrl, Listener,
-    ListenerProto, MAX_BACKEND_TIMEOUT_MS, MAX_SEGMENT_DURATION_MS, MAX_SRT_LATENCY_MS,
-    MIN_BACKEND_TIMEOUT_MS, MIN_SEGMENT_DURATION_MS, MIN_SRT_LATENCY_MS, OnPlay, PLAYER_SEGMENT,
-    Rules, SecureTokenConfig, ServerNameConfig, SignedKeyConfig, Span, StreamConfig, Transport,
+    ListenerProto, MAX_BACKEND_TIMEOUT_MS, MAX_CONNECTIONS_PER_IP, MAX_HANDSHAKE_TIMEOUT_MS,
+    MAX_SEGMENT_DURATION_MS, MAX_SRT_LATENCY_MS, MIN_BACKEND_TIMEOUT_MS, MIN_HANDSHAKE_TIMEOUT_MS,
+    MIN_SEGMENT_DURATION_MS, MIN_SRT_LATENCY_MS, OnPlay, PLAYER_SEGMENT, Rules, SecureTokenConfig,
+    ServerNameConfig, SignedKeyConfig, Span, StreamConfig, Transport,
 };
 use super::signed_key;
 use std::collections::HashMap;
@@ -227,6 +228,8 @@ impl Context {
                 "api_key",
                 "backend_timeout",
                 "srt_latency",
+                "max_connections_per_ip",
+                "handshake_timeout",
             ],
             Context::AuthBackend => &[
                 "allow",
@@ -287,6 +290,8 @@ fn usage(directive: &str) -> &'static str {
         "backend" => "backend http://HOST[:PORT]/PATH;",
         "backend_timeout" => "backend_timeout SECONDS;",
         "srt_latency" => "srt_latency MS;",
+        "max_connections_per_ip" => "max_connections_per_ip N;",
+        "handshake_timeout" => "handshake_timeout SECONDS;",
         "max_sessions_policy" => "max_sessions_policy close_oldest|refuse_new;",
         "segment_duration" => "segment_duration SECONDS;",
         "signed_key" => "signed_key ID SECRET;",
@@ -389,6 +394,18 @@ impl Lowering<'_> {
                 self.no_block(&d);
                 if let Some(ms) = self.srt_latency(&d) {
                     self.config.srt_latency_ms = ms;
+                }
+            }
+            "max_connections_per_ip" => {
+                self.no_block(&d);
+                if let Some(n) = self.max_connections_per_ip(&d) {
+                    self.config.max_connections_per_ip = n;
+                }
+            }
+            "handshake_timeout" => {
+                self.no_block(&d);
+                if let Some(ms) = self.handshake_timeout(&d) {
+                    self.config.handshake_timeout_ms = ms;
                 }
             }
             "template" => self.not_supported_yet(&d.name),
@@ -795,6 +812,23 @@ impl Lowering<'_> {
     /// `backend_timeout SECONDS;` (`3`, `0.5`) → milliseconds.
     fn backend_timeout(&mut self, d: &Directive) -> Option<u32> {
         let arg = self.one_arg(d)?;
+        self.seconds_as_ms(
+            arg,
+            "backend_timeout",
+            MIN_BACKEND_TIMEOUT_MS..=MAX_BACKEND_TIMEOUT_MS,
+            "0.1 to 60",
+        )
+    }
+
+    /// A duration in seconds (`2`, `1.5`) as milliseconds within `range`; otherwise an error
+    /// naming `directive` and the range as `shown`.
+    fn seconds_as_ms(
+        &mut self,
+        arg: &Word,
+        directive: &str,
+        range: std::ops::RangeInclusive<u32>,
+        shown: &str,
+    ) -> Option<u32> {
         let ms = arg
             .text
             .parse::<f64>()
@@ -802,17 +836,14 @@ impl Lowering<'_> {
             .filter(|s| s.is_finite())
             .map(|s| (s * 1000.0).round());
         match ms {
-            Some(ms)
-                if ms >= f64::from(MIN_BACKEND_TIMEOUT_MS)
-                    && ms <= f64::from(MAX_BACKEND_TIMEOUT_MS) =>
-            {
+            Some(ms) if ms >= f64::from(*range.start()) && ms <= f64::from(*range.end()) => {
                 Some(ms as u32)
             }
             _ => {
                 self.diags.error(
                     arg.span,
                     format!(
-                        "invalid backend_timeout `{}`: expected seconds from 0.1 to 60",
+                        "invalid {directive} `{}`: expected seconds from {shown}",
                         show(&arg.text)
                     ),
                 );
@@ -838,6 +869,40 @@ impl Lowering<'_> {
                 None
             }
         }
+    }
+
+    /// `max_connections_per_ip N;`: 0 (no limit) to `MAX_CONNECTIONS_PER_IP`.
+    fn max_connections_per_ip(&mut self, d: &Directive) -> Option<u32> {
+        let arg = self.one_arg(d)?;
+        match arg.text.parse::<u32>() {
+            Ok(n)
+                if n <= MAX_CONNECTIONS_PER_IP && arg.text.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                Some(n)
+            }
+            _ => {
+                self.diags.error(
+                    arg.span,
+                    format!(
+                        "invalid max_connections_per_ip `{}`: expected 0 (no limit) to \
+                         {MAX_CONNECTIONS_PER_IP}",
+                        show(&arg.text)
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// `handshake_timeout SECONDS;`: 0.5 to 60 s, as milliseconds.
+    fn handshake_timeout(&mut self, d: &Directive) -> Option<u32> {
+        let arg = self.one_arg(d)?;
+        self.seconds_as_ms(
+            arg,
+            "handshake_timeout",
+            MIN_HANDSHAKE_TIMEOUT_MS..=MAX_HANDSHAKE_TIMEOUT_MS,
+            "0.5 to 60",
+        )
     }
 
     /// `backend http://HOST[:PORT]/PATH;` inside an `auth_backend`.

@@ -49,6 +49,10 @@ pub struct ConnectionConfig {
     /// Session timeout (§12.37 `timeout=`): the connection closes after this long without a
     /// request, an interleaved frame from the client, or a [`RtspConnection::keepalive`].
     pub session_timeout: Duration,
+    /// How long a new connection may take to send its first request; silence (or a request
+    /// never finished) past it closes the connection, so idle connections cannot pile up.
+    /// After the first request, `session_timeout` applies.
+    pub first_request_timeout: Duration,
     /// The server's UDP ports per track id (`[video, audio]`), which the shell has bound and
     /// sends from. `None` refuses UDP transport with 461, leaving interleaved TCP.
     pub udp_server_ports: Option<[PortPair; 2]>,
@@ -59,12 +63,14 @@ pub struct ConnectionConfig {
 }
 
 impl ConnectionConfig {
-    /// Defaults: token parameter `token`, server `tessera`, 60 s timeout, no UDP.
+    /// Defaults: token parameter `token`, server `tessera`, 60 s timeout, 10 s for the first
+    /// request, no UDP.
     pub fn new(seed: u64) -> Self {
         ConnectionConfig {
             token_param: "token".to_string(),
             server: "tessera",
             session_timeout: Duration::from_secs(60),
+            first_request_timeout: Duration::from_secs(10),
             udp_server_ports: None,
             limits: RtspLimits::default(),
             seed,
@@ -243,7 +249,7 @@ struct PendingRequest {
 impl RtspConnection {
     pub fn new(cfg: ConnectionConfig, now: Instant) -> Self {
         let rng = SplitMix64(cfg.seed);
-        let deadline = now + cfg.session_timeout;
+        let deadline = now + cfg.first_request_timeout.min(cfg.session_timeout);
         RtspConnection {
             cfg,
             rng,
@@ -1548,8 +1554,41 @@ mod tests {
     }
 
     #[test]
-    fn session_timeout_and_keepalives() {
+    fn the_first_request_has_a_short_deadline() {
         let mut h = Harness::new(config());
+        let t0 = h.now;
+        let first = t0 + Duration::from_secs(10);
+        assert_eq!(h.conn.poll_output(), Some(Output::Timeout(first)));
+        // Half a request is not a request.
+        h.conn
+            .handle_input(
+                b"OPTIONS * RTSP/1.0\r\nCSeq: 1\r\n",
+                t0 + Duration::from_secs(1),
+            )
+            .unwrap();
+        assert_eq!(h.conn.poll_output(), Some(Output::Timeout(first)));
+        h.conn.handle_timeout(first);
+        assert!(matches!(
+            h.conn.poll_output(),
+            Some(Output::Close(CloseReason::SessionTimeout))
+        ));
+        // A first request in time moves to the session timeout.
+        let mut h = Harness::new(config());
+        h.now += Duration::from_secs(9);
+        h.send("OPTIONS * RTSP/1.0\r\nCSeq: 1\r\n\r\n");
+        h.conn.handle_timeout(h.now);
+        assert_eq!(
+            h.conn.poll_output(),
+            Some(Output::Timeout(h.now + Duration::from_secs(60)))
+        );
+    }
+
+    #[test]
+    fn session_timeout_and_keepalives() {
+        let mut cfg = config();
+        // The first request's own deadline: `the_first_request_has_a_short_deadline`.
+        cfg.first_request_timeout = Duration::from_secs(60);
+        let mut h = Harness::new(cfg);
         let t0 = h.now;
         let timeout = Duration::from_secs(60);
         assert_eq!(h.conn.poll_output(), Some(Output::Timeout(t0 + timeout)));

@@ -158,9 +158,16 @@ impl AuthBus {
     fn handle(self: &Rc<Self>, msg: AuthMsg) {
         let now = Instant::now();
         match msg {
-            AuthMsg::Ask { from: _, question } => {
-                // Queued in the outbox; the dispatcher asks the portal (this is the owner).
-                self.state.borrow_mut().queue_portal_question(question, now);
+            AuthMsg::Ask { from, question } => {
+                // Queued in the outbox; the dispatcher asks the portal (this is the owner),
+                // unless the question crossed this key's answer on its way here.
+                let settled = self
+                    .state
+                    .borrow_mut()
+                    .queue_portal_question(question.clone(), now);
+                if let Some(outcome) = settled {
+                    self.send(from, AuthMsg::Answer { question, outcome });
+                }
             }
             AuthMsg::Answer { question, outcome } => {
                 self.state

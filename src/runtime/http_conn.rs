@@ -53,6 +53,7 @@ pub async fn serve<S: Wire>(
         },
         skip_body: 0,
         head_started: None,
+        first_deadline: Some(Instant::now() + limits.first_request_timeout),
         may_wait: true,
         stream,
         state,
@@ -82,6 +83,9 @@ struct HttpConn<S> {
     /// come within `read_timeout`, so a client dripping a byte at a time cannot hold the
     /// slot.
     head_started: Option<Instant>,
+    /// Until the first request is answered: when its head must have arrived
+    /// (`first_request_timeout`), so idle connections cannot pile up.
+    first_deadline: Option<Instant>,
     /// Whether the next request may be parked until a segment is cut (not twice in a row).
     may_wait: bool,
 }
@@ -122,6 +126,7 @@ impl<S: Wire> HttpConn<S> {
                 }
             };
             self.head_started = None;
+            self.first_deadline = None;
             if self.follow(reply).await == After::Stop {
                 return After::Stop;
             }
@@ -278,13 +283,20 @@ impl<S: Wire> HttpConn<S> {
             self.close_with(Status::HeaderFieldsTooLarge).await;
             return After::Stop;
         }
-        let timeout = if self.start == self.end && self.skip_body == 0 {
+        let mut timeout = if self.start == self.end && self.skip_body == 0 {
             self.head_started = None;
             self.limits.read_timeout
         } else {
             let started = *self.head_started.get_or_insert_with(Instant::now);
             self.limits.read_timeout.saturating_sub(started.elapsed())
         };
+        if let Some(deadline) = self.first_deadline {
+            timeout = timeout.min(deadline.saturating_duration_since(Instant::now()));
+        }
+        if timeout.is_zero() && self.start == self.end {
+            // Nothing sent before the first request's deadline: closed without a word.
+            return After::Stop;
+        }
         if timeout.is_zero() {
             self.close_with(Status::RequestTimeout).await;
             return After::Stop;
@@ -310,9 +322,9 @@ impl<S: Wire> HttpConn<S> {
     }
 }
 
-/// Takes an accepted connection in, or, when the shard already serves its most HTTP
-/// connections, answers it 503 and closes it (an HTTPS one is closed at once: the 503
-/// would need a handshake first). `tls`: the connection starts with a TLS handshake.
+/// Serves an accepted connection that `runtime::connection_server` admitted against the
+/// shard's caps (which also gives its count back); `tls`: the connection starts with a TLS
+/// handshake.
 pub fn admit(
     stream: TcpStream,
     tls: Option<TlsAcceptor>,
@@ -320,28 +332,21 @@ pub fn admit(
     state: Rc<RefCell<ShardState>>,
     bus: Rc<AuthBus>,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> {
-    let admitted = state.borrow_mut().open_http_connection();
-    if !admitted {
-        return match tls {
-            None => Box::pin(refuse(stream, state)),
-            Some(_) => Box::pin(async {}),
-        };
-    }
     Box::pin(async move {
         match tls {
-            None => serve(stream, admin, state.clone(), bus).await,
+            None => serve(stream, admin, state, bus).await,
             Some(acceptor) => {
                 if let Some(stream) = handshake(&state, &acceptor, stream).await {
-                    serve(stream, admin, state.clone(), bus).await;
+                    serve(stream, admin, state, bus).await;
                 }
             }
         }
-        state.borrow_mut().close_http_connection();
     })
 }
 
-/// Answers a connection the shard has no room for with 503 and closes it.
-async fn refuse(mut stream: TcpStream, state: Rc<RefCell<ShardState>>) {
+/// Answers a connection the shard has no room for (`runtime::connection_server` asked
+/// `ShardState::open_connection`) with 503 and closes it.
+pub async fn refuse(mut stream: TcpStream, state: Rc<RefCell<ShardState>>) {
     let mut out = Vec::with_capacity(512);
     close_with(&mut stream, &state, &mut out, Status::ServiceUnavailable).await;
 }

@@ -21,10 +21,11 @@ pub mod rtsp_conn;
 pub mod srt_conn;
 pub mod tls;
 
+use crate::auth::verdict::canonical_ip;
 use crate::catalog::Catalog;
-use crate::config::{Config, InputUrl, ListenerProto};
+use crate::config::{Config, ConnectionCaps, InputUrl, ListenerProto, Served};
 use crate::http::limits::HttpLimits;
-use crate::shard::{Now, ShardState};
+use crate::shard::{ConnKind, Now, ShardState};
 use crate::stream::view::StreamEvent;
 use auth_bus::{AuthBus, AuthMsg};
 use fanout::Fanout;
@@ -33,7 +34,7 @@ use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::net::{TcpListener, TcpStream};
 use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
 use std::cell::RefCell;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
@@ -81,14 +82,46 @@ pub fn run(config: &Config, tls: Option<TlsSetup>, shards: usize) -> Result<Stop
         }
     }
     if listeners.tcp.is_empty() && listeners.srt.is_empty() {
-        log::warn!("no http, rtsp, rtmp or srt listener configured: nothing will be served");
+        return Err(
+            "no http, rtsp, rtmp or srt listener configured: nothing would be served".into(),
+        );
     }
-    let limits = HttpLimits::default();
+    let fd_limit = raise_file_limit();
+    let serves = |inner: ListenerProto| listeners.tcp.iter().any(|(p, _)| p.inner() == inner);
+    let served = Served {
+        http: serves(ListenerProto::Http),
+        rtmp: serves(ListenerProto::Rtmp),
+        rtsp: serves(ListenerProto::Rtsp),
+    };
+    let caps = ConnectionCaps::derive(fd_limit, shards, served, config.max_connections_per_ip);
+    log::info!(
+        "file limit {fd_limit}: each of {shards} shards takes at most {} http, {} rtmp and {} \
+         rtsp connections, {} per client IP",
+        caps.http,
+        caps.rtmp,
+        caps.rtsp,
+        if caps.per_ip == usize::MAX {
+            "no limit".to_string()
+        } else {
+            caps.per_ip.to_string()
+        }
+    );
+    let limits = HttpLimits {
+        first_request_timeout: Duration::from_millis(config.handshake_timeout_ms.into()),
+        ..HttpLimits::default()
+    };
     let seed = crate::auth::os_seed();
     let mesh: MeshBuilder<StreamEvent, _> = MeshBuilder::full(shards, MESH_QUEUE);
     let auth_mesh: MeshBuilder<AuthMsg, _> = MeshBuilder::full(shards, auth_bus::AUTH_MESH_QUEUE);
     let (ready_tx, ready_rx) = mpsc::channel::<Result<usize, String>>();
 
+    // Before any listener is bound: a signal that arrives while the shards start is kept
+    // for the loop below instead of killing the process.
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])
+    .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let placement = if shards <= cores {
         PoolPlacement::MaxSpread(shards, None)
@@ -106,7 +139,8 @@ pub fn run(config: &Config, tls: Option<TlsSetup>, shards: usize) -> Result<Stop
                 stream: mesh,
                 auth: auth_mesh,
             };
-            async move { shard_main(catalog, listeners, meshes, limits, seed, ready).await }
+            let limits = limits.clone();
+            async move { shard_main(catalog, listeners, meshes, (limits, caps), seed, ready).await }
         })
         .map_err(|e| format!("cannot start shards: {e}"))?;
 
@@ -120,11 +154,6 @@ pub fn run(config: &Config, tls: Option<TlsSetup>, shards: usize) -> Result<Stop
 
     let (stop_tx, stop_rx) = mpsc::channel::<Result<Stop, String>>();
     let on_signal = stop_tx.clone();
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-    ])
-    .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     std::thread::spawn(move || {
         if let Some(sig) = signals.forever().next() {
             let _ = on_signal.send(Ok(Stop::Signal(sig)));
@@ -191,7 +220,7 @@ async fn shard_main(
     catalog: Arc<Catalog>,
     addrs: Listeners,
     meshes: Meshes,
-    limits: HttpLimits,
+    (limits, caps): (HttpLimits, ConnectionCaps),
     seed: u64,
     ready: mpsc::Sender<Result<usize, String>>,
 ) {
@@ -212,7 +241,8 @@ async fn shard_main(
     };
     let id = senders.peer_id();
     crate::logging::set_shard(id);
-    let state = ShardState::new(id, shards, catalog.clone(), limits, seed);
+    let mut state = ShardState::new(id, shards, catalog.clone(), limits, seed);
+    state.set_connection_caps(caps);
     let state = Rc::new(RefCell::new(state));
     let bound = match bind_listeners(&addrs) {
         Ok(bound) => bound,
@@ -363,7 +393,9 @@ fn connection_seed(seed: u64, shard: usize, accepted: u64) -> u64 {
 type ConnectionTask = std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
 
 /// What serves an accepted connection of `proto` (with the connection's number): the
-/// protocol's shell, after a TLS handshake on the TLS listeners.
+/// protocol's shell (after a TLS handshake on the TLS listeners), if the shard's caps admit
+/// it (per protocol, per client IP); otherwise HTTP gets `503` (HTTPS and RTMP/RTSP are
+/// closed at once: a 503 over TLS would need a handshake first).
 fn connection_server(
     proto: ListenerProto,
     tls: Option<TlsAcceptor>,
@@ -375,10 +407,31 @@ fn connection_server(
 ) -> impl FnMut(TcpStream, u64) -> ConnectionTask + 'static {
     let (state, udp, fanout, bus) = (state.clone(), udp.clone(), fanout.clone(), bus.clone());
     let shard = state.borrow().id();
+    let kind = match proto.inner() {
+        ListenerProto::Rtsp => ConnKind::Rtsp,
+        ListenerProto::Rtmp => ConnKind::Rtmp,
+        _ => ConnKind::Http,
+    };
     move |stream, accepted| {
+        let Ok(ip) = stream.peer_addr().map(|a| canonical_ip(a.ip())) else {
+            return Box::pin(async {});
+        };
+        let slot = match ConnectionSlot::take(&state, kind, ip) {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                log::debug!(
+                    "{} connection from {ip} refused: {refusal:?}",
+                    proto.as_str()
+                );
+                return match (kind, &tls) {
+                    (ConnKind::Http, None) => Box::pin(http_conn::refuse(stream, state.clone())),
+                    _ => Box::pin(async move { drop(stream) }),
+                };
+            }
+        };
         let conn_seed = connection_seed(seed, shard, accepted);
         let (state, udp, fanout) = (state.clone(), udp.clone(), fanout.clone());
-        match (proto.inner(), tls.clone()) {
+        let task: ConnectionTask = match (proto.inner(), tls.clone()) {
             (ListenerProto::Http, tls) => {
                 http_conn::admit(stream, tls, proto.is_admin(), state, bus.clone())
             }
@@ -399,7 +452,71 @@ fn connection_server(
             }),
             // SRT is UDP: its endpoints are not TCP listeners.
             (_, None) => Box::pin(async {}),
+        };
+        Box::pin(async move {
+            task.await;
+            drop(slot);
+        })
+    }
+}
+
+/// An admitted connection's place in its shard's counts, given back when it is dropped:
+/// however the connection's task ends (or is dropped), the count goes down once.
+struct ConnectionSlot {
+    state: Rc<RefCell<ShardState>>,
+    kind: ConnKind,
+    ip: IpAddr,
+}
+
+impl ConnectionSlot {
+    fn take(
+        state: &Rc<RefCell<ShardState>>,
+        kind: ConnKind,
+        ip: IpAddr,
+    ) -> Result<ConnectionSlot, crate::shard::Refusal> {
+        state.borrow_mut().open_connection(kind, ip)?;
+        Ok(ConnectionSlot {
+            state: state.clone(),
+            kind,
+            ip,
+        })
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.state.borrow_mut().close_connection(self.kind, self.ip);
+    }
+}
+
+/// Raises the soft limit on open files to the hard one (connection caps are derived from
+/// it) and returns the soft limit in force.
+fn raise_file_limit() -> u64 {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    /// What an unlimited (or unreadable) limit is counted as.
+    const ASSUMED: u64 = 1 << 20;
+    let (soft, hard) = match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok(limits) => limits,
+        Err(e) => {
+            log::warn!("cannot read the open files limit ({e}); assuming 1024");
+            return 1024;
         }
+    };
+    let soft = if soft < hard {
+        match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => hard,
+            Err(e) => {
+                log::warn!("cannot raise the open files limit from {soft} to {hard}: {e}");
+                soft
+            }
+        }
+    } else {
+        soft
+    };
+    if soft == nix::sys::resource::RLIM_INFINITY {
+        ASSUMED
+    } else {
+        soft
     }
 }
 

@@ -75,6 +75,7 @@ pub async fn serve<S: Wire>(
     // ffmpeg then reports a refused play as "Input/output error", as the spec's scenario
     // has it; the onStatus still carries NetStream.Play.Failed and the reason.
     cfg.deny_level = DenyLevel::Warning;
+    cfg.handshake_timeout = state.borrow().limits().first_request_timeout;
     let machine = RtmpConnection::new(cfg, Instant::now());
     let mut glue = RtmpGlue {
         fanout,

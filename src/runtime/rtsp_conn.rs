@@ -59,6 +59,7 @@ pub async fn serve<S: Wire>(
     cfg.token_param = state.borrow().catalog().token_param.to_string();
     cfg.server = crate::http::response::SERVER;
     cfg.udp_server_ports = udp.as_ref().map(|u| [u.ports, u.ports]);
+    cfg.first_request_timeout = state.borrow().limits().first_request_timeout;
     let machine = RtspConnection::new(cfg, Instant::now());
     let mut glue = RtspGlue {
         started: Instant::now(),

@@ -5,7 +5,11 @@
 //! (`..`, `//`, percent-encoding, a repeated token parameter, a fragment) can make a denied
 //! request look like an allowed one. The rules:
 //!
-//! * the target must be origin-form (`/...`); anything else is 400;
+//! * the target must be origin-form (`/...`) or absolute-form with an `http`/`https` scheme
+//!   (`http://host/...`, RFC 9112 §3.2.2, which a server must accept); the authority
+//!   (userinfo, host, port) is dropped unread, so routing and the token see only the path and
+//!   query after it, exactly as in origin-form; an empty host, another scheme (`*`,
+//!   `ftp://`) or anything else is 400;
 //! * the path is percent-decoded once; an encoded `/`, `\` or control byte, invalid UTF-8, or
 //!   a `..` segment is 400; empty and `.` segments are dropped (so `//a/./b` is `/a/b`);
 //! * the query is split on `&`; keys and values are percent-decoded; the token is the value of
@@ -36,7 +40,7 @@ pub enum TargetError {
 impl fmt::Display for TargetError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            TargetError::NotOriginForm => "request target must start with /",
+            TargetError::NotOriginForm => "request target must be /path or http://host/path",
             TargetError::Fragment => "request target contains a fragment",
             TargetError::BadPercentEncoding => "bad percent-encoding",
             TargetError::ForbiddenByte => {
@@ -113,12 +117,10 @@ impl Target {
         self.hls_msn = None;
         self.hls_part = None;
         self.hls_malformed = false;
-        if raw.first() != Some(&b'/') {
-            return Err(TargetError::NotOriginForm);
-        }
         if memchr::memchr(b'#', raw).is_some() {
             return Err(TargetError::Fragment);
         }
+        let raw = path_and_query(raw)?;
         let (raw_path, raw_query) = match memchr::memchr(b'?', raw) {
             Some(i) => (&raw[..i], &raw[i + 1..]),
             None => (raw, &[][..]),
@@ -180,6 +182,34 @@ impl Target {
         }
         Ok(())
     }
+}
+
+/// The path and query of a request-target: origin-form as is; absolute-form
+/// (`http[s]://authority[/path][?query]`, RFC 9112 §3.2.2, RFC 3986 §3.2) without its
+/// scheme and authority. The authority ends at the first `/` or `?` (a `#` was refused
+/// before), so nothing in it (userinfo, an encoded slash, a `token=`) reaches the path or
+/// the query. An empty path is the root (the caller's normalization makes it `/`).
+fn path_and_query(raw: &[u8]) -> Result<&[u8], TargetError> {
+    if raw.first() == Some(&b'/') {
+        return Ok(raw);
+    }
+    let rest = ["http://", "https://"]
+        .iter()
+        .find(|scheme| {
+            raw.len() >= scheme.len() && raw[..scheme.len()].eq_ignore_ascii_case(scheme.as_bytes())
+        })
+        .map(|scheme| &raw[scheme.len()..])
+        .ok_or(TargetError::NotOriginForm)?;
+    let end = memchr::memchr2(b'/', b'?', rest).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    let host = match memchr::memrchr(b'@', authority) {
+        Some(at) => &authority[at + 1..],
+        None => authority,
+    };
+    if host.is_empty() || host[0] == b':' {
+        return Err(TargetError::NotOriginForm);
+    }
+    Ok(&rest[end..])
 }
 
 /// A delivery directive's value: 1 to 19 ASCII digits (never percent-encoded by clients).
@@ -253,8 +283,69 @@ mod tests {
             Err(TargetError::DuplicateToken)
         );
         assert_eq!(parse("/a#token=x"), Err(TargetError::Fragment));
-        assert_eq!(parse("http://h/a"), Err(TargetError::NotOriginForm));
         assert_eq!(parse("*"), Err(TargetError::NotOriginForm));
+        assert_eq!(parse("a/b"), Err(TargetError::NotOriginForm));
+    }
+
+    #[test]
+    fn absolute_form_is_its_path_and_query() {
+        let origin = |raw: &str| parse(raw).unwrap();
+        assert_eq!(
+            origin("http://host/auth-check/index.m3u8?token=t1"),
+            ("/auth-check/index.m3u8".into(), Some(b"t1".to_vec()))
+        );
+        assert_eq!(
+            origin("HTTPS://host:8080/a/index.m3u8"),
+            ("/a/index.m3u8".into(), None)
+        );
+        assert_eq!(origin("http://host"), ("/".into(), None));
+        assert_eq!(
+            origin("http://host?token=t"),
+            ("/".into(), Some(b"t".to_vec()))
+        );
+        assert_eq!(origin("http://[::1]:80//a/./b"), ("/a/b".into(), None));
+        // The path and query rules apply after the authority, unchanged.
+        assert_eq!(parse("http://h/a/../b"), Err(TargetError::DotDotSegment));
+        assert_eq!(parse("http://h/a%2fb"), Err(TargetError::ForbiddenByte));
+        assert_eq!(
+            parse("http://h/a?token=x&token=y"),
+            Err(TargetError::DuplicateToken)
+        );
+        assert_eq!(parse("http://h/a#token=x"), Err(TargetError::Fragment));
+        assert_eq!(parse("http://h#/a?token=x"), Err(TargetError::Fragment));
+    }
+
+    #[test]
+    fn nothing_in_the_authority_counts() {
+        let origin = |raw: &str| parse(raw).unwrap();
+        // Userinfo, a token-looking host, encoded separators: all dropped unread.
+        assert_eq!(origin("http://token=t1@h/a"), ("/a".into(), None));
+        assert_eq!(origin("http://u:t1@h/a?x=1"), ("/a".into(), None));
+        assert_eq!(origin("http://h;token=t1/a"), ("/a".into(), None));
+        assert_eq!(origin("http://h%3Ftoken=t1/a"), ("/a".into(), None));
+        assert_eq!(origin("http://h%2Fauth-check/a"), ("/a".into(), None));
+        assert_eq!(origin("http://a@b@h/a"), ("/a".into(), None));
+        // The first `/` or `?` ends the authority: what follows is the path or query.
+        assert_eq!(
+            origin("http://h?token=t1/auth-check/index.m3u8"),
+            ("/".into(), Some(b"t1/auth-check/index.m3u8".to_vec()))
+        );
+        // No host, another scheme, or scheme tricks.
+        for bad in [
+            "http:///a",
+            "http://u@/a",
+            "http://:80/a",
+            "http:/a",
+            "http:a",
+            "ftp://h/a",
+            "rtsp://h/a",
+            "xhttp://h/a",
+            "http//h/a",
+            "%68ttp://h/a",
+            " http://h/a",
+        ] {
+            assert_eq!(parse(bad), Err(TargetError::NotOriginForm), "{bad}");
+        }
     }
 
     #[test]

@@ -59,10 +59,16 @@ impl Server {
 
     pub fn start_with_args(config: &str, http: u16, args: &[&str]) -> Server {
         let path = write_config(config);
-        let log = path.with_file_name("server.log");
-        let child = Command::new(BIN)
-            .args(args)
-            .arg(&path)
+        let mut cmd = Command::new(BIN);
+        cmd.args(args).arg(&path);
+        Self::spawn(cmd, http)
+    }
+
+    /// Starts `cmd` (the binary, on the config `write_config` wrote, however it is run)
+    /// with debug logs into `server.log`, and waits until HTTP accepts.
+    pub fn spawn(mut cmd: Command, http: u16) -> Server {
+        let log = temp_dir().join("server.log");
+        let child = cmd
             .env("TESSERA_LOG", "debug")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
@@ -79,6 +85,11 @@ impl Server {
             std::thread::sleep(Duration::from_millis(50));
         }
         server
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn log_text(&self) -> String {
