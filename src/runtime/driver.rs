@@ -65,6 +65,8 @@ pub struct Viewing<V> {
     pub cursor: ViewerCursor,
     pub viewer: V,
     pub paused: bool,
+    /// When the viewer started, for the closing log line.
+    pub started: Instant,
 }
 
 impl<V> Viewing<V> {
@@ -74,6 +76,7 @@ impl<V> Viewing<V> {
             cursor: ViewerCursor::new(),
             viewer,
             paused: false,
+            started: Instant::now(),
         }
     }
 }
@@ -83,6 +86,26 @@ impl<V> Viewing<V> {
 pub struct Playback<V> {
     pub play: Option<PlayLifecycle>,
     pub viewing: Option<Viewing<V>>,
+}
+
+/// A viewer was to start without an allowed play (a machine out of step with its glue).
+#[derive(Debug)]
+pub struct NotAllowed;
+
+impl<V> Playback<V> {
+    /// Opens the allowed play's session and starts `viewer` on its stream: the session's
+    /// id for logs (`-` when the shard's session table is full). `Err` when no play was
+    /// allowed.
+    pub fn start(
+        &mut self,
+        state: &Rc<RefCell<ShardState>>,
+        viewer: V,
+    ) -> Result<String, NotAllowed> {
+        let play = self.play.as_mut().ok_or(NotAllowed)?;
+        let session = crate::runtime::play_auth::open_session(state, play);
+        self.viewing = Some(Viewing::new(play.stream(), viewer));
+        Ok(session.map_or_else(|| "-".to_owned(), |s| s.to_string()))
+    }
 }
 
 impl<V> Default for Playback<V> {
@@ -262,6 +285,30 @@ pub(crate) struct PeerLink {
     pub inbox: DatagramQueue,
     pub socket: Rc<UdpSocket>,
     pub peer: SocketAddr,
+}
+
+/// Runs a byte-stream connection (TCP or TLS) that starts with nothing playing.
+pub(crate) async fn drive_stream<G: Glue>(
+    glue: &mut G,
+    machine: G::Machine,
+    socket: &mut dyn Wire,
+    state: &Rc<RefCell<ShardState>>,
+    peer: IpAddr,
+    udp: Option<Rc<UdpPair>>,
+) {
+    let conn = (machine, Playback::default());
+    drive(glue, conn, Link::Stream(socket), state, peer, udp).await;
+}
+
+/// Sets up an accepted TCP (or TLS) connection for media: no Nagle delay, the shard's write
+/// timeout. The peer's address, canonical (an IPv4-mapped IPv6 address as IPv4), or `None`
+/// when the connection is already gone.
+pub fn prepare_stream(socket: &dyn Wire, state: &Rc<RefCell<ShardState>>) -> Option<IpAddr> {
+    let tcp = socket.tcp();
+    let peer = tcp.peer_addr().ok()?;
+    let _ = tcp.set_nodelay(true);
+    let _ = tcp.set_write_timeout(Some(state.borrow().limits().write_timeout));
+    Some(crate::auth::verdict::canonical_ip(peer.ip()))
 }
 
 /// The connection's I/O as glue code sees it.

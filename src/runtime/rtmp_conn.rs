@@ -15,7 +15,7 @@
 //! timeline the next publisher continues.
 
 use crate::auth::play::{Access, PlayLifecycle};
-use crate::auth::verdict::{Proto, StreamId, canonical_ip};
+use crate::auth::verdict::{Proto, StreamId};
 use crate::catalog::PublishClaim;
 use crate::media::frame::MediaInfo;
 use crate::rtmp::flv::MediaFrame;
@@ -23,7 +23,9 @@ use crate::rtmp::session::{
     Action, AuthAnswer, ConnectionConfig, DenyLevel, Output, PlayStart, RtmpConnection,
 };
 use crate::rtmp::viewer::RtmpViewer;
-use crate::runtime::driver::{Conn, Flow, Glue, Io, Link, Playback, Profile, Viewing, drive};
+use crate::runtime::driver::{
+    Conn, Flow, Glue, Io, Playback, Profile, Viewing, drive_stream, prepare_stream,
+};
 use crate::runtime::fanout::Fanout;
 use crate::runtime::play_auth::{authorize, open_session};
 use crate::runtime::tls::Wire;
@@ -63,13 +65,9 @@ pub async fn serve<S: Wire>(
     fanout: Rc<Fanout>,
     seed: u64,
 ) {
-    let Ok(peer) = socket.tcp().peer_addr().map(|a| canonical_ip(a.ip())) else {
+    let Some(peer) = prepare_stream(&socket, &state) else {
         return;
     };
-    let _ = socket.tcp().set_nodelay(true);
-    let _ = socket
-        .tcp()
-        .set_write_timeout(Some(state.borrow().limits().write_timeout));
     let mut cfg = ConnectionConfig::new(seed);
     cfg.token_param = state.borrow().catalog().token_param.to_string();
     // ffmpeg then reports a refused play as "Input/output error", as the spec's scenario
@@ -84,16 +82,7 @@ pub async fn serve<S: Wire>(
         publisher: None,
         events: Vec::new(),
     };
-    let conn = (machine, Playback::default());
-    drive(
-        &mut glue,
-        conn,
-        Link::Stream(&mut socket),
-        &state,
-        peer,
-        None,
-    )
-    .await;
+    drive_stream(&mut glue, machine, &mut socket, &state, peer, None).await;
 }
 
 /// What RTMP keeps beside its machine: the play's media version, and a publish.

@@ -4,13 +4,15 @@
 //! protocol uses); PLAY opens the session and starts the viewer at the newest keyframe.
 
 use crate::auth::play::{Access, PlayLifecycle};
-use crate::auth::verdict::{Proto, canonical_ip};
+use crate::auth::verdict::Proto;
 use crate::rtsp::session::{
     AuthAnswer, ConnectionConfig, Output, PlayStart, PortPair, RtspConnection,
 };
 use crate::rtsp::viewer::RtspViewer;
-use crate::runtime::driver::{Conn, Flow, Glue, Io, Link, Playback, Profile, Viewing, drive};
-use crate::runtime::play_auth::{authorize, open_session};
+use crate::runtime::driver::{
+    Conn, Flow, Glue, Io, Playback, Profile, drive_stream, prepare_stream,
+};
+use crate::runtime::play_auth::authorize;
 use crate::runtime::tls::Wire;
 use crate::shard::ShardState;
 use glommio::net::UdpSocket;
@@ -48,38 +50,20 @@ pub async fn serve<S: Wire>(
     udp: Option<Rc<UdpPair>>,
     seed: u64,
 ) {
-    let Ok(peer) = socket.tcp().peer_addr().map(|a| canonical_ip(a.ip())) else {
+    let Some(peer) = prepare_stream(&socket, &state) else {
         return;
     };
-    let _ = socket.tcp().set_nodelay(true);
-    let _ = socket
-        .tcp()
-        .set_write_timeout(Some(state.borrow().limits().write_timeout));
     let mut cfg = ConnectionConfig::new(seed);
     cfg.token_param = state.borrow().catalog().token_param.to_string();
     cfg.server = crate::http::response::SERVER;
     cfg.udp_server_ports = udp.as_ref().map(|u| [u.ports, u.ports]);
     cfg.first_request_timeout = state.borrow().limits().first_request_timeout;
     let machine = RtspConnection::new(cfg, Instant::now());
-    let mut glue = RtspGlue {
-        started: Instant::now(),
-    };
-    let conn = (machine, Playback::default());
-    drive(
-        &mut glue,
-        conn,
-        Link::Stream(&mut socket),
-        &state,
-        peer,
-        udp,
-    )
-    .await;
+    drive_stream(&mut RtspGlue, machine, &mut socket, &state, peer, udp).await;
 }
 
-/// What RTSP keeps beside its machine: when the play started, for the closing log line.
-struct RtspGlue {
-    started: Instant,
-}
+/// RTSP keeps nothing beside its machine and its viewer.
+struct RtspGlue;
 
 /// DESCRIBE's decision: the machine's answer; an allowed play is kept for PLAY.
 async fn authorize_describe(
@@ -138,20 +122,15 @@ impl RtspGlue {
             viewing.paused = false;
             return Flow::Idle;
         }
-        let Some(play) = &mut playback.play else {
+        let Ok(session) = playback.start(io.state, RtspViewer::new(start)) else {
             return Flow::Close;
         };
-        let session = open_session(io.state, play);
         log::info!(
-            "rtsp play started session={} rtsp_session={} stream={} ip={}",
-            session.map_or_else(|| "-".to_owned(), |s| s.to_string()),
+            "rtsp play started session={session} rtsp_session={} stream={} ip={}",
             start.session_id,
             start.stream,
             io.peer,
         );
-        let viewer = RtspViewer::new(start);
-        playback.viewing = Some(Viewing::new(play.stream(), viewer));
-        self.started = Instant::now();
         Flow::Idle
     }
 }
@@ -168,7 +147,7 @@ impl Glue for RtspGlue {
                 "session closed id={id} proto=rtsp ip={} packets={} seconds={}",
                 io.peer,
                 v.viewer.packets(),
-                self.started.elapsed().as_secs()
+                v.started.elapsed().as_secs()
             );
         }
     }

@@ -23,9 +23,9 @@
 use crate::auth::play::{Access, PlayLifecycle};
 use crate::auth::verdict::{DenyReason, Proto, canonical_ip};
 use crate::runtime::driver::{
-    Conn, Flow, Glue, Io, Link, Machine, PeerLink, Playback, Profile, Viewing, drive,
+    Conn, Flow, Glue, Io, Link, Machine, PeerLink, Playback, Profile, drive,
 };
-use crate::runtime::play_auth::{authorize, open_session};
+use crate::runtime::play_auth::authorize;
 use crate::shard::ShardState;
 use crate::srt::RejectReason;
 use crate::srt::connection::{
@@ -186,7 +186,6 @@ async fn serve(
     cfg.token_key = state.borrow().catalog().token_param.to_string();
     let machine = SrtConnection::new(hello, peer, cfg, Instant::now());
     let mut glue = SrtGlue {
-        started: Instant::now(),
         latency: endpoint.latency,
     };
     let ip = canonical_ip(peer.ip());
@@ -198,10 +197,8 @@ async fn serve(
     }
 }
 
-/// What SRT keeps beside its machine: the latency it asks for, and when the play started,
-/// for the closing log line.
+/// What SRT keeps beside its machine: the latency it asks for.
 struct SrtGlue {
-    started: Instant,
     latency: Duration,
 }
 
@@ -267,17 +264,10 @@ async fn authorize_play(
 impl SrtGlue {
     /// The handshake completed: the session opens and the viewer starts.
     fn connected(&mut self, playback: &mut Playback<SrtViewer>, io: &Io<'_>) -> Flow {
-        let Some(play) = &mut playback.play else {
+        let Ok(session) = playback.start(io.state, SrtViewer::new()) else {
             return Flow::Close;
         };
-        let session = open_session(io.state, play);
-        log::info!(
-            "srt play started session={} ip={}",
-            session.map_or_else(|| "-".to_owned(), |s| s.to_string()),
-            io.peer,
-        );
-        playback.viewing = Some(Viewing::new(play.stream(), SrtViewer::new()));
-        self.started = Instant::now();
+        log::info!("srt play started session={session} ip={}", io.peer);
         Flow::Idle
     }
 }
@@ -325,7 +315,7 @@ impl Glue for SrtGlue {
                 "srt play ended ip={} payloads={} seconds={}",
                 io.peer,
                 v.viewer.payloads(),
-                self.started.elapsed().as_secs()
+                v.started.elapsed().as_secs()
             );
         }
     }
