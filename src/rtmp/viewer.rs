@@ -124,37 +124,38 @@ impl FrameViewer for RtmpViewer {
     }
 
     fn write(&mut self, out: &mut Outbox, mark: usize) -> bool {
-        while let Some(tag) = self.queue.front() {
-            let (header, offset) = match self.current.take() {
-                Some(c) => c,
-                None => {
-                    let tag = tag.clone();
-                    match media_header(&tag, &mut self.base_ms, self.stream_id) {
-                        Some(h) => (h, 0),
-                        None => {
-                            self.queue.pop_front();
-                            continue;
-                        }
+        let RtmpViewer {
+            encoder,
+            stream_id,
+            base_ms,
+            queue,
+            current,
+            ..
+        } = self;
+        while let Some(tag) = queue.front() {
+            let (header, mut at) = match current.take() {
+                Some(resumed) => resumed,
+                None => match media_header(tag, base_ms, *stream_id) {
+                    Some(header) => (header, 0),
+                    None => {
+                        queue.pop_front();
+                        continue;
                     }
-                }
+                },
             };
-            let Some(tag) = self.queue.front() else { break };
-            let mut at = offset;
             loop {
-                at = self
-                    .encoder
-                    .write_chunk(&header, &tag.body, at, out.bytes_mut());
+                at = encoder.write_chunk(&header, &tag.body, at, out.bytes_mut());
                 if at >= tag.body.len() {
                     break;
                 }
                 if out.len() >= mark {
-                    self.current = Some((header, at));
+                    *current = Some((header, at));
                     return false;
                 }
             }
-            self.queue.pop_front();
+            queue.pop_front();
             if out.len() >= mark {
-                return self.queue.is_empty();
+                return queue.is_empty();
             }
         }
         true
