@@ -67,9 +67,20 @@ pub struct Finished {
 
 /// How a question ended, kept for questions that were already on their way.
 struct Settled {
-    question: PortalQuestion,
+    asked: Asked,
     outcome: PortalOutcome,
     until: Instant,
+}
+
+/// What identifies a settled question (not its headers or query, which a late question
+/// need not repeat): kept small, since a shard may hold `SETTLED_CAPACITY` of them.
+#[derive(Debug)]
+struct Asked {
+    key: u64,
+    policy: PolicyId,
+    stream: StreamId,
+    ip: IpAddr,
+    token: Option<Box<[u8]>>,
 }
 
 /// What the owner does with another shard's question.
@@ -131,7 +142,7 @@ impl Lookups {
         self.forget_settled(now);
         if let Some(s) = self.settled.get(&question.key)
             && s.until > now
-            && same_question(&s.question, &question)
+            && same_question(&s.asked, &question)
         {
             return RemoteQuestion::Settled(s.outcome.clone());
         }
@@ -162,7 +173,13 @@ impl Lookups {
         self.settled.insert(
             key,
             Settled {
-                question: question.clone(),
+                asked: Asked {
+                    key,
+                    policy: question.policy,
+                    stream: question.stream,
+                    ip: question.ip,
+                    token: question.token.clone(),
+                },
                 outcome: outcome.clone(),
                 until: now + hold,
             },
@@ -174,7 +191,7 @@ impl Lookups {
     /// again on purpose (the operator's reauth), so no question may be answered by an
     /// outcome from before.
     pub fn forget_settled_stream(&mut self, stream: StreamId) {
-        self.settled.retain(|_, s| s.question.stream != stream);
+        self.settled.retain(|_, s| s.asked.stream != stream);
     }
 
     /// Drops settled outcomes past their window.
@@ -260,7 +277,7 @@ impl Lookups {
 
 /// Whether two questions under one key hash ask about the same thing (a hash collision
 /// must not hand one viewer's outcome to another); the token in constant time.
-fn same_question(a: &PortalQuestion, b: &PortalQuestion) -> bool {
+fn same_question(a: &Asked, b: &PortalQuestion) -> bool {
     let token = match (&a.token, &b.token) {
         (Some(x), Some(y)) => crate::constant_time::constant_time_eq(x, y),
         (None, None) => true,

@@ -245,8 +245,17 @@ fn phases(
 ) -> Result<Reply, Reply> {
     // The operator API shares the port (unless admin listeners have it); it is never
     // routed as a stream.
-    if crate::http::api::is_api_path(head.target) {
-        return Err(api_request(shard, head, peer, scratch.admin, answer));
+    // In absolute form the API is reached the same way: its path after the authority.
+    let api_target = crate::uri::path_and_query(head.target).unwrap_or(head.target);
+    if crate::http::api::is_api_path(api_target) {
+        return Err(api_request(
+            shard,
+            head,
+            api_target,
+            peer,
+            scratch.admin,
+            answer,
+        ));
     }
     method(shard, head.method, answer)?;
     // An `Arc` clone (a reference count), so the catalog can be read while the shard's
@@ -877,6 +886,7 @@ fn account(
 fn api_request(
     shard: &mut ShardState,
     head: &RequestHead<'_>,
+    target: &[u8],
     peer: IpAddr,
     admin: bool,
     answer: &mut Answer<'_>,
@@ -894,9 +904,8 @@ fn api_request(
             "the API is not open to this address\n",
         );
     }
-    let key = catalog.api_key.clone();
-    match crate::http::api::parse_call(head.method, head.target, head.authorization, key.as_deref())
-    {
+    let key = catalog.api_key.as_deref();
+    match crate::http::api::parse_call(head.method, target, head.authorization, key) {
         Ok(call) => {
             let send_body = answer.send_body;
             Reply::then(Status::Ok, answer.close, Next::Api { call, send_body })

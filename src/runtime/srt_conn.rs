@@ -43,8 +43,10 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-/// Datagrams queued for one peer before the endpoint drops its next ones.
-pub const PEER_QUEUE: usize = 256;
+/// Datagrams queued for one peer before the endpoint drops its next ones. A viewer sends
+/// ACKs, NAKs and keepalives only; kept small, since queues fill before any token is
+/// checked (MAX_PEERS of them per shard).
+pub const PEER_QUEUE: usize = 64;
 /// SRT connections one shard serves at once; callers past it are refused (1402).
 pub const MAX_PEERS: usize = 4096;
 /// The largest datagram read (a 1500-byte MTU's packet fits).
@@ -72,6 +74,9 @@ pub struct SrtEndpoint {
     peers: RefCell<HashMap<SocketAddr, Peer>>,
     seed: u64,
     connections: std::cell::Cell<u64>,
+    /// Connection tasks running (a replaced connection's task counts until it ends, so a
+    /// caller restarting over and over cannot pile up tasks past `MAX_PEERS`).
+    live: std::cell::Cell<usize>,
     /// The latency tessera asks of its viewers (`srt_latency`; the larger of it and the
     /// caller's applies).
     latency: Duration,
@@ -91,6 +96,7 @@ impl SrtEndpoint {
             peers: RefCell::new(HashMap::new()),
             seed,
             connections: std::cell::Cell::new(0),
+            live: std::cell::Cell::new(0),
             latency,
         })
     }
@@ -152,7 +158,7 @@ async fn admit(
     peer: SocketAddr,
 ) {
     let local = endpoint.next_socket_id();
-    if endpoint.peers.borrow().len() >= MAX_PEERS {
+    if endpoint.live.get() >= MAX_PEERS {
         log::warn!("srt {peer}: refused: {MAX_PEERS} connections on this shard");
         let reject = RejectReason::OVERLOAD;
         let reply = handshake::rejection(&hello, local, reject, peer.ip(), 0);
@@ -169,6 +175,7 @@ async fn admit(
         socket: endpoint.socket.clone(),
         peer,
     };
+    endpoint.live.set(endpoint.live.get() + 1);
     let task = serve(hello, link, local, state.clone(), endpoint.clone());
     glommio::spawn_local(task).detach();
 }
@@ -191,6 +198,7 @@ async fn serve(
     let ip = canonical_ip(peer.ip());
     let conn = (machine, Playback::default());
     drive(&mut glue, conn, Link::Datagrams(link), &state, ip, None).await;
+    endpoint.live.set(endpoint.live.get().saturating_sub(1));
     let mut peers = endpoint.peers.borrow_mut();
     if peers.get(&peer).is_some_and(|known| known.caller == caller) {
         peers.remove(&peer);

@@ -10,5 +10,5 @@ mod target;
 mod token_query;
 
 pub use percent::{percent_decode_into, percent_encode_into};
-pub use target::{HlsDirectives, Target, TargetError};
+pub use target::{HlsDirectives, Target, TargetError, path_and_query};
 pub use token_query::TokenQuery;

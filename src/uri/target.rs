@@ -189,7 +189,7 @@ impl Target {
 /// scheme and authority. The authority ends at the first `/` or `?` (a `#` was refused
 /// before), so nothing in it (userinfo, an encoded slash, a `token=`) reaches the path or
 /// the query. An empty path is the root (the caller's normalization makes it `/`).
-fn path_and_query(raw: &[u8]) -> Result<&[u8], TargetError> {
+pub fn path_and_query(raw: &[u8]) -> Result<&[u8], TargetError> {
     if raw.first() == Some(&b'/') {
         return Ok(raw);
     }

@@ -4,6 +4,10 @@
 use super::*;
 use crate::srt::crypto::KeyMaterial;
 
+/// The shortest time between two resends of one packet: a peer-reported RTT of 0 must not
+/// turn every NAK into a resend of the whole buffer.
+const MIN_RESEND_GAP: Duration = Duration::from_millis(20);
+
 /// `SRT_KM_S_BADSECRET`, the KMRSP state word for key material that does not unwrap.
 const KM_STATE_BADSECRET: u32 = 4;
 
@@ -151,10 +155,12 @@ impl SrtConnection {
     }
 
     /// Sends packet `index` of the buffer again, with the retransmission flag; a packet
-    /// already retransmitted is not sent again within one RTT.
+    /// already retransmitted is not sent again within one RTT (at least `MIN_RESEND_GAP`,
+    /// whatever RTT the peer claims), so a NAK listing the whole buffer many times over
+    /// resends each packet once.
     fn retransmit(&mut self, index: usize, now: Instant) {
         let flag = self.hello.srt_flags & handshake::srt_flag::REXMITFLG != 0;
-        let min_gap = self.rtt.smoothed;
+        let min_gap = self.rtt.smoothed.max(MIN_RESEND_GAP);
         let Some(p) = self.send_buf.at_mut(index) else {
             return;
         };
