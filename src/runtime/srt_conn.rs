@@ -74,6 +74,8 @@ pub struct SrtEndpoint {
     peers: RefCell<HashMap<SocketAddr, Peer>>,
     seed: u64,
     connections: std::cell::Cell<u64>,
+    /// Keys the socket ids (`next_socket_id`).
+    ids: ahash::RandomState,
     /// Connection tasks running (a replaced connection's task counts until it ends, so a
     /// caller restarting over and over cannot pile up tasks past `MAX_PEERS`).
     live: std::cell::Cell<usize>,
@@ -96,16 +98,24 @@ impl SrtEndpoint {
             peers: RefCell::new(HashMap::new()),
             seed,
             connections: std::cell::Cell::new(0),
+            ids: ahash::RandomState::with_seeds(
+                crate::auth::os_seed(),
+                crate::auth::os_seed(),
+                crate::auth::os_seed(),
+                crate::auth::os_seed(),
+            ),
             live: std::cell::Cell::new(0),
             latency,
         })
     }
 
     /// A socket id for the next connection: nonzero, 31 bits, distinct per connection.
+    /// A keyed hash of the connection's number, so one id a caller sees tells nothing of
+    /// the others (the id is what, beside the address, a datagram must match).
     fn next_socket_id(&self) -> u32 {
         let n = self.connections.get() + 1;
         self.connections.set(n);
-        let mixed = (self.seed ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15)).rotate_left(17);
+        let mixed = self.ids.hash_one((self.seed, n));
         ((mixed as u32) & 0x7fff_ffff).max(1)
     }
 }
