@@ -19,14 +19,20 @@ pub struct StreamSpec {
     pub id: StreamId,
     pub name: Box<str>,
     pub input: InputUrl,
-    /// Who publishes right now, for `publish://` streams (see `PublishSlot`).
-    pub publish: Option<PublishSlot>,
+    /// Who publishes right now, for `publish://` streams (see `PublishSlot`); shared with
+    /// the catalog a reload makes, so a live publisher keeps its claim across it.
+    pub publish: Option<Arc<PublishSlot>>,
     pub segment_duration_ms: u32,
 }
 
 #[derive(Debug)]
 pub struct Catalog {
+    /// In config order. Ids are stable across reloads (a stream keeps its id while its
+    /// name stays in the config; a new stream takes a fresh one), so they are not
+    /// positions: `stream(id)` looks them up.
     pub streams: Vec<StreamSpec>,
+    /// Position in `streams` by id (`NO_STREAM` for ids no longer in the config).
+    by_id: Vec<u32>,
     /// The policies, portal backends and per-stream policies (`Catalog` derefs to it).
     pub auth: AuthCatalog,
     /// The operator API's Bearer key (`api_key`); `None` refuses every API call.
@@ -53,23 +59,59 @@ impl std::ops::Deref for Catalog {
 }
 
 impl Catalog {
-    /// Compiles a validated config (see `AuthCatalog::from_config` for the policies).
+    /// Compiles a validated config (see `AuthCatalog::from_config` for the policies); the
+    /// streams take ids in config order.
     pub fn from_config(config: &Config) -> Catalog {
+        let ids: Vec<StreamId> = (0..config.streams.len() as StreamId).collect();
+        Catalog::compile(config, &ids, |_| None)
+    }
+
+    /// The catalog a reload to `config` makes, and what changed: a stream that stays keeps
+    /// its id (and, if it still takes publishers, its `PublishSlot`, so a live publisher
+    /// keeps its claim); a new one takes an id never used before.
+    pub fn reloaded(&self, config: &Config) -> (Catalog, Changes) {
+        let mut next = self.by_id.len() as StreamId;
+        let ids: Vec<StreamId> = config
+            .streams
+            .iter()
+            .map(|s| match self.stream_by_name(&s.name) {
+                Some(old) => old.id,
+                None => {
+                    next += 1;
+                    next - 1
+                }
+            })
+            .collect();
+        let catalog = Catalog::compile(config, &ids, |name| {
+            let old = self.stream_by_name(name)?;
+            old.publish.clone()
+        });
+        let changes = Changes::between(self, &catalog);
+        (catalog, changes)
+    }
+
+    fn compile(
+        config: &Config,
+        ids: &[StreamId],
+        slot_of: impl Fn(&str) -> Option<Arc<PublishSlot>>,
+    ) -> Catalog {
         let streams: Vec<StreamSpec> = config
             .streams
             .iter()
-            .enumerate()
-            .map(|(i, s)| StreamSpec {
-                id: i as StreamId,
+            .zip(ids)
+            .map(|(s, &id)| StreamSpec {
+                id,
                 name: s.name.as_str().into(),
                 input: s.input.clone(),
-                publish: (s.input == InputUrl::Publish).then(PublishSlot::new),
+                publish: (s.input == InputUrl::Publish)
+                    .then(|| slot_of(&s.name).unwrap_or_else(|| Arc::new(PublishSlot::new()))),
                 segment_duration_ms: s.segment_duration_ms,
             })
             .collect();
         Catalog {
+            by_id: positions_by_id(ids),
             streams,
-            auth: AuthCatalog::from_config(config),
+            auth: AuthCatalog::from_config(config, ids),
             api_key: config.api_key.as_deref().map(Into::into),
             api_allowed_from: config.api_allowed_from.clone(),
             api_on_admin_only: config.listeners.iter().any(|l| l.proto.is_admin()),
@@ -78,14 +120,21 @@ impl Catalog {
         }
     }
 
+    /// One past the highest stream id this catalog (or one it was reloaded from) gave out:
+    /// a shard keeps a view for every id below it.
+    pub fn id_bound(&self) -> usize {
+        self.by_id.len()
+    }
+
     pub fn stream_by_name(&self, name: &str) -> Option<&StreamSpec> {
         self.auth
             .stream_by_name(name)
-            .and_then(|s| self.streams.get(s.id as usize))
+            .and_then(|s| self.stream(s.id))
     }
 
     pub fn stream(&self, id: StreamId) -> Option<&StreamSpec> {
-        self.streams.get(id as usize)
+        let &at = self.by_id.get(id as usize)?;
+        self.streams.get(at as usize)
     }
 
     /// The shard that owns a key of a cross-shard table (portal lookups by decision key,
@@ -97,7 +146,7 @@ impl Catalog {
     /// The shard that runs a stream's input: a stable function of the name, so every shard
     /// agrees without asking.
     pub fn owner_shard(&self, id: StreamId, shards: usize) -> usize {
-        let name = self.streams.get(id as usize).map_or("", |s| &s.name);
+        let name = self.stream(id).map_or("", |s| &s.name);
         // FNV-1a: stable across processes, unlike the randomly keyed hashers.
         let h = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
             (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
@@ -106,11 +155,72 @@ impl Catalog {
     }
 }
 
+/// Position of each id in a catalog's streams (`NO_STREAM` for ids not in it).
+fn positions_by_id(ids: &[StreamId]) -> Vec<u32> {
+    let bound = ids.iter().map(|&id| id as usize + 1).max().unwrap_or(0);
+    let mut by_id = vec![NO_STREAM; bound];
+    for (at, &id) in ids.iter().enumerate() {
+        by_id[id as usize] = at as u32;
+    }
+    by_id
+}
+
+/// `by_id`'s mark for an id no stream has.
+const NO_STREAM: u32 = u32::MAX;
+
+/// What a reload changed, stream by stream, and in authorization.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Streams new in the config.
+    pub added: Vec<StreamId>,
+    /// Streams gone from it (their ids are in the old catalog only).
+    pub removed: Vec<StreamId>,
+    /// Streams whose input or segment duration changed: their input restarts.
+    pub restarted: Vec<StreamId>,
+    /// Streams whose play or publish policy is another one, or whose policy's rules or
+    /// backends changed: decisions cached for them are dropped.
+    pub reauthorized: Vec<StreamId>,
+    /// `auth_backend` blocks added, removed or changed, by name.
+    pub backends: Vec<Box<str>>,
+}
+
+impl Changes {
+    fn between(old: &Catalog, new: &Catalog) -> Changes {
+        let mut changes = Changes {
+            backends: old.auth.changed_policies(&new.auth),
+            ..Changes::default()
+        };
+        for s in &new.streams {
+            match old.stream(s.id) {
+                None => changes.added.push(s.id),
+                Some(was) => {
+                    if was.input != s.input || was.segment_duration_ms != s.segment_duration_ms {
+                        changes.restarted.push(s.id);
+                    }
+                    if !old.auth.same_policies(&new.auth, s.id) {
+                        changes.reauthorized.push(s.id);
+                    }
+                }
+            }
+        }
+        changes.removed = old
+            .streams
+            .iter()
+            .filter(|s| new.stream(s.id).is_none())
+            .map(|s| s.id)
+            .collect();
+        changes
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == Changes::default()
+    }
+}
+
 /// A held publish slot. Dropping it releases the slot with the last timeline recorded.
 #[derive(Debug)]
 pub struct PublishClaim {
-    catalog: Arc<Catalog>,
-    stream: StreamId,
+    slot: Arc<PublishSlot>,
     generation: u64,
     timeline: Timeline,
 }
@@ -121,8 +231,7 @@ impl PublishClaim {
         let slot = catalog.stream(stream)?.publish.as_ref()?;
         let (generation, timeline) = slot.claim()?;
         Some(PublishClaim {
-            catalog: catalog.clone(),
-            stream,
+            slot: slot.clone(),
             generation,
             timeline,
         })
@@ -145,13 +254,7 @@ impl PublishClaim {
 
 impl Drop for PublishClaim {
     fn drop(&mut self) {
-        if let Some(slot) = self
-            .catalog
-            .stream(self.stream)
-            .and_then(|s| s.publish.as_ref())
-        {
-            slot.release(self.generation, self.timeline);
-        }
+        self.slot.release(self.generation, self.timeline);
     }
 }
 

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use tessera::runtime::control::ConfigSource;
 
 const USAGE: &str = "\
 usage: tessera [--shards N] [CONFIG]
@@ -142,14 +143,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let loaded = match &args.config {
-        Some(path) => tessera::config::load_file(path),
-        None => tessera::config::parse(
-            tessera::config::DEFAULT_CONFIG,
-            "<embedded config/tessera.conf>",
-        ),
+    let source = match &args.config {
+        Some(path) => ConfigSource::File(path.clone()),
+        None => ConfigSource::Embedded,
     };
-    let config = match loaded {
+    let config = match source.load() {
         Ok(c) => c,
         Err(errors) => {
             eprintln!("{errors}");
@@ -158,11 +156,7 @@ fn main() -> ExitCode {
     };
     // Certificates are part of the config: an unreadable or mismatched file is a config
     // error, at `--check` as at start.
-    let file_name = args.config.as_ref().map_or_else(
-        || "<embedded config/tessera.conf>".to_owned(),
-        |p| p.display().to_string(),
-    );
-    let tls = match tessera::runtime::tls::load(&config, args.config.as_deref(), &file_name) {
+    let tls = match tessera::runtime::tls::load(&config, source.path(), &source.name()) {
         Ok(tls) => tls,
         Err(errors) => {
             eprintln!("{errors}");
@@ -184,10 +178,14 @@ fn main() -> ExitCode {
     let shards = args
         .shards
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    match tessera::runtime::run(&config, tls, shards) {
+    match tessera::runtime::run(config, source, tls, shards) {
         Ok(tessera::runtime::Stop::Signal(sig)) => {
-            log::info!("stopping on signal {sig}");
+            log::info!("stopped on signal {sig}");
             ExitCode::SUCCESS
+        }
+        Ok(tessera::runtime::Stop::Forced(sig)) => {
+            log::warn!("stopped at once on signal {sig}");
+            ExitCode::from(1)
         }
         Err(e) => {
             log::error!("{e}");

@@ -16,7 +16,7 @@ use crate::auth::session::{SessionId, TokenTag};
 use crate::auth::users::UserSessions;
 use crate::auth::verdict::{DenyReason, PlayRequest};
 use crate::auth::{Authorizer, PortalOutcome, UserEvent};
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, Changes};
 use crate::config::{ConnectionCaps, HttpLimits};
 use crate::stream::StreamId;
 use crate::stream::view::{StreamEvent, StreamView};
@@ -132,9 +132,7 @@ impl ShardState {
         limits: HttpLimits,
         seed: u64,
     ) -> Self {
-        let streams = catalog
-            .streams
-            .iter()
+        let streams = (0..catalog.id_bound())
             .map(|_| StreamView::default())
             .collect();
         ShardState {
@@ -195,11 +193,47 @@ impl ShardState {
         self.apply_from(self.id, event);
     }
 
-    /// Applies an event another shard's input sent.
+    /// Applies an event another shard's input sent. A stream a reload removed takes only
+    /// its input's end (its viewers end; its media is not kept).
     pub fn apply_from(&mut self, from: usize, event: StreamEvent) {
-        if let Some(view) = self.view_mut(event.stream()) {
+        let stream = event.stream();
+        let in_config = self.catalog.stream(stream).is_some();
+        if !in_config && !matches!(event, StreamEvent::InputEnded { .. }) {
+            return;
+        }
+        if let Some(view) = self.view_mut(stream) {
             view.apply(from, event);
         }
+    }
+
+    /// A reload: `catalog` replaces the shard's catalog. Views of removed streams are
+    /// retired (their viewers end), every new id gets a view, and decisions cached for
+    /// streams whose policies changed are dropped, so the new rules decide each viewer's
+    /// next request, and each connection's next re-check (at most 250 ms away).
+    pub fn reload(&mut self, catalog: Arc<Catalog>, changes: &Changes) {
+        for &id in &changes.removed {
+            if let Some(view) = self.view_mut(id) {
+                view.retire();
+            }
+        }
+        self.streams.resize_with(
+            catalog.id_bound().max(self.streams.len()),
+            StreamView::default,
+        );
+        let forget: Vec<StreamId> = changes
+            .reauthorized
+            .iter()
+            .chain(&changes.removed)
+            .copied()
+            .collect();
+        self.auth
+            .forget_decisions(|stream| forget.contains(&stream));
+        self.catalog = catalog;
+    }
+
+    /// The shard stops: every viewer's session is closed (with its audit line).
+    pub fn close_all_sessions(&mut self, now: Instant) -> usize {
+        self.auth.close_all_sessions(&self.catalog, now)
     }
 
     /// This shard's HTTP counters.
@@ -212,6 +246,16 @@ impl ShardState {
     pub fn set_connection_caps(&mut self, caps: ConnectionCaps) {
         self.limits.max_connections_per_shard = caps.http;
         self.connections.caps = caps;
+    }
+
+    /// A reload's `handshake_timeout`, for connections accepted from now on.
+    pub fn set_handshake_timeout(&mut self, timeout: Duration) {
+        self.limits.first_request_timeout = timeout;
+    }
+
+    /// A reload's `max_connections_per_ip` (0: no limit), for connections from now on.
+    pub fn set_connections_per_ip(&mut self, max: u32) {
+        self.connections.caps.per_ip = ConnectionCaps::per_ip_share(max, self.shards);
     }
 
     /// The connection caps this shard enforces.

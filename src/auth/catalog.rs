@@ -6,7 +6,7 @@
 //! Never does: media, inputs or anything else about a stream (the `Catalog` holds those).
 
 use crate::auth::policy::Policy;
-use crate::config::{BackendUrl, Config, OnPlay};
+use crate::config::{BackendUrl, Config, OnPlay, Rules};
 use crate::stream::StreamId;
 use ahash::AHashMap;
 use std::time::Duration;
@@ -42,9 +42,41 @@ pub struct StreamAuth {
 pub struct AuthCatalog {
     pub policies: Vec<Policy>,
     pub backends: Vec<PortalBackend>,
-    /// By `StreamId`: the config's streams in order.
+    /// What each policy was compiled from (its block's name and rules, positions cleared,
+    /// the effective backend timeout filled in), by `PolicyId`: what a reload compares.
+    sources: Vec<(Box<str>, Rules)>,
+    /// The config's streams, in order.
     streams: Vec<StreamAuth>,
+    /// Position in `streams` by `StreamId` (ids are stable across reloads, not positions).
+    by_id: AHashMap<StreamId, u32>,
     by_name: AHashMap<Box<str>, StreamId>,
+}
+
+/// Ids for a config's streams in order, as a first start gives them (tests).
+#[cfg(test)]
+pub(crate) fn in_order(config: &Config) -> Vec<StreamId> {
+    (0..config.streams.len() as StreamId).collect()
+}
+
+/// Each `auth_backend`'s name and rules as compiled, positions cleared and the effective
+/// backend timeout filled in, so that two configs compare by what they mean.
+fn policy_sources(config: &Config) -> Vec<(Box<str>, Rules)> {
+    config
+        .auth_backends
+        .iter()
+        .map(|b| {
+            let mut rules = b.rules.clone();
+            rules.backend_timeout_ms = Some(
+                b.rules
+                    .backend_timeout_ms
+                    .unwrap_or(config.backend_timeout_ms),
+            );
+            for key in &mut rules.signed_keys {
+                key.span = Default::default();
+            }
+            (b.name.as_str().into(), rules)
+        })
+        .collect()
 }
 
 /// The backend's address: its IP literal, or its name looked up now.
@@ -63,9 +95,10 @@ fn resolve(url: &BackendUrl) -> Option<std::net::SocketAddr> {
 }
 
 impl AuthCatalog {
-    /// Compiles a validated config. The parser has already rejected dangling references; one
-    /// that slipped through anyway leaves the stream closed (every request denied), never open.
-    pub fn from_config(config: &Config) -> AuthCatalog {
+    /// Compiles a validated config, `ids[i]` being the id of its `i`th stream. The parser
+    /// has already rejected dangling references; one that slipped through anyway leaves the
+    /// stream closed (every request denied), never open.
+    pub fn from_config(config: &Config, ids: &[StreamId]) -> AuthCatalog {
         let mut backends = Vec::new();
         let policies: Vec<Policy> = config
             .auth_backends
@@ -104,9 +137,9 @@ impl AuthCatalog {
         let streams: Vec<StreamAuth> = config
             .streams
             .iter()
-            .enumerate()
-            .map(|(i, s)| StreamAuth {
-                id: i as StreamId,
+            .zip(ids)
+            .map(|(s, &id)| StreamAuth {
+                id,
                 name: s.name.as_str().into(),
                 on_play: s.on_play.as_ref().map(|p| match p {
                     OnPlay::Auth { backend } => policy_id(backend),
@@ -117,22 +150,60 @@ impl AuthCatalog {
             })
             .collect();
         let by_name = streams.iter().map(|s| (s.name.clone(), s.id)).collect();
+        let by_id = streams
+            .iter()
+            .enumerate()
+            .map(|(at, s)| (s.id, at as u32))
+            .collect();
         AuthCatalog {
             policies,
             backends,
+            sources: policy_sources(config),
             streams,
+            by_id,
             by_name,
         }
     }
 
     pub fn stream_by_name(&self, name: &str) -> Option<&StreamAuth> {
-        self.by_name
-            .get(name)
-            .and_then(|&id| self.streams.get(id as usize))
+        self.by_name.get(name).and_then(|&id| self.stream(id))
     }
 
     pub fn stream(&self, id: StreamId) -> Option<&StreamAuth> {
-        self.streams.get(id as usize)
+        let &at = self.by_id.get(&id)?;
+        self.streams.get(at as usize)
+    }
+
+    /// The `auth_backend` names added, removed or changed in `new`.
+    pub fn changed_policies(&self, new: &AuthCatalog) -> Vec<Box<str>> {
+        let named = |c: &AuthCatalog, name: &str| c.sources.iter().position(|(n, _)| **n == *name);
+        let mut changed: Vec<Box<str>> = self
+            .sources
+            .iter()
+            .filter(|(name, rules)| named(new, name).is_none_or(|at| new.sources[at].1 != *rules))
+            .map(|(name, _)| name.clone())
+            .collect();
+        changed.extend(
+            new.sources
+                .iter()
+                .filter(|(name, _)| named(self, name).is_none())
+                .map(|(name, _)| name.clone()),
+        );
+        changed
+    }
+
+    /// Whether stream `id` is authorized alike here and in `new` (the same policies, by
+    /// name, with the same rules and backends), for plays and publishes.
+    pub fn same_policies(&self, new: &AuthCatalog, id: StreamId) -> bool {
+        let (Some(old), Some(now)) = (self.stream(id), new.stream(id)) else {
+            return false;
+        };
+        self.source(old.on_play) == new.source(now.on_play)
+            && self.source(old.on_publish) == new.source(now.on_publish)
+    }
+
+    fn source(&self, policy: Option<PolicyId>) -> Option<&(Box<str>, Rules)> {
+        policy.and_then(|p| self.sources.get(p as usize))
     }
 
     /// The longest request deadline of any portal backend.

@@ -842,6 +842,23 @@ impl Authorizer {
         }
     }
 
+    /// Drops the cached decisions of every stream `stream` selects (a reload changed their
+    /// policies): their next request or re-check is decided anew.
+    pub fn forget_decisions(&mut self, mut stream: impl FnMut(StreamId) -> bool) -> usize {
+        self.cache.remove_where(|s, _, _| stream(s))
+    }
+
+    /// Closes every session (the shard stops), each with its audit line; how many.
+    pub fn close_all_sessions(&mut self, catalog: &AuthCatalog, now: Instant) -> usize {
+        let mut closed = Vec::new();
+        self.sessions
+            .close_where(|_| true, |s| closed.push(session_copy(s)));
+        for s in &closed {
+            self.closed(catalog, s, now, "server stopping");
+        }
+        closed.len()
+    }
+
     /// The tag logs use for a token: a short hash, never the token.
     pub fn token_tag(&self, token: Option<&[u8]>) -> TokenTag {
         match token {
@@ -943,7 +960,7 @@ mod tests {
             "t.conf",
         )
         .expect("config parses");
-        AuthCatalog::from_config(&cfg)
+        AuthCatalog::from_config(&cfg, &crate::auth::catalog::in_order(&cfg))
     }
 
     const PORTAL: StreamId = 3;
@@ -985,7 +1002,7 @@ mod tests {
             "t.conf",
         )
         .expect("config parses");
-        let cat = AuthCatalog::from_config(&cfg);
+        let cat = AuthCatalog::from_config(&cfg, &crate::auth::catalog::in_order(&cfg));
         let mut a = Authorizer::new(7);
         let now = Instant::now();
         let publish = |a: &mut Authorizer, stream, token| {

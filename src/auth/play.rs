@@ -307,7 +307,7 @@ mod tests {
 
     fn catalog(text: &str) -> AuthCatalog {
         let cfg = config::parse(text, "t.conf").expect("test config parses");
-        AuthCatalog::from_config(&cfg)
+        AuthCatalog::from_config(&cfg, &crate::auth::catalog::in_order(&cfg))
     }
 
     /// A shard's authorizer under `config`, and a play of `token` from now.

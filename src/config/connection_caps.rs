@@ -54,15 +54,19 @@ impl ConnectionCaps {
         let protocols = u64::from(served.http) + u64::from(served.rtmp) + u64::from(served.rtsp);
         let share = usize::try_from(per_shard / protocols.max(1)).unwrap_or(usize::MAX);
         let share_if = |on: bool| if on { share } else { 0 };
-        let per_ip = match u64::from(per_ip) {
-            0 => usize::MAX,
-            n => usize::try_from(n.div_ceil(shards)).unwrap_or(usize::MAX),
-        };
         ConnectionCaps {
             http: share_if(served.http),
             rtmp: share_if(served.rtmp),
             rtsp: share_if(served.rtsp),
-            per_ip,
+            per_ip: ConnectionCaps::per_ip_share(per_ip, shards as usize),
+        }
+    }
+
+    /// Each shard's share of the process-wide per-IP cap (0: none), rounded up.
+    pub fn per_ip_share(per_ip: u32, shards: usize) -> usize {
+        match u64::from(per_ip) {
+            0 => usize::MAX,
+            n => usize::try_from(n.div_ceil(shards.max(1) as u64)).unwrap_or(usize::MAX),
         }
     }
 

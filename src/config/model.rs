@@ -62,6 +62,9 @@ pub struct Config {
     /// `handshake_timeout SECONDS;`: how long a new connection may take to send its first
     /// request (HTTP head, RTSP request) or finish its handshake (RTMP).
     pub handshake_timeout_ms: u32,
+    /// `shutdown_timeout SECONDS;`: how long a graceful stop (SIGTERM) lets connections
+    /// finish before the process exits anyway.
+    pub shutdown_timeout_ms: u32,
     /// `ssl_certificate PATH;` and `ssl_certificate_key PATH;` (PEM), as written, with
     /// where; the runtime reads them (relative paths from the config file's directory).
     pub ssl_certificate: Option<(String, Span)>,
@@ -90,6 +93,9 @@ pub const MAX_CONNECTIONS_PER_IP: u32 = 1_000_000;
 pub const DEFAULT_HANDSHAKE_TIMEOUT_MS: u32 = 5_000;
 pub const MIN_HANDSHAKE_TIMEOUT_MS: u32 = 500;
 pub const MAX_HANDSHAKE_TIMEOUT_MS: u32 = 60_000;
+/// `shutdown_timeout` unless set, and its bound.
+pub const DEFAULT_SHUTDOWN_TIMEOUT_MS: u32 = 10_000;
+pub const MAX_SHUTDOWN_TIMEOUT_MS: u32 = 300_000;
 
 impl Default for Config {
     fn default() -> Self {
@@ -104,6 +110,7 @@ impl Default for Config {
             srt_latency_ms: DEFAULT_SRT_LATENCY_MS,
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
             handshake_timeout_ms: DEFAULT_HANDSHAKE_TIMEOUT_MS,
+            shutdown_timeout_ms: DEFAULT_SHUTDOWN_TIMEOUT_MS,
             ssl_certificate: None,
             ssl_certificate_key: None,
             server_names: Vec::new(),

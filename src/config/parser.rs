@@ -16,9 +16,9 @@ use super::lexer::{Lexer, Token, Word};
 use super::model::{
     API_PREFIX, AuthBackend, Cidr, Config, DEFAULT_SEGMENT_DURATION_MS, InputUrl, Listener,
     ListenerProto, MAX_BACKEND_TIMEOUT_MS, MAX_CONNECTIONS_PER_IP, MAX_HANDSHAKE_TIMEOUT_MS,
-    MAX_SEGMENT_DURATION_MS, MAX_SRT_LATENCY_MS, MIN_BACKEND_TIMEOUT_MS, MIN_HANDSHAKE_TIMEOUT_MS,
-    MIN_SEGMENT_DURATION_MS, MIN_SRT_LATENCY_MS, OnPlay, PLAYER_SEGMENT, Rules, SecureTokenConfig,
-    ServerNameConfig, SignedKeyConfig, Span, StreamConfig, Transport,
+    MAX_SEGMENT_DURATION_MS, MAX_SHUTDOWN_TIMEOUT_MS, MAX_SRT_LATENCY_MS, MIN_BACKEND_TIMEOUT_MS,
+    MIN_HANDSHAKE_TIMEOUT_MS, MIN_SEGMENT_DURATION_MS, MIN_SRT_LATENCY_MS, OnPlay, PLAYER_SEGMENT,
+    Rules, SecureTokenConfig, ServerNameConfig, SignedKeyConfig, Span, StreamConfig, Transport,
 };
 use super::signed_key;
 use std::collections::HashMap;
@@ -230,6 +230,7 @@ impl Context {
                 "srt_latency",
                 "max_connections_per_ip",
                 "handshake_timeout",
+                "shutdown_timeout",
             ],
             Context::AuthBackend => &[
                 "allow",
@@ -292,6 +293,7 @@ fn usage(directive: &str) -> &'static str {
         "srt_latency" => "srt_latency MS;",
         "max_connections_per_ip" => "max_connections_per_ip N;",
         "handshake_timeout" => "handshake_timeout SECONDS;",
+        "shutdown_timeout" => "shutdown_timeout SECONDS;",
         "max_sessions_policy" => "max_sessions_policy close_oldest|refuse_new;",
         "segment_duration" => "segment_duration SECONDS;",
         "signed_key" => "signed_key ID SECRET;",
@@ -406,6 +408,12 @@ impl Lowering<'_> {
                 self.no_block(&d);
                 if let Some(ms) = self.handshake_timeout(&d) {
                     self.config.handshake_timeout_ms = ms;
+                }
+            }
+            "shutdown_timeout" => {
+                self.no_block(&d);
+                if let Some(ms) = self.shutdown_timeout(&d) {
+                    self.config.shutdown_timeout_ms = ms;
                 }
             }
             "template" => self.not_supported_yet(&d.name),
@@ -902,6 +910,17 @@ impl Lowering<'_> {
             "handshake_timeout",
             MIN_HANDSHAKE_TIMEOUT_MS..=MAX_HANDSHAKE_TIMEOUT_MS,
             "0.5 to 60",
+        )
+    }
+
+    /// `shutdown_timeout SECONDS;`: 0 to 300 s, as milliseconds.
+    fn shutdown_timeout(&mut self, d: &Directive) -> Option<u32> {
+        let arg = self.one_arg(d)?;
+        self.seconds_as_ms(
+            arg,
+            "shutdown_timeout",
+            0..=MAX_SHUTDOWN_TIMEOUT_MS,
+            "0 to 300",
         )
     }
 

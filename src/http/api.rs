@@ -7,6 +7,9 @@
 //!   its 8 hex digits, as logs and listings show it), `GET|DELETE .../sessions/{id}`,
 //!   `POST .../sessions/reauth?name=STREAM`
 //! - `POST /streamer/api/v3/revoke?token=T | user_id=U | session_id=ID | name=STREAM`
+//! - `POST /streamer/api/v3/config/reload`: read the config again and apply it (as SIGHUP);
+//!   `200 {"reloaded":"WHAT CHANGED"}`, or `400 {"error":"WHY"}` with the running config
+//!   kept (file:line:col errors included)
 //! - `GET /metrics`: Prometheus text format.
 //!
 //! Every call needs `Authorization: Bearer KEY` matching `api_key`; without `api_key` in the
@@ -36,6 +39,7 @@ pub enum ApiCall {
     DeleteSession(SessionId),
     Reauth { stream: Box<str> },
     Revoke(RevokeTarget),
+    ReloadConfig,
     Metrics,
 }
 
@@ -167,7 +171,8 @@ pub fn parse_call(
                 .ok_or(err(Status::BadRequest, "reauth needs ?name=STREAM\n"))?,
         }),
         (Method::Post, b"revoke") => Ok(ApiCall::Revoke(revoke_target(&params)?)),
-        (_, b"sessions" | b"sessions/reauth" | b"revoke") => {
+        (Method::Post, b"config/reload") => Ok(ApiCall::ReloadConfig),
+        (_, b"sessions" | b"sessions/reauth" | b"revoke" | b"config/reload") => {
             Err(err(Status::MethodNotAllowed, "method not allowed here\n"))
         }
         (method, rest) => session_call(method, rest),

@@ -29,6 +29,7 @@ use crate::auth::verdict::{DenyReason, StreamId};
 use crate::runtime::ring_wait::RingReady;
 use crate::runtime::rtsp_conn::UdpPair;
 use crate::runtime::sleep_until;
+use crate::runtime::stop_signal::{StopSignal, shard_stop};
 use crate::runtime::tls::Wire;
 use crate::shard::{Now, ShardState};
 use crate::stream::ring::{Step, ViewerCursor};
@@ -320,6 +321,8 @@ pub struct Io<'a> {
     media: Outbox,
     link: Link<'a>,
     udp: Option<Rc<UdpPair>>,
+    /// The shard's stop: a viewer then gets its protocol's goodbye and the connection ends.
+    stop: StopSignal,
 }
 
 impl Io<'_> {
@@ -443,6 +446,7 @@ enum Wake {
     Frame,
     Deadline,
     Recheck,
+    Stop,
 }
 
 /// Runs a connection until it ends, then lets the glue release what it holds.
@@ -461,6 +465,7 @@ pub(crate) async fn drive<'a, G: Glue>(
         media: Outbox::default(),
         link,
         udp,
+        stop: shard_stop(),
     };
     let (machine, playback) = conn;
     let mut conn = Conn {
@@ -515,6 +520,10 @@ async fn run<G: Glue>(glue: &mut G, conn: &mut Conn<G>, io: &mut Io<'_>) {
             Wake::Deadline => {
                 conn.deadline = None;
                 conn.machine.handle_timeout(Instant::now());
+            }
+            Wake::Stop => {
+                say_goodbye(glue, conn, io).await;
+                return;
             }
             Wake::Recheck => {
                 if let Err(reason) = recheck(conn, io) {
@@ -610,11 +619,22 @@ async fn wait<G: Glue>(conn: &Conn<G>, io: &mut Io<'_>, input: &mut Input) -> Wa
         sleep_until(recheck_at).await;
         Wake::Recheck
     };
-    futures_lite::future::or(
-        read,
-        futures_lite::future::or(frame, futures_lite::future::or(timer, recheck)),
-    )
-    .await
+    let stop = async {
+        io.stop.fired().await;
+        Wake::Stop
+    };
+    use futures_lite::future::or;
+    or(stop, or(read, or(frame, or(timer, recheck)))).await
+}
+
+/// The shard stops: a viewer is told the stream ended, in its protocol's words (RTMP's
+/// onStatus, SRT's shutdown, the end of a chunked MPEG-TS body), before the connection ends.
+async fn say_goodbye<G: Glue>(glue: &mut G, conn: &mut Conn<G>, io: &mut Io<'_>) {
+    log::info!("{} {}: server stopping", G::PROFILE.name, io.peer);
+    if conn.playback.viewing.is_some() {
+        G::input_ended(conn, io.viewer_out());
+        let _ = deliver(glue, conn, io).await;
+    }
 }
 
 /// Re-checks the playing viewer's authorization (its session is closed on a refusal).

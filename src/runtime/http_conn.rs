@@ -13,6 +13,7 @@ use crate::http::status::Status;
 use crate::runtime::auth_bus::AuthBus;
 use crate::runtime::play_auth::wait_for_verdict;
 use crate::runtime::ring_wait::SegmentReady;
+use crate::runtime::stop_signal::{StopSignal, shard_stop};
 use crate::runtime::tls::{Wire, handshake};
 use crate::runtime::{live_ts, operator_api};
 use crate::shard::{Now, ShardState};
@@ -60,6 +61,7 @@ pub async fn serve<S: Wire>(
         bus,
         peer,
         limits,
+        stop: shard_stop(),
     };
     conn.run().await;
 }
@@ -88,6 +90,9 @@ struct HttpConn<S> {
     first_deadline: Option<Instant>,
     /// Whether the next request may be parked until a segment is cut (not twice in a row).
     may_wait: bool,
+    /// The shard's stop: an idle connection then closes; a request in flight is answered
+    /// first.
+    stop: StopSignal,
 }
 
 /// After a request was answered: go on, or the connection is done.
@@ -101,6 +106,10 @@ impl<S: Wire> HttpConn<S> {
     async fn run(&mut self) {
         loop {
             if self.answer_buffered().await == After::Stop || !self.write_out().await {
+                return;
+            }
+            if self.stop.is_fired() && self.start == self.end {
+                // Stopping, and every request answered.
                 return;
             }
             if self.read_more().await == After::Stop {
@@ -302,7 +311,20 @@ impl<S: Wire> HttpConn<S> {
             return After::Stop;
         }
         let _ = self.stream.tcp().set_read_timeout(Some(timeout));
-        match self.stream.read(&mut self.inbuf[self.end..]).await {
+        let idle = self.start == self.end && self.skip_body == 0;
+        let read = async { Some(self.stream.read(&mut self.inbuf[self.end..]).await) };
+        let stopped = async {
+            if !idle {
+                // A request has begun: it is answered, stopping or not.
+                futures_lite::future::pending::<()>().await;
+            }
+            self.stop.fired().await;
+            None
+        };
+        let Some(read) = futures_lite::future::or(read, stopped).await else {
+            return After::Stop;
+        };
+        match read {
             Ok(0) => After::Stop,
             Ok(n) => {
                 self.end += n;

@@ -7,10 +7,12 @@
 //! on SIGINT/SIGTERM.
 
 pub mod auth_bus;
+pub mod control;
 pub mod driver;
 pub mod fake_input;
 pub mod fanout;
 pub mod http_conn;
+pub mod inputs;
 pub mod live_ts;
 pub mod operator_api;
 pub mod play_auth;
@@ -19,25 +21,29 @@ pub mod ring_wait;
 pub mod rtmp_conn;
 pub mod rtsp_conn;
 pub mod srt_conn;
+pub mod stop_signal;
 pub mod tls;
 
 use crate::auth::verdict::canonical_ip;
 use crate::catalog::Catalog;
-use crate::config::{Config, ConnectionCaps, InputUrl, ListenerProto, Served};
+use crate::config::{Config, ConnectionCaps, ListenerProto, Served};
 use crate::http::limits::HttpLimits;
 use crate::shard::{ConnKind, Now, ShardState};
 use crate::stream::view::StreamEvent;
 use auth_bus::{AuthBus, AuthMsg};
+use control::{Board, ConfigSource, Event, ShardControl};
 use fanout::Fanout;
 use futures_rustls::TlsAcceptor;
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::net::{TcpListener, TcpStream};
 use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
+use inputs::OwnedInputs;
 use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
+use stop_signal::shard_stop;
 use tls::TlsSetup;
 
 /// Sleeps until `at`, or forever without one: a connection task's optional timer, raced
@@ -60,12 +66,22 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Why the server stopped.
 #[derive(Debug)]
 pub enum Stop {
+    /// Stopped gracefully on this signal.
     Signal(i32),
+    /// A second signal came while stopping: ended at once.
+    Forced(i32),
 }
 
-/// Starts the shards and serves until a signal. Errors: a listener that cannot be bound, a
-/// shard that fails to start, or a shard that dies.
-pub fn run(config: &Config, tls: Option<TlsSetup>, shards: usize) -> Result<Stop, String> {
+/// Starts the shards and serves until a signal (reloading `source` on SIGHUP and on the
+/// API's request). Errors: a listener that cannot be bound, a shard that fails to start, or
+/// a shard that dies.
+pub fn run(
+    config: Config,
+    source: ConfigSource,
+    tls: Option<TlsSetup>,
+    shards: usize,
+) -> Result<Stop, String> {
+    let config = &config;
     let shards = shards.max(1);
     let mut catalog = Catalog::from_config(config);
     catalog.player = load_player_assets(config);
@@ -121,8 +137,18 @@ pub fn run(config: &Config, tls: Option<TlsSetup>, shards: usize) -> Result<Stop
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
     ])
     .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    let (events_tx, events) = mpsc::channel::<Event>();
+    let (acks_tx, acks) = mpsc::channel::<usize>();
+    let board = Arc::new(Board::new(shards, acks_tx, events_tx.clone()));
+    let running = Running {
+        config: config.clone(),
+        catalog: catalog.clone(),
+        source,
+        grace: Duration::from_millis(config.shutdown_timeout_ms.into()),
+    };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let placement = if shards <= cores {
         PoolPlacement::MaxSpread(shards, None)
@@ -130,6 +156,7 @@ pub fn run(config: &Config, tls: Option<TlsSetup>, shards: usize) -> Result<Stop
         log::warn!("{shards} shards on {cores} cores: shards are not pinned");
         PoolPlacement::Unbound(shards)
     };
+    let shard_board = board.clone();
     let handles = LocalExecutorPoolBuilder::new(placement)
         .name("tessera-shard")
         .on_all_shards(move || {
@@ -141,7 +168,18 @@ pub fn run(config: &Config, tls: Option<TlsSetup>, shards: usize) -> Result<Stop
                 auth: auth_mesh,
             };
             let limits = limits.clone();
-            async move { shard_main(catalog, listeners, meshes, (limits, caps), seed, ready).await }
+            let board = shard_board.clone();
+            async move {
+                shard_main(
+                    catalog,
+                    listeners,
+                    meshes,
+                    (limits, caps),
+                    (seed, board),
+                    ready,
+                )
+                .await
+            }
         })
         .map_err(|e| format!("cannot start shards: {e}"))?;
 
@@ -153,30 +191,117 @@ pub fn run(config: &Config, tls: Option<TlsSetup>, shards: usize) -> Result<Stop
         }
     }
 
-    let (stop_tx, stop_rx) = mpsc::channel::<Result<Stop, String>>();
-    let on_signal = stop_tx.clone();
+    let on_signal = events_tx.clone();
     std::thread::spawn(move || {
-        if let Some(sig) = signals.forever().next() {
-            let _ = on_signal.send(Ok(Stop::Signal(sig)));
+        for sig in signals.forever() {
+            if on_signal.send(Event::Signal(sig)).is_err() {
+                return;
+            }
         }
     });
     std::thread::spawn(move || {
         let results = handles.join_all();
         let failed = results.iter().filter(|r| r.is_err()).count();
-        let _ = stop_tx.send(Err(format!(
-            "{failed} of {} shards stopped unexpectedly",
-            results.len()
-        )));
+        let _ = events_tx.send(Event::ShardsEnded { failed });
     });
     log::info!("serving with {shards} shards");
-    stop_rx
-        .recv()
-        .unwrap_or_else(|_| Err("lost track of the shards".into()))
+    control::sd_notify("READY=1");
+    running.serve(events, (&board, &acks), shards)
+}
+
+/// The main thread's part once the shards serve: the running config, and what it does on
+/// each event.
+struct Running {
+    config: Config,
+    catalog: Arc<Catalog>,
+    source: ConfigSource,
+    /// `shutdown_timeout`.
+    grace: Duration,
+}
+
+impl Running {
+    fn serve(
+        mut self,
+        events: mpsc::Receiver<Event>,
+        (board, acks): (&Board, &mpsc::Receiver<usize>),
+        shards: usize,
+    ) -> Result<Stop, String> {
+        let mut stopping: Option<i32> = None;
+        loop {
+            let event = match stopping {
+                // The shards end themselves after the grace; this bounds a stuck one.
+                Some(sig) => match events.recv_timeout(self.grace + Duration::from_secs(5)) {
+                    Ok(event) => event,
+                    Err(_) => return Ok(Stop::Forced(sig)),
+                },
+                None => events
+                    .recv()
+                    .map_err(|_| "lost track of the shards".to_string())?,
+            };
+            match event {
+                Event::Signal(sig) if sig == signal_hook::consts::SIGHUP => {
+                    let _ = self.reload(board, acks, shards);
+                }
+                Event::ApiReload(answer) => {
+                    let result = self.reload(board, acks, shards);
+                    *answer.lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+                }
+                Event::Signal(sig) => {
+                    if stopping.is_some() {
+                        log::warn!("signal {sig} while stopping: exiting at once");
+                        return Ok(Stop::Forced(sig));
+                    }
+                    log::info!(
+                        "signal {sig}: stopping (connections get up to {} ms to finish)",
+                        self.grace.as_millis()
+                    );
+                    control::sd_notify("STOPPING=1");
+                    stopping = Some(sig);
+                    board.post(&control::Command::Stop { grace: self.grace });
+                }
+                Event::ShardsEnded { failed } => {
+                    return match stopping {
+                        Some(sig) if failed == 0 => Ok(Stop::Signal(sig)),
+                        _ => Err(format!("{failed} of {shards} shards stopped unexpectedly")),
+                    };
+                }
+            }
+        }
+    }
+
+    /// Reads the config again and applies it to every shard, or keeps the running one and
+    /// says why. Either way one log line; the same text is the API's answer.
+    fn reload(
+        &mut self,
+        board: &Board,
+        acks: &mpsc::Receiver<usize>,
+        shards: usize,
+    ) -> Result<String, String> {
+        control::sd_notify("RELOADING=1");
+        let result = control::prepare_reload(&self.source, &self.config, &self.catalog).and_then(
+            |(config, reloaded)| {
+                let summary =
+                    control::describe(&reloaded.changes, &reloaded.catalog, &self.catalog);
+                let catalog = reloaded.catalog.clone();
+                self.grace = Duration::from_millis(config.shutdown_timeout_ms.into());
+                control::apply_everywhere(board, acks, shards, Arc::new(reloaded))?;
+                self.config = config;
+                self.catalog = catalog;
+                Ok(summary)
+            },
+        );
+        control::sd_notify("READY=1");
+        match &result {
+            Ok(summary) => log::info!("{summary}"),
+            Err(why) => log::error!("config reload refused: {why}"),
+        }
+        result
+    }
 }
 
 /// The browser player's scripts, from `player_assets DIR;` or else `$TESSERA_PLAYER_ASSETS`
 /// (read here, before the shards start, so no shard ever reads a file).
-fn load_player_assets(config: &Config) -> crate::player::PlayerAssets {
+pub(crate) fn load_player_assets(config: &Config) -> crate::player::PlayerAssets {
     let dir = config
         .player_assets
         .clone()
@@ -222,7 +347,7 @@ async fn shard_main(
     addrs: Listeners,
     meshes: Meshes,
     (limits, caps): (HttpLimits, ConnectionCaps),
-    seed: u64,
+    (seed, board): (u64, Arc<Board>),
     ready: mpsc::Sender<Result<usize, String>>,
 ) {
     let shards = meshes.stream.nr_peers();
@@ -263,7 +388,8 @@ async fn shard_main(
     apply_stream_events(receivers, &state);
     let bus = AuthBus::start(auth_senders, auth_receivers, state.clone());
     let fanout = Rc::new(Fanout::new(senders, state.clone()));
-    start_owned_inputs(&catalog, shards, id, &fanout);
+    let mut inputs = OwnedInputs::new(id, shards, fanout.clone());
+    inputs.start_owned(&catalog);
     spawn_ticker(&state);
     for (proto, addr, _) in &bound {
         log::debug!("shard {id}: {} on {addr}", proto.as_str());
@@ -272,24 +398,19 @@ async fn shard_main(
         glommio::spawn_local(srt_conn::run_endpoint(endpoint, state.clone())).detach();
     }
     let _ = ready.send(Ok(id));
-    let accepts: Vec<_> = bound
-        .into_iter()
-        .map(|(proto, _, l)| {
-            let tls = addrs
-                .tls
-                .as_ref()
-                .filter(|_| proto.is_tls())
-                .map(|t| match proto {
-                    ListenerProto::Https => t.https.clone(),
-                    _ => t.other.clone(),
-                });
-            let serve = connection_server(proto, tls, &state, &udp, &fanout, &bus, seed);
-            glommio::spawn_local(accept_loop(l, proto, serve))
-        })
-        .collect();
-    for task in accepts {
-        task.await;
+    let tls = Rc::new(RefCell::new(addrs.tls.clone()));
+    for (proto, _, listener) in bound {
+        let serve = connection_server(proto, &tls, &state, &udp, &fanout, &bus, seed);
+        glommio::spawn_local(accept_loop(listener, proto, serve)).detach();
     }
+    control::set_shard_board(board.clone());
+    let control = ShardControl {
+        board,
+        state,
+        inputs,
+        tls,
+    };
+    control.serve().await;
 }
 
 /// Binds this shard's listeners (SO_REUSEPORT: every shard binds every address).
@@ -354,24 +475,6 @@ fn apply_stream_events(
     }
 }
 
-/// Starts the inputs of the streams this shard owns.
-fn start_owned_inputs(catalog: &Catalog, shards: usize, shard: usize, fanout: &Rc<Fanout>) {
-    for stream in &catalog.streams {
-        if catalog.owner_shard(stream.id, shards) != shard {
-            continue;
-        }
-        match stream.input {
-            InputUrl::Fake => {
-                let (id, name) = (stream.id, stream.name.clone());
-                let task = fake_input::run(id, name, stream.segment_duration_ms, fanout.clone());
-                glommio::spawn_local(task).detach();
-            }
-            // Runs on the shard a publisher connects to, for as long as it publishes.
-            InputUrl::Publish => {}
-        }
-    }
-}
-
 /// The shard's housekeeping, once a second.
 fn spawn_ticker(state: &Rc<RefCell<ShardState>>) {
     let state = state.clone();
@@ -399,7 +502,7 @@ type ConnectionTask = std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
 /// closed at once: a 503 over TLS would need a handshake first).
 fn connection_server(
     proto: ListenerProto,
-    tls: Option<TlsAcceptor>,
+    tls: &Rc<RefCell<Option<TlsSetup>>>,
     state: &Rc<RefCell<ShardState>>,
     udp: &Option<Rc<rtsp_conn::UdpPair>>,
     fanout: &Rc<Fanout>,
@@ -408,6 +511,7 @@ fn connection_server(
 ) -> impl FnMut(TcpStream, u64) -> ConnectionTask + 'static {
     let (state, udp, fanout, bus) = (state.clone(), udp.clone(), fanout.clone(), bus.clone());
     let shard = state.borrow().id();
+    let tls_setup = tls.clone();
     let kind = match proto.inner() {
         ListenerProto::Rtsp => ConnKind::Rtsp,
         ListenerProto::Rtmp => ConnKind::Rtmp,
@@ -417,6 +521,11 @@ fn connection_server(
         let Ok(ip) = stream.peer_addr().map(|a| canonical_ip(a.ip())) else {
             return Box::pin(async {});
         };
+        // Read per connection: a reload may have brought new certificates.
+        let tls: Option<TlsAcceptor> = proto
+            .is_tls()
+            .then(|| tls_setup.borrow().as_ref().map(|t| t.acceptor_for(proto)))
+            .flatten();
         let slot = match ConnectionSlot::take(&state, kind, ip) {
             Ok(slot) => slot,
             Err(refusal) => {
@@ -522,24 +631,50 @@ fn raise_file_limit() -> u64 {
 }
 
 /// Accepts connections and starts a task for each; the one accept loop of every TCP
-/// listener.
+/// listener. When the shard stops, it takes what is already queued (a connection left in
+/// the queue of a closed listener is reset, while a new process beside this one would have
+/// taken it), then closes the listener.
 async fn accept_loop(
     listener: TcpListener,
     proto: ListenerProto,
     mut serve: impl FnMut(TcpStream, u64) -> ConnectionTask,
 ) {
+    /// A queue that stays empty this long is taken to be drained.
+    const DRAINED: Duration = Duration::from_millis(20);
+    let stop = shard_stop();
     let mut accepted: u64 = 0;
     loop {
-        match listener.accept().await {
-            Ok(stream) => {
+        let next = async { Some(listener.accept().await) };
+        let stopped = async {
+            stop.fired().await;
+            None
+        };
+        match futures_lite::future::or(next, stopped).await {
+            Some(Ok(stream)) => {
                 accepted += 1;
                 glommio::spawn_local(serve(stream, accepted)).detach();
             }
-            Err(e) => {
+            Some(Err(e)) => {
                 // Out of file descriptors and the like: back off briefly instead of spinning.
                 log::warn!("{} accept failed: {e}", proto.as_str());
                 glommio::timer::sleep(Duration::from_millis(100)).await;
             }
+            None => break,
         }
     }
+    loop {
+        let next = async { Some(listener.accept().await) };
+        let quiet = async {
+            glommio::timer::sleep(DRAINED).await;
+            None
+        };
+        match futures_lite::future::or(next, quiet).await {
+            Some(Ok(stream)) => {
+                accepted += 1;
+                glommio::spawn_local(serve(stream, accepted)).detach();
+            }
+            _ => break,
+        }
+    }
+    log::debug!("{} listener closed", proto.as_str());
 }

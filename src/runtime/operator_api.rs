@@ -103,6 +103,10 @@ pub async fn run(
                 )
             }
         },
+        ApiCall::ReloadConfig => match crate::runtime::control::request_reload().await {
+            Ok(summary) => json(Status::Ok, json_field("reloaded", &summary)),
+            Err(why) => json(Status::BadRequest, json_field("error", &why)),
+        },
         ApiCall::Metrics => {
             let mut total = MetricsSnapshot::default();
             for part in bus.gather(GatherCall::Metrics).await {
@@ -117,6 +121,13 @@ pub async fn run(
             }
         }
     }
+}
+
+/// `{"NAME":"TEXT"}` and a newline.
+fn json_field(name: &str, text: &str) -> String {
+    let mut body = serde_json::json!({ name: text }).to_string();
+    body.push('\n');
+    body
 }
 
 /// This shard's sessions, as the API lists them (its part of a sessions call).

@@ -14,7 +14,7 @@
 //! { ssl_certificate ...; ssl_certificate_key ...; }` blocks add certificates chosen by the
 //! name a client asks for (SNI); others get the default one.
 
-use crate::config::{Config, ConfigError, ConfigErrors, Span};
+use crate::config::{Config, ConfigError, ConfigErrors, ListenerProto, Span};
 use crate::shard::{Handshake, ShardState};
 use futures_lite::{AsyncRead, AsyncWrite};
 use futures_rustls::TlsAcceptor;
@@ -62,6 +62,16 @@ impl Wire for TlsStream<TcpStream> {
 pub struct TlsSetup {
     pub https: TlsAcceptor,
     pub other: TlsAcceptor,
+}
+
+impl TlsSetup {
+    /// The acceptor of a TLS listener of `proto`.
+    pub fn acceptor_for(&self, proto: ListenerProto) -> TlsAcceptor {
+        match proto {
+            ListenerProto::Https | ListenerProto::AdminHttps => self.https.clone(),
+            _ => self.other.clone(),
+        }
+    }
 }
 
 /// Reads the certificates and keys when the config has a TLS listener; `None` without one.

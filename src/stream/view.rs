@@ -132,6 +132,18 @@ impl StreamView {
         }
     }
 
+    /// The stream left the config: its viewers end (as when an input ends) and what its
+    /// input made is let go. The ring keeps its count, so a viewer's cursor stays valid.
+    pub fn retire(&mut self) {
+        self.ring.close();
+        let ring = std::mem::take(&mut self.ring);
+        *self = StreamView {
+            source: self.source,
+            ring,
+            ..StreamView::default()
+        };
+    }
+
     /// The stream's media while an input is sending.
     pub fn live_media(&self) -> Option<&MediaInfo> {
         self.media.as_ref().filter(|_| self.live)

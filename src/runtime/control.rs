@@ -1,0 +1,390 @@
+//! Control of the running shards from the main thread: a reload (SIGHUP or the API) and
+//! the graceful stop (SIGTERM/SIGINT).
+//!
+//! The main thread checks a new config in full (`prepare_reload`) before any shard sees
+//! it, then posts one `Command` per shard on the `Board`; each shard's control task
+//! (`serve`) picks it up, applies it to what the shard owns (its state, its inputs, its TLS
+//! acceptors) and acknowledges. The board is polled every 50 ms: a glommio executor cannot
+//! be woken by a std channel from a foreign thread, and a poll that finds nothing costs one
+//! uncontended lock, while 50 ms is well inside "within a second".
+
+use crate::catalog::{Catalog, Changes};
+use crate::config::{Config, Listener};
+use crate::runtime::inputs::OwnedInputs;
+use crate::runtime::stop_signal::shard_stop;
+use crate::runtime::tls::TlsSetup;
+use crate::shard::{ConnKind, ShardState};
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+/// How often a shard looks at the board.
+const POLL: Duration = Duration::from_millis(50);
+/// How long the main thread waits for every shard to apply a reload.
+const APPLY_TIMEOUT: Duration = Duration::from_secs(10);
+/// `shutdown_timeout` unless the config says otherwise: how long a stop lets connections
+/// finish.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
+
+/// What a shard is told to do.
+#[derive(Clone)]
+pub enum Command {
+    Reload(Arc<Reloaded>),
+    /// Stop accepting, end every viewer with its protocol's goodbye, let what is in flight
+    /// finish within `grace`, close every session.
+    Stop {
+        grace: Duration,
+    },
+}
+
+/// A checked config, compiled, with what changed.
+pub struct Reloaded {
+    pub catalog: Arc<Catalog>,
+    pub changes: Changes,
+    pub tls: Option<TlsSetup>,
+    pub handshake_timeout: Duration,
+    pub max_connections_per_ip: u32,
+}
+
+/// What reaches the main thread: signals, and the API's reload requests.
+pub enum Event {
+    Signal(i32),
+    /// `POST /streamer/api/v3/config/reload`: the answer goes in the slot.
+    ApiReload(Arc<Mutex<Option<Result<String, String>>>>),
+    /// Every shard's executor ended (`failed` of them with an error).
+    ShardsEnded {
+        failed: usize,
+    },
+}
+
+/// The main thread's posts to the shards, and the shards' way back.
+pub struct Board {
+    commands: Vec<Mutex<Vec<Command>>>,
+    acks: Mutex<mpsc::Sender<usize>>,
+    events: Mutex<mpsc::Sender<Event>>,
+}
+
+impl Board {
+    pub fn new(shards: usize, acks: mpsc::Sender<usize>, events: mpsc::Sender<Event>) -> Board {
+        Board {
+            commands: (0..shards).map(|_| Mutex::new(Vec::new())).collect(),
+            acks: Mutex::new(acks),
+            events: Mutex::new(events),
+        }
+    }
+
+    /// Posts `command` to every shard.
+    pub fn post(&self, command: &Command) {
+        for queue in &self.commands {
+            lock(queue).push(command.clone());
+        }
+    }
+
+    fn take(&self, shard: usize) -> Vec<Command> {
+        std::mem::take(&mut *lock(&self.commands[shard]))
+    }
+
+    fn ack(&self, shard: usize) {
+        let _ = lock(&self.acks).send(shard);
+    }
+
+    /// Asks the main thread to reload (the API); the answer is polled, not awaited on a
+    /// channel a shard cannot wait on.
+    pub async fn request_reload(&self) -> Result<String, String> {
+        let slot = Arc::new(Mutex::new(None));
+        if lock(&self.events)
+            .send(Event::ApiReload(slot.clone()))
+            .is_err()
+        {
+            return Err("the server is stopping".into());
+        }
+        let deadline = Instant::now() + APPLY_TIMEOUT * 2;
+        loop {
+            if let Some(answer) = lock(&slot).take() {
+                return answer;
+            }
+            if Instant::now() > deadline {
+                return Err("the reload did not finish in time".into());
+            }
+            glommio::timer::sleep(POLL).await;
+        }
+    }
+}
+
+thread_local! {
+    /// The board of the shard running on this thread (set once at its start).
+    static SHARD_BOARD: std::cell::RefCell<Option<Arc<Board>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Makes `board` this shard's (its API calls reach the main thread through it).
+pub fn set_shard_board(board: Arc<Board>) {
+    SHARD_BOARD.with(|b| *b.borrow_mut() = Some(board));
+}
+
+/// The API's reload, from a shard: the main thread reloads, and its answer comes back.
+pub async fn request_reload() -> Result<String, String> {
+    let Some(board) = SHARD_BOARD.with(|b| b.borrow().clone()) else {
+        return Err("reload is not available here".into());
+    };
+    board.request_reload().await
+}
+
+/// A lock that a panicked holder does not poison for the others (the data is a queue).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Where the running config came from, to read it again.
+#[derive(Clone, Debug)]
+pub enum ConfigSource {
+    File(PathBuf),
+    Embedded,
+}
+
+impl ConfigSource {
+    pub fn name(&self) -> String {
+        match self {
+            ConfigSource::File(p) => p.display().to_string(),
+            ConfigSource::Embedded => "<embedded config/tessera.conf>".into(),
+        }
+    }
+
+    /// Reads and checks the config; errors as the checker prints them (file:line:col).
+    pub fn load(&self) -> Result<Config, String> {
+        let loaded = match self {
+            ConfigSource::File(path) => crate::config::load_file(path),
+            ConfigSource::Embedded => {
+                crate::config::parse(crate::config::DEFAULT_CONFIG, &self.name())
+            }
+        };
+        loaded.map_err(|errors| errors.to_string())
+    }
+
+    pub fn path(&self) -> Option<&std::path::Path> {
+        match self {
+            ConfigSource::File(p) => Some(p),
+            ConfigSource::Embedded => None,
+        }
+    }
+}
+
+/// Reads the config again and checks all of it (certificates included) against the running
+/// one: the reload to post, or why the running config stays.
+pub fn prepare_reload(
+    source: &ConfigSource,
+    running: &Config,
+    catalog: &Catalog,
+) -> Result<(Config, Reloaded), String> {
+    let config = source.load()?;
+    let tls = crate::runtime::tls::load(&config, source.path(), &source.name())
+        .map_err(|e| e.to_string())?;
+    fixed_settings_unchanged(running, &config)?;
+    let (mut next, changes) = catalog.reloaded(&config);
+    next.player = crate::runtime::load_player_assets(&config);
+    let reloaded = Reloaded {
+        catalog: Arc::new(next),
+        changes,
+        tls,
+        handshake_timeout: Duration::from_millis(config.handshake_timeout_ms.into()),
+        max_connections_per_ip: config.max_connections_per_ip,
+    };
+    Ok((config, reloaded))
+}
+
+/// Listeners (and SRT's latency, a property of its listening endpoints) are bound at start:
+/// a reload that changes them is refused as a whole, saying what differs, rather than
+/// half-applied.
+fn fixed_settings_unchanged(running: &Config, new: &Config) -> Result<(), String> {
+    let key = |l: &Listener| (l.proto, l.addr);
+    let added: Vec<String> = new
+        .listeners
+        .iter()
+        .filter(|l| !running.listeners.iter().any(|r| key(r) == key(l)))
+        .map(|l| format!("{} {}", l.proto, l.addr))
+        .collect();
+    let removed: Vec<String> = running
+        .listeners
+        .iter()
+        .filter(|r| !new.listeners.iter().any(|l| key(r) == key(l)))
+        .map(|l| format!("{} {}", l.proto, l.addr))
+        .collect();
+    let mut differs = Vec::new();
+    if !added.is_empty() {
+        differs.push(format!("listeners added: {}", added.join(", ")));
+    }
+    if !removed.is_empty() {
+        differs.push(format!("listeners removed: {}", removed.join(", ")));
+    }
+    if running.srt_latency_ms != new.srt_latency_ms {
+        differs.push(format!(
+            "srt_latency {} -> {}",
+            running.srt_latency_ms, new.srt_latency_ms
+        ));
+    }
+    if differs.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "{}: the running configuration is kept (listeners are bound at start: restart, or \
+         start a new process beside this one and stop this one)",
+        differs.join("; ")
+    ))
+}
+
+/// One line saying what a reload changed.
+pub fn describe(changes: &Changes, catalog: &Catalog, old: &Catalog) -> String {
+    let names = |ids: &[u32], c: &Catalog| -> String {
+        ids.iter()
+            .filter_map(|&id| c.stream(id).map(|s| s.name.to_string()))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    if changes.is_empty() {
+        return "config reloaded: nothing changed".into();
+    }
+    let mut parts = Vec::new();
+    let mut part = |what: &str, list: String| {
+        if !list.is_empty() {
+            parts.push(format!("{what} [{list}]"));
+        }
+    };
+    part("streams added", names(&changes.added, catalog));
+    part("removed", names(&changes.removed, old));
+    part("restarted", names(&changes.restarted, catalog));
+    part("re-authorized", names(&changes.reauthorized, catalog));
+    part(
+        "auth backends changed",
+        changes
+            .backends
+            .iter()
+            .map(|b| b.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+    );
+    format!("config reloaded: {}", parts.join("; "))
+}
+
+/// Posts `reloaded` to every shard and waits until each applied it.
+pub fn apply_everywhere(
+    board: &Board,
+    acks: &mpsc::Receiver<usize>,
+    shards: usize,
+    reloaded: Arc<Reloaded>,
+) -> Result<(), String> {
+    while acks.try_recv().is_ok() {}
+    board.post(&Command::Reload(reloaded));
+    for _ in 0..shards {
+        acks.recv_timeout(APPLY_TIMEOUT)
+            .map_err(|_| "a shard did not apply the reload in time".to_string())?;
+    }
+    Ok(())
+}
+
+/// What a shard's control task works on.
+pub struct ShardControl {
+    pub board: Arc<Board>,
+    pub state: Rc<RefCell<ShardState>>,
+    pub inputs: OwnedInputs,
+    pub tls: Rc<RefCell<Option<TlsSetup>>>,
+}
+
+impl ShardControl {
+    /// Serves the board until a stop is done.
+    pub async fn serve(mut self) {
+        let shard = self.state.borrow().id();
+        loop {
+            glommio::timer::sleep(POLL).await;
+            for command in self.board.take(shard) {
+                match command {
+                    Command::Reload(reloaded) => self.reload(&reloaded).await,
+                    Command::Stop { grace } => {
+                        self.stop(grace).await;
+                        self.board.ack(shard);
+                        return;
+                    }
+                }
+                self.board.ack(shard);
+            }
+        }
+    }
+
+    async fn reload(&mut self, reloaded: &Reloaded) {
+        let changes = &reloaded.changes;
+        let catalog = &reloaded.catalog;
+        {
+            let mut state = self.state.borrow_mut();
+            state.reload(catalog.clone(), changes);
+            state.set_handshake_timeout(reloaded.handshake_timeout);
+            state.set_connections_per_ip(reloaded.max_connections_per_ip);
+        }
+        *self.tls.borrow_mut() = reloaded.tls.clone();
+        for &id in &changes.removed {
+            self.inputs.stop(id).await;
+        }
+        for &id in &changes.restarted {
+            let from = self.inputs.stop(id).await;
+            if let Some(spec) = catalog.stream(id) {
+                self.inputs.start(catalog, spec, from.unwrap_or_default());
+            }
+        }
+        for &id in &changes.added {
+            if let Some(spec) = catalog.stream(id) {
+                self.inputs.start(catalog, spec, Default::default());
+            }
+        }
+    }
+
+    /// The graceful stop of this shard: listeners close (each accept loop drains its queue
+    /// first), viewers get their protocol's goodbye and idle connections close (the shard's
+    /// stop signal), inputs end, what is in flight gets until `grace`, then every session
+    /// still open is closed.
+    async fn stop(&mut self, grace: Duration) {
+        let deadline = Instant::now() + grace;
+        shard_stop().fire();
+        self.inputs.stop_all().await;
+        while Instant::now() < deadline && self.open_connections() > 0 {
+            glommio::timer::sleep(POLL).await;
+        }
+        let left = self.open_connections();
+        let mut state = self.state.borrow_mut();
+        let closed = state.close_all_sessions(Instant::now());
+        log::info!(
+            "shard stopped: {closed} sessions closed, {left} connections still open at the end \
+             of the grace"
+        );
+    }
+
+    fn open_connections(&self) -> usize {
+        let state = self.state.borrow();
+        [ConnKind::Http, ConnKind::Rtmp, ConnKind::Rtsp]
+            .into_iter()
+            .map(|k| state.open_connections(k))
+            .sum()
+    }
+}
+
+/// Tells systemd (`Type=notify`) how the service is, when it runs under it.
+pub fn sd_notify(status: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let socket = match std::os::unix::net::UnixDatagram::unbound() {
+        Ok(s) => s,
+        Err(e) => {
+            log::warn!("cannot notify systemd: {e}");
+            return;
+        }
+    };
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str());
+    let sent = match bytes.strip_prefix(b"@") {
+        // An abstract socket: its name follows the '@'.
+        Some(name) => <std::os::unix::net::SocketAddr as std::os::linux::net::SocketAddrExt>::from_abstract_name(name)
+            .and_then(|addr| socket.send_to_addr(status.as_bytes(), &addr)),
+        None => socket.send_to(status.as_bytes(), &path),
+    };
+    if let Err(e) = sent {
+        log::warn!("cannot notify systemd ({status}): {e}");
+    }
+}
