@@ -262,6 +262,8 @@ impl Drop for PublishClaim {
 mod tests {
     use super::*;
 
+    use crate::config::Config;
+
     fn catalog() -> Arc<Catalog> {
         let cfg = crate::config::parse(
             "stream p { input publish://; }\nstream f { input fake://fake; }",
@@ -293,6 +295,64 @@ mod tests {
         assert_eq!(second.generation(), 2);
         assert_eq!(second.timeline(), reached);
         assert!(cat.stream(0).unwrap().publish.as_ref().unwrap().is_live());
+    }
+
+    fn parse(text: &str) -> Config {
+        crate::config::parse(text, "t.conf").expect("config parses")
+    }
+
+    #[test]
+    fn a_reload_keeps_ids_and_publish_slots_and_says_what_changed() {
+        let before = parse(
+            "auth_backend a { allow token t1; allow token t2; }\n\
+             auth_backend b { allow token x; }\n\
+             stream keep { input fake://fake; on_play auth://a; }\n\
+             stream gone { input fake://fake; }\n\
+             stream pub { input publish://; }\n\
+             stream seg { input fake://fake; on_play auth://b; }",
+        );
+        let old = Arc::new(Catalog::from_config(&before));
+        let claim = PublishClaim::take(&old, 2).expect("free");
+        let after = parse(
+            "auth_backend a { allow token t1; }\n\
+             auth_backend b { allow token x; }\n\
+             stream new { input fake://fake; }\n\
+             stream pub { input publish://; }\n\
+             stream seg { input fake://fake; on_play auth://b; segment_duration 4; }\n\
+             stream keep { input fake://fake; on_play auth://a; }",
+        );
+        let (new, changes) = old.reloaded(&after);
+        let id = |c: &Catalog, name: &str| c.stream_by_name(name).map(|s| s.id);
+        assert_eq!(id(&new, "keep"), Some(0), "kept ids, whatever the order");
+        assert_eq!(id(&new, "pub"), Some(2));
+        assert_eq!(id(&new, "seg"), Some(3));
+        assert_eq!(id(&new, "new"), Some(4), "a fresh id, never `gone`'s");
+        assert!(new.stream(1).is_none(), "`gone` is not in the new catalog");
+        assert_eq!(new.id_bound(), 5);
+        assert_eq!(new.owner_shard(0, 7), old.owner_shard(0, 7));
+        // The live publisher's claim holds in the new catalog, and its release frees it there.
+        let new = Arc::new(new);
+        assert!(PublishClaim::take(&new, 2).is_none(), "still held");
+        drop(claim);
+        assert!(
+            PublishClaim::take(&new, 2).is_some(),
+            "released into the same slot"
+        );
+        assert_eq!(
+            changes,
+            Changes {
+                added: vec![4],
+                removed: vec![1],
+                restarted: vec![3],
+                reauthorized: vec![0],
+                backends: vec!["a".into()],
+            }
+        );
+        let (_, none) = new.reloaded(&after);
+        assert!(
+            none.is_empty(),
+            "the same config again changes nothing: {none:?}"
+        );
     }
 
     #[test]

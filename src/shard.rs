@@ -548,6 +548,55 @@ mod tests {
     }
 
     #[test]
+    fn a_reload_drops_the_decisions_its_new_rules_may_refuse_and_retires_removed_views() {
+        use crate::auth::verdict::{PlayRequest, Proto};
+        let config = |tokens: &str| {
+            crate::config::parse(
+                &format!(
+                    "auth_backend a {{ {tokens} }}\n\
+                     stream s {{ input fake://fake; on_play auth://a; }}\n\
+                     stream t {{ input fake://fake; }}"
+                ),
+                "t",
+            )
+            .unwrap()
+        };
+        let old = Arc::new(Catalog::from_config(&config(
+            "allow token one; allow token two;",
+        )));
+        let mut s = ShardState::new(0, 1, old.clone(), HttpLimits::default(), 1);
+        let now = Now::read();
+        let ask = |s: &mut ShardState, token: &str| {
+            let req = PlayRequest {
+                stream: 0,
+                proto: Proto::Hls,
+                token: Some(token.as_bytes()),
+                ip: "10.0.0.1".parse().unwrap(),
+                user_agent: None,
+                referer: None,
+                qs: b"",
+            };
+            matches!(
+                s.decide_request(&req, Attempt::First, now),
+                Decision::Allow(_)
+            )
+        };
+        assert!(ask(&mut s, "two"));
+        assert_eq!(s.authorizer().cache().len(), 1, "cached");
+        let (new, changes) = old.reloaded(&crate::config::parse(
+            "auth_backend a { allow token one; }\nstream s { input fake://fake; on_play auth://a; }",
+            "t",
+        )
+        .unwrap());
+        s.reload(Arc::new(new), &changes);
+        assert!(s.authorizer().cache().is_empty(), "the cached allow went");
+        assert!(!ask(&mut s, "two"), "decided by the new rules");
+        assert!(ask(&mut s, "one"));
+        assert!(s.view(1).unwrap().ring.is_closed(), "`t`'s viewers end");
+        assert!(s.catalog().stream(1).is_none());
+    }
+
+    #[test]
     fn connections_are_capped_per_kind_and_per_ip_and_given_back() {
         let mut s = shard();
         s.set_connection_caps(ConnectionCaps {

@@ -29,6 +29,20 @@ if [ ${#missing[@]} -gt 0 ]; then
     fi
 fi
 
+# tests/graceful_stop.rs swaps one server process for another on the same ports, as an
+# operator's binary upgrade does; Linux then hands a closing listener's queued and
+# half-open connections to the new process only with tcp_migrate_req (README, "Upgrading
+# without dropping a connection"). It is per network namespace.
+migrate=/proc/sys/net/ipv4/tcp_migrate_req
+if [ -e "$migrate" ] && [ "$(cat "$migrate")" != 1 ]; then
+    if [ "$(id -u)" = 0 ] && echo 1 >"$migrate" 2>/dev/null; then
+        echo "tools/test.sh: set net.ipv4.tcp_migrate_req = 1" >&2
+    else
+        echo "tools/test.sh: please set net.ipv4.tcp_migrate_req = 1 (sudo sysctl -w net.ipv4.tcp_migrate_req=1)" >&2
+        exit 1
+    fi
+fi
+
 # The player's scripts and the browser test's driver, as package-lock.json pins them
 # (again whenever the lock file is newer than the install).
 if [ ! -f tools/player/node_modules/.package-lock.json ] ||

@@ -197,19 +197,8 @@ pub fn prepare_reload(
 /// a reload that changes them is refused as a whole, saying what differs, rather than
 /// half-applied.
 fn fixed_settings_unchanged(running: &Config, new: &Config) -> Result<(), String> {
-    let key = |l: &Listener| (l.proto, l.addr);
-    let added: Vec<String> = new
-        .listeners
-        .iter()
-        .filter(|l| !running.listeners.iter().any(|r| key(r) == key(l)))
-        .map(|l| format!("{} {}", l.proto, l.addr))
-        .collect();
-    let removed: Vec<String> = running
-        .listeners
-        .iter()
-        .filter(|r| !new.listeners.iter().any(|l| key(r) == key(l)))
-        .map(|l| format!("{} {}", l.proto, l.addr))
-        .collect();
+    let added = listeners_only_in(&new.listeners, &running.listeners);
+    let removed = listeners_only_in(&running.listeners, &new.listeners);
     let mut differs = Vec::new();
     if !added.is_empty() {
         differs.push(format!("listeners added: {}", added.join(", ")));
@@ -231,6 +220,19 @@ fn fixed_settings_unchanged(running: &Config, new: &Config) -> Result<(), String
          start a new process beside this one and stop this one)",
         differs.join("; ")
     ))
+}
+
+/// The listeners of `these` that `others` lacks (by protocol and address), as written.
+fn listeners_only_in(these: &[Listener], others: &[Listener]) -> Vec<String> {
+    these
+        .iter()
+        .filter(|l| {
+            !others
+                .iter()
+                .any(|o| (o.proto, o.addr) == (l.proto, l.addr))
+        })
+        .map(|l| format!("{} {}", l.proto, l.addr))
+        .collect()
 }
 
 /// One line saying what a reload changed.

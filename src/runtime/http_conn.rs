@@ -108,7 +108,7 @@ impl<S: Wire> HttpConn<S> {
             if self.answer_buffered().await == After::Stop || !self.write_out().await {
                 return;
             }
-            if self.stop.is_fired() && self.start == self.end {
+            if self.stop.is_fired() && self.between_requests() {
                 // Stopping, and every request answered.
                 return;
             }
@@ -311,7 +311,7 @@ impl<S: Wire> HttpConn<S> {
             return After::Stop;
         }
         let _ = self.stream.tcp().set_read_timeout(Some(timeout));
-        let idle = self.start == self.end && self.skip_body == 0;
+        let idle = self.between_requests();
         let read = async { Some(self.stream.read(&mut self.inbuf[self.end..]).await) };
         let stopped = async {
             if !idle {
@@ -336,6 +336,13 @@ impl<S: Wire> HttpConn<S> {
             }
             Err(_) => After::Stop,
         }
+    }
+
+    /// Every request so far answered, and none begun: what a stop may close. A new
+    /// connection's first request is awaited (within its deadline) even when stopping: it
+    /// was accepted, so it is answered.
+    fn between_requests(&self) -> bool {
+        self.start == self.end && self.skip_body == 0 && self.first_deadline.is_none()
     }
 
     /// Writes what is pending plus an error response; the connection then closes.

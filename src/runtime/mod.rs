@@ -413,17 +413,39 @@ async fn shard_main(
     control.serve().await;
 }
 
+/// A bound TCP listener: glommio's, which accepts through io_uring, and a second handle
+/// on the same socket, which keeps it open after glommio's is gone so that a stop can take
+/// what is still queued (`accept_loop`).
+struct Bound {
+    listener: TcpListener,
+    queue: socket2::Socket,
+}
+
 /// Binds this shard's listeners (SO_REUSEPORT: every shard binds every address).
-fn bind_listeners(
-    addrs: &Listeners,
-) -> Result<Vec<(ListenerProto, SocketAddr, TcpListener)>, String> {
+fn bind_listeners(addrs: &Listeners) -> Result<Vec<(ListenerProto, SocketAddr, Bound)>, String> {
     let mut bound = Vec::new();
     for &(proto, addr) in &addrs.tcp {
-        let listener = TcpListener::bind(addr)
+        let listener = bind_tcp(addr)
             .map_err(|e| format!("cannot listen for {} on {addr}: {e}", proto.as_str()))?;
         bound.push((proto, addr, listener));
     }
     Ok(bound)
+}
+
+/// What `glommio::net::TcpListener::bind` does (SO_REUSEPORT, a backlog of 1024), keeping a
+/// duplicate of the socket.
+fn bind_tcp(addr: SocketAddr) -> std::io::Result<Bound> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    let queue = socket.try_clone()?;
+    // SAFETY: `into_raw_fd` gives up the only owner of this descriptor (the clone is another
+    // descriptor), so the listener becomes its sole owner and closes it once.
+    let listener = unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) };
+    Ok(Bound { listener, queue })
 }
 
 /// Binds this shard's SRT ports (SO_REUSEPORT: every shard binds every address, and the
@@ -599,6 +621,15 @@ impl Drop for ConnectionSlot {
     }
 }
 
+/// Accepts every connection already queued on a stopping listener, without waiting.
+fn take_queued(queue: &socket2::Socket, admit: &mut impl FnMut(TcpStream)) {
+    let _ = queue.set_nonblocking(true);
+    while let Ok((socket, _)) = queue.accept() {
+        let _ = socket.set_nonblocking(false);
+        admit(TcpStream::from(socket));
+    }
+}
+
 /// Raises the soft limit on open files to the hard one (connection caps are derived from
 /// it) and returns the soft limit in force.
 fn raise_file_limit() -> u64 {
@@ -631,50 +662,57 @@ fn raise_file_limit() -> u64 {
 }
 
 /// Accepts connections and starts a task for each; the one accept loop of every TCP
-/// listener. When the shard stops, it takes what is already queued (a connection left in
-/// the queue of a closed listener is reset, while a new process beside this one would have
-/// taken it), then closes the listener.
+/// listener. When the shard stops, it takes what is already queued, then closes the
+/// socket: a connection left in the queue of a closed listener is reset, while a process
+/// started beside this one (SO_REUSEPORT) would have taken it.
 async fn accept_loop(
-    listener: TcpListener,
+    bound: Bound,
     proto: ListenerProto,
     mut serve: impl FnMut(TcpStream, u64) -> ConnectionTask,
 ) {
-    /// A queue that stays empty this long is taken to be drained.
-    const DRAINED: Duration = Duration::from_millis(20);
+    let Bound { listener, queue } = bound;
     let stop = shard_stop();
     let mut accepted: u64 = 0;
+    let mut admit = |stream: TcpStream| {
+        accepted += 1;
+        glommio::spawn_local(serve(stream, accepted)).detach();
+    };
     loop {
-        let next = async { Some(listener.accept().await) };
+        // The accept stays pending across the stop (never dropped while the kernel may be
+        // completing it: a connection it took would be lost with it).
+        let mut next = std::pin::pin!(listener.accept());
         let stopped = async {
             stop.fired().await;
             None
         };
-        match futures_lite::future::or(next, stopped).await {
-            Some(Ok(stream)) => {
-                accepted += 1;
-                glommio::spawn_local(serve(stream, accepted)).detach();
-            }
+        let taken = futures_lite::future::or(async { Some(next.as_mut().await) }, stopped).await;
+        match taken {
+            Some(Ok(stream)) => admit(stream),
             Some(Err(e)) => {
                 // Out of file descriptors and the like: back off briefly instead of spinning.
                 log::warn!("{} accept failed: {e}", proto.as_str());
                 glommio::timer::sleep(Duration::from_millis(100)).await;
             }
-            None => break,
-        }
-    }
-    loop {
-        let next = async { Some(listener.accept().await) };
-        let quiet = async {
-            glommio::timer::sleep(DRAINED).await;
-            None
-        };
-        match futures_lite::future::or(next, quiet).await {
-            Some(Ok(stream)) => {
-                accepted += 1;
-                glommio::spawn_local(serve(stream, accepted)).detach();
+            None => {
+                // Take what is queued, then shut the socket's accepting down at once: the
+                // pending accept ends (with a last connection, or an error), and whatever
+                // arrives from now on goes to the other sockets of the port (a new process
+                // beside this one). Linux's `net.ipv4.tcp_migrate_req = 1` moves even a
+                // connection queued in between to them.
+                take_queued(&queue, &mut admit);
+                let _ = queue.shutdown(std::net::Shutdown::Read);
+                if let Ok(stream) = next.as_mut().await {
+                    admit(stream);
+                }
+                break;
             }
-            _ => break,
         }
     }
-    log::debug!("{} listener closed", proto.as_str());
+    take_queued(&queue, &mut admit);
+    drop(listener);
+    drop(queue);
+    log::debug!(
+        "{} listener closed after {accepted} connections",
+        proto.as_str()
+    );
 }
