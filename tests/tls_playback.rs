@@ -146,12 +146,27 @@ fn garbage_on_a_tls_port_closes_that_connection_only() {
             "port {port} answered garbage with {total} bytes"
         );
     }
+    // Silent clients are closed after `handshake_timeout` (5 s by default), long before
+    // this read's 9 s.
+    let silent: Vec<TcpStream> = [ports.https, ports.rtmps, ports.rtsps]
+        .iter()
+        .map(|&port| TcpStream::connect(("127.0.0.1", port)).expect("connect"))
+        .collect();
+    for mut s in silent {
+        s.set_read_timeout(Some(Duration::from_secs(9))).unwrap();
+        let mut buf = [0u8; 16];
+        assert!(
+            matches!(s.read(&mut buf), Ok(0)),
+            "a silent TLS connection was kept past handshake_timeout"
+        );
+    }
     let url = format!(
         "https://localhost:{}/auth-check/index.m3u8?token=test1",
         ports.https
     );
     assert_eq!(curl(&ca, &url).0, "200");
-    // Counted: the garbage as failed handshakes, curl's as done.
+    // Counted: the garbage as failed handshakes, the silent ones as timed out, curl's as
+    // done.
     let metrics = api_call(ports.http, API_KEY, "GET", "/metrics").text();
     let count = |outcome: &str| {
         let line = format!("tessera_tls_handshakes_total{{outcome=\"{outcome}\"}} ");
@@ -161,7 +176,10 @@ fn garbage_on_a_tls_port_closes_that_connection_only() {
             .and_then(|n| n.parse::<u64>().ok())
             .unwrap_or(0)
     };
-    assert!(count("failed") >= 3 && count("done") >= 1, "{metrics}");
+    assert!(
+        count("failed") >= 3 && count("timed_out") >= 3 && count("done") >= 1,
+        "{metrics}"
+    );
 }
 
 /// `tessera --check` on `config` plus a stream at its end (a config without one is refused

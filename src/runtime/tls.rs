@@ -31,10 +31,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
 
-/// How long a client may take to complete its TLS handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Flussonic's certificate file names, looked for beside the config file.
 const DEFAULT_CERTIFICATE: &str = "streamer.crt";
 const DEFAULT_KEY: &str = "streamer.key";
@@ -210,18 +207,19 @@ fn server_config(
     Ok(config)
 }
 
-/// The TLS handshake of an accepted connection, bounded by `HANDSHAKE_TIMEOUT` and
-/// counted in the shard's metrics; `None` when it failed or took too long (the
-/// connection is then dropped).
+/// The TLS handshake of an accepted connection, bounded by `handshake_timeout` (the
+/// deadline of every protocol's first exchange) and counted in the shard's metrics; `None`
+/// when it failed or took too long (the connection is then dropped).
 pub async fn handshake(
     state: &Rc<RefCell<ShardState>>,
     acceptor: &TlsAcceptor,
     tcp: TcpStream,
 ) -> Option<TlsStream<TcpStream>> {
     let peer = tcp.peer_addr().ok();
+    let deadline = state.borrow().limits().first_request_timeout;
     let accept = async { Some(acceptor.accept(tcp).await) };
     let timeout = async {
-        glommio::timer::sleep(HANDSHAKE_TIMEOUT).await;
+        glommio::timer::sleep(deadline).await;
         None
     };
     let (stream, outcome) = match futures_lite::future::or(accept, timeout).await {
@@ -231,7 +229,7 @@ pub async fn handshake(
             (None, Handshake::Failed)
         }
         None => {
-            log::debug!("tls handshake from {peer:?} took longer than {HANDSHAKE_TIMEOUT:?}");
+            log::debug!("tls handshake from {peer:?} took longer than {deadline:?}");
             (None, Handshake::TimedOut)
         }
     };
