@@ -15,6 +15,7 @@ pub mod live_ts;
 pub mod operator_api;
 pub mod play_auth;
 pub mod portal_client;
+pub mod publish;
 pub mod ring_wait;
 pub mod rtmp_conn;
 pub mod rtsp_conn;
@@ -269,7 +270,8 @@ async fn shard_main(
         log::debug!("shard {id}: {} on {addr}", proto.as_str());
     }
     for endpoint in srt {
-        glommio::spawn_local(srt_conn::run_endpoint(endpoint, state.clone())).detach();
+        let run = srt_conn::run_endpoint(endpoint, state.clone(), fanout.clone());
+        glommio::spawn_local(run).detach();
     }
     let _ = ready.send(Ok(id));
     let accepts: Vec<_> = bound

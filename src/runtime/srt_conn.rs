@@ -14,18 +14,25 @@
 //! it ends (a caller starting over replaces it: the old queue closes, and so does the old
 //! connection).
 //!
-//! **The glue.** `Output::Authorize` (the stream id parsed) → the stream's `PlayLifecycle`
-//! (`Proto::Srt`) → accept, or reject with the code that says why: 1401 no token, 1403
-//! denied, 1404 unknown stream, 1503 backend unavailable (1405 for publishers, not served
-//! yet). `Connected` opens the session and starts an `SrtViewer`; the driver re-checks
-//! the play every 250 ms and, whatever ends the connection, `finish` sends a shutdown.
+//! **The glue.** `Output::Authorize` (the stream id parsed) → for a player, the stream's
+//! `PlayLifecycle` (`Proto::Srt`); for a publisher (`m=publish`), `publish::claim`
+//! (`on_publish`, then the stream's one publisher slot, shared with RTMP) → accept, or
+//! reject with the code that says why: 1401 no token, 1403 denied, 1404 unknown stream,
+//! 1405 publishing into a stream that is not `publish://`, 1409 already published, 1503
+//! backend unavailable. A player's `Connected` opens the session and starts an `SrtViewer`
+//! (the driver re-checks the play every 250 ms); a publisher's starts a `TsPublisher`, fed
+//! each payload at its TSBPD time (TS → `ts_demux` → `LiveInput` → every shard), ended by a
+//! TS tessera cannot carry. Whatever ends the connection, `finish` ends a publish (partial
+//! segment, `InputEnded`, slot released) and sends a shutdown.
 
-use crate::auth::play::{Access, PlayLifecycle};
+use crate::auth::play::Access;
 use crate::auth::verdict::{DenyReason, Proto, canonical_ip};
 use crate::runtime::driver::{
     Conn, Flow, Glue, Io, Link, Machine, PeerLink, Playback, Profile, drive,
 };
+use crate::runtime::fanout::Fanout;
 use crate::runtime::play_auth::authorize;
+use crate::runtime::publish::{self, Claimed, Publisher, Refusal, TsPublisher};
 use crate::shard::ShardState;
 use crate::srt::RejectReason;
 use crate::srt::connection::{
@@ -121,7 +128,11 @@ impl SrtEndpoint {
 }
 
 /// Reads the shard's SRT datagrams forever, routing each by its peer's address.
-pub async fn run_endpoint(endpoint: Rc<SrtEndpoint>, state: Rc<RefCell<ShardState>>) {
+pub async fn run_endpoint(
+    endpoint: Rc<SrtEndpoint>,
+    state: Rc<RefCell<ShardState>>,
+    fanout: Rc<Fanout>,
+) {
     let mut buf = vec![0u8; DATAGRAM_BUFFER];
     loop {
         let (n, peer) = match endpoint.socket.recv_from(&mut buf).await {
@@ -153,7 +164,9 @@ pub async fn run_endpoint(endpoint: Rc<SrtEndpoint>, state: Rc<RefCell<ShardStat
             Ok(ListenerReply::Induction(reply)) => {
                 let _ = endpoint.socket.send_to(&reply, peer).await;
             }
-            Ok(ListenerReply::Conclusion(hello)) => admit(&endpoint, &state, hello, peer).await,
+            Ok(ListenerReply::Conclusion(hello)) => {
+                admit(&endpoint, &state, &fanout, hello, peer).await;
+            }
             Err(e) => log::debug!("srt {peer}: {e}"),
         }
     }
@@ -164,6 +177,7 @@ pub async fn run_endpoint(endpoint: Rc<SrtEndpoint>, state: Rc<RefCell<ShardStat
 async fn admit(
     endpoint: &Rc<SrtEndpoint>,
     state: &Rc<RefCell<ShardState>>,
+    fanout: &Rc<Fanout>,
     hello: CallerHello,
     peer: SocketAddr,
 ) {
@@ -186,7 +200,13 @@ async fn admit(
         peer,
     };
     endpoint.live.set(endpoint.live.get() + 1);
-    let task = serve(hello, link, local, state.clone(), endpoint.clone());
+    let glue = SrtGlue {
+        latency: endpoint.latency,
+        fanout: fanout.clone(),
+        claimed: None,
+        ingest: None,
+    };
+    let task = serve(hello, link, local, state.clone(), endpoint.clone(), glue);
     glommio::spawn_local(task).detach();
 }
 
@@ -197,14 +217,12 @@ async fn serve(
     local_socket_id: u32,
     state: Rc<RefCell<ShardState>>,
     endpoint: Rc<SrtEndpoint>,
+    mut glue: SrtGlue,
 ) {
     let (peer, caller) = (link.peer, hello.socket_id);
     let mut cfg = ConnectionConfig::new(local_socket_id);
     cfg.token_key = state.borrow().catalog().token_param.to_string();
     let machine = SrtConnection::new(hello, peer, cfg, Instant::now());
-    let mut glue = SrtGlue {
-        latency: endpoint.latency,
-    };
     let ip = canonical_ip(peer.ip());
     let conn = (machine, Playback::default());
     drive(&mut glue, conn, Link::Datagrams(link), &state, ip, None).await;
@@ -215,9 +233,13 @@ async fn serve(
     }
 }
 
-/// What SRT keeps beside its machine: the latency it asks for.
+/// What SRT keeps beside its machine: the latency it asks for, and a publish.
 struct SrtGlue {
     latency: Duration,
+    fanout: Rc<Fanout>,
+    /// A publish allowed and claimed, until the handshake completes.
+    claimed: Option<Claimed>,
+    ingest: Option<TsPublisher>,
 }
 
 /// The reject code for a refused play: no token at all is 1401, an unreachable portal
@@ -230,39 +252,20 @@ fn reject_code(reason: DenyReason, token: Option<&[u8]>) -> RejectReason {
     }
 }
 
-/// Decides the caller's stream id; an allowed play is kept for `Connected`.
+/// Decides a player's stream id; an allowed play is kept for `Connected`.
 async fn authorize_play(
     playback: &mut Playback<SrtViewer>,
     io: &Io<'_>,
     request: &StreamRequest,
-    latency: Duration,
-) -> AuthAnswer {
+) -> Result<(), RejectReason> {
     let peer = io.peer;
-    if request.mode() == Mode::Publish {
-        log::info!("srt {peer}: refused: publishing over SRT is not served yet");
-        return AuthAnswer::Reject(RejectReason::BAD_MODE);
-    }
     let name = request.resource.as_deref().unwrap_or("");
-    let (id, token_param) = {
-        let shard = io.state.borrow();
-        let id = shard.catalog().stream_by_name(name).map(|s| s.id);
-        (id, shard.catalog().token_param.clone())
-    };
-    let Some(id) = id else {
+    let Some((id, _)) = publish::stream_by_name(io, name) else {
         log::info!("srt {peer}: refused stream={name}: no such stream");
-        return AuthAnswer::Reject(RejectReason::NOT_FOUND);
+        return Err(RejectReason::NOT_FOUND);
     };
     let token = request.token.as_deref();
-    let mut play = PlayLifecycle::new(
-        Access::Play,
-        id,
-        Proto::Srt,
-        token,
-        peer,
-        None,
-        &token_param,
-        Instant::now(),
-    );
+    let mut play = publish::lifecycle(io, Proto::Srt, Access::Play, id, token);
     if let Err(reason) = authorize(io.state, &mut play).await {
         let code = reject_code(reason, token);
         let tag = io.state.borrow().token_tag(token);
@@ -270,16 +273,75 @@ async fn authorize_play(
             "srt {peer}: refused stream={name} token={tag}: {reason} ({})",
             code.0
         );
-        return AuthAnswer::Reject(code);
+        return Err(code);
     }
     playback.play = Some(play);
-    AuthAnswer::Accept {
-        latency,
-        passphrase: None,
-    }
+    Ok(())
+}
+
+/// Decides a publisher's stream id (`publish::claim`, which logs); the claim is kept for
+/// `Connected`.
+async fn authorize_publish(io: &Io<'_>, request: &StreamRequest) -> Result<Claimed, RejectReason> {
+    let name = request.resource.as_deref().unwrap_or("");
+    let token = request.token.as_deref();
+    publish::claim(io, Proto::Srt, name, token)
+        .await
+        .map_err(|refusal| match refusal {
+            Refusal::NotFound => RejectReason::NOT_FOUND,
+            Refusal::NotAPublishStream => RejectReason::BAD_MODE,
+            Refusal::Denied(reason) => reject_code(reason, token),
+            Refusal::InUse => RejectReason::CONFLICT,
+        })
 }
 
 impl SrtGlue {
+    /// Decides the caller's stream id, play or publish.
+    async fn authorize(
+        &mut self,
+        playback: &mut Playback<SrtViewer>,
+        io: &Io<'_>,
+        request: &StreamRequest,
+    ) -> AuthAnswer {
+        let decided = match request.mode() {
+            Mode::Play => authorize_play(playback, io, request).await,
+            Mode::Publish => authorize_publish(io, request)
+                .await
+                .map(|claimed| self.claimed = Some(claimed)),
+        };
+        match decided {
+            Ok(()) => AuthAnswer::Accept {
+                latency: self.latency,
+                passphrase: None,
+            },
+            Err(code) => AuthAnswer::Reject(code),
+        }
+    }
+
+    /// A publisher's handshake completed: its TS goes to a `TsPublisher` from now on.
+    fn start_publish(&mut self, io: &Io<'_>) -> Flow {
+        let Some(claimed) = self.claimed.take() else {
+            return Flow::Close;
+        };
+        let publisher = Publisher::start(io, Proto::Srt, claimed);
+        self.ingest = Some(TsPublisher::new(publisher));
+        Flow::Idle
+    }
+
+    /// A publisher's payload, in order at its delivery time, into the stream.
+    async fn published(&mut self, payload: &[u8], io: &Io<'_>) -> Flow {
+        let Some(ingest) = self.ingest.as_mut() else {
+            return Flow::Idle;
+        };
+        match ingest.push(payload, &self.fanout).await {
+            Ok(()) => Flow::Idle,
+            Err(e) => {
+                let name = ingest.name();
+                log::info!("srt publish ended stream={name} ip={}: {e}", io.peer);
+                Flow::Close
+            }
+        }
+    }
+
     /// The handshake completed: the session opens and the viewer starts.
     fn connected(&mut self, playback: &mut Playback<SrtViewer>, io: &Io<'_>) -> Flow {
         let Ok(session) = playback.start(io.state, SrtViewer::new()) else {
@@ -298,7 +360,7 @@ impl Glue for SrtGlue {
     async fn act(&mut self, output: Output, conn: &mut Conn<Self>, io: &mut Io<'_>) -> Flow {
         match output {
             Output::Authorize { request, .. } => {
-                let answer = authorize_play(&mut conn.playback, io, &request, self.latency).await;
+                let answer = self.authorize(&mut conn.playback, io, &request).await;
                 conn.machine.authorized(answer, Instant::now());
                 return Flow::Again;
             }
@@ -307,13 +369,15 @@ impl Glue for SrtGlue {
             } => {
                 return self.connected(&mut conn.playback, io);
             }
-            Output::Connected { .. } => return Flow::Close,
+            Output::Connected {
+                mode: Mode::Publish,
+                ..
+            } => return self.start_publish(io),
+            Output::Payload(payload) => return self.published(&payload, io).await,
             Output::Closed(reason) => {
                 log::debug!("srt {}: closing: {reason:?}", io.peer);
                 return Flow::Close;
             }
-            // Publishers are refused before they connect.
-            Output::Payload(_) => {}
             // The driver sends these and keeps the timer.
             Output::Transmit(_) | Output::Timeout(_) => {}
         }
@@ -322,6 +386,9 @@ impl Glue for SrtGlue {
 
     /// Whatever ended it, the peer hears a shutdown (when the connection is still up).
     async fn finish(&mut self, conn: &mut Conn<Self>, io: &mut Io<'_>) {
+        if let Some(ingest) = self.ingest.take() {
+            ingest.end(&self.fanout).await;
+        }
         conn.machine.close(Instant::now());
         while let Some(output) = conn.machine.poll_output() {
             if let Output::Transmit(datagram) = output {
