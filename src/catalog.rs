@@ -22,6 +22,9 @@ pub struct StreamSpec {
     /// Who publishes right now, for `publish://` streams (see `PublishSlot`).
     pub publish: Option<PublishSlot>,
     pub segment_duration_ms: u32,
+    /// The SRT passphrase its callers must use (`srt_passphrase`, the stream's or the
+    /// top-level one); `None`: unencrypted.
+    pub srt_passphrase: Option<Box<[u8]>>,
 }
 
 #[derive(Debug)]
@@ -65,6 +68,12 @@ impl Catalog {
                 input: s.input.clone(),
                 publish: (s.input == InputUrl::Publish).then(PublishSlot::new),
                 segment_duration_ms: s.segment_duration_ms,
+                srt_passphrase: s
+                    .srt
+                    .passphrase
+                    .as_ref()
+                    .or(config.srt_passphrase.as_ref())
+                    .map(|p| p.as_bytes().into()),
             })
             .collect();
         Catalog {

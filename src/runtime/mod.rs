@@ -73,13 +73,14 @@ pub fn run(config: &Config, tls: Option<TlsSetup>, shards: usize) -> Result<Stop
     let catalog = Arc::new(catalog);
     let mut listeners = Listeners {
         tcp: Vec::new(),
-        srt: Vec::new(),
+        srt: srt_conn::ports(config),
         srt_latency: Duration::from_millis(config.srt_latency_ms.into()),
         tls,
     };
     for l in &config.listeners {
         match l.proto {
-            ListenerProto::Srt => listeners.srt.push(l.addr),
+            // With the streams' own SRT ports, in `srt_conn::ports`.
+            ListenerProto::Srt => {}
             proto => listeners.tcp.push((proto, l.addr)),
         }
     }
@@ -205,8 +206,9 @@ fn load_player_assets(config: &Config) -> crate::player::PlayerAssets {
 #[derive(Clone)]
 struct Listeners {
     tcp: Vec<(ListenerProto, SocketAddr)>,
-    /// `srt` addresses (UDP; each shard runs an `SrtEndpoint` on each).
-    srt: Vec<SocketAddr>,
+    /// `srt` addresses and the streams' own SRT ports (UDP; each shard runs an
+    /// `SrtEndpoint` on each).
+    srt: Vec<(SocketAddr, srt_conn::SrtScope)>,
     /// `srt_latency`.
     srt_latency: Duration,
     tls: Option<TlsSetup>,
@@ -313,8 +315,8 @@ fn bind_srt(addrs: &Listeners, seed: u64) -> Result<Vec<Rc<srt_conn::SrtEndpoint
     addrs
         .srt
         .iter()
-        .map(|&addr| {
-            srt_conn::SrtEndpoint::bind(addr, seed, addrs.srt_latency)
+        .map(|(addr, scope)| {
+            srt_conn::SrtEndpoint::bind(*addr, scope.clone(), seed, addrs.srt_latency)
                 .map(Rc::new)
                 .map_err(|e| format!("cannot listen for srt on {addr}: {e}"))
         })

@@ -27,6 +27,7 @@
 
 use crate::auth::play::Access;
 use crate::auth::verdict::{DenyReason, Proto, canonical_ip};
+use crate::config::{Config, ListenerProto};
 use crate::runtime::driver::{
     Conn, Flow, Glue, Io, Link, Machine, PeerLink, Playback, Profile, drive,
 };
@@ -36,7 +37,7 @@ use crate::runtime::publish::{self, Claimed, Publisher, Refusal, TsPublisher};
 use crate::shard::ShardState;
 use crate::srt::RejectReason;
 use crate::srt::connection::{
-    AuthAnswer, ConnectionConfig, ConnectionError, Output, SendError, SrtConnection,
+    AuthAnswer, CloseReason, ConnectionConfig, ConnectionError, Output, SendError, SrtConnection,
 };
 use crate::srt::handshake::{self, CallerHello, Listener, ListenerReply};
 use crate::srt::packet::HandshakeType;
@@ -74,9 +75,57 @@ fn is_new_conclusion(datagram: &[u8], caller: u32) -> bool {
     )
 }
 
+/// Which streams an SRT port serves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SrtScope {
+    /// `srt PORT;` at top level: every stream, named by the caller's stream id (`r=`).
+    Every,
+    /// A stream's own port (Flussonic's per-stream forms): `srt_play { port N; }` plays it
+    /// (`publish: false`), `srt N;` inside the stream also takes its publishers (`m=`
+    /// picks). The stream id needs no `r=`; one naming another stream is not asked about.
+    Stream { name: Box<str>, publish: bool },
+}
+
+impl SrtScope {
+    /// The stream id's request as this port reads it: the port's own stream, and a
+    /// publisher refused (1405) on a play-only port.
+    fn apply(&self, request: &StreamRequest) -> Result<StreamRequest, RejectReason> {
+        let SrtScope::Stream { name, publish } = self else {
+            return Ok(request.clone());
+        };
+        if request.mode() == Mode::Publish && !publish {
+            return Err(RejectReason::BAD_MODE);
+        }
+        let mut request = request.clone();
+        request.resource = Some(name.to_string());
+        Ok(request)
+    }
+}
+
+/// Every SRT port of the config and what it serves: the top-level `srt` listeners, and
+/// each stream's `srt_play { port N; }` and `srt N;`.
+pub fn ports(config: &Config) -> Vec<(SocketAddr, SrtScope)> {
+    let every = config
+        .listeners
+        .iter()
+        .filter(|l| l.proto == ListenerProto::Srt)
+        .map(|l| (l.addr, SrtScope::Every));
+    let own = config.streams.iter().flat_map(|s| {
+        let scope = |publish| SrtScope::Stream {
+            name: s.name.as_str().into(),
+            publish,
+        };
+        let play = s.srt.play.map(|addr| (addr, scope(false)));
+        let both = s.srt.play_publish.map(|addr| (addr, scope(true)));
+        play.into_iter().chain(both)
+    });
+    every.chain(own).collect()
+}
+
 /// The shard's SRT port: its socket, its handshake listener, and its peers' queues.
 pub struct SrtEndpoint {
     socket: Rc<UdpSocket>,
+    scope: SrtScope,
     listener: Listener,
     peers: RefCell<HashMap<SocketAddr, Peer>>,
     seed: u64,
@@ -93,7 +142,12 @@ pub struct SrtEndpoint {
 
 impl SrtEndpoint {
     /// Binds `addr` (SO_REUSEPORT: every shard binds it).
-    pub fn bind(addr: SocketAddr, seed: u64, latency: Duration) -> std::io::Result<SrtEndpoint> {
+    pub fn bind(
+        addr: SocketAddr,
+        scope: SrtScope,
+        seed: u64,
+        latency: Duration,
+    ) -> std::io::Result<SrtEndpoint> {
         let socket = UdpSocket::bind(addr)?;
         let mut secret = [0u8; 32];
         for part in secret.chunks_mut(8) {
@@ -101,6 +155,7 @@ impl SrtEndpoint {
         }
         Ok(SrtEndpoint {
             socket: Rc::new(socket),
+            scope,
             listener: Listener::new(secret, Instant::now()),
             peers: RefCell::new(HashMap::new()),
             seed,
@@ -202,6 +257,7 @@ async fn admit(
     endpoint.live.set(endpoint.live.get() + 1);
     let glue = SrtGlue {
         latency: endpoint.latency,
+        scope: endpoint.scope.clone(),
         fanout: fanout.clone(),
         claimed: None,
         ingest: None,
@@ -236,6 +292,7 @@ async fn serve(
 /// What SRT keeps beside its machine: the latency it asks for, and a publish.
 struct SrtGlue {
     latency: Duration,
+    scope: SrtScope,
     fanout: Rc<Fanout>,
     /// A publish allowed and claimed, until the handshake completes.
     claimed: Option<Claimed>,
@@ -279,6 +336,19 @@ async fn authorize_play(
     Ok(())
 }
 
+/// The stream's SRT passphrase (`srt_passphrase`), which the caller's key material must
+/// unwrap with (a caller without one, or one on a stream without, is refused by the core).
+fn passphrase(io: &Io<'_>, request: &StreamRequest) -> Option<Vec<u8>> {
+    let name = request.resource.as_deref()?;
+    let shard = io.state.borrow();
+    let pass = shard
+        .catalog()
+        .stream_by_name(name)?
+        .srt_passphrase
+        .as_ref()?;
+    Some(pass.to_vec())
+}
+
 /// Decides a publisher's stream id (`publish::claim`, which logs); the claim is kept for
 /// `Connected`.
 async fn authorize_publish(io: &Io<'_>, request: &StreamRequest) -> Result<Claimed, RejectReason> {
@@ -302,16 +372,23 @@ impl SrtGlue {
         io: &Io<'_>,
         request: &StreamRequest,
     ) -> AuthAnswer {
+        let request = match self.scope.apply(request) {
+            Ok(request) => request,
+            Err(code) => {
+                log::info!("srt {}: refused: publishing on a play-only port", io.peer);
+                return AuthAnswer::Reject(code);
+            }
+        };
         let decided = match request.mode() {
-            Mode::Play => authorize_play(playback, io, request).await,
-            Mode::Publish => authorize_publish(io, request)
+            Mode::Play => authorize_play(playback, io, &request).await,
+            Mode::Publish => authorize_publish(io, &request)
                 .await
                 .map(|claimed| self.claimed = Some(claimed)),
         };
         match decided {
             Ok(()) => AuthAnswer::Accept {
                 latency: self.latency,
-                passphrase: None,
+                passphrase: passphrase(io, &request),
             },
             Err(code) => AuthAnswer::Reject(code),
         }
@@ -374,6 +451,15 @@ impl Glue for SrtGlue {
                 ..
             } => return self.start_publish(io),
             Output::Payload(payload) => return self.published(&payload, io).await,
+            Output::Closed(CloseReason::Rejected(code)) if code.0 < 1000 => {
+                // The core's own refusals (passphrase mismatch: 10 BADSECRET, 11 UNSECURE).
+                log::info!(
+                    "srt {}: refused by the handshake: reject code {}",
+                    io.peer,
+                    code.0
+                );
+                return Flow::Close;
+            }
             Output::Closed(reason) => {
                 log::debug!("srt {}: closing: {reason:?}", io.peer);
                 return Flow::Close;
