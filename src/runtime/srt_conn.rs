@@ -510,7 +510,7 @@ impl Machine for SrtConnection {
 
     fn transmit(output: &Output) -> Option<&[u8]> {
         match output {
-            Output::Transmit(datagram) => Some(datagram),
+            Output::Transmit(datagram) => Some(datagram.as_ref()),
             _ => None,
         }
     }

@@ -40,6 +40,7 @@ use super::packet::{
 };
 use super::seq::SeqNo;
 use super::streamid::{self, Mode, StreamIdError, StreamRequest};
+use bytes::Bytes;
 use std::collections::VecDeque;
 use std::fmt;
 use std::net::SocketAddr;
@@ -122,8 +123,8 @@ pub enum CloseReason {
 /// What the connection asks of the runtime.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Output {
-    /// A datagram for the peer.
-    Transmit(Vec<u8>),
+    /// A datagram for the peer (a data packet shares its bytes with the send buffer).
+    Transmit(Bytes),
     /// Decide on this stream id; answer with [`SrtConnection::authorized`].
     Authorize {
         stream_id: String,
@@ -413,7 +414,8 @@ impl SrtConnection {
         let ts = self.timestamp(self.start);
         let local = self.cfg.local_socket_id;
         let reply = handshake::rejection(&self.hello, local, reason, self.peer.ip(), ts);
-        self.outputs.push_back(Output::Transmit(reply.clone()));
+        self.outputs
+            .push_back(Output::Transmit(reply.clone().into()));
         self.handshake_reply = Some(reply);
         self.finish(CloseReason::Rejected(reason));
     }
@@ -423,9 +425,9 @@ impl SrtConnection {
         self.transmit(reply, now);
     }
 
-    fn transmit(&mut self, datagram: Vec<u8>, now: Instant) {
+    fn transmit(&mut self, datagram: impl Into<Bytes>, now: Instant) {
         self.timers.last_sent = now;
-        self.outputs.push_back(Output::Transmit(datagram));
+        self.outputs.push_back(Output::Transmit(datagram.into()));
     }
 
     fn control(&mut self, control: Control<'_>, now: Instant) {

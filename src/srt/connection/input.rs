@@ -190,7 +190,8 @@ impl SrtConnection {
         }
         p.retransmitted = true;
         p.last_sent = now;
-        let mut datagram = p.datagram.clone();
+        // A copy: the flag changes the header (resends are the rare path).
+        let mut datagram = p.datagram.to_vec();
         if flag {
             packet::set_retransmitted(&mut datagram);
         }

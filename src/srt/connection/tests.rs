@@ -27,7 +27,7 @@ fn datagrams(outputs: &[Output]) -> Vec<&[u8]> {
     outputs
         .iter()
         .filter_map(|o| match o {
-            Output::Transmit(d) => Some(d.as_slice()),
+            Output::Transmit(d) => Some(&d[..]),
             _ => None,
         })
         .collect()
