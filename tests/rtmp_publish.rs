@@ -34,24 +34,6 @@ fn start() -> (Server, Ports) {
     (Server::start(&config, ports.http), ports)
 }
 
-/// What ffprobe must show for the publisher above.
-const PUBLISHED_STREAMS: [&str; 4] = ["Video: h264", "320x240", "Audio: aac (LC)", "48000 Hz"];
-
-fn assert_probe_shows_publisher(options: &[&str], url: &str) {
-    let out = run_bounded(
-        tool("ffprobe").args(options).arg(url),
-        Duration::from_secs(60),
-    );
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "ffprobe {url} failed:\n{err}");
-    for needle in PUBLISHED_STREAMS {
-        assert!(
-            err.contains(needle),
-            "ffprobe {url} lacks {needle:?}:\n{err}"
-        );
-    }
-}
-
 /// The segment URIs of a media playlist, in order.
 fn segment_uris(playlist: &str) -> Vec<String> {
     playlist

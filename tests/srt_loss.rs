@@ -107,7 +107,10 @@ fn ffmpeg_decodes_ten_seconds_through_three_percent_loss_each_way() {
     // that is itself dropped must have time for a second NAK even on a loaded machine (at
     // 120 ms, scheduling delays of a busy 2-core test host alone made libsrt give up on
     // packets). Without retransmission, 3 % loss corrupts the picture whatever the latency.
-    let config = format!("{}srt 127.0.0.1:{srt};\nsrt_latency 500;\n", demo_config(http));
+    let config = format!(
+        "{}srt 127.0.0.1:{srt};\nsrt_latency 500;\n",
+        demo_config(http)
+    );
     let server = Server::start(&config, http);
     server.wait_ok("/auth-check/tracks-v1a1/mono.m3u8?token=test1");
     let relay = LossyRelay::start(SocketAddr::from(([127, 0, 0, 1], srt)));

@@ -459,3 +459,21 @@ pub fn wait_log(server: &Server, needle: &str) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// What ffprobe must show for `publish_to`'s publisher (lavfi's sine is mono).
+pub const PUBLISHED_STREAMS: [&str; 4] = ["Video: h264", "320x240", "Audio: aac (LC)", "48000 Hz"];
+
+pub fn assert_probe_shows_publisher(options: &[&str], url: &str) {
+    let out = run_bounded(
+        tool("ffprobe").args(options).arg(url),
+        Duration::from_secs(60),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "ffprobe {url} failed:\n{err}");
+    for needle in PUBLISHED_STREAMS {
+        assert!(
+            err.contains(needle),
+            "ffprobe {url} lacks {needle:?}:\n{err}"
+        );
+    }
+}
