@@ -2,7 +2,8 @@
 //! Debian's ffprobe/ffmpeg (libsrt 1.5): a `srt_passphrase` stream plays with the right
 //! passphrase and not without it or with a wrong one; `srt_play { port N; }` plays its
 //! stream with no stream id at all and refuses publishers; `srt N;` inside a `publish://`
-//! stream takes a publisher (`m=publish`) and plays it (`m=request`) on one port.
+//! stream takes a publisher (`m=publish`) and plays it (`m=request`) on one port; an
+//! encrypted publisher feeds a passphrase stream.
 //! Only 127.0.0.1; every run bounded.
 
 mod common;
@@ -29,7 +30,8 @@ fn start() -> (Server, Ports) {
         "{}srt 127.0.0.1:{};\n\
          stream secret {{\n    input fake://fake;\n    srt_passphrase {PASSPHRASE};\n}}\n\
          stream open {{\n    input fake://fake;\n    srt_play {{\n        port 127.0.0.1:{};\n    }}\n}}\n\
-         stream cam {{\n    input publish://;\n    srt 127.0.0.1:{};\n}}\n",
+         stream cam {{\n    input publish://;\n    srt 127.0.0.1:{};\n}}\n\
+         stream vault {{\n    input publish://;\n    srt_passphrase {PASSPHRASE};\n}}\n",
         demo_config(ports.http),
         ports.srt,
         ports.play,
@@ -118,4 +120,27 @@ fn srt_port_in_a_stream_takes_its_publisher_and_plays_it() {
         "{err}"
     );
     wait_log(&server, "srt publish started stream=cam");
+}
+
+#[test]
+fn an_encrypted_publisher_feeds_a_passphrase_stream() {
+    let (server, ports) = start();
+    let base = format!(
+        "srt://127.0.0.1:{}?streamid=#!::r=vault,m=publish",
+        ports.srt
+    );
+    let out = run_bounded(&mut publish_to(&base, "mpegts", 3), Duration::from_secs(30));
+    assert!(!out.status.success(), "an unencrypted publisher was taken");
+    let _publisher = Background::spawn(&mut publish_to(
+        &format!("{base}&passphrase={PASSPHRASE}&pbkeylen=32"),
+        "mpegts",
+        40,
+    ));
+    server.wait_ok("/vault/tracks-v1a1/mono.m3u8");
+    assert_probe_shows_publisher(&[], &server.url("/vault/index.m3u8"));
+    let play = format!(
+        "srt://127.0.0.1:{}?streamid=#!::r=vault,m=request&passphrase={PASSPHRASE}",
+        ports.srt
+    );
+    assert_probe_shows_publisher(&[], &play);
 }
