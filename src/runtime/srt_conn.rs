@@ -43,6 +43,7 @@ use crate::srt::handshake::{self, CallerHello, Listener, ListenerReply};
 use crate::srt::packet::HandshakeType;
 use crate::srt::streamid::{Mode, StreamRequest};
 use crate::srt::viewer::SrtViewer;
+use crate::stream::ring::MAX_SKIPS;
 use glommio::channels::local_channel::{self, LocalSender};
 use glommio::net::UdpSocket;
 use std::cell::RefCell;
@@ -278,7 +279,10 @@ async fn serve(
     let (peer, caller) = (link.peer, hello.socket_id);
     let mut cfg = ConnectionConfig::new(local_socket_id);
     cfg.token_key = state.borrow().catalog().token_param.to_string();
-    let machine = SrtConnection::new(hello, peer, cfg, Instant::now());
+    let machine = SrtMachine {
+        conn: SrtConnection::new(hello, peer, cfg, Instant::now()),
+        behind: false,
+    };
     let ip = canonical_ip(peer.ip());
     let conn = (machine, Playback::default());
     drive(&mut glue, conn, Link::Datagrams(link), &state, ip, None).await;
@@ -419,6 +423,28 @@ impl SrtGlue {
         }
     }
 
+    /// The viewer's send buffer was full: what it wrote since is dropped, and it resumes at
+    /// the next keyframe (PAT, PMT, IDR), as the ring's cursor skips a viewer it left
+    /// behind; after `MAX_SKIPS` of these it is given up on.
+    fn fell_behind(&mut self, conn: &mut Conn<Self>, io: &Io<'_>) -> Flow {
+        let Some(viewing) = conn.playback.viewing.as_mut() else {
+            return Flow::Idle;
+        };
+        viewing.viewer.resync();
+        if viewing.viewer.resyncs() > MAX_SKIPS {
+            log::info!(
+                "srt {}: disconnecting: viewer stays behind (send buffer full)",
+                io.peer
+            );
+            return Flow::Close;
+        }
+        log::debug!(
+            "srt {}: send buffer full: skipping to the next keyframe",
+            io.peer
+        );
+        Flow::Idle
+    }
+
     /// The handshake completed: the session opens and the viewer starts.
     fn connected(&mut self, playback: &mut Playback<SrtViewer>, io: &Io<'_>) -> Flow {
         let Ok(session) = playback.start(io.state, SrtViewer::new()) else {
@@ -430,15 +456,19 @@ impl SrtGlue {
 }
 
 impl Glue for SrtGlue {
-    type Machine = SrtConnection;
+    type Machine = SrtMachine;
     type Viewer = SrtViewer;
     const PROFILE: Profile = Profile::new("srt", DATAGRAM_BUFFER, DATAGRAM_BUFFER);
 
-    async fn act(&mut self, output: Output, conn: &mut Conn<Self>, io: &mut Io<'_>) -> Flow {
+    async fn act(&mut self, output: SrtOutput, conn: &mut Conn<Self>, io: &mut Io<'_>) -> Flow {
+        let output = match output {
+            SrtOutput::Core(output) => output,
+            SrtOutput::Behind => return self.fell_behind(conn, io),
+        };
         match output {
             Output::Authorize { request, .. } => {
                 let answer = self.authorize(&mut conn.playback, io, &request).await;
-                conn.machine.authorized(answer, Instant::now());
+                conn.machine.conn.authorized(answer, Instant::now());
                 return Flow::Again;
             }
             Output::Connected {
@@ -475,8 +505,8 @@ impl Glue for SrtGlue {
         if let Some(ingest) = self.ingest.take() {
             ingest.end(&self.fanout).await;
         }
-        conn.machine.close(Instant::now());
-        while let Some(output) = conn.machine.poll_output() {
+        conn.machine.conn.close(Instant::now());
+        while let Some(output) = conn.machine.conn.poll_output() {
             if let Output::Transmit(datagram) = output {
                 io.transmit(&datagram);
             }
@@ -492,48 +522,69 @@ impl Glue for SrtGlue {
     }
 }
 
-impl Machine for SrtConnection {
-    type Output = Output;
+/// The connection as the driver runs it: the core, and whether a viewer's payload found
+/// its send buffer full since the glue last looked (`SrtOutput::Behind`).
+pub(crate) struct SrtMachine {
+    conn: SrtConnection,
+    behind: bool,
+}
+
+/// The core's outputs, and one of the runtime's own: the viewer fell behind.
+#[derive(Debug)]
+pub(crate) enum SrtOutput {
+    Core(Output),
+    /// Payloads were dropped on a full send buffer: the viewer resumes at a keyframe.
+    Behind,
+}
+
+impl Machine for SrtMachine {
+    type Output = SrtOutput;
     type Error = ConnectionError;
 
     fn handle_input(&mut self, input: &[u8], now: Instant) -> Result<usize, ConnectionError> {
-        SrtConnection::handle_input(self, input, now)
+        self.conn.handle_input(input, now)
     }
 
-    fn poll_output(&mut self) -> Option<Output> {
-        SrtConnection::poll_output(self)
+    fn poll_output(&mut self) -> Option<SrtOutput> {
+        if std::mem::take(&mut self.behind) {
+            return Some(SrtOutput::Behind);
+        }
+        self.conn.poll_output().map(SrtOutput::Core)
     }
 
     fn awaiting_authorization(&self) -> bool {
-        SrtConnection::awaiting_authorization(self)
+        self.conn.awaiting_authorization()
     }
 
-    fn transmit(output: &Output) -> Option<&[u8]> {
+    fn transmit(output: &SrtOutput) -> Option<&[u8]> {
         match output {
-            Output::Transmit(datagram) => Some(datagram.as_ref()),
+            SrtOutput::Core(Output::Transmit(datagram)) => Some(datagram.as_ref()),
             _ => None,
         }
     }
 
-    fn timeout(output: &Output) -> Option<Instant> {
+    fn timeout(output: &SrtOutput) -> Option<Instant> {
         match output {
-            Output::Timeout(at) => Some(*at),
+            SrtOutput::Core(Output::Timeout(at)) => Some(*at),
             _ => None,
         }
     }
 
     fn handle_timeout(&mut self, now: Instant) {
-        SrtConnection::handle_timeout(self, now);
+        self.conn.handle_timeout(now);
     }
 
     /// UDP has no end of its own: the idle timeout or a shutdown ends the connection.
     fn peer_closed(&mut self) {}
 
+    /// A full send buffer drops the payload (and the viewer skips to a keyframe, see
+    /// `SrtGlue::fell_behind`) rather than ending the connection.
     fn carry(&mut self, payload: &[u8], now: Instant) -> Result<(), &'static str> {
-        match self.send(payload, now) {
+        match self.conn.send(payload, now) {
             Ok(_) => Ok(()),
             Err(SendError::BufferFull) => {
-                Err("disconnecting: viewer stays behind (send buffer full)")
+                self.behind = true;
+                Ok(())
             }
             Err(SendError::NotConnected) => Err("disconnecting: connection closed"),
             Err(SendError::TooLarge { .. }) => Err("disconnecting: payload over the peer's MTU"),
