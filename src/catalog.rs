@@ -23,6 +23,9 @@ pub struct StreamSpec {
     /// the catalog a reload makes, so a live publisher keeps its claim across it.
     pub publish: Option<Arc<PublishSlot>>,
     pub segment_duration_ms: u32,
+    /// The SRT passphrase its callers must use (`srt_passphrase`, the stream's or the
+    /// top-level one); `None`: unencrypted.
+    pub srt_passphrase: Option<Box<[u8]>>,
 }
 
 #[derive(Debug)]
@@ -106,6 +109,12 @@ impl Catalog {
                 publish: (s.input == InputUrl::Publish)
                     .then(|| slot_of(&s.name).unwrap_or_else(|| Arc::new(PublishSlot::new()))),
                 segment_duration_ms: s.segment_duration_ms,
+                srt_passphrase: s
+                    .srt
+                    .passphrase
+                    .as_ref()
+                    .or(config.srt_passphrase.as_ref())
+                    .map(|p| p.as_bytes().into()),
             })
             .collect();
         Catalog {

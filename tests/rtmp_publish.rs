@@ -9,8 +9,7 @@ mod common;
 use common::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const MEDIA: &str = "/cam/tracks-v1a1/mono.m3u8";
 
@@ -33,79 +32,6 @@ fn start() -> (Server, Ports) {
         ports.http, ports.rtmp, ports.rtsp
     );
     (Server::start(&config, ports.http), ports)
-}
-
-/// A child process killed when dropped, with its output in files.
-struct Background {
-    child: Child,
-    stderr: std::path::PathBuf,
-}
-
-impl Background {
-    fn spawn(cmd: &mut Command) -> Background {
-        let stderr = temp_dir().join("stderr");
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr).expect("stderr file"))
-            .spawn()
-            .expect("spawn");
-        Background { child, stderr }
-    }
-
-    /// Waits (bounded) for the process to end; its success and stderr.
-    fn wait(&mut self, limit: Duration) -> (bool, String) {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                let err = std::fs::read_to_string(&self.stderr).unwrap_or_default();
-                return (status.success(), err);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "process ran past {limit:?}:\n{}",
-                std::fs::read_to_string(&self.stderr).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Background {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Waits (bounded) until the server log contains `needle`.
-fn wait_log(server: &Server, needle: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !server.log_text().contains(needle) {
-        assert!(
-            Instant::now() < deadline,
-            "log never showed {needle:?}:\n{}",
-            server.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// What ffprobe must show for the publisher above.
-const PUBLISHED_STREAMS: [&str; 4] = ["Video: h264", "320x240", "Audio: aac (LC)", "48000 Hz"];
-
-fn assert_probe_shows_publisher(options: &[&str], url: &str) {
-    let out = run_bounded(
-        tool("ffprobe").args(options).arg(url),
-        Duration::from_secs(60),
-    );
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "ffprobe {url} failed:\n{err}");
-    for needle in PUBLISHED_STREAMS {
-        assert!(
-            err.contains(needle),
-            "ffprobe {url} lacks {needle:?}:\n{err}"
-        );
-    }
 }
 
 /// The segment URIs of a media playlist, in order.

@@ -61,7 +61,10 @@ fn no_token_wrong_token_unknown_stream_portal_down_and_publish_fail_to_open() {
         ("#!::r=auth-check,m=request,token=bad", "(1403)"),
         ("#!::r=other,m=request,token=test1", "no such stream"),
         ("#!::r=down,m=request,token=test1", "(1503)"),
-        ("#!::r=auth-check,m=publish,token=test1", "not served yet"),
+        (
+            "#!::r=auth-check,m=publish,token=test1",
+            "input is not publish://",
+        ),
     ] {
         let out = run_bounded(tool("ffprobe").arg(url(srt, id)), Duration::from_secs(30));
         let err = String::from_utf8_lossy(&out.stderr);

@@ -2,6 +2,7 @@
 # Runs a cargo-fuzz target for a bounded time (default 60 s each).
 #   tools/fuzz.sh [SECONDS] [TARGET...]    targets: config_parser http_request rtsp_request
 #                                          rtmp_chunk rtmp_amf0 portal_response ts_demux
+#                                          srt_packet srt_handshake
 #                                          (default: all)
 # Installs cargo-fuzz when missing. cargo-fuzz needs nightly features; on a stable toolchain
 # RUSTC_BOOTSTRAP=1 enables them.
@@ -10,7 +11,7 @@ cd "$(dirname "$0")/../fuzz"
 secs=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(config_parser http_request rtsp_request rtmp_chunk rtmp_amf0 portal_response ts_demux)
+[ ${#targets[@]} -gt 0 ] || targets=(config_parser http_request rtsp_request rtmp_chunk rtmp_amf0 portal_response ts_demux srt_packet srt_handshake)
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 for t in "${targets[@]}"; do
     echo "== fuzzing $t for ${secs}s"

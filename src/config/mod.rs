@@ -174,6 +174,7 @@ mod tests {
                 }),
                 on_publish: None,
                 segment_duration_ms: 2000,
+                srt: StreamSrt::default(),
                 span: Span { line: 9, col: 1 },
             }],
             ..Config::default()
@@ -505,6 +506,34 @@ t.conf:8:53: error: unexpected argument `auth` (usage: `on_play auth://NAME | ht
             errors("srt_latency 5;"),
             "t.conf:1:13: error: invalid srt_latency `5`: expected milliseconds from 20 to 10000"
         );
+    }
+
+    #[test]
+    fn srt_passphrases_and_stream_ports() {
+        let c = ok("srt 9000; srt_passphrase topsecret00;
+                    stream a { input fake://fake; srt_passphrase own-secret-1; srt_play { port 9001; } }
+                    stream b { input publish://; srt 127.0.0.1:9002; }");
+        assert_eq!(c.srt_passphrase.as_deref(), Some("topsecret00"));
+        let a = &c.streams[0].srt;
+        assert_eq!(a.passphrase.as_deref(), Some("own-secret-1"));
+        assert_eq!(a.play, Some("0.0.0.0:9001".parse().unwrap()));
+        assert_eq!(
+            c.streams[1].srt.play_publish,
+            Some("127.0.0.1:9002".parse().unwrap())
+        );
+        assert_eq!(
+            errors("srt_passphrase short;"),
+            "t.conf:1:16: error: invalid srt_passphrase: expected 10 to 79 bytes (libsrt's limits), found 5"
+        );
+        assert_eq!(
+            errors("srt 9000;\nstream a { input fake://fake; srt 9000; }"),
+            "t.conf:2:35: error: listen address `0.0.0.0:9000` is already used by `srt` at 1:5"
+        );
+        assert_eq!(
+            errors("stream a { input fake://fake; srt_play { port 9000; port 9001; } }"),
+            "t.conf:1:53: error: duplicate `srt_play` (first set at 1:42)"
+        );
+        assert!(errors("stream a { input fake://fake; srt_play { pot 9000; } }").contains("pot"));
     }
 
     #[test]

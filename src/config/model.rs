@@ -56,6 +56,9 @@ pub struct Config {
     /// `srt_latency MS;`: the TSBPD latency tessera asks of SRT viewers (the larger of it
     /// and the caller's applies).
     pub srt_latency_ms: u16,
+    /// `srt_passphrase PASS;` at top level: every stream's SRT passphrase unless the stream
+    /// sets its own.
+    pub srt_passphrase: Option<String>,
     /// `max_connections_per_ip N;`: open connections one client IP may hold, every
     /// protocol together; 0 is no limit.
     pub max_connections_per_ip: u32,
@@ -108,6 +111,7 @@ impl Default for Config {
             api_key: None,
             backend_timeout_ms: DEFAULT_BACKEND_TIMEOUT_MS,
             srt_latency_ms: DEFAULT_SRT_LATENCY_MS,
+            srt_passphrase: None,
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
             handshake_timeout_ms: DEFAULT_HANDSHAKE_TIMEOUT_MS,
             shutdown_timeout_ms: DEFAULT_SHUTDOWN_TIMEOUT_MS,
@@ -430,7 +434,25 @@ pub struct StreamConfig {
     pub on_publish: Option<OnPlay>,
     /// In 0.5..=30 s; `DEFAULT_SEGMENT_DURATION_MS` unless set.
     pub segment_duration_ms: u32,
+    /// The stream's own SRT settings (Flussonic's per-stream forms).
+    pub srt: StreamSrt,
     pub span: Span,
+}
+
+/// `srt_passphrase` accepted length (libsrt's `SRTO_PASSPHRASE`: 10 to 79 bytes).
+pub const MIN_SRT_PASSPHRASE: usize = 10;
+pub const MAX_SRT_PASSPHRASE: usize = 79;
+
+/// A stream's own SRT settings.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StreamSrt {
+    /// `srt_passphrase PASS;` in the stream (else the top-level one applies).
+    pub passphrase: Option<String>,
+    /// `srt_play { port N; }`: a UDP port that plays this stream only (no `r=` needed).
+    pub play: Option<SocketAddr>,
+    /// `srt N;` in the stream: a UDP port that plays this stream and takes its publishers
+    /// (`m=` picks).
+    pub play_publish: Option<SocketAddr>,
 }
 
 /// The inputs tessera serves today. Other schemes are recognised by the parser and refused.

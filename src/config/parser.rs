@@ -16,9 +16,10 @@ use super::lexer::{Lexer, Token, Word};
 use super::model::{
     API_PREFIX, AuthBackend, Cidr, Config, DEFAULT_SEGMENT_DURATION_MS, InputUrl, Listener,
     ListenerProto, MAX_BACKEND_TIMEOUT_MS, MAX_CONNECTIONS_PER_IP, MAX_HANDSHAKE_TIMEOUT_MS,
-    MAX_SEGMENT_DURATION_MS, MAX_SHUTDOWN_TIMEOUT_MS, MAX_SRT_LATENCY_MS, MIN_BACKEND_TIMEOUT_MS,
-    MIN_HANDSHAKE_TIMEOUT_MS, MIN_SEGMENT_DURATION_MS, MIN_SRT_LATENCY_MS, OnPlay, PLAYER_SEGMENT,
-    Rules, SecureTokenConfig, ServerNameConfig, SignedKeyConfig, Span, StreamConfig, Transport,
+    MAX_SEGMENT_DURATION_MS, MAX_SHUTDOWN_TIMEOUT_MS, MAX_SRT_LATENCY_MS, MAX_SRT_PASSPHRASE,
+    MIN_BACKEND_TIMEOUT_MS, MIN_HANDSHAKE_TIMEOUT_MS, MIN_SEGMENT_DURATION_MS, MIN_SRT_LATENCY_MS,
+    MIN_SRT_PASSPHRASE, OnPlay, PLAYER_SEGMENT, Rules, SecureTokenConfig, ServerNameConfig,
+    SignedKeyConfig, Span, StreamConfig, StreamSrt, Transport,
 };
 use super::signed_key;
 use std::collections::HashMap;
@@ -200,6 +201,7 @@ enum Context {
     AuthBackend,
     Stream,
     ServerName,
+    SrtPlay,
 }
 
 impl Context {
@@ -228,6 +230,7 @@ impl Context {
                 "api_key",
                 "backend_timeout",
                 "srt_latency",
+                "srt_passphrase",
                 "max_connections_per_ip",
                 "handshake_timeout",
                 "shutdown_timeout",
@@ -241,8 +244,17 @@ impl Context {
                 "backend_timeout",
                 "max_sessions_policy",
             ],
-            Context::Stream => &["input", "on_play", "on_publish", "segment_duration"],
+            Context::Stream => &[
+                "input",
+                "on_play",
+                "on_publish",
+                "segment_duration",
+                "srt",
+                "srt_play",
+                "srt_passphrase",
+            ],
             Context::ServerName => &["ssl_certificate", "ssl_certificate_key"],
+            Context::SrtPlay => &["port"],
         }
     }
 
@@ -252,6 +264,7 @@ impl Context {
             Context::AuthBackend => "inside `auth_backend`",
             Context::Stream => "inside `stream`",
             Context::ServerName => "inside `server_name`",
+            Context::SrtPlay => "inside `srt_play`",
         }
     }
 
@@ -261,6 +274,7 @@ impl Context {
             Context::AuthBackend => "inside `auth_backend NAME { ... }`",
             Context::Stream => "inside `stream NAME { ... }`",
             Context::ServerName => "inside `server_name NAME... { ... }`",
+            Context::SrtPlay => "inside `srt_play { ... }`",
         }
     }
 }
@@ -291,6 +305,9 @@ fn usage(directive: &str) -> &'static str {
         "backend" => "backend http://HOST[:PORT]/PATH;",
         "backend_timeout" => "backend_timeout SECONDS;",
         "srt_latency" => "srt_latency MS;",
+        "srt_passphrase" => "srt_passphrase PASSPHRASE;",
+        "srt_play" => "srt_play { port PORT|IP:PORT; }",
+        "port" => "port PORT|IP:PORT;",
         "max_connections_per_ip" => "max_connections_per_ip N;",
         "handshake_timeout" => "handshake_timeout SECONDS;",
         "shutdown_timeout" => "shutdown_timeout SECONDS;",
@@ -317,6 +334,7 @@ pub(crate) fn lower(items: Vec<Directive>, diags: &mut Diagnostics) -> Config {
         port_use: HashMap::new(),
         backends_at: HashMap::new(),
         streams_at: HashMap::new(),
+        srt_passphrase_at: None,
         on_play_refs: Vec::new(),
     };
     for d in split_missing_semicolons(items, Context::Top, lowering.diags) {
@@ -351,6 +369,7 @@ struct Lowering<'d> {
     port_use: HashMap<(Transport, u16, bool), PortUse>,
     backends_at: HashMap<String, Span>,
     streams_at: HashMap<String, Span>,
+    srt_passphrase_at: Option<Span>,
     /// `on_play auth://NAME` references, checked once every backend is known.
     on_play_refs: Vec<(String, Span)>,
 }
@@ -397,6 +416,15 @@ impl Lowering<'_> {
                 if let Some(ms) = self.srt_latency(&d) {
                     self.config.srt_latency_ms = ms;
                 }
+            }
+            "srt_passphrase" => {
+                let mut seen = self.srt_passphrase_at;
+                let duplicate =
+                    |first| format!("duplicate `srt_passphrase` (first set at {first})");
+                if let Some(pass) = self.srt_passphrase(&mut seen, &d, duplicate) {
+                    self.config.srt_passphrase = Some(pass);
+                }
+                self.srt_passphrase_at = seen;
             }
             "max_connections_per_ip" => {
                 self.no_block(&d);
@@ -516,9 +544,24 @@ impl Lowering<'_> {
     fn listener(&mut self, proto: ListenerProto, d: &Directive) {
         self.no_block(d);
         let Some(arg) = self.one_arg(d) else { return };
+        if let Some(addr) = self.listen_address(proto, arg) {
+            self.config.listeners.push(Listener {
+                proto,
+                addr,
+                span: d.name.span,
+            });
+        }
+    }
+
+    /// Parses a listen address and claims it for `proto` (no other listener, top-level or a
+    /// stream's, may take it or overlap it).
+    fn listen_address(&mut self, proto: ListenerProto, arg: &Word) -> Option<SocketAddr> {
         let addr = match parse_listen_addr(&arg.text) {
             Ok(addr) => addr,
-            Err(message) => return self.diags.error(arg.span, message),
+            Err(message) => {
+                self.diags.error(arg.span, message);
+                return None;
+            }
         };
         let this = Bound {
             proto,
@@ -536,7 +579,7 @@ impl Lowering<'_> {
                         first.proto, first.span
                     ),
                 );
-                return;
+                return None;
             }
             Entry::Vacant(slot) => {
                 slot.insert(this);
@@ -561,13 +604,55 @@ impl Lowering<'_> {
                     other.addr, other.proto, other.span
                 ),
             );
-            return;
+            return None;
         }
-        self.config.listeners.push(Listener {
-            proto,
-            addr,
-            span: d.name.span,
-        });
+        Some(addr)
+    }
+
+    /// `srt_passphrase PASSPHRASE;` (once where it appears): 10 to 79 bytes, as libsrt takes.
+    fn srt_passphrase(
+        &mut self,
+        seen: &mut Option<Span>,
+        d: &Directive,
+        duplicate: impl FnOnce(Span) -> String,
+    ) -> Option<String> {
+        let arg = self.once(seen, d, duplicate)?;
+        if !(MIN_SRT_PASSPHRASE..=MAX_SRT_PASSPHRASE).contains(&arg.text.len()) {
+            self.diags.error(
+                arg.span,
+                format!(
+                    "invalid srt_passphrase: expected {MIN_SRT_PASSPHRASE} to \
+                     {MAX_SRT_PASSPHRASE} bytes (libsrt's limits), found {}",
+                    arg.text.len()
+                ),
+            );
+            return None;
+        }
+        Some(arg.text.clone())
+    }
+
+    /// `srt_play { port PORT; }` inside a stream: the port that plays only this stream.
+    fn srt_play(&mut self, body: &mut StreamBody, item: &Directive) {
+        let mut item = item.clone();
+        if !item.args.is_empty() {
+            let message = format!("usage: `{}`", usage("srt_play"));
+            self.diags.error(item.args[0].span, message);
+        }
+        let Some(block) = self.block_of(&mut item) else {
+            return;
+        };
+        for inner in split_missing_semicolons(block.items, Context::SrtPlay, self.diags) {
+            match inner.name.text.as_str() {
+                "port" => {
+                    let duplicate = |first| format!("duplicate `srt_play` (first set at {first})");
+                    let Some(arg) = self.once(&mut body.srt_play_at, &inner, duplicate) else {
+                        continue;
+                    };
+                    body.srt.play = self.listen_address(ListenerProto::Srt, arg);
+                }
+                _ => self.unknown_directive(&inner.name, Context::SrtPlay),
+            }
+        }
     }
 
     fn auth_token(&mut self, d: &Directive) {
@@ -1150,6 +1235,20 @@ impl Lowering<'_> {
                     body.on_publish = self.auth_target(arg);
                 }
             }
+            "srt" => {
+                let duplicate = |first| format!("duplicate `srt` (first set at {first})");
+                if let Some(arg) = self.once(&mut body.srt_at, item, duplicate) {
+                    body.srt.play_publish = self.listen_address(ListenerProto::Srt, arg);
+                }
+            }
+            "srt_play" => self.srt_play(body, item),
+            "srt_passphrase" => {
+                let duplicate =
+                    |first| format!("duplicate `srt_passphrase` (first set at {first})");
+                let mut seen = body.srt_passphrase_at;
+                body.srt.passphrase = self.srt_passphrase(&mut seen, item, duplicate);
+                body.srt_passphrase_at = seen;
+            }
             "segment_duration" => {
                 let duplicate =
                     |first| format!("duplicate `segment_duration` (first set at {first})");
@@ -1221,6 +1320,7 @@ impl Lowering<'_> {
                         segment_duration_ms: body
                             .segment_duration_ms
                             .unwrap_or(DEFAULT_SEGMENT_DURATION_MS),
+                        srt: body.srt,
                         span,
                     });
                 }
@@ -1563,6 +1663,10 @@ struct StreamBody {
     on_publish_at: Option<Span>,
     segment_duration_ms: Option<u32>,
     segment_duration_at: Option<Span>,
+    srt: StreamSrt,
+    srt_at: Option<Span>,
+    srt_play_at: Option<Span>,
+    srt_passphrase_at: Option<Span>,
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ pub mod live_ts;
 pub mod operator_api;
 pub mod play_auth;
 pub mod portal_client;
+pub mod publish;
 pub mod ring_wait;
 pub mod rtmp_conn;
 pub mod rtsp_conn;
@@ -88,13 +89,14 @@ pub fn run(
     let catalog = Arc::new(catalog);
     let mut listeners = Listeners {
         tcp: Vec::new(),
-        srt: Vec::new(),
+        srt: srt_conn::ports(config),
         srt_latency: Duration::from_millis(config.srt_latency_ms.into()),
         tls,
     };
     for l in &config.listeners {
         match l.proto {
-            ListenerProto::Srt => listeners.srt.push(l.addr),
+            // With the streams' own SRT ports, in `srt_conn::ports`.
+            ListenerProto::Srt => {}
             proto => listeners.tcp.push((proto, l.addr)),
         }
     }
@@ -329,8 +331,9 @@ pub(crate) fn load_player_assets(config: &Config) -> crate::player::PlayerAssets
 #[derive(Clone)]
 struct Listeners {
     tcp: Vec<(ListenerProto, SocketAddr)>,
-    /// `srt` addresses (UDP; each shard runs an `SrtEndpoint` on each).
-    srt: Vec<SocketAddr>,
+    /// `srt` addresses and the streams' own SRT ports (UDP; each shard runs an
+    /// `SrtEndpoint` on each).
+    srt: Vec<(SocketAddr, srt_conn::SrtScope)>,
     /// `srt_latency`.
     srt_latency: Duration,
     tls: Option<TlsSetup>,
@@ -395,7 +398,8 @@ async fn shard_main(
         log::debug!("shard {id}: {} on {addr}", proto.as_str());
     }
     for endpoint in srt {
-        glommio::spawn_local(srt_conn::run_endpoint(endpoint, state.clone())).detach();
+        let run = srt_conn::run_endpoint(endpoint, state.clone(), fanout.clone());
+        glommio::spawn_local(run).detach();
     }
     let _ = ready.send(Ok(id));
     let tls = Rc::new(RefCell::new(addrs.tls.clone()));
@@ -454,8 +458,8 @@ fn bind_srt(addrs: &Listeners, seed: u64) -> Result<Vec<Rc<srt_conn::SrtEndpoint
     addrs
         .srt
         .iter()
-        .map(|&addr| {
-            srt_conn::SrtEndpoint::bind(addr, seed, addrs.srt_latency)
+        .map(|(addr, scope)| {
+            srt_conn::SrtEndpoint::bind(*addr, scope.clone(), seed, addrs.srt_latency)
                 .map(Rc::new)
                 .map_err(|e| format!("cannot listen for srt on {addr}: {e}"))
         })

@@ -15,8 +15,7 @@
 //! timeline the next publisher continues.
 
 use crate::auth::play::{Access, PlayLifecycle};
-use crate::auth::verdict::{Proto, StreamId};
-use crate::catalog::PublishClaim;
+use crate::auth::verdict::Proto;
 use crate::media::frame::MediaInfo;
 use crate::rtmp::flv::MediaFrame;
 use crate::rtmp::session::{
@@ -28,10 +27,9 @@ use crate::runtime::driver::{
 };
 use crate::runtime::fanout::Fanout;
 use crate::runtime::play_auth::{authorize, open_session};
+use crate::runtime::publish::{self, Claimed, Publisher, Refusal, lifecycle, stream_by_name};
 use crate::runtime::tls::Wire;
 use crate::shard::ShardState;
-use crate::stream::live_input::LiveInput;
-use crate::stream::view::StreamEvent;
 use crate::stream::viewer::Outbox;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -48,14 +46,6 @@ const _: () = assert!(
     MAX_INPUT_BUFFER > crate::rtmp::chunk::ChunkLimits::DEFAULT_MAX_MESSAGE_SIZE,
     "a whole chunk of the largest message must fit"
 );
-
-/// A publish in progress: the claim on the stream and the pipeline its frames go through.
-struct Publisher {
-    name: String,
-    claim: PublishClaim,
-    input: LiveInput,
-    frames: u64,
-}
 
 /// Serves one RTMP connection until the peer leaves, a refusal, or a protocol error; a
 /// publish it carried ends cleanly whatever ended the connection.
@@ -80,7 +70,6 @@ pub async fn serve<S: Wire>(
         play_version: None,
         claimed: None,
         publisher: None,
-        events: Vec::new(),
     };
     drive_stream(&mut glue, machine, &mut socket, &state, peer, None).await;
 }
@@ -91,32 +80,8 @@ struct RtmpGlue {
     /// The `media_version` of the media the play's answer carried.
     play_version: Option<u64>,
     /// A publish allowed and claimed, until the machine starts it.
-    claimed: Option<(StreamId, PublishClaim)>,
+    claimed: Option<Claimed>,
     publisher: Option<Publisher>,
-    events: Vec<StreamEvent>,
-}
-
-/// A stream's id and whether it takes publishers, by name.
-fn stream_by_name(io: &Io<'_>, name: &str) -> Option<(StreamId, bool)> {
-    let shard = io.state.borrow();
-    let stream = shard.catalog().stream_by_name(name)?;
-    Some((stream.id, stream.publish.is_some()))
-}
-
-/// The lifecycle of a play or publish of `id` by this connection's peer.
-fn lifecycle(io: &Io<'_>, access: Access, id: StreamId, token: Option<&[u8]>) -> PlayLifecycle {
-    let token_param = io.state.borrow().catalog().token_param.clone();
-    let now = Instant::now();
-    PlayLifecycle::new(
-        access,
-        id,
-        Proto::Rtmp,
-        token,
-        io.peer,
-        None,
-        &token_param,
-        now,
-    )
 }
 
 impl RtmpGlue {
@@ -132,7 +97,7 @@ impl RtmpGlue {
         let Some((id, published)) = stream_by_name(io, name) else {
             return AuthAnswer::NotFound;
         };
-        let mut play = lifecycle(io, Access::Play, id, token);
+        let mut play = lifecycle(io, Proto::Rtmp, Access::Play, id, token);
         if let Err(reason) = authorize(io.state, &mut play).await {
             let reason = reason.as_str();
             return AuthAnswer::Denied { reason };
@@ -161,45 +126,29 @@ impl RtmpGlue {
         AuthAnswer::Allowed { media }
     }
 
-    /// Decides a publish: the stream must be a `publish://` one, the authorizer must allow
-    /// (`on_publish`), and no other publisher may hold it.
+    /// Decides a publish (`publish::claim`): a `publish://` stream, `on_publish`, a free
+    /// slot.
     async fn authorize_publish(
         &mut self,
         io: &Io<'_>,
         name: &str,
         token: Option<&[u8]>,
     ) -> AuthAnswer {
-        let peer = io.peer;
-        let tag = io.state.borrow().token_tag(token);
-        let id = match stream_by_name(io, name) {
-            None => {
-                log::info!("rtmp publish refused stream={name} ip={peer}: no such stream");
-                return AuthAnswer::NotFound;
+        match publish::claim(io, Proto::Rtmp, name, token).await {
+            Ok(claimed) => {
+                self.claimed = Some(claimed);
+                AuthAnswer::Allowed {
+                    media: MediaInfo::default(),
+                }
             }
-            Some((_, false)) => {
-                log::info!("rtmp publish refused stream={name} ip={peer}: input is not publish://");
-                let reason = "not_a_publish_stream";
-                return AuthAnswer::Denied { reason };
-            }
-            Some((id, true)) => id,
-        };
-        let mut publish = lifecycle(io, Access::Publish, id, token);
-        if let Err(reason) = authorize(io.state, &mut publish).await {
-            log::info!("rtmp publish refused stream={name} ip={peer} token={tag}: {reason}");
-            let reason = reason.as_str();
-            return AuthAnswer::Denied { reason };
-        }
-        let catalog = io.state.borrow().catalog().clone();
-        let Some(claim) = PublishClaim::take(&catalog, id) else {
-            log::info!(
-                "rtmp publish refused stream={name} ip={peer} token={tag}: already published"
-            );
-            return AuthAnswer::InUse;
-        };
-        log::info!("rtmp publish allowed stream={name} ip={peer} token={tag}");
-        self.claimed = Some((id, claim));
-        AuthAnswer::Allowed {
-            media: MediaInfo::default(),
+            Err(Refusal::NotFound) => AuthAnswer::NotFound,
+            Err(Refusal::NotAPublishStream) => AuthAnswer::Denied {
+                reason: "not_a_publish_stream",
+            },
+            Err(Refusal::Denied(reason)) => AuthAnswer::Denied {
+                reason: reason.as_str(),
+            },
+            Err(Refusal::InUse) => AuthAnswer::InUse,
         }
     }
 
@@ -214,29 +163,11 @@ impl RtmpGlue {
         conn.playback.viewing = Some(Viewing::new(id, viewer));
     }
 
-    /// The machine accepted the publish: its frames go through a `LiveInput` from now on.
-    fn start_publish(&mut self, io: &Io<'_>, name: String) {
-        let Some((id, claim)) = self.claimed.take() else {
-            return;
-        };
-        let segment_ms = io
-            .state
-            .borrow()
-            .catalog()
-            .stream(id)
-            .map_or(2000, |s| s.segment_duration_ms);
-        let input = LiveInput::new(id, claim.generation(), segment_ms, claim.timeline());
-        log::info!(
-            "rtmp publish started stream={name} ip={} generation={}",
-            io.peer,
-            claim.generation()
-        );
-        self.publisher = Some(Publisher {
-            name,
-            claim,
-            input,
-            frames: 0,
-        });
+    /// The machine accepted the publish: its frames go through a `Publisher` from now on.
+    fn start_publish(&mut self, io: &Io<'_>) {
+        if let Some(claimed) = self.claimed.take() {
+            self.publisher = Some(Publisher::start(io, Proto::Rtmp, claimed));
+        }
     }
 
     async fn published(&mut self, media: MediaFrame) {
@@ -244,35 +175,16 @@ impl RtmpGlue {
             return;
         };
         match media {
-            MediaFrame::Config(info) => p.input.configure(info),
-            MediaFrame::Frame(frame) => {
-                p.frames += 1;
-                p.input.push(frame, crate::utc::now_ms(), &mut self.events);
-            }
-        }
-        for event in self.events.drain(..) {
-            self.fanout.publish(event).await;
+            MediaFrame::Config(info) => p.configure(info),
+            MediaFrame::Frame(frame) => p.push(frame, &self.fanout).await,
         }
     }
 
-    /// Ends a publish: flushes the partial segment, tells every shard the input ended, and
-    /// releases the stream's slot with the timeline the next publisher continues from.
+    /// Ends a publish, whatever ended it (see `Publisher::end`).
     async fn end_publish(&mut self) {
-        let Some(mut p) = self.publisher.take() else {
-            return;
-        };
-        let timeline = p.input.finish(&mut self.events);
-        for event in self.events.drain(..) {
-            self.fanout.publish(event).await;
+        if let Some(p) = self.publisher.take() {
+            p.end(&self.fanout).await;
         }
-        p.claim.record(timeline);
-        log::info!(
-            "rtmp publish ended stream={} frames={} next_dts={} next_sequence={}",
-            p.name,
-            p.frames,
-            timeline.next_dts,
-            timeline.next_sequence
-        );
     }
 }
 
@@ -323,7 +235,7 @@ impl Glue for RtmpGlue {
                 }
             }
             Output::StopPlay => conn.playback.viewing = None,
-            Output::PublishStarted { stream, .. } => self.start_publish(io, stream),
+            Output::PublishStarted { .. } => self.start_publish(io),
             Output::Published(media) => self.published(media).await,
             Output::Unpublished => self.end_publish().await,
             Output::Close(reason) => {

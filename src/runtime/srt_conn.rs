@@ -14,27 +14,36 @@
 //! it ends (a caller starting over replaces it: the old queue closes, and so does the old
 //! connection).
 //!
-//! **The glue.** `Output::Authorize` (the stream id parsed) → the stream's `PlayLifecycle`
-//! (`Proto::Srt`) → accept, or reject with the code that says why: 1401 no token, 1403
-//! denied, 1404 unknown stream, 1503 backend unavailable (1405 for publishers, not served
-//! yet). `Connected` opens the session and starts an `SrtViewer`; the driver re-checks
-//! the play every 250 ms and, whatever ends the connection, `finish` sends a shutdown.
+//! **The glue.** `Output::Authorize` (the stream id parsed) → for a player, the stream's
+//! `PlayLifecycle` (`Proto::Srt`); for a publisher (`m=publish`), `publish::claim`
+//! (`on_publish`, then the stream's one publisher slot, shared with RTMP) → accept, or
+//! reject with the code that says why: 1401 no token, 1403 denied, 1404 unknown stream,
+//! 1405 publishing into a stream that is not `publish://`, 1409 already published, 1503
+//! backend unavailable. A player's `Connected` opens the session and starts an `SrtViewer`
+//! (the driver re-checks the play every 250 ms); a publisher's starts a `TsPublisher`, fed
+//! each payload at its TSBPD time (TS → `ts_demux` → `LiveInput` → every shard), ended by a
+//! TS tessera cannot carry. Whatever ends the connection, `finish` ends a publish (partial
+//! segment, `InputEnded`, slot released) and sends a shutdown.
 
-use crate::auth::play::{Access, PlayLifecycle};
+use crate::auth::play::Access;
 use crate::auth::verdict::{DenyReason, Proto, canonical_ip};
+use crate::config::{Config, ListenerProto};
 use crate::runtime::driver::{
     Conn, Flow, Glue, Io, Link, Machine, PeerLink, Playback, Profile, drive,
 };
+use crate::runtime::fanout::Fanout;
 use crate::runtime::play_auth::authorize;
+use crate::runtime::publish::{self, Claimed, Publisher, Refusal, TsPublisher};
 use crate::shard::ShardState;
 use crate::srt::RejectReason;
 use crate::srt::connection::{
-    AuthAnswer, ConnectionConfig, ConnectionError, Output, SendError, SrtConnection,
+    AuthAnswer, CloseReason, ConnectionConfig, ConnectionError, Output, SendError, SrtConnection,
 };
 use crate::srt::handshake::{self, CallerHello, Listener, ListenerReply};
 use crate::srt::packet::HandshakeType;
 use crate::srt::streamid::{Mode, StreamRequest};
 use crate::srt::viewer::SrtViewer;
+use crate::stream::ring::MAX_SKIPS;
 use glommio::channels::local_channel::{self, LocalSender};
 use glommio::net::UdpSocket;
 use std::cell::RefCell;
@@ -67,9 +76,57 @@ fn is_new_conclusion(datagram: &[u8], caller: u32) -> bool {
     )
 }
 
+/// Which streams an SRT port serves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SrtScope {
+    /// `srt PORT;` at top level: every stream, named by the caller's stream id (`r=`).
+    Every,
+    /// A stream's own port (Flussonic's per-stream forms): `srt_play { port N; }` plays it
+    /// (`publish: false`), `srt N;` inside the stream also takes its publishers (`m=`
+    /// picks). The stream id needs no `r=`; one naming another stream is not asked about.
+    Stream { name: Box<str>, publish: bool },
+}
+
+impl SrtScope {
+    /// The stream id's request as this port reads it: the port's own stream, and a
+    /// publisher refused (1405) on a play-only port.
+    fn apply(&self, request: &StreamRequest) -> Result<StreamRequest, RejectReason> {
+        let SrtScope::Stream { name, publish } = self else {
+            return Ok(request.clone());
+        };
+        if request.mode() == Mode::Publish && !publish {
+            return Err(RejectReason::BAD_MODE);
+        }
+        let mut request = request.clone();
+        request.resource = Some(name.to_string());
+        Ok(request)
+    }
+}
+
+/// Every SRT port of the config and what it serves: the top-level `srt` listeners, and
+/// each stream's `srt_play { port N; }` and `srt N;`.
+pub fn ports(config: &Config) -> Vec<(SocketAddr, SrtScope)> {
+    let every = config
+        .listeners
+        .iter()
+        .filter(|l| l.proto == ListenerProto::Srt)
+        .map(|l| (l.addr, SrtScope::Every));
+    let own = config.streams.iter().flat_map(|s| {
+        let scope = |publish| SrtScope::Stream {
+            name: s.name.as_str().into(),
+            publish,
+        };
+        let play = s.srt.play.map(|addr| (addr, scope(false)));
+        let both = s.srt.play_publish.map(|addr| (addr, scope(true)));
+        play.into_iter().chain(both)
+    });
+    every.chain(own).collect()
+}
+
 /// The shard's SRT port: its socket, its handshake listener, and its peers' queues.
 pub struct SrtEndpoint {
     socket: Rc<UdpSocket>,
+    scope: SrtScope,
     listener: Listener,
     peers: RefCell<HashMap<SocketAddr, Peer>>,
     seed: u64,
@@ -86,7 +143,12 @@ pub struct SrtEndpoint {
 
 impl SrtEndpoint {
     /// Binds `addr` (SO_REUSEPORT: every shard binds it).
-    pub fn bind(addr: SocketAddr, seed: u64, latency: Duration) -> std::io::Result<SrtEndpoint> {
+    pub fn bind(
+        addr: SocketAddr,
+        scope: SrtScope,
+        seed: u64,
+        latency: Duration,
+    ) -> std::io::Result<SrtEndpoint> {
         let socket = UdpSocket::bind(addr)?;
         let mut secret = [0u8; 32];
         for part in secret.chunks_mut(8) {
@@ -94,6 +156,7 @@ impl SrtEndpoint {
         }
         Ok(SrtEndpoint {
             socket: Rc::new(socket),
+            scope,
             listener: Listener::new(secret, Instant::now()),
             peers: RefCell::new(HashMap::new()),
             seed,
@@ -121,7 +184,11 @@ impl SrtEndpoint {
 }
 
 /// Reads the shard's SRT datagrams forever, routing each by its peer's address.
-pub async fn run_endpoint(endpoint: Rc<SrtEndpoint>, state: Rc<RefCell<ShardState>>) {
+pub async fn run_endpoint(
+    endpoint: Rc<SrtEndpoint>,
+    state: Rc<RefCell<ShardState>>,
+    fanout: Rc<Fanout>,
+) {
     let mut buf = vec![0u8; DATAGRAM_BUFFER];
     loop {
         let (n, peer) = match endpoint.socket.recv_from(&mut buf).await {
@@ -153,7 +220,9 @@ pub async fn run_endpoint(endpoint: Rc<SrtEndpoint>, state: Rc<RefCell<ShardStat
             Ok(ListenerReply::Induction(reply)) => {
                 let _ = endpoint.socket.send_to(&reply, peer).await;
             }
-            Ok(ListenerReply::Conclusion(hello)) => admit(&endpoint, &state, hello, peer).await,
+            Ok(ListenerReply::Conclusion(hello)) => {
+                admit(&endpoint, &state, &fanout, hello, peer).await;
+            }
             Err(e) => log::debug!("srt {peer}: {e}"),
         }
     }
@@ -164,6 +233,7 @@ pub async fn run_endpoint(endpoint: Rc<SrtEndpoint>, state: Rc<RefCell<ShardStat
 async fn admit(
     endpoint: &Rc<SrtEndpoint>,
     state: &Rc<RefCell<ShardState>>,
+    fanout: &Rc<Fanout>,
     hello: CallerHello,
     peer: SocketAddr,
 ) {
@@ -186,7 +256,14 @@ async fn admit(
         peer,
     };
     endpoint.live.set(endpoint.live.get() + 1);
-    let task = serve(hello, link, local, state.clone(), endpoint.clone());
+    let glue = SrtGlue {
+        latency: endpoint.latency,
+        scope: endpoint.scope.clone(),
+        fanout: fanout.clone(),
+        claimed: None,
+        ingest: None,
+    };
+    let task = serve(hello, link, local, state.clone(), endpoint.clone(), glue);
     glommio::spawn_local(task).detach();
 }
 
@@ -197,13 +274,14 @@ async fn serve(
     local_socket_id: u32,
     state: Rc<RefCell<ShardState>>,
     endpoint: Rc<SrtEndpoint>,
+    mut glue: SrtGlue,
 ) {
     let (peer, caller) = (link.peer, hello.socket_id);
     let mut cfg = ConnectionConfig::new(local_socket_id);
     cfg.token_key = state.borrow().catalog().token_param.to_string();
-    let machine = SrtConnection::new(hello, peer, cfg, Instant::now());
-    let mut glue = SrtGlue {
-        latency: endpoint.latency,
+    let machine = SrtMachine {
+        conn: SrtConnection::new(hello, peer, cfg, Instant::now()),
+        behind: false,
     };
     let ip = canonical_ip(peer.ip());
     let conn = (machine, Playback::default());
@@ -215,9 +293,14 @@ async fn serve(
     }
 }
 
-/// What SRT keeps beside its machine: the latency it asks for.
+/// What SRT keeps beside its machine: the latency it asks for, and a publish.
 struct SrtGlue {
     latency: Duration,
+    scope: SrtScope,
+    fanout: Rc<Fanout>,
+    /// A publish allowed and claimed, until the handshake completes.
+    claimed: Option<Claimed>,
+    ingest: Option<TsPublisher>,
 }
 
 /// The reject code for a refused play: no token at all is 1401, an unreachable portal
@@ -230,39 +313,20 @@ fn reject_code(reason: DenyReason, token: Option<&[u8]>) -> RejectReason {
     }
 }
 
-/// Decides the caller's stream id; an allowed play is kept for `Connected`.
+/// Decides a player's stream id; an allowed play is kept for `Connected`.
 async fn authorize_play(
     playback: &mut Playback<SrtViewer>,
     io: &Io<'_>,
     request: &StreamRequest,
-    latency: Duration,
-) -> AuthAnswer {
+) -> Result<(), RejectReason> {
     let peer = io.peer;
-    if request.mode() == Mode::Publish {
-        log::info!("srt {peer}: refused: publishing over SRT is not served yet");
-        return AuthAnswer::Reject(RejectReason::BAD_MODE);
-    }
     let name = request.resource.as_deref().unwrap_or("");
-    let (id, token_param) = {
-        let shard = io.state.borrow();
-        let id = shard.catalog().stream_by_name(name).map(|s| s.id);
-        (id, shard.catalog().token_param.clone())
-    };
-    let Some(id) = id else {
+    let Some((id, _)) = publish::stream_by_name(io, name) else {
         log::info!("srt {peer}: refused stream={name}: no such stream");
-        return AuthAnswer::Reject(RejectReason::NOT_FOUND);
+        return Err(RejectReason::NOT_FOUND);
     };
     let token = request.token.as_deref();
-    let mut play = PlayLifecycle::new(
-        Access::Play,
-        id,
-        Proto::Srt,
-        token,
-        peer,
-        None,
-        &token_param,
-        Instant::now(),
-    );
+    let mut play = publish::lifecycle(io, Proto::Srt, Access::Play, id, token);
     if let Err(reason) = authorize(io.state, &mut play).await {
         let code = reject_code(reason, token);
         let tag = io.state.borrow().token_tag(token);
@@ -270,16 +334,117 @@ async fn authorize_play(
             "srt {peer}: refused stream={name} token={tag}: {reason} ({})",
             code.0
         );
-        return AuthAnswer::Reject(code);
+        return Err(code);
     }
     playback.play = Some(play);
-    AuthAnswer::Accept {
-        latency,
-        passphrase: None,
-    }
+    Ok(())
+}
+
+/// The stream's SRT passphrase (`srt_passphrase`), which the caller's key material must
+/// unwrap with (a caller without one, or one on a stream without, is refused by the core).
+fn passphrase(io: &Io<'_>, request: &StreamRequest) -> Option<Vec<u8>> {
+    let name = request.resource.as_deref()?;
+    let shard = io.state.borrow();
+    let pass = shard
+        .catalog()
+        .stream_by_name(name)?
+        .srt_passphrase
+        .as_ref()?;
+    Some(pass.to_vec())
+}
+
+/// Decides a publisher's stream id (`publish::claim`, which logs); the claim is kept for
+/// `Connected`.
+async fn authorize_publish(io: &Io<'_>, request: &StreamRequest) -> Result<Claimed, RejectReason> {
+    let name = request.resource.as_deref().unwrap_or("");
+    let token = request.token.as_deref();
+    publish::claim(io, Proto::Srt, name, token)
+        .await
+        .map_err(|refusal| match refusal {
+            Refusal::NotFound => RejectReason::NOT_FOUND,
+            Refusal::NotAPublishStream => RejectReason::BAD_MODE,
+            Refusal::Denied(reason) => reject_code(reason, token),
+            Refusal::InUse => RejectReason::CONFLICT,
+        })
 }
 
 impl SrtGlue {
+    /// Decides the caller's stream id, play or publish.
+    async fn authorize(
+        &mut self,
+        playback: &mut Playback<SrtViewer>,
+        io: &Io<'_>,
+        request: &StreamRequest,
+    ) -> AuthAnswer {
+        let request = match self.scope.apply(request) {
+            Ok(request) => request,
+            Err(code) => {
+                log::info!("srt {}: refused: publishing on a play-only port", io.peer);
+                return AuthAnswer::Reject(code);
+            }
+        };
+        let decided = match request.mode() {
+            Mode::Play => authorize_play(playback, io, &request).await,
+            Mode::Publish => authorize_publish(io, &request)
+                .await
+                .map(|claimed| self.claimed = Some(claimed)),
+        };
+        match decided {
+            Ok(()) => AuthAnswer::Accept {
+                latency: self.latency,
+                passphrase: passphrase(io, &request),
+            },
+            Err(code) => AuthAnswer::Reject(code),
+        }
+    }
+
+    /// A publisher's handshake completed: its TS goes to a `TsPublisher` from now on.
+    fn start_publish(&mut self, io: &Io<'_>) -> Flow {
+        let Some(claimed) = self.claimed.take() else {
+            return Flow::Close;
+        };
+        let publisher = Publisher::start(io, Proto::Srt, claimed);
+        self.ingest = Some(TsPublisher::new(publisher));
+        Flow::Idle
+    }
+
+    /// A publisher's payload, in order at its delivery time, into the stream.
+    async fn published(&mut self, payload: &[u8], io: &Io<'_>) -> Flow {
+        let Some(ingest) = self.ingest.as_mut() else {
+            return Flow::Idle;
+        };
+        match ingest.push(payload, &self.fanout).await {
+            Ok(()) => Flow::Idle,
+            Err(e) => {
+                let name = ingest.name();
+                log::info!("srt publish ended stream={name} ip={}: {e}", io.peer);
+                Flow::Close
+            }
+        }
+    }
+
+    /// The viewer's send buffer was full: what it wrote since is dropped, and it resumes at
+    /// the next keyframe (PAT, PMT, IDR), as the ring's cursor skips a viewer it left
+    /// behind; after `MAX_SKIPS` of these it is given up on.
+    fn fell_behind(&mut self, conn: &mut Conn<Self>, io: &Io<'_>) -> Flow {
+        let Some(viewing) = conn.playback.viewing.as_mut() else {
+            return Flow::Idle;
+        };
+        viewing.viewer.resync();
+        if viewing.viewer.resyncs() > MAX_SKIPS {
+            log::info!(
+                "srt {}: disconnecting: viewer stays behind (send buffer full)",
+                io.peer
+            );
+            return Flow::Close;
+        }
+        log::debug!(
+            "srt {}: send buffer full: skipping to the next keyframe",
+            io.peer
+        );
+        Flow::Idle
+    }
+
     /// The handshake completed: the session opens and the viewer starts.
     fn connected(&mut self, playback: &mut Playback<SrtViewer>, io: &Io<'_>) -> Flow {
         let Ok(session) = playback.start(io.state, SrtViewer::new()) else {
@@ -291,15 +456,19 @@ impl SrtGlue {
 }
 
 impl Glue for SrtGlue {
-    type Machine = SrtConnection;
+    type Machine = SrtMachine;
     type Viewer = SrtViewer;
     const PROFILE: Profile = Profile::new("srt", DATAGRAM_BUFFER, DATAGRAM_BUFFER);
 
-    async fn act(&mut self, output: Output, conn: &mut Conn<Self>, io: &mut Io<'_>) -> Flow {
+    async fn act(&mut self, output: SrtOutput, conn: &mut Conn<Self>, io: &mut Io<'_>) -> Flow {
+        let output = match output {
+            SrtOutput::Core(output) => output,
+            SrtOutput::Behind => return self.fell_behind(conn, io),
+        };
         match output {
             Output::Authorize { request, .. } => {
-                let answer = authorize_play(&mut conn.playback, io, &request, self.latency).await;
-                conn.machine.authorized(answer, Instant::now());
+                let answer = self.authorize(&mut conn.playback, io, &request).await;
+                conn.machine.conn.authorized(answer, Instant::now());
                 return Flow::Again;
             }
             Output::Connected {
@@ -307,13 +476,24 @@ impl Glue for SrtGlue {
             } => {
                 return self.connected(&mut conn.playback, io);
             }
-            Output::Connected { .. } => return Flow::Close,
+            Output::Connected {
+                mode: Mode::Publish,
+                ..
+            } => return self.start_publish(io),
+            Output::Payload(payload) => return self.published(&payload, io).await,
+            Output::Closed(CloseReason::Rejected(code)) if code.0 < 1000 => {
+                // The core's own refusals (passphrase mismatch: 10 BADSECRET, 11 UNSECURE).
+                log::info!(
+                    "srt {}: refused by the handshake: reject code {}",
+                    io.peer,
+                    code.0
+                );
+                return Flow::Close;
+            }
             Output::Closed(reason) => {
                 log::debug!("srt {}: closing: {reason:?}", io.peer);
                 return Flow::Close;
             }
-            // Publishers are refused before they connect.
-            Output::Payload(_) => {}
             // The driver sends these and keeps the timer.
             Output::Transmit(_) | Output::Timeout(_) => {}
         }
@@ -322,8 +502,11 @@ impl Glue for SrtGlue {
 
     /// Whatever ended it, the peer hears a shutdown (when the connection is still up).
     async fn finish(&mut self, conn: &mut Conn<Self>, io: &mut Io<'_>) {
-        conn.machine.close(Instant::now());
-        while let Some(output) = conn.machine.poll_output() {
+        if let Some(ingest) = self.ingest.take() {
+            ingest.end(&self.fanout).await;
+        }
+        conn.machine.conn.close(Instant::now());
+        while let Some(output) = conn.machine.conn.poll_output() {
             if let Output::Transmit(datagram) = output {
                 io.transmit(&datagram);
             }
@@ -339,48 +522,69 @@ impl Glue for SrtGlue {
     }
 }
 
-impl Machine for SrtConnection {
-    type Output = Output;
+/// The connection as the driver runs it: the core, and whether a viewer's payload found
+/// its send buffer full since the glue last looked (`SrtOutput::Behind`).
+pub(crate) struct SrtMachine {
+    conn: SrtConnection,
+    behind: bool,
+}
+
+/// The core's outputs, and one of the runtime's own: the viewer fell behind.
+#[derive(Debug)]
+pub(crate) enum SrtOutput {
+    Core(Output),
+    /// Payloads were dropped on a full send buffer: the viewer resumes at a keyframe.
+    Behind,
+}
+
+impl Machine for SrtMachine {
+    type Output = SrtOutput;
     type Error = ConnectionError;
 
     fn handle_input(&mut self, input: &[u8], now: Instant) -> Result<usize, ConnectionError> {
-        SrtConnection::handle_input(self, input, now)
+        self.conn.handle_input(input, now)
     }
 
-    fn poll_output(&mut self) -> Option<Output> {
-        SrtConnection::poll_output(self)
+    fn poll_output(&mut self) -> Option<SrtOutput> {
+        if std::mem::take(&mut self.behind) {
+            return Some(SrtOutput::Behind);
+        }
+        self.conn.poll_output().map(SrtOutput::Core)
     }
 
     fn awaiting_authorization(&self) -> bool {
-        SrtConnection::awaiting_authorization(self)
+        self.conn.awaiting_authorization()
     }
 
-    fn transmit(output: &Output) -> Option<&[u8]> {
+    fn transmit(output: &SrtOutput) -> Option<&[u8]> {
         match output {
-            Output::Transmit(datagram) => Some(datagram),
+            SrtOutput::Core(Output::Transmit(datagram)) => Some(datagram.as_ref()),
             _ => None,
         }
     }
 
-    fn timeout(output: &Output) -> Option<Instant> {
+    fn timeout(output: &SrtOutput) -> Option<Instant> {
         match output {
-            Output::Timeout(at) => Some(*at),
+            SrtOutput::Core(Output::Timeout(at)) => Some(*at),
             _ => None,
         }
     }
 
     fn handle_timeout(&mut self, now: Instant) {
-        SrtConnection::handle_timeout(self, now);
+        self.conn.handle_timeout(now);
     }
 
     /// UDP has no end of its own: the idle timeout or a shutdown ends the connection.
     fn peer_closed(&mut self) {}
 
+    /// A full send buffer drops the payload (and the viewer skips to a keyframe, see
+    /// `SrtGlue::fell_behind`) rather than ending the connection.
     fn carry(&mut self, payload: &[u8], now: Instant) -> Result<(), &'static str> {
-        match self.send(payload, now) {
+        match self.conn.send(payload, now) {
             Ok(_) => Ok(()),
             Err(SendError::BufferFull) => {
-                Err("disconnecting: viewer stays behind (send buffer full)")
+                self.behind = true;
+                Ok(())
             }
             Err(SendError::NotConnected) => Err("disconnecting: connection closed"),
             Err(SendError::TooLarge { .. }) => Err("disconnecting: payload over the peer's MTU"),

@@ -32,7 +32,7 @@ pub use send_buffer::{BufferFull, InFlight, SendBuffer, SendLimits};
 pub use tsbpd::TsbpdClock;
 
 use super::RejectReason;
-use super::crypto::{CryptoError, StreamKeys};
+use super::crypto::{CryptoError, Kek, StreamKeys};
 use super::handshake::{self, Acceptance, CallerHello};
 use super::packet::{
     self, Ack, Control, ControlPacket, DataHeader, KeyIndex, LossList, MSG_NO_MAX, Packet,
@@ -40,6 +40,7 @@ use super::packet::{
 };
 use super::seq::SeqNo;
 use super::streamid::{self, Mode, StreamIdError, StreamRequest};
+use bytes::Bytes;
 use std::collections::VecDeque;
 use std::fmt;
 use std::net::SocketAddr;
@@ -51,6 +52,10 @@ const MIN_SEND_DROP: Duration = Duration::from_millis(1000);
 const SEND_DROP_SLACK: Duration = Duration::from_millis(20);
 /// Bytes of IP and UDP headers in an MTU.
 const IP_UDP_OVERHEAD: usize = 28;
+/// A key refresh with a salt other than the handshake's runs PBKDF2 (2048 rounds, ~1 ms)
+/// at most this often; others are answered BADSECRET. libsrt keeps its salt for the
+/// session, so only a hostile peer meets this.
+const KEK_DERIVATION_GAP: Duration = Duration::from_secs(1);
 /// ACKs remembered for their ACKACK (RTT samples).
 const ACKS_REMEMBERED: usize = 16;
 
@@ -118,8 +123,8 @@ pub enum CloseReason {
 /// What the connection asks of the runtime.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Output {
-    /// A datagram for the peer.
-    Transmit(Vec<u8>),
+    /// A datagram for the peer (a data packet shares its bytes with the send buffer).
+    Transmit(Bytes),
     /// Decide on this stream id; answer with [`SrtConnection::authorized`].
     Authorize {
         stream_id: String,
@@ -206,6 +211,10 @@ pub struct SrtConnection {
     keys: Option<StreamKeys>,
     /// Kept while encrypted, to unwrap the sender's refreshed keys.
     passphrase: Option<Vec<u8>>,
+    /// The key-encrypting key of the handshake, reused for refreshes with the same salt.
+    kek: Option<Kek>,
+    /// When a refresh last ran PBKDF2 (at most one per `KEK_DERIVATION_GAP`).
+    last_derivation: Option<Instant>,
     send_latency: Duration,
     next_seq: SeqNo,
     next_msg: u32,
@@ -248,6 +257,8 @@ impl SrtConnection {
             handshake_reply: None,
             keys: None,
             passphrase: None,
+            kek: None,
+            last_derivation: None,
             send_latency: Duration::ZERO,
             next_seq: isn,
             next_msg: 1,
@@ -348,14 +359,19 @@ impl SrtConnection {
 
     /// The stream keys, when both sides agree on encryption (libsrt's enforced encryption:
     /// one side without a passphrase is `SRT_REJ_UNSECURE`).
-    fn unlock(&self, passphrase: Option<&[u8]>) -> Result<Option<StreamKeys>, RejectReason> {
+    fn unlock(&mut self, passphrase: Option<&[u8]>) -> Result<Option<StreamKeys>, RejectReason> {
+        let refused = |e| match e {
+            CryptoError::BadSecret => RejectReason::BADSECRET,
+            _ => RejectReason::UNSECURE,
+        };
         match (&self.hello.key_material, passphrase) {
             (None, None) => Ok(None),
-            (Some(km), Some(pass)) => match km.unwrap_keys(pass) {
-                Ok(keys) => Ok(Some(keys)),
-                Err(CryptoError::BadSecret) => Err(RejectReason::BADSECRET),
-                Err(_) => Err(RejectReason::UNSECURE),
-            },
+            (Some(km), Some(pass)) => {
+                let kek = km.kek(pass, None).map_err(refused)?;
+                let keys = km.unwrap_with(&kek).map_err(refused)?;
+                self.kek = Some(kek);
+                Ok(Some(keys))
+            }
             _ => Err(RejectReason::UNSECURE),
         }
     }
@@ -398,7 +414,8 @@ impl SrtConnection {
         let ts = self.timestamp(self.start);
         let local = self.cfg.local_socket_id;
         let reply = handshake::rejection(&self.hello, local, reason, self.peer.ip(), ts);
-        self.outputs.push_back(Output::Transmit(reply.clone()));
+        self.outputs
+            .push_back(Output::Transmit(reply.clone().into()));
         self.handshake_reply = Some(reply);
         self.finish(CloseReason::Rejected(reason));
     }
@@ -408,9 +425,9 @@ impl SrtConnection {
         self.transmit(reply, now);
     }
 
-    fn transmit(&mut self, datagram: Vec<u8>, now: Instant) {
+    fn transmit(&mut self, datagram: impl Into<Bytes>, now: Instant) {
         self.timers.last_sent = now;
-        self.outputs.push_back(Output::Transmit(datagram));
+        self.outputs.push_back(Output::Transmit(datagram.into()));
     }
 
     fn control(&mut self, control: Control<'_>, now: Instant) {

@@ -128,6 +128,13 @@ impl KeyMaterial {
 
     /// Unwraps the stream keys with `passphrase`.
     pub fn unwrap_keys(&self, passphrase: &[u8]) -> Result<StreamKeys, CryptoError> {
+        self.unwrap_with(&self.kek(passphrase, None)?)
+    }
+
+    /// The key-encrypting key for this material: `cached` when it was derived for the same
+    /// salt and key length (libsrt keeps its salt for the session, so a key refresh needs
+    /// no new PBKDF2 run), else derived from `passphrase`.
+    pub fn kek(&self, passphrase: &[u8], cached: Option<&Kek>) -> Result<Kek, CryptoError> {
         if self.cipher != CIPHER_AES_CTR {
             return Err(CryptoError::Unsupported("cipher (only AES-CTR)"));
         }
@@ -136,8 +143,25 @@ impl KeyMaterial {
             .as_slice()
             .try_into()
             .map_err(|_| CryptoError::Unsupported("salt length"))?;
-        let kek = derive_kek(passphrase, &salt, self.key_len);
-        let plain = key_unwrap(&kek, &self.wrapped).ok_or(CryptoError::BadSecret)?;
+        if let Some(kek) = cached.filter(|k| k.salt == salt && k.key.len() == self.key_len) {
+            return Ok(kek.clone());
+        }
+        let key = derive_kek(passphrase, &salt, self.key_len);
+        Ok(Kek { salt, key })
+    }
+
+    /// Whether `kek` was derived for this material (no PBKDF2 run needed).
+    pub fn fits(&self, kek: &Kek) -> bool {
+        self.salt == kek.salt && self.key_len == kek.key.len()
+    }
+
+    /// Unwraps the stream keys with a key-encrypting key made by [`KeyMaterial::kek`].
+    pub fn unwrap_with(&self, kek: &Kek) -> Result<StreamKeys, CryptoError> {
+        let salt = kek.salt;
+        let plain = key_unwrap(&kek.key, &self.wrapped).ok_or(CryptoError::BadSecret)?;
+        if plain.len() < self.key_len {
+            return Err(CryptoError::BadSecret);
+        }
         let (first, second) = plain.split_at(self.key_len);
         let key = |k: &[u8]| BlockKey::new(k).map(|block| SessionKey { salt, block });
         let (even, odd) = match self.keys {
@@ -146,6 +170,20 @@ impl KeyMaterial {
             _ => (Some(key(first)?), Some(key(second)?)),
         };
         Ok(StreamKeys { even, odd })
+    }
+}
+
+/// A key-encrypting key and the salt it was derived for (PBKDF2 is slow on purpose: a
+/// connection keeps the one it made at the handshake).
+#[derive(Clone)]
+pub struct Kek {
+    salt: [u8; SALT_LEN],
+    key: Vec<u8>,
+}
+
+impl fmt::Debug for Kek {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Kek(..)")
     }
 }
 

@@ -36,6 +36,7 @@ pub struct SrtViewer {
     offset: usize,
     queued: usize,
     payloads: u64,
+    resyncs: u32,
 }
 
 impl SrtViewer {
@@ -46,6 +47,21 @@ impl SrtViewer {
     /// Payloads written so far.
     pub fn payloads(&self) -> u64 {
         self.payloads
+    }
+
+    /// Drops what is queued and starts again at the next keyframe that opens with a PAT
+    /// (the connection could not take the payloads: its peer is behind).
+    pub fn resync(&mut self) {
+        self.started = false;
+        self.chunks.clear();
+        self.offset = 0;
+        self.queued = 0;
+        self.resyncs += 1;
+    }
+
+    /// How many times the viewer was resynchronized.
+    pub fn resyncs(&self) -> u32 {
+        self.resyncs
     }
 
     /// Bytes queued and not yet written (less than one payload between frames).
@@ -177,5 +193,33 @@ mod tests {
         assert!(v.write(&mut out, usize::MAX));
         assert_eq!(out.datagrams().count(), 3);
         assert_eq!(v.queued(), 0);
+    }
+
+    #[test]
+    fn a_resync_drops_what_is_queued_and_restarts_at_the_next_keyframe_with_pat() {
+        let mut v = SrtViewer::new();
+        let now = Instant::now();
+        let key = |fill| {
+            let mut k = vec![packet(0, fill)];
+            k.extend((0..6).map(|_| packet(256, fill)));
+            entry(true, &k)
+        };
+        v.queue(&key(1), MEDIA_NOW, now, 0);
+        v.queue(&entry(false, &[packet(256, 2)]), MEDIA_NOW, now, 0);
+        v.resync();
+        assert_eq!((v.queued(), v.resyncs()), (0, 1));
+        // Delta frames after the resync wait for the next keyframe.
+        v.queue(&entry(false, &vec![packet(256, 3); 7]), MEDIA_NOW, now, 0);
+        assert_eq!(v.queued(), 0);
+        v.queue(&key(4), MEDIA_NOW, now, 0);
+        let mut out = Outbox::default();
+        assert!(v.write(&mut out, usize::MAX));
+        let payloads: Vec<_> = out.datagrams().map(|(_, d)| d.to_vec()).collect();
+        assert_eq!(payloads.len(), 1);
+        assert_eq!(
+            &payloads[0][..TS_PACKET],
+            &packet(0, 4)[..],
+            "PAT of the new keyframe first"
+        );
     }
 }

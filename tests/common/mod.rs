@@ -339,6 +339,11 @@ pub fn api_call(port: u16, key: &str, method: &str, path: &str) -> Response {
 /// The publisher of the issue: x264 (ultrafast, zerolatency, a keyframe a second) and AAC,
 /// in real time, for `seconds`.
 pub fn publish_cmd(rtmp: u16, path: &str, seconds: u32) -> Command {
+    publish_to(&format!("rtmp://127.0.0.1:{rtmp}{path}"), "flv", seconds)
+}
+
+/// The same publisher, muxed as `format` (`flv`, `mpegts`) to `url`.
+pub fn publish_to(url: &str, format: &str, seconds: u32) -> Command {
     let secs = seconds.to_string();
     let mut cmd = tool("ffmpeg");
     cmd.args(["-v", "error", "-re", "-f", "lavfi", "-i"])
@@ -359,9 +364,9 @@ pub fn publish_cmd(rtmp: u16, path: &str, seconds: u32) -> Command {
             "-c:a",
             "aac",
             "-f",
-            "flv",
+            format,
         ])
-        .arg(format!("rtmp://127.0.0.1:{rtmp}{path}"));
+        .arg(url);
     cmd
 }
 
@@ -398,4 +403,77 @@ pub fn make_certificate(dir: &std::path::Path, name: &str, host: &str) -> (PathB
         String::from_utf8_lossy(&out.stderr)
     );
     (cert, key)
+}
+
+/// A child process killed when dropped, with its output in files.
+pub struct Background {
+    pub child: Child,
+    stderr: std::path::PathBuf,
+}
+
+impl Background {
+    pub fn spawn(cmd: &mut Command) -> Background {
+        let stderr = temp_dir().join("stderr");
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).expect("stderr file"))
+            .spawn()
+            .expect("spawn");
+        Background { child, stderr }
+    }
+
+    /// Waits (bounded) for the process to end; its success and stderr.
+    pub fn wait(&mut self, limit: Duration) -> (bool, String) {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                let err = std::fs::read_to_string(&self.stderr).unwrap_or_default();
+                return (status.success(), err);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "process ran past {limit:?}:\n{}",
+                std::fs::read_to_string(&self.stderr).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits (bounded) until the server log contains `needle`.
+pub fn wait_log(server: &Server, needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !server.log_text().contains(needle) {
+        assert!(
+            Instant::now() < deadline,
+            "log never showed {needle:?}:\n{}",
+            server.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// What ffprobe must show for `publish_to`'s publisher (lavfi's sine is mono).
+pub const PUBLISHED_STREAMS: [&str; 4] = ["Video: h264", "320x240", "Audio: aac (LC)", "48000 Hz"];
+
+pub fn assert_probe_shows_publisher(options: &[&str], url: &str) {
+    let out = run_bounded(
+        tool("ffprobe").args(options).arg(url),
+        Duration::from_secs(60),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "ffprobe {url} failed:\n{err}");
+    for needle in PUBLISHED_STREAMS {
+        assert!(
+            err.contains(needle),
+            "ffprobe {url} lacks {needle:?}:\n{err}"
+        );
+    }
 }

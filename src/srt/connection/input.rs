@@ -82,22 +82,43 @@ impl SrtConnection {
     /// in-band KMREQ, announced before it is used. Unwrap it, keep it beside the current
     /// one, and answer KMRSP with the same material (or the state word `BADSECRET`).
     fn on_key_refresh(&mut self, body: &[u8], now: Instant) {
-        let (Some(keys), Some(pass)) = (self.keys.as_mut(), self.passphrase.as_deref()) else {
+        if self.keys.is_none() {
             return;
-        };
-        let fresh = KeyMaterial::parse(body).and_then(|km| km.unwrap_keys(pass));
-        let reply = match fresh {
-            Ok(newer) => {
-                keys.merge(newer);
+        }
+        let reply = match self.refreshed_keys(body, now) {
+            Some(newer) => {
+                if let Some(keys) = self.keys.as_mut() {
+                    keys.merge(newer);
+                }
                 body.to_vec()
             }
-            Err(_) => KM_STATE_BADSECRET.to_be_bytes().to_vec(),
+            None => KM_STATE_BADSECRET.to_be_bytes().to_vec(),
         };
         let control = Control::Extended {
             subtype: handshake::cmd::KMRSP,
             body: &reply,
         };
         self.control(control, now);
+    }
+
+    /// The keys of an in-band KMREQ: with the handshake's key-encrypting key when the salt
+    /// is the same (libsrt's case), else with a new one, derived at most once per
+    /// `KEK_DERIVATION_GAP` (PBKDF2 must not be a peer's lever on the shard's CPU).
+    fn refreshed_keys(&mut self, body: &[u8], now: Instant) -> Option<StreamKeys> {
+        let km = KeyMaterial::parse(body).ok()?;
+        let pass = self.passphrase.as_deref()?;
+        let cached = self.kek.as_ref().filter(|k| km.fits(k));
+        if cached.is_none() {
+            let recent = self
+                .last_derivation
+                .is_some_and(|at| now.saturating_duration_since(at) < KEK_DERIVATION_GAP);
+            if recent {
+                return None;
+            }
+            self.last_derivation = Some(now);
+        }
+        let kek = km.kek(pass, cached).ok()?;
+        km.unwrap_with(&kek).ok()
     }
 
     /// The caller repeats its conclusion until it hears the answer: answer again.
@@ -169,7 +190,8 @@ impl SrtConnection {
         }
         p.retransmitted = true;
         p.last_sent = now;
-        let mut datagram = p.datagram.clone();
+        // A copy: the flag changes the header (resends are the rare path).
+        let mut datagram = p.datagram.to_vec();
         if flag {
             packet::set_retransmitted(&mut datagram);
         }

@@ -5,6 +5,7 @@
 //! are contiguous, so a lookup is an index.
 
 use crate::srt::seq::SeqNo;
+use bytes::Bytes;
 use std::collections::VecDeque;
 use std::time::Instant;
 
@@ -36,7 +37,7 @@ pub struct InFlight {
     pub last_sent: Instant,
     pub retransmitted: bool,
     /// The whole datagram as first sent (encrypted when the connection is).
-    pub datagram: Vec<u8>,
+    pub datagram: Bytes,
 }
 
 /// The buffer is at its bound.
@@ -165,7 +166,7 @@ mod tests {
             origin: at,
             last_sent: at,
             retransmitted: false,
-            datagram: vec![0; 100],
+            datagram: vec![0; 100].into(),
         }
     }
 

@@ -26,7 +26,8 @@ impl SrtConnection {
             return Err(SendError::BufferFull);
         }
         let seq = self.next_seq;
-        let datagram = self.data_packet(seq, payload, now);
+        // One allocation per packet: the send buffer and the output share it.
+        let datagram = Bytes::from(self.data_packet(seq, payload, now));
         let msg_no = self.next_msg;
         let in_flight = InFlight {
             seq,

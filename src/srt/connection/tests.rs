@@ -27,7 +27,7 @@ fn datagrams(outputs: &[Output]) -> Vec<&[u8]> {
     outputs
         .iter()
         .filter_map(|o| match o {
-            Output::Transmit(d) => Some(d.as_slice()),
+            Output::Transmit(d) => Some(&d[..]),
             _ => None,
         })
         .collect()
@@ -723,4 +723,45 @@ fn stray_and_malformed_datagrams_are_errors_not_the_end() {
         conn.handle_timeout(t0 + Duration::from_millis(len as u64));
         drain(&mut conn);
     }
+}
+
+/// An in-band KMREQ with `salt`, as its body.
+fn refresh_body(pass: &[u8], salt: u8) -> Vec<u8> {
+    let mut refresh = wrap_keys(pass, [salt; SALT_LEN], &[7; 32], None).unwrap();
+    refresh.keys = KeyIndex::Odd;
+    let mut body = Vec::new();
+    refresh.write(&mut body);
+    body
+}
+
+/// What the connection answers a KMREQ with `body` at `now`: the material back, or not.
+fn refresh_accepted(conn: &mut SrtConnection, body: &[u8], now: Instant) -> bool {
+    let kmreq = Control::Extended {
+        subtype: cmd::KMREQ,
+        body,
+    };
+    from_peer(conn, kmreq, now);
+    let echoed = Control::Extended {
+        subtype: cmd::KMRSP,
+        body,
+    };
+    controls(&drain(conn)).contains(&echoed)
+}
+
+#[test]
+fn key_refreshes_with_new_salts_run_pbkdf2_at_most_once_a_second() {
+    let t0 = Instant::now();
+    let pass = b"publisher-passphrase";
+    let (mut conn, _) = publisher(t0, Some(pass));
+    // The handshake's salt (4, see `publisher`): the cached KEK, any number of times.
+    for i in 0..5 {
+        let body = refresh_body(pass, 4);
+        assert!(refresh_accepted(&mut conn, &body, t0), "same salt, #{i}");
+    }
+    // A new salt derives once; another within the second is refused (BADSECRET).
+    assert!(refresh_accepted(&mut conn, &refresh_body(pass, 5), t0));
+    let soon = t0 + Duration::from_millis(500);
+    assert!(!refresh_accepted(&mut conn, &refresh_body(pass, 6), soon));
+    let later = t0 + Duration::from_millis(1001);
+    assert!(refresh_accepted(&mut conn, &refresh_body(pass, 6), later));
 }
