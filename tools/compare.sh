@@ -8,16 +8,17 @@
 #   W2  the newest segment with the token (wrk; compared in MiB/s: segment sizes vary)
 #   W3  the media playlist without a token: the 403 path (wrk)
 #   RTMP fan-out: VIEWERS rtmp-load players with the token (tools/load-rtmp.sh): CPU per
-#       viewer, resident memory per viewer, and the resident memory once they have left
+#       viewer and resident memory per viewer; then, once per server after the rounds,
+#       LEAVE_VIEWERS players, and the resident memory 10 s after they have left
 # Each server is alone under load (both stay up and ingest; only one is loaded at a time),
 # and the runs are interleaved T N T N, so drift shows up as spread. Prints one table: each
 # ratio as the mean of the per-run ratios, with the smallest and largest, and its goal
 # (issue 15).
 #
-#   tools/compare.sh [RUNS=2] [SECONDS=10] [VIEWERS=3000]
+#   tools/compare.sh [RUNS=2] [SECONDS=10] [VIEWERS=1000] [LEAVE_VIEWERS=3000]
 #   env: WRK_THREADS (2), WRK_CONNS (64), SKIP_BUILD=1 (use the existing release build),
-#        TESSERA_BIN (another tessera binary, e.g. a baseline's), KEEP=1 (keep the work
-#        directory with every raw output)
+#        TESSERA_BIN (another tessera binary, e.g. a baseline's), PARTS ("http rtmp": run
+#        only one of them), KEEP=1 (keep the work directory with every raw output)
 #
 # Needs nginx, libnginx-mod-rtmp, wrk, ffmpeg, curl, python3 (installed with apt-get when
 # missing and run as root) and release builds of tessera and rtmp-load (built once, here).
@@ -26,14 +27,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-2}
 SECS=${2:-10}
-VIEWERS=${3:-3000}
+VIEWERS=${3:-1000}
+LEAVE_VIEWERS=${4:-3000}
 THREADS=${WRK_THREADS:-2}
 CONNS=${WRK_CONNS:-64}
 target_dir=${CARGO_TARGET_DIR:-target}
 export RTMP_LOAD=$target_dir/release/rtmp-load
 tessera_bin=${TESSERA_BIN:-$target_dir/release/tessera}
 # Everything started here dies after this many seconds whatever happens.
-bound=$(( 300 + RUNS * (4 * (SECS + 35) + 2 * (SECS + 40)) ))
+bound=$(( 300 + (RUNS + 1) * (8 * (SECS + 35) + 2 * (SECS + 40)) ))
 
 packages=()
 command -v nginx >/dev/null || packages+=(nginx)
@@ -76,6 +78,7 @@ t_http=$(free_port) t_rtmp=$(free_port) n_http=$(free_port) n_rtmp=$(free_port)
 cat >"$work/tessera.conf" <<EOF
 http 127.0.0.1:$t_http;
 rtmp 127.0.0.1:$t_rtmp;
+max_connections_per_ip 0;
 auth_backend play-auth { allow token test1; }
 stream live { input publish://; on_play auth://play-auth; }
 EOF
@@ -274,39 +277,53 @@ rss_of() {
     echo "$r"
 }
 
-# One fan-out run: "cpu% kept_up peak_kB after_kB" (after: 10 s after the players left).
+# One fan-out run of $4 players: "cpu% kept_up peak_kB after_kB" (after: 10 s after the
+# players left).
 fanout() {
-    local pid=$1 url=$2 label=$3 row
+    local pid=$1 url=$2 label=$3 players=$4 row
     row=$(SETTLE=0 tools/load-rtmp.sh --pid "$pid" --url "$url" --seconds "$SECS" \
-        --label "$label" --all "$VIEWERS" 2>>"$work/rtmp.log" | tail -1)
+        --label "$label" --all "$players" 2>>"$work/rtmp.log" | tail -1)
     echo "$row" >>"$work/rtmp.log"
     sleep 10
     awk -v after="$(rss_of "$pid")" '{print $4, $3, $8, after}' <<<"$row"
 }
 
+parts=${PARTS:-http rtmp}
+t_play="rtmp://127.0.0.1:$t_rtmp/static/live?token=test1"
+n_play="rtmp://127.0.0.1:$n_rtmp/live/stream?token=test1"
 declare -A idle
 for run in $(seq "$RUNS"); do
-    echo "run $run of $RUNS: HTTP" >&2
-    http_round
+    if [[ $parts == *http* ]]; then
+        echo "run $run of $RUNS: HTTP" >&2
+        http_round
+    fi
+    [[ $parts == *rtmp* ]] || continue
     [ -n "${idle[t]:-}" ] || { idle[t]=$(rss_of "$t_pid"); idle[n]=$(rss_of "$n_rtmp_pid"); }
     echo "run $run of $RUNS: RTMP fan-out, $VIEWERS viewers" >&2
-    record t.rtmp "$(fanout "$t_pid" "rtmp://127.0.0.1:$t_rtmp/static/live?token=test1" tessera)"
-    record n.rtmp "$(fanout "$n_rtmp_pid" "rtmp://127.0.0.1:$n_rtmp/live/stream?token=test1" nginx-rtmp)"
+    record t.rtmp "$(fanout "$t_pid" "$t_play" tessera "$VIEWERS")"
+    record n.rtmp "$(fanout "$n_rtmp_pid" "$n_play" nginx-rtmp "$VIEWERS")"
 done
+if [[ $parts == *rtmp* ]]; then
+    echo "RTMP: $LEAVE_VIEWERS viewers come and leave" >&2
+    record t.leave "$(fanout "$t_pid" "$t_play" tessera "$LEAVE_VIEWERS")"
+    record n.leave "$(fanout "$n_rtmp_pid" "$n_play" nginx-rtmp "$LEAVE_VIEWERS")"
+fi
 
-echo "== tools/compare.sh $RUNS $SECS $VIEWERS, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores" \
+echo "== tools/compare.sh $RUNS $SECS $VIEWERS $LEAVE_VIEWERS, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores" \
     "($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(uname -r)"
 echo "   wrk -t$THREADS -c$CONNS -d${SECS}s; tessera $(nproc) shards, nginx HTTP 2 workers +" \
     "nginx-rtmp 1 worker; one ffmpeg publisher (320x240, 300 kb/s) into both"
-python3 - "$VIEWERS" "${idle[t]}" "${idle[n]}" <<EOF
+python3 - "$VIEWERS" "${idle[t]:-0}" "${idle[n]:-0}" "$LEAVE_VIEWERS" <<EOF
 import sys
-viewers, idle_t, idle_n = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+viewers, idle_t, idle_n, leave = (int(a) for a in sys.argv[1:])
 raw = {
 $(for k in "${!res[@]}"; do echo "    '$k': '${res[$k]}',"; done)
 }
-runs = lambda k: [[float(x) for x in r.split()] for r in raw[k].split(';') if r]
+runs = lambda k: [[float(x) for x in r.split()] for r in raw.get(k, '').split(';') if r]
 def col(k, i): return [r[i] for r in runs(k)]
 def row(name, t, n, goal, unit=""):
+    if not t or not n:
+        return
     ratios = [a / b for a, b in zip(t, n)]
     mean = sum(ratios) / len(ratios)
     fmt = lambda xs: " / ".join(f"{x:,.1f}" if x < 100 else f"{x:,.0f}" for x in xs)
@@ -321,9 +338,13 @@ row("W3 403 path, req/s", col('t.w3', 0), col('n.w3', 0), ">= 1.3x")
 tr, nr = runs('t.rtmp'), runs('n.rtmp')
 row(f"RTMP CPU per viewer, % of a core per 1,000", [r[0] / viewers * 1000 for r in tr], [r[0] / viewers * 1000 for r in nr], "<= 0.7x")
 row("RTMP resident kB per viewer (peak - idle)", [(r[2] - idle_t) / viewers for r in tr], [(r[2] - idle_n) / viewers for r in nr], "tessera <= 16 KiB")
-row("RSS 10 s after the viewers left, % over idle", [100 * (r[3] - idle_t) / idle_t for r in tr], [100 * (r[3] - idle_n) / idle_n for r in nr], "tessera <= 10%")
-print(f"RTMP players that kept up: tessera {[int(r[1]) for r in tr]}, nginx-rtmp {[int(r[1]) for r in nr]} of {viewers};"
-      f" idle RSS tessera {idle_t} kB, nginx-rtmp {idle_n} kB")
+tl, nl = runs('t.leave'), runs('n.leave')
+row(f"RSS 10 s after {leave:,} viewers left, % over idle", [100 * (r[3] - idle_t) / idle_t for r in tl], [100 * (r[3] - idle_n) / idle_n for r in nl], "tessera <= 10%")
+if tr and nr:
+    print(f"RTMP players that kept up: tessera {[int(r[1]) for r in tr]}, nginx-rtmp {[int(r[1]) for r in nr]} of {viewers:,};"
+          f" of {leave:,}: tessera {[int(r[1]) for r in tl]}, nginx-rtmp {[int(r[1]) for r in nl]}."
+          f" Idle RSS (before the first fan-out) tessera {idle_t} kB, nginx-rtmp {idle_n} kB;"
+          f" peak with {leave:,}: tessera {[int(r[2]) for r in tl]} kB, nginx-rtmp {[int(r[2]) for r in nl]} kB")
 sb = lambda k: [int(r[0]) for r in runs(k)]
 print(f"segment bytes: tessera {sb('t.seg_bytes')}, nginx {sb('n.seg_bytes')}")
 EOF
