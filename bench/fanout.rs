@@ -2,38 +2,16 @@
 //! (chunk headers written, payload placed in the outbox, outbox cleared as after a send),
 //! over one GOP of the fake source (a keyframe and the frames after it).
 
-use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::time::Instant;
 use tessera::rtmp::chunk::ChunkEncoder;
 use tessera::rtmp::viewer::RtmpViewer;
 use tessera::source::fake::FakeSource;
-use tessera::stream::ring::FeedFrame;
-use tessera::stream::viewer::{FrameViewer, MediaNow, Outbox};
-
-/// The fake source's first `n` frames as a ring holds them.
-fn frames(n: usize) -> Vec<FeedFrame> {
-    let mut source = FakeSource::new(0, 25);
-    let mut polled = Vec::new();
-    let mut elapsed = 0;
-    while polled.len() < n {
-        elapsed += 3600;
-        source.poll(elapsed, &mut polled);
-    }
-    polled
-        .into_iter()
-        .take(n)
-        .map(|frame| FeedFrame {
-            flv: tessera::mux::flv::frame_tag(&frame),
-            ts: Bytes::new(),
-            frame,
-        })
-        .collect()
-}
+use tessera::stream::viewer::{FrameViewer, MediaNow, Outbox, fake_frames};
 
 fn bench(c: &mut Criterion) {
     let media = FakeSource::new(0, 25).media_info();
-    let gop = frames(60);
+    let gop = fake_frames(60);
     let bytes: usize = gop.iter().map(|f| f.flv.body.len()).sum();
     let mut encoder = ChunkEncoder::new();
     encoder.set_chunk_size(4096).expect("valid");

@@ -41,15 +41,8 @@ packages=()
 command -v nginx >/dev/null || packages+=(nginx)
 [ -e /usr/lib/nginx/modules/ngx_rtmp_module.so ] || packages+=(libnginx-mod-rtmp)
 for tool in wrk ffmpeg curl python3; do command -v "$tool" >/dev/null || packages+=("$tool"); done
-if [ ${#packages[@]} -gt 0 ]; then
-    if [ "$(id -u)" = 0 ]; then
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
-    else
-        echo "compare.sh: please install ${packages[*]} (apt-get)" >&2
-        exit 1
-    fi
-fi
+. tools/peer-lib.sh
+install_missing compare.sh "${packages[@]}"
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
     cargo build --release --quiet --bin tessera --bin rtmp-load
 fi
@@ -130,18 +123,7 @@ pid $work/nginx/http.pid;
 error_log $work/nginx/logs/http-error.log warn;
 events { worker_connections 4096; }
 http {
-    access_log off;
-    sendfile on;
-    tcp_nopush on;
-    keepalive_requests 1000000;
-    server_tokens off;
-    types { application/vnd.apple.mpegurl m3u8; video/mp2t ts; }
-    default_type application/octet-stream;
-    client_body_temp_path $work/nginx/tmp/body;
-    proxy_temp_path $work/nginx/tmp/proxy;
-    fastcgi_temp_path $work/nginx/tmp/fastcgi;
-    uwsgi_temp_path $work/nginx/tmp/uwsgi;
-    scgi_temp_path $work/nginx/tmp/scgi;
+$(nginx_http_settings "$work")
     server {
         listen 127.0.0.1:$n_http reuseport;
         root $work/nginx/www;

@@ -202,9 +202,10 @@ impl Outbox {
     }
 }
 
-/// The fake source's first `n` frames as a ring holds them: test input for every viewer.
-#[cfg(test)]
-pub(crate) fn fake_frames(n: usize) -> Vec<FeedFrame> {
+/// The fake source's first `n` frames as a ring holds them: test and bench input for every
+/// viewer.
+#[doc(hidden)]
+pub fn fake_frames(n: usize) -> Vec<FeedFrame> {
     let mut source = crate::source::fake::FakeSource::new(0, 25);
     let mut polled = Vec::new();
     let mut elapsed = 0;
