@@ -387,8 +387,9 @@ impl Io<'_> {
     }
 }
 
-/// Most pieces one `sendmsg` takes (Linux's IOV_MAX is 1024; a flush holds a few dozen).
-const IOVECS_PER_SEND: usize = 64;
+/// Most pieces one `sendmsg` takes (Linux's IOV_MAX is 1024). A steady viewer's flush
+/// holds a few; the window of slices lives in every connection's task, so it stays small.
+const IOVECS_PER_SEND: usize = 16;
 
 /// Writes `pieces` in order. On plain TCP, many pieces go in one nonblocking `sendmsg`
 /// (glommio 0.9 has no vectored send; its own write is the same nonblocking send of one

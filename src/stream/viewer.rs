@@ -48,8 +48,9 @@ pub enum Channel {
 /// Payload slices of at least this many bytes are sent from the shared `Bytes`.
 pub const SHARE_FROM: usize = 1024;
 
-/// What a connection's outbox keeps between bursts (bytes per buffer).
-pub const IDLE_CAPACITY: usize = 4 * 1024;
+/// What a connection's outbox keeps between bursts (bytes per buffer): an RTMP viewer's
+/// steady flush is a frame's chunk headers and, for audio, its copied payload.
+pub const IDLE_CAPACITY: usize = 2 * 1024;
 
 /// Output of one connection waiting to be sent: the byte stream (copied bytes, with shared
 /// payloads placed between them, so a payload is never copied to be sent) and datagrams.
@@ -116,7 +117,7 @@ impl Outbox {
         if self.datagrams.capacity() > IDLE_CAPACITY {
             self.datagrams.shrink_to(IDLE_CAPACITY);
         }
-        let pieces = IDLE_CAPACITY / 256;
+        let pieces = IDLE_CAPACITY / 128;
         if self.shared.capacity() > pieces {
             self.shared.shrink_to(pieces);
         }
