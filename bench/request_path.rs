@@ -1,8 +1,9 @@
 //! criterion benches of the HTTP playback hot path, phase by phase and whole:
 //! request parsing, target normalization, a decision-cache hit, a signed-token check, the
 //! portal miss path (the shard's side of it: question built, answer cached, next request a
-//! hit), media playlist rendering with a token, and the full cached request (parse →
-//! normalize → route → authorize → serve).
+//! hit), media playlist rendering with a token, the full cached request (parse →
+//! normalize → route → authorize → serve), and the full 403 answer to a request without a
+//! token.
 
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, black_box, criterion_group, criterion_main};
@@ -25,6 +26,10 @@ use tessera::stream::window::SegmentWindow;
 const REQUEST: &[u8] = b"GET /auth-check/tracks-v1a1/mono.m3u8?token=test1 HTTP/1.1\r\n\
 User-Agent: Lavf/59.27.100\r\nAccept: */*\r\nRange: bytes=0-\r\nConnection: keep-alive\r\n\
 Host: 127.0.0.1:8080\r\nIcy-MetaData: 1\r\n\r\n";
+
+const REQUEST_NO_TOKEN: &[u8] = b"GET /auth-check/tracks-v1a1/mono.m3u8 HTTP/1.1\r\n\
+User-Agent: Lavf/59.27.100\r\nAccept: */*\r\nConnection: keep-alive\r\n\
+Host: 127.0.0.1:8080\r\n\r\n";
 
 fn catalog() -> Arc<Catalog> {
     let config =
@@ -187,24 +192,23 @@ fn bench(c: &mut Criterion) {
     let peer = "192.0.2.1".parse().unwrap();
     let mut group = c.benchmark_group("service");
     group.throughput(Throughput::Elements(1));
-    group.bench_function("cached_media_playlist_request", |b| {
-        b.iter(|| {
-            let Parsed::Complete(head) = parse_head(REQUEST, &limits) else {
-                unreachable!()
-            };
-            out.clear();
-            respond(
-                &mut shard,
-                &mut scratch,
-                &head,
-                peer,
-                Now::read(),
-                &mut out,
-                true,
-            )
-            .status
-        })
-    });
+    // A whole request, parse to answer: the cached token playlist, and the 403 path (the
+    // same playlist without a token).
+    for (name, request) in [
+        ("cached_media_playlist_request", REQUEST),
+        ("denied_request", REQUEST_NO_TOKEN),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let Parsed::Complete(head) = parse_head(request, &limits) else {
+                    unreachable!()
+                };
+                out.clear();
+                let now = Now::read();
+                respond(&mut shard, &mut scratch, &head, peer, now, &mut out, true).status
+            })
+        });
+    }
     group.finish();
 }
 

@@ -127,6 +127,32 @@ pub fn write_iso8601(out: &mut Vec<u8>, ms: i64) {
     out.extend_from_slice(&b);
 }
 
+/// Appends `v` in decimal. The hot paths' integers (content lengths, playlist numbers)
+/// go through here rather than `core::fmt`, whose machinery costs several times more.
+pub fn write_decimal(out: &mut Vec<u8>, v: u64) {
+    let mut buf = [0u8; 20];
+    let mut at = buf.len();
+    let mut v = v;
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[at..]);
+}
+
+/// Appends `v` in decimal with at least `width` digits (leading zeros; at most 20).
+pub fn write_zero_padded(out: &mut Vec<u8>, v: u64, width: usize) {
+    let digits = v.checked_ilog10().map_or(1, |d| d as usize + 1);
+    for _ in digits..width.min(20) {
+        out.push(b'0');
+    }
+    write_decimal(out, v);
+}
+
 fn put2(dst: &mut [u8], v: u32) {
     dst[0] = b'0' + (v / 10 % 10) as u8;
     dst[1] = b'0' + (v % 10) as u8;
@@ -185,5 +211,19 @@ mod tests {
         let mut v = Vec::new();
         write_iso8601(&mut v, 1_706_988_696_007);
         assert_eq!(v, b"2024-02-03T19:31:36.007Z");
+    }
+
+    #[test]
+    fn decimals_match_core_fmt() {
+        for v in [0, 1, 9, 10, 99, 100, 12_345, u64::from(u32::MAX), u64::MAX] {
+            let mut out = Vec::new();
+            write_decimal(&mut out, v);
+            assert_eq!(out, v.to_string().as_bytes());
+            for width in [0, 1, 2, 5, 20] {
+                out.clear();
+                write_zero_padded(&mut out, v, width);
+                assert_eq!(out, format!("{v:0width$}").as_bytes(), "{v} {width}");
+            }
+        }
     }
 }

@@ -26,15 +26,8 @@ missing=()
 for tool in openssl nginx wrk curl; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
-if [ ${#missing[@]} -gt 0 ]; then
-    if [ "$(id -u)" = 0 ]; then
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-    else
-        echo "compare-https: please install ${missing[*]}" >&2
-        exit 1
-    fi
-fi
+. tools/peer-lib.sh
+install_missing compare-https "${missing[@]}"
 [ -x target/release/tessera ] || cargo build --release --bin tessera
 
 work=$(mktemp -d /tmp/compare-https.XXXXXX)
@@ -97,17 +90,7 @@ pid $work/nginx.pid;
 error_log $work/nginx/logs/error.log warn;
 events { worker_connections 4096; }
 http {
-    access_log off;
-    sendfile on;
-    tcp_nopush on;
-    keepalive_requests 1000000;
-    server_tokens off;
-    client_body_temp_path $work/nginx/tmp/body;
-    proxy_temp_path $work/nginx/tmp/proxy;
-    fastcgi_temp_path $work/nginx/tmp/fastcgi;
-    uwsgi_temp_path $work/nginx/tmp/uwsgi;
-    scgi_temp_path $work/nginx/tmp/scgi;
-    types { application/vnd.apple.mpegurl m3u8; video/mp2t ts; }
+$(nginx_http_settings "$work")
     ssl_session_cache shared:SSL:10m;
     server {
         listen 127.0.0.1:$N_PORT ssl reuseport;

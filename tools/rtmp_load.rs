@@ -1,5 +1,5 @@
 //! rtmp-load: N concurrent RTMP players of one live stream, for load tests of tessera or of
-//! any RTMP server (nginx-rtmp is the peer in `tools/compare-nginx-rtmp.sh`).
+//! any RTMP server (nginx-rtmp is the peer in `tools/compare.sh`).
 //!
 //!   rtmp-load rtmp://HOST[:PORT]/APP/NAME[?QUERY] --players N --seconds S [--ramp-ms M]
 //!             [--threads T] [--connectors C] [--verbose]

@@ -3,8 +3,7 @@
 //! least), as the reference server names them.
 
 use crate::stream::segment::Segment;
-use crate::utc::{civil_from_ms, epoch_seconds};
-use std::io::Write;
+use crate::utc::{civil_from_ms, epoch_seconds, write_decimal, write_zero_padded};
 
 /// The container a segment URL asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,18 +24,20 @@ impl Container {
 /// Appends the segment's path (relative to `tracks-v1a1/`).
 pub fn write_segment_path(out: &mut Vec<u8>, segment: &Segment, container: Container) {
     let c = civil_from_ms(segment.start_second() * 1000);
-    let _ = write!(
-        out,
-        "{:04}/{:02}/{:02}/{:02}/{:02}/{:02}-{:05}{}",
-        c.year,
-        c.month,
-        c.day,
-        c.hour,
-        c.minute,
-        c.second,
-        segment.duration_ms,
-        container.extension()
-    );
+    write_zero_padded(out, c.year.max(0) as u64, 4);
+    for (separator, field) in [
+        (b'/', c.month),
+        (b'/', c.day),
+        (b'/', c.hour),
+        (b'/', c.minute),
+        (b'/', c.second),
+    ] {
+        out.push(separator);
+        write_zero_padded(out, u64::from(field), 2);
+    }
+    out.push(b'-');
+    write_zero_padded(out, u64::from(segment.duration_ms), 5);
+    out.extend_from_slice(container.extension().as_bytes());
 }
 
 /// LL-HLS resources sit under this directory at the stream root, named by media sequence
@@ -52,12 +53,16 @@ pub enum LlName {
 
 /// Appends `MSN.m4s`.
 pub fn write_ll_segment_path(out: &mut Vec<u8>, sequence: u64) {
-    let _ = write!(out, "{sequence}.m4s");
+    write_decimal(out, sequence);
+    out.extend_from_slice(b".m4s");
 }
 
 /// Appends `MSN.PART.m4s`.
 pub fn write_ll_part_path(out: &mut Vec<u8>, sequence: u64, part: u32) {
-    let _ = write!(out, "{sequence}.{part}.m4s");
+    write_decimal(out, sequence);
+    out.push(b'.');
+    write_decimal(out, u64::from(part));
+    out.extend_from_slice(b".m4s");
 }
 
 /// Parses `MSN.m4s` or `MSN.PART.m4s` (plain decimal digits, no sign, no leading `+`).

@@ -11,6 +11,7 @@ use crate::stream::segment::{Part, Segment};
 use crate::stream::view::VariantInfo;
 /// The token query moved to [`crate::uri`]; this is its old path.
 pub use crate::uri::TokenQuery;
+use crate::utc::{write_decimal, write_zero_padded};
 use std::io::Write;
 
 /// The variant playlist's path relative to the master.
@@ -63,10 +64,13 @@ pub fn write_media<'s>(
         Container::Ts => 3,
         Container::Fmp4 => 7,
     };
-    let _ = write!(
-        out,
-        "#EXTM3U\n#EXT-X-VERSION:{version}\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:{first}\n"
-    );
+    out.extend_from_slice(b"#EXTM3U\n#EXT-X-VERSION:");
+    write_decimal(out, version);
+    out.extend_from_slice(b"\n#EXT-X-TARGETDURATION:");
+    write_decimal(out, target);
+    out.extend_from_slice(b"\n#EXT-X-MEDIA-SEQUENCE:");
+    write_decimal(out, first);
+    out.push(b'\n');
     if container == Container::Fmp4 {
         out.extend_from_slice(b"#EXT-X-MAP:URI=\"");
         out.extend_from_slice(dir.as_bytes());
@@ -77,12 +81,9 @@ pub fn write_media<'s>(
     for s in segments {
         out.extend_from_slice(b"#EXT-X-PROGRAM-DATE-TIME:");
         crate::utc::write_iso8601(out, s.start_utc_ms);
-        let _ = write!(
-            out,
-            "\n#EXTINF:{}.{:03},\n",
-            s.duration_ms / 1000,
-            s.duration_ms % 1000
-        );
+        out.extend_from_slice(b"\n#EXTINF:");
+        write_seconds(out, s.duration_ms);
+        out.extend_from_slice(b",\n");
         out.extend_from_slice(dir.as_bytes());
         write_segment_path(out, s, container);
         token.write(out);
@@ -103,8 +104,11 @@ pub fn target_duration_s<'s>(segments: impl Iterator<Item = &'s Segment>) -> u64
 /// live edge (RFC 8216bis §4.4.4.9: older parts SHOULD be removed).
 const PART_LISTING_TARGET_DURATIONS: i64 = 3;
 
+/// `ms` as seconds with three decimals (`2.000`).
 fn write_seconds(out: &mut Vec<u8>, ms: u32) {
-    let _ = write!(out, "{}.{:03}", ms / 1000, ms % 1000);
+    write_decimal(out, u64::from(ms / 1000));
+    out.push(b'.');
+    write_zero_padded(out, u64::from(ms % 1000), 3);
 }
 
 fn write_part(out: &mut Vec<u8>, part: &Part, token: TokenQuery<'_>) {
@@ -135,15 +139,15 @@ pub fn write_ll_media<'s>(
 ) {
     let target = target_duration_s(segments.clone());
     let first = segments.clone().next().map_or(0, |s| s.sequence);
-    let _ = write!(
-        out,
-        "#EXTM3U\n#EXT-X-VERSION:9\n#EXT-X-TARGETDURATION:{target}\n\
-         #EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK="
-    );
+    out.extend_from_slice(b"#EXTM3U\n#EXT-X-VERSION:9\n#EXT-X-TARGETDURATION:");
+    write_decimal(out, target);
+    out.extend_from_slice(b"\n#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=");
     write_seconds(out, part_target_ms.saturating_mul(3));
     out.extend_from_slice(b"\n#EXT-X-PART-INF:PART-TARGET=");
     write_seconds(out, part_target_ms);
-    let _ = write!(out, "\n#EXT-X-MEDIA-SEQUENCE:{first}\n#EXT-X-MAP:URI=\"");
+    out.extend_from_slice(b"\n#EXT-X-MEDIA-SEQUENCE:");
+    write_decimal(out, first);
+    out.extend_from_slice(b"\n#EXT-X-MAP:URI=\"");
     out.extend_from_slice(LL_DIR.as_bytes());
     out.extend_from_slice(INIT_NAME.as_bytes());
     token.write(out);

@@ -448,15 +448,28 @@ impl ChunkEncoder {
         offset: usize,
         out: &mut Vec<u8>,
     ) -> usize {
+        let range = self.write_chunk_header(header, payload.len(), offset, out);
+        out.extend_from_slice(&payload[range.clone()]);
+        range.end
+    }
+
+    /// Appends the header of the chunk that starts at `offset` of a `len`-byte payload and
+    /// returns the payload bytes that chunk carries, for a caller that sends them from
+    /// where they are (a shared `Bytes`) rather than copied behind the header.
+    pub fn write_chunk_header(
+        &self,
+        header: &MessageHeader,
+        len: usize,
+        offset: usize,
+        out: &mut Vec<u8>,
+    ) -> std::ops::Range<usize> {
         if offset == 0 {
-            write_type0(header, payload.len(), out);
+            write_type0(header, len, out);
         } else {
             write_type3(header, out);
         }
-        let start = offset.min(payload.len());
-        let end = (start + self.chunk_size).min(payload.len());
-        out.extend_from_slice(&payload[start..end]);
-        end
+        let start = offset.min(len);
+        start..(start + self.chunk_size).min(len)
     }
 
     /// The chunks of one message as header slices and payload slices (media messages: the

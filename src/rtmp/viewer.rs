@@ -9,9 +9,10 @@
 //!   configuration (audio before it would start a player's clock without a picture);
 //! - timestamps relative to the first message sent, never negative (FLV's 32-bit ms).
 //!
-//! A frame's FLV tag is the shared `Bytes` the input's shard built once; chunks are written
-//! piece by piece up to the driver's flush mark, so a viewer's buffer stays the mark plus
-//! one chunk whatever the size of a keyframe.
+//! A frame's FLV tag is the shared `Bytes` the input's shard built once; a chunk is its
+//! header, written into the connection's buffer, and its slice of the tag, placed in the
+//! outbox as it is (`Outbox::push_payload`: shared, not copied, but for small slices).
+//! Chunks are written up to the driver's flush mark.
 
 use crate::media::frame::{MediaInfo, TrackKind};
 use crate::rtmp::chunk::{ChunkEncoder, MAX_WIRE_MESSAGE_LEN, MessageHeader};
@@ -144,7 +145,10 @@ impl FrameViewer for RtmpViewer {
                 },
             };
             loop {
-                at = encoder.write_chunk(&header, &tag.body, at, out.bytes_mut());
+                let range =
+                    encoder.write_chunk_header(&header, tag.body.len(), at, out.bytes_mut());
+                at = range.end;
+                out.push_payload(&tag.body, range);
                 if at >= tag.body.len() {
                     break;
                 }
@@ -206,7 +210,7 @@ mod tests {
             v.queue(f, media, Instant::now(), 0);
             while !v.write(&mut out, usize::MAX) {}
         }
-        out.bytes_mut().clone()
+        out.stream_bytes()
     }
 
     /// Frames starting with audio before the first keyframe.
@@ -293,7 +297,7 @@ mod tests {
         loop {
             let done = v.write(&mut out, mark);
             assert!(out.len() < mark + ChunkEncoder::new().chunk_size() + 32);
-            all.extend_from_slice(out.bytes_mut());
+            all.extend_from_slice(&out.stream_bytes());
             out.clear();
             if done {
                 break;

@@ -363,17 +363,11 @@ impl Io<'_> {
                 return true;
             }
         };
-        let mut ok = true;
-        for piece in self.out.pieces() {
-            let bytes: &[u8] = match piece {
-                Piece::Copied(b) => b,
-                Piece::Shared(b) => b,
-            };
-            if socket.write_all(bytes).await.is_err() {
-                ok = false;
-                break;
-            }
-        }
+        let pieces = self.out.pieces().map(|piece| match piece {
+            Piece::Copied(b) => b,
+            Piece::Shared(b) => &b[..],
+        });
+        let mut ok = send_pieces(&mut **socket, pieces).await.is_ok();
         // Inside TLS, records may wait in the session until flushed.
         ok = ok && socket.flush().await.is_ok();
         if let Some(udp) = &self.udp {
@@ -389,9 +383,91 @@ impl Io<'_> {
                     .await;
             }
         }
+        let flushed = self.out.len();
         self.out.clear();
+        self.out.release_excess(flushed);
         ok
     }
+}
+
+/// Most pieces one `sendmsg` takes (Linux's IOV_MAX is 1024). A steady viewer's flush
+/// holds a few; the window of slices lives in every connection's task, so it stays small.
+const IOVECS_PER_SEND: usize = 16;
+
+/// Writes `pieces` in order. On plain TCP, many pieces go in one nonblocking `sendmsg`
+/// (glommio 0.9 has no vectored send; its own write is the same nonblocking send of one
+/// slice, then a wait for writability through the ring): when the socket is full, the
+/// next piece is written through glommio, which waits (within the write timeout), and
+/// the vectored sends go on. Through TLS, each piece is written into the session.
+pub(crate) async fn send_pieces<'p>(
+    socket: &mut dyn Wire,
+    mut pieces: impl Iterator<Item = &'p [u8]>,
+) -> std::io::Result<()> {
+    let Some(fd) = socket.plain_fd() else {
+        for piece in pieces {
+            socket.write_all(piece).await?;
+        }
+        return Ok(());
+    };
+    let mut window: [&[u8]; IOVECS_PER_SEND] = [&[]; IOVECS_PER_SEND];
+    let (mut start, mut end) = (0, 0);
+    loop {
+        window.copy_within(start..end, 0);
+        (start, end) = (0, end - start);
+        while end < IOVECS_PER_SEND {
+            match pieces.next() {
+                Some([]) => {}
+                Some(piece) => {
+                    window[end] = piece;
+                    end += 1;
+                }
+                None => break,
+            }
+        }
+        if start == end {
+            return Ok(());
+        }
+        let sent = match send_vectored_now(fd, &window[start..end]) {
+            Some(result) => result?,
+            None => socket.write(window[start]).await?,
+        };
+        if sent == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        start += advance(&mut window[start..end], sent);
+    }
+}
+
+/// One nonblocking `sendmsg` of `slices`; `None` when the socket is full.
+fn send_vectored_now(fd: std::os::fd::RawFd, slices: &[&[u8]]) -> Option<std::io::Result<usize>> {
+    use nix::sys::socket::{MsgFlags, sendmsg};
+    let mut iov = [std::io::IoSlice::new(&[]); IOVECS_PER_SEND];
+    for (slot, slice) in iov.iter_mut().zip(slices) {
+        *slot = std::io::IoSlice::new(slice);
+    }
+    let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
+    loop {
+        match sendmsg::<()>(fd, &iov[..slices.len()], &[], flags, None) {
+            Ok(n) => return Some(Ok(n)),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(nix::errno::Errno::EAGAIN) => return None,
+            Err(e) => return Some(Err(e.into())),
+        }
+    }
+}
+
+/// Drops `sent` bytes from the front of `slices`; returns how many slices are done.
+fn advance(slices: &mut [&[u8]], mut sent: usize) -> usize {
+    let mut done = 0;
+    for slice in slices.iter_mut() {
+        if sent < slice.len() {
+            *slice = &slice[sent..];
+            break;
+        }
+        sent -= slice.len();
+        done += 1;
+    }
+    done
 }
 
 /// The bytes read and not yet consumed by the machine.
@@ -461,7 +537,8 @@ pub(crate) async fn drive<'a, G: Glue>(
     let mut io = Io {
         state,
         peer,
-        out: Outbox::with_capacity(FLUSH_AT + 8 * 1024),
+        // Grows to what a flush holds, and shrinks back after a burst (`release_excess`).
+        out: Outbox::default(),
         media: Outbox::default(),
         link,
         udp,

@@ -37,8 +37,8 @@ pub async fn serve<S: Wire>(
         return;
     };
     let limits = state.borrow().limits().clone();
-    // Segments are written in two sends (head, body); without NODELAY the body's tail can wait
-    // for the client's delayed ACK.
+    // A segment may take several sends (a full socket, or TLS records); without NODELAY the
+    // tail of a body can wait for the client's delayed ACK.
     let tcp = stream.tcp();
     let _ = tcp.set_nodelay(true);
     let _ = tcp.set_read_timeout(Some(limits.read_timeout));
@@ -203,7 +203,7 @@ impl<S: Wire> HttpConn<S> {
             }
             Next::Body(body) => {
                 self.answered();
-                if !self.write_out().await || !self.write_body(&body).await {
+                if !self.write_out_and_body(&body).await {
                     return After::Stop;
                 }
             }
@@ -274,9 +274,16 @@ impl<S: Wire> HttpConn<S> {
         ok
     }
 
-    /// Writes a shared body as it is (inside TLS: encrypted from it, never staged).
-    async fn write_body(&mut self, body: &[u8]) -> bool {
-        self.stream.write_all(body).await.is_ok() && self.stream.flush().await.is_ok()
+    /// Writes the queued head and a shared body as it is: on plain TCP in one vectored
+    /// send (`driver::send_pieces`), inside TLS encrypted from it, never staged.
+    async fn write_out_and_body(&mut self, body: &[u8]) -> bool {
+        let pieces = [&self.out[..], body];
+        let ok = crate::runtime::driver::send_pieces(&mut self.stream, pieces.into_iter())
+            .await
+            .is_ok()
+            && self.stream.flush().await.is_ok();
+        self.out.clear();
+        ok
     }
 
     /// Reads more of the next request, within what is left of its deadline.

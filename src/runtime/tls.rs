@@ -40,11 +40,21 @@ const DEFAULT_KEY: &str = "streamer.key";
 /// and write, with the TCP socket underneath for its options and addresses.
 pub trait Wire: AsyncRead + AsyncWrite + Unpin {
     fn tcp(&self) -> &TcpStream;
+
+    /// The socket, when bytes written are the bytes sent (plain TCP, not TLS): vectored
+    /// sends may go straight to it (`driver::send_pieces`).
+    fn plain_fd(&self) -> Option<std::os::fd::RawFd> {
+        None
+    }
 }
 
 impl Wire for TcpStream {
     fn tcp(&self) -> &TcpStream {
         self
+    }
+
+    fn plain_fd(&self) -> Option<std::os::fd::RawFd> {
+        Some(std::os::fd::AsRawFd::as_raw_fd(self))
     }
 }
 

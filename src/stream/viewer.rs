@@ -45,6 +45,13 @@ pub enum Channel {
     Control,
 }
 
+/// Payload slices of at least this many bytes are sent from the shared `Bytes`.
+pub const SHARE_FROM: usize = 1024;
+
+/// What a connection's outbox keeps between bursts (bytes per buffer): an RTMP viewer's
+/// steady flush is a frame's chunk headers and, for audio, its copied payload.
+pub const IDLE_CAPACITY: usize = 2 * 1024;
+
 /// Output of one connection waiting to be sent: the byte stream (copied bytes, with shared
 /// payloads placed between them, so a payload is never copied to be sent) and datagrams.
 /// Buffers are kept across flushes: the steady state allocates nothing.
@@ -83,6 +90,40 @@ impl Outbox {
     pub fn push_shared(&mut self, payload: Bytes) {
         self.shared_len += payload.len();
         self.shared.push((self.bytes.len(), payload));
+    }
+
+    /// Appends `payload[range]` to the byte stream: shared when it is at least
+    /// [`SHARE_FROM`] bytes, copied when smaller (a copy of a few hundred bytes costs less
+    /// than a reference count touched from every shard and one more piece to send).
+    pub fn push_payload(&mut self, payload: &Bytes, range: std::ops::Range<usize>) {
+        if range.len() >= SHARE_FROM {
+            self.push_shared(payload.slice(range));
+        } else {
+            self.bytes.extend_from_slice(&payload[range]);
+        }
+    }
+
+    /// Gives back memory a burst left behind: after a flush of less than half of
+    /// [`IDLE_CAPACITY`], buffers above it shrink to it. A viewer keeps what its steady
+    /// flushes use and no more (an RTMP viewer of a 300 kb/s stream sends a frame or two
+    /// per flush); one that always sends big flushes keeps its buffers.
+    pub fn release_excess(&mut self, flushed: usize) {
+        if flushed >= IDLE_CAPACITY / 2 {
+            return;
+        }
+        if self.bytes.capacity() > IDLE_CAPACITY {
+            self.bytes.shrink_to(IDLE_CAPACITY);
+        }
+        if self.datagrams.capacity() > IDLE_CAPACITY {
+            self.datagrams.shrink_to(IDLE_CAPACITY);
+        }
+        let pieces = IDLE_CAPACITY / 128;
+        if self.shared.capacity() > pieces {
+            self.shared.shrink_to(pieces);
+        }
+        if self.datagram_ends.capacity() > pieces {
+            self.datagram_ends.shrink_to(pieces);
+        }
     }
 
     /// Appends one datagram, written by `fill`.
@@ -129,6 +170,19 @@ impl Outbox {
         })
     }
 
+    /// The byte stream joined (tests read what would be sent).
+    #[cfg(test)]
+    pub(crate) fn stream_bytes(&self) -> Vec<u8> {
+        let mut joined = Vec::with_capacity(self.stream_len());
+        for piece in self.pieces() {
+            match piece {
+                Piece::Copied(b) => joined.extend_from_slice(b),
+                Piece::Shared(b) => joined.extend_from_slice(b),
+            }
+        }
+        joined
+    }
+
     /// The datagrams in order, with where each goes.
     pub fn datagrams(&self) -> impl Iterator<Item = (DatagramTo, &[u8])> {
         let mut start = 0;
@@ -149,9 +203,10 @@ impl Outbox {
     }
 }
 
-/// The fake source's first `n` frames as a ring holds them: test input for every viewer.
-#[cfg(test)]
-pub(crate) fn fake_frames(n: usize) -> Vec<FeedFrame> {
+/// The fake source's first `n` frames as a ring holds them: test and bench input for every
+/// viewer.
+#[doc(hidden)]
+pub fn fake_frames(n: usize) -> Vec<FeedFrame> {
     let mut source = crate::source::fake::FakeSource::new(0, 25);
     let mut polled = Vec::new();
     let mut elapsed = 0;
@@ -181,18 +236,48 @@ mod tests {
         out.push_shared(Bytes::from_static(b"XY"));
         out.push_shared(Bytes::from_static(b"Z"));
         out.bytes_mut().extend_from_slice(b"cd");
-        let mut joined = Vec::new();
-        for p in out.pieces() {
-            match p {
-                Piece::Copied(b) => joined.extend_from_slice(b),
-                Piece::Shared(b) => joined.extend_from_slice(b),
-            }
-        }
-        assert_eq!(joined, b"abXYZcd");
+        assert_eq!(out.stream_bytes(), b"abXYZcd");
         assert_eq!(out.stream_len(), 7);
         out.clear();
         assert!(out.is_empty());
         assert_eq!(out.pieces().count(), 0);
+    }
+
+    #[test]
+    fn large_payload_slices_are_shared_small_ones_copied() {
+        let payload = Bytes::from(vec![7u8; 3 * SHARE_FROM]);
+        let mut out = Outbox::default();
+        out.bytes_mut().extend_from_slice(b"h1");
+        out.push_payload(&payload, 0..SHARE_FROM);
+        out.bytes_mut().extend_from_slice(b"h2");
+        out.push_payload(&payload, SHARE_FROM..SHARE_FROM + 10);
+        let kinds: Vec<bool> = out
+            .pieces()
+            .map(|p| matches!(p, Piece::Shared(_)))
+            .collect();
+        assert_eq!(kinds, [false, true, false]);
+        let mut want = b"h1".to_vec();
+        want.extend_from_slice(&payload[..SHARE_FROM]);
+        want.extend_from_slice(b"h2");
+        want.extend_from_slice(&payload[SHARE_FROM..SHARE_FROM + 10]);
+        assert_eq!(out.stream_bytes(), want);
+    }
+
+    #[test]
+    fn a_burst_s_buffer_is_given_back_after_a_small_flush() {
+        let mut out = Outbox::default();
+        out.bytes_mut().resize(8 * IDLE_CAPACITY, 0);
+        let burst = out.len();
+        out.clear();
+        out.release_excess(burst);
+        assert!(
+            out.bytes_mut().capacity() >= 8 * IDLE_CAPACITY,
+            "kept for big flushes"
+        );
+        out.bytes_mut().resize(100, 0);
+        out.clear();
+        out.release_excess(100);
+        assert!(out.bytes_mut().capacity() <= IDLE_CAPACITY);
     }
 
     #[test]
