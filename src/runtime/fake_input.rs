@@ -1,24 +1,32 @@
 //! The async driver of a `fake://` input: wakes when the next frame is due (a timer, not a
 //! polling loop), pulls the frames from the sans-IO `FakeSource`, feeds them to the
 //! stream's `LiveInput` (segments, TS feed, FLV tags) and fans the events out to every
-//! shard.
+//! shard, until its `OwnedInputs` tells it to stop.
 
 use crate::media::frame::TIMESCALE;
-use crate::runtime::fanout::Fanout;
+use crate::runtime::inputs::InputStart;
 use crate::source::fake::FakeSource;
-use crate::stream::StreamId;
 use crate::stream::live_input::{LiveInput, Timeline};
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 /// Keyframe interval of the fake source: one second at 25 fps.
 const KEYFRAME_INTERVAL_FRAMES: u32 = 25;
 
-pub async fn run(stream: StreamId, name: Box<str>, segment_ms: u32, fanout: Rc<Fanout>) {
+/// Runs until stopped; returns the timeline the stream's next input continues from.
+pub async fn run(start: InputStart) -> Timeline {
+    let InputStart {
+        stream,
+        name,
+        segment_ms,
+        generation,
+        timeline,
+        fanout,
+        stop,
+    } = start;
     let started = Instant::now();
     let utc_base_ms = crate::utc::now_ms();
     let mut source = FakeSource::new(utc_base_ms, KEYFRAME_INTERVAL_FRAMES);
-    let mut input = LiveInput::new(stream, 0, segment_ms, Timeline::default());
+    let mut input = LiveInput::new(stream, generation, segment_ms, timeline);
     input.configure(source.media_info());
     log::info!("stream {name}: fake input started");
     let mut frames = Vec::with_capacity(8);
@@ -26,8 +34,12 @@ pub async fn run(stream: StreamId, name: Box<str>, segment_ms: u32, fanout: Rc<F
     loop {
         let due = Duration::from_micros((source.next_due().max(0) * 1_000_000 / TIMESCALE) as u64);
         let wait = (started + due).saturating_duration_since(Instant::now());
-        if !wait.is_zero() {
-            glommio::timer::sleep(wait).await;
+        if stop
+            .unless_stopped(glommio::timer::sleep(wait))
+            .await
+            .is_none()
+        {
+            break;
         }
         let elapsed = (started.elapsed().as_micros() as i64) * TIMESCALE / 1_000_000;
         source.poll(elapsed, &mut frames);
@@ -44,4 +56,10 @@ pub async fn run(stream: StreamId, name: Box<str>, segment_ms: u32, fanout: Rc<F
             fanout.publish(event).await;
         }
     }
+    let timeline = input.finish(&mut events);
+    for event in events.drain(..) {
+        fanout.publish(event).await;
+    }
+    log::info!("stream {name}: fake input stopped");
+    timeline
 }

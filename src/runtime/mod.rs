@@ -11,6 +11,7 @@ pub mod driver;
 pub mod fake_input;
 pub mod fanout;
 pub mod http_conn;
+pub mod inputs;
 pub mod live_ts;
 pub mod operator_api;
 pub mod play_auth;
@@ -23,7 +24,7 @@ pub mod tls;
 
 use crate::auth::verdict::canonical_ip;
 use crate::catalog::Catalog;
-use crate::config::{Config, ConnectionCaps, InputUrl, ListenerProto, Served};
+use crate::config::{Config, ConnectionCaps, ListenerProto, Served};
 use crate::http::limits::HttpLimits;
 use crate::shard::{ConnKind, Now, ShardState};
 use crate::stream::view::StreamEvent;
@@ -263,7 +264,8 @@ async fn shard_main(
     apply_stream_events(receivers, &state);
     let bus = AuthBus::start(auth_senders, auth_receivers, state.clone());
     let fanout = Rc::new(Fanout::new(senders, state.clone()));
-    start_owned_inputs(&catalog, shards, id, &fanout);
+    let inputs = Rc::new(RefCell::new(inputs::OwnedInputs::new(fanout.clone())));
+    start_owned_inputs(&catalog, shards, id, &inputs);
     spawn_ticker(&state);
     for (proto, addr, _) in &bound {
         log::debug!("shard {id}: {} on {addr}", proto.as_str());
@@ -355,19 +357,16 @@ fn apply_stream_events(
 }
 
 /// Starts the inputs of the streams this shard owns.
-fn start_owned_inputs(catalog: &Catalog, shards: usize, shard: usize, fanout: &Rc<Fanout>) {
+fn start_owned_inputs(
+    catalog: &Catalog,
+    shards: usize,
+    shard: usize,
+    inputs: &Rc<RefCell<inputs::OwnedInputs>>,
+) {
+    let mut inputs = inputs.borrow_mut();
     for stream in &catalog.streams {
-        if catalog.owner_shard(stream.id, shards) != shard {
-            continue;
-        }
-        match stream.input {
-            InputUrl::Fake => {
-                let (id, name) = (stream.id, stream.name.clone());
-                let task = fake_input::run(id, name, stream.segment_duration_ms, fanout.clone());
-                glommio::spawn_local(task).detach();
-            }
-            // Runs on the shard a publisher connects to, for as long as it publishes.
-            InputUrl::Publish => {}
+        if catalog.owner_shard(stream.id, shards) == shard {
+            inputs.start(stream);
         }
     }
 }
