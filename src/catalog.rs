@@ -22,6 +22,8 @@ pub struct StreamSpec {
     /// Who publishes right now, for `publish://` streams (see `PublishSlot`).
     pub publish: Option<PublishSlot>,
     pub segment_duration_ms: u32,
+    /// Failover sources, on-demand and timeouts, for pulled inputs.
+    pub pull: crate::config::pull::PullOptions,
 }
 
 #[derive(Debug)]
@@ -65,6 +67,7 @@ impl Catalog {
                 input: s.input.clone(),
                 publish: (s.input == InputUrl::Publish).then(PublishSlot::new),
                 segment_duration_ms: s.segment_duration_ms,
+                pull: s.pull.clone(),
             })
             .collect();
         Catalog {

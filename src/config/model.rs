@@ -423,6 +423,8 @@ pub struct StreamConfig {
     pub on_publish: Option<OnPlay>,
     /// In 0.5..=30 s; `DEFAULT_SEGMENT_DURATION_MS` unless set.
     pub segment_duration_ms: u32,
+    /// Failover sources, on-demand and timeouts of a pulled stream (`config::pull`).
+    pub pull: super::pull::PullOptions,
     pub span: Span,
 }
 
@@ -433,6 +435,8 @@ pub enum InputUrl {
     Fake,
     /// `publish://`: an RTMP publisher pushes the stream (one at a time).
     Publish,
+    /// `rtmp://`, `tshttp://`, `hls://`: pulled from an origin (`config::pull`).
+    Pull(super::pull::PullUrl),
 }
 
 /// Who authorizes play requests of a stream (and, as `on_publish`, its publishers).

@@ -12,6 +12,7 @@
 
 use crate::catalog::StreamSpec;
 use crate::config::InputUrl;
+use crate::config::pull::PullOptions;
 use crate::runtime::fanout::Fanout;
 use crate::stream::StreamId;
 use crate::stream::live_input::Timeline;
@@ -122,6 +123,7 @@ impl OwnedInputs {
         let fanout = self.fanout.clone();
         let (stream, generation, name) = (spec.id, slot.generation, spec.name.clone());
         let (segment_ms, input) = (spec.segment_duration_ms, spec.input.clone());
+        let pull = spec.pull.clone();
         let task = glommio::spawn_local(async move {
             // The previous input of this stream must have flushed before this one starts,
             // and its timeline is where this one continues.
@@ -138,7 +140,7 @@ impl OwnedInputs {
                 fanout,
                 stop,
             };
-            input_task(input, start).await
+            input_task(input, pull, start).await
         })
         .detach();
         slot.task = Some(task);
@@ -161,9 +163,10 @@ impl OwnedInputs {
 }
 
 /// The task that runs one input kind to its end; returns the timeline it reached.
-fn input_task(input: InputUrl, start: InputStart) -> InputTask {
+fn input_task(input: InputUrl, pull: PullOptions, start: InputStart) -> InputTask {
     match input {
         InputUrl::Fake => Box::pin(crate::runtime::fake_input::run(start)),
         InputUrl::Publish => Box::pin(async move { start.timeline }),
+        InputUrl::Pull(primary) => Box::pin(crate::runtime::pull::run(primary, pull, start)),
     }
 }

@@ -16,6 +16,7 @@ pub mod live_ts;
 pub mod operator_api;
 pub mod play_auth;
 pub mod portal_client;
+pub mod pull;
 pub mod ring_wait;
 pub mod rtmp_conn;
 pub mod rtsp_conn;
