@@ -179,3 +179,48 @@ fn an_edge_fails_over_to_the_backup_and_returns_to_the_primary() {
     );
     assert_probe_shows_fake_source(&[], &edge.url("/s/index.m3u8?token=edge1"));
 }
+
+#[test]
+fn an_on_demand_pull_starts_with_the_first_viewer_and_stops_after_the_last() {
+    let (o, e) = (Listeners::free(), Listeners::free());
+    let origin = origin(&o);
+    let edge = edge(&e, &[rtmp_input(&o)], "static false; clients_timeout 2;");
+    // Nothing is pulled before a viewer asks (the edge is up: it answers HTTP).
+    assert_eq!(get(edge.http, "/s/index.m3u8?token=nope").status, 403);
+    assert_eq!(count(&origin, "rtmp play started stream=s"), 0);
+    // The first viewer, over RTMP: its play waits for the pull, then plays.
+    let rtmp = format!("rtmp://127.0.0.1:{}/live/s?token=edge1", e.rtmp);
+    assert_probe_shows_fake_source(&[], &rtmp);
+    assert_eq!(count(&origin, "rtmp play started stream=s"), 1);
+    // It left: the pull stops after clients_timeout, and the origin's session closes.
+    wait_for(
+        "the idle pull stopping",
+        || edge.log_text().contains("on-demand pull stopping"),
+        &[&edge],
+    );
+    wait_for(
+        "the origin's session closing",
+        || count(&origin, "session closed") >= 1,
+        &[&origin],
+    );
+    // The next viewer starts it again.
+    assert_probe_shows_fake_source(&[], &rtmp);
+    wait_for(
+        "a second pull",
+        || count(&origin, "rtmp play started stream=s") == 2,
+        &[&edge, &origin],
+    );
+}
+
+#[test]
+fn a_first_hls_request_waits_for_the_on_demand_pull_instead_of_503() {
+    let (o, e) = (Listeners::free(), Listeners::free());
+    let origin = origin(&o);
+    let edge = edge(&e, &[rtmp_input(&o)], "static false;");
+    assert_eq!(get(edge.http, "/s/index.m3u8?token=nope").status, 403);
+    assert_eq!(count(&origin, "rtmp play started stream=s"), 0);
+    // ffmpeg gives up at once on a 503: the playlist request waits for the first segment.
+    assert_probe_shows_fake_source(&[], &edge.url("/s/index.m3u8?token=edge1"));
+    assert_eq!(get(edge.http, MEDIA).status, 200);
+    assert_eq!(count(&origin, "rtmp play started stream=s"), 1);
+}

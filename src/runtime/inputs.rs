@@ -3,7 +3,8 @@
 //!
 //! The API is what config reload and on-demand pulls use: `start(&StreamSpec)` runs the
 //! stream's input (a no-op when it runs already, or when the stream's input is not one a
-//! shard owns: `publish://` runs on the publisher's shard); `stop(id)` tells the input to
+//! shard owns: `publish://` runs on the publisher's shard; an on-demand pull waits for
+//! `demand(&StreamSpec)`, which `runtime::on_demand` calls); `stop(id)` tells the input to
 //! end cleanly (its partial segment and `InputEnded` go through the fanout, its upstream
 //! connection is closed); `is_running(id)`. A stream stopped and started again (a reload
 //! that changed its input) continues its timeline: segment numbers and timestamps go on
@@ -102,9 +103,18 @@ impl OwnedInputs {
         }
     }
 
-    /// Starts `spec`'s input on this shard. Returns whether one runs now (false for
-    /// `publish://`, whose input runs on the shard its publisher connects to).
+    /// Starts `spec`'s input on this shard. Returns whether one runs now: false for
+    /// `publish://` (its input runs on the shard its publisher connects to) and for an
+    /// on-demand pull (`static false;`), which `demand` starts when a viewer comes.
     pub fn start(&mut self, spec: &StreamSpec) -> bool {
+        if spec.pull.on_demand {
+            return self.is_running(spec.id);
+        }
+        self.demand(spec)
+    }
+
+    /// Starts `spec`'s input now, on demand or not (a viewer asked for an on-demand pull).
+    pub fn demand(&mut self, spec: &StreamSpec) -> bool {
         if matches!(spec.input, InputUrl::Publish) {
             return false;
         }

@@ -13,6 +13,7 @@ pub mod fanout;
 pub mod http_conn;
 pub mod inputs;
 pub mod live_ts;
+pub mod on_demand;
 pub mod operator_api;
 pub mod play_auth;
 pub mod portal_client;
@@ -116,6 +117,7 @@ pub fn run(config: &Config, tls: Option<TlsSetup>, shards: usize) -> Result<Stop
     let seed = crate::auth::os_seed();
     let mesh: MeshBuilder<StreamEvent, _> = MeshBuilder::full(shards, MESH_QUEUE);
     let auth_mesh: MeshBuilder<AuthMsg, _> = MeshBuilder::full(shards, auth_bus::AUTH_MESH_QUEUE);
+    let demand_mesh = on_demand::mesh(shards);
     let (ready_tx, ready_rx) = mpsc::channel::<Result<usize, String>>();
 
     // Before any listener is bound: a signal that arrives while the shards start is kept
@@ -141,6 +143,7 @@ pub fn run(config: &Config, tls: Option<TlsSetup>, shards: usize) -> Result<Stop
             let meshes = Meshes {
                 stream: mesh,
                 auth: auth_mesh,
+                demand: demand_mesh,
             };
             let limits = limits.clone();
             async move { shard_main(catalog, listeners, meshes, (limits, caps), seed, ready).await }
@@ -213,10 +216,12 @@ struct Listeners {
     tls: Option<TlsSetup>,
 }
 
-/// The channel meshes every shard joins: stream events, and authorization messages.
+/// The channel meshes every shard joins: stream events, authorization messages, and
+/// on-demand pulls' demands.
 struct Meshes {
     stream: MeshBuilder<StreamEvent, glommio::channels::channel_mesh::Full>,
     auth: MeshBuilder<AuthMsg, glommio::channels::channel_mesh::Full>,
+    demand: on_demand::DemandMesh,
 }
 
 async fn shard_main(
@@ -233,9 +238,11 @@ async fn shard_main(
         let stream = stream.map_err(|e| format!("cannot join the shard mesh: {e}"))?;
         let auth = meshes.auth.join().await;
         let auth = auth.map_err(|e| format!("cannot join the auth mesh: {e}"))?;
-        Ok::<_, String>((stream, auth))
+        let demand = meshes.demand.join().await;
+        let demand = demand.map_err(|e| format!("cannot join the demand mesh: {e}"))?;
+        Ok::<_, String>((stream, auth, demand))
     };
-    let ((senders, receivers), (auth_senders, auth_receivers)) = match joined.await {
+    let ((senders, receivers), (auth_senders, auth_receivers), demand) = match joined.await {
         Ok(pairs) => pairs,
         Err(message) => {
             let _ = ready.send(Err(message));
@@ -267,6 +274,7 @@ async fn shard_main(
     let fanout = Rc::new(Fanout::new(senders, state.clone()));
     let inputs = Rc::new(RefCell::new(inputs::OwnedInputs::new(fanout.clone())));
     start_owned_inputs(&catalog, shards, id, &inputs);
+    on_demand::OnDemand::start(demand, state.clone(), inputs);
     spawn_ticker(&state);
     for (proto, addr, _) in &bound {
         log::debug!("shard {id}: {} on {addr}", proto.as_str());

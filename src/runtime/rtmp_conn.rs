@@ -103,6 +103,13 @@ fn stream_by_name(io: &Io<'_>, name: &str) -> Option<(StreamId, bool)> {
     Some((stream.id, stream.publish.is_some()))
 }
 
+/// Whether `id` is pulled from an origin (maybe on demand, starting now).
+fn is_pulled(io: &Io<'_>, id: StreamId) -> bool {
+    let shard = io.state.borrow();
+    let stream = shard.catalog().stream(id);
+    stream.is_some_and(|s| matches!(s.input, crate::config::InputUrl::Pull(_)))
+}
+
 /// The lifecycle of a play or publish of `id` by this connection's peer.
 fn lifecycle(io: &Io<'_>, access: Access, id: StreamId, token: Option<&[u8]>) -> PlayLifecycle {
     let token_param = io.state.borrow().catalog().token_param.clone();
@@ -143,10 +150,10 @@ impl RtmpGlue {
             let media = view.and_then(|v| v.live_media().cloned());
             (media, view.map(|v| v.media_version))
         };
-        // A published stream without a publisher: the viewer waits for one.
+        // A published stream without a publisher, or a pull not started: the viewer waits.
         let (media, version) = match media {
             Some(media) => (media, version),
-            None if published => (MediaInfo::default(), None),
+            None if published || is_pulled(io, id) => (MediaInfo::default(), None),
             None => return AuthAnswer::NotFound,
         };
         let session = open_session(io.state, &mut play);
