@@ -224,3 +224,70 @@ fn a_first_hls_request_waits_for_the_on_demand_pull_instead_of_503() {
     assert_eq!(get(edge.http, MEDIA).status, 200);
     assert_eq!(count(&origin, "rtmp play started stream=s"), 1);
 }
+
+/// nginx with its RTMP module (Debian's libnginx-mod-rtmp), as a third-party RTMP origin
+/// an ffmpeg publisher feeds; killed when dropped.
+struct NginxRtmp {
+    child: std::process::Child,
+}
+
+impl Drop for NginxRtmp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn nginx_rtmp(port: u16) -> NginxRtmp {
+    let dir = temp_dir();
+    let conf = dir.join("nginx.conf");
+    let text = format!(
+        "load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;\n\
+         daemon off; master_process off; pid {dir}/nginx.pid; error_log {dir}/error.log info;\n\
+         events {{ worker_connections 64; }}\n\
+         rtmp {{ server {{ listen 127.0.0.1:{port}; application live {{ live on; }} }} }}\n",
+        dir = dir.display()
+    );
+    std::fs::write(&conf, text).expect("nginx config");
+    let child = std::process::Command::new("nginx")
+        .args([
+            "-p",
+            &dir.display().to_string(),
+            "-c",
+            &conf.display().to_string(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("nginx (tools/test.sh installs nginx and libnginx-mod-rtmp)");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nginx did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    NginxRtmp { child }
+}
+
+#[test]
+fn an_edge_pulls_from_nginx_rtmp() {
+    let nginx_port = free_port();
+    let _nginx = nginx_rtmp(nginx_port);
+    let mut publisher = publish_cmd(nginx_port, "/live/cam", 60)
+        .spawn()
+        .expect("ffmpeg publisher");
+    let e = Listeners::free();
+    let input = format!("rtmp://127.0.0.1:{nginx_port}/live/cam");
+    let edge = edge(&e, &[input], "");
+    edge.wait_ok(MEDIA);
+    let out = run_bounded(
+        tool("ffprobe").arg(edge.url("/s/index.m3u8?token=edge1")),
+        Duration::from_secs(60),
+    );
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "ffprobe failed:\n{err}");
+    for needle in ["Video: h264", "320x240", "Audio: aac", "48000 Hz"] {
+        assert!(err.contains(needle), "ffprobe lacks {needle}:\n{err}");
+    }
+}
