@@ -518,13 +518,19 @@ impl<'a> Serving<'a> {
 
     /// A stream without a segment yet that is live or pulled (maybe on demand, starting
     /// now): park the request for the first segment (once), else 503.
+    /// (A stopped on-demand pull keeps its last segments listed: `/NAME/mpegts` then waits
+    /// for the next segment, which the restarted pull cuts.)
     fn not_ready(&self) -> Unserved {
-        let coming =
-            self.view.live || matches!(self.stream.input, crate::config::InputUrl::Pull(_));
-        if self.may_wait && self.view.window.is_empty() && coming {
-            self.wait(Awaited::FirstSegment, FIRST_SEGMENT_WAIT)
-        } else {
-            Unserved::NotReady
+        let pulled = matches!(self.stream.input, crate::config::InputUrl::Pull(_));
+        if !self.may_wait || !(self.view.live || pulled) {
+            return Unserved::NotReady;
+        }
+        match self.view.window.newest() {
+            None => self.wait(Awaited::FirstSegment, FIRST_SEGMENT_WAIT),
+            Some(newest) if pulled && !self.view.live => {
+                self.wait(Awaited::SegmentAfter(newest.sequence), FIRST_SEGMENT_WAIT)
+            }
+            Some(_) => Unserved::NotReady,
         }
     }
 
