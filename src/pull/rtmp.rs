@@ -9,7 +9,7 @@
 //! failed. Never does: sockets, clocks.
 
 use crate::rtmp::amf0::{self, Amf0Value};
-use crate::rtmp::chunk::{ChunkDecoder, ChunkEncoder, ChunkLimits, Message, MessageHeader};
+use crate::rtmp::chunk::{ChunkDecoder, ChunkEncoder, ChunkLimits, Message};
 use crate::rtmp::flv::{self, FlvDemuxer, MediaFrame};
 use crate::rtmp::handshake::{HANDSHAKE_SIZE, RTMP_VERSION};
 use bytes::Bytes;
@@ -17,7 +17,6 @@ use std::collections::VecDeque;
 use std::fmt;
 
 const SET_CHUNK_SIZE: u8 = 1;
-const ABORT: u8 = 2;
 const ACKNOWLEDGEMENT: u8 = 3;
 const USER_CONTROL: u8 = 4;
 const WINDOW_ACK_SIZE: u8 = 5;
@@ -80,7 +79,6 @@ pub struct RtmpPull {
     tc_url: String,
     name: String,
     media: VecDeque<MediaFrame>,
-    received: u64,
     last_ack: u64,
     peer_window: Option<u32>,
     started: bool,
@@ -112,7 +110,6 @@ impl RtmpPull {
             tc_url: tc_url.to_owned(),
             name: name.to_owned(),
             media: VecDeque::new(),
-            received: 0,
             last_ack: 0,
             peer_window: None,
             started: false,
@@ -161,7 +158,6 @@ impl RtmpPull {
                 break;
             }
             pos += used;
-            self.received += used as u64;
             if let Some(m) = message {
                 self.on_message(m)?;
             }
@@ -171,14 +167,8 @@ impl RtmpPull {
     }
 
     fn send(&mut self, csid: u32, type_id: u8, stream_id: u32, payload: &[u8]) {
-        let header = MessageHeader {
-            csid,
-            timestamp: 0,
-            type_id,
-            stream_id,
-        };
-        // Our own messages are far below the length limit.
-        let _ = self.encoder.write(&header, payload, &mut self.tx);
+        let message = (csid, type_id, stream_id);
+        self.encoder.write_unstamped(message, payload, &mut self.tx);
     }
 
     fn command(&mut self, stream_id: u32, values: &[Amf0Value]) {
@@ -219,22 +209,15 @@ impl RtmpPull {
 
     fn on_message(&mut self, m: Message) -> Result<(), RtmpPullError> {
         let p = &m.payload;
+        let decoder_control = self.decoder.apply_control(m.type_id, p);
+        if decoder_control.map_err(|k| RtmpPullError::Chunk(k.to_string()))? {
+            return Ok(());
+        }
         let be32 = |p: &[u8]| {
             p.get(..4)
                 .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
         };
         match m.type_id {
-            SET_CHUNK_SIZE => {
-                let size = be32(p).ok_or(RtmpPullError::Protocol("short set chunk size"))?;
-                self.decoder
-                    .set_chunk_size(size & 0x7FFF_FFFF)
-                    .map_err(|k| RtmpPullError::Chunk(k.to_string()))?;
-            }
-            ABORT => {
-                if let Some(csid) = be32(p) {
-                    self.decoder.abort(csid);
-                }
-            }
             WINDOW_ACK_SIZE => self.peer_window = be32(p).filter(|&w| w > 0),
             USER_CONTROL if p.len() >= 6 => {
                 let event = u16::from_be_bytes([p[0], p[1]]);
@@ -353,13 +336,11 @@ impl RtmpPull {
 
     /// Acknowledgement (§5.4.3) each time the origin's window of bytes has arrived.
     fn maybe_acknowledge(&mut self) {
-        let Some(window) = self.peer_window else {
-            return;
-        };
-        if self.received - self.last_ack >= u64::from(window) {
-            self.last_ack = self.received;
-            let seq = (self.received as u32).to_be_bytes();
-            self.send(CSID_CONTROL, ACKNOWLEDGEMENT, 0, &seq);
+        let due = self
+            .decoder
+            .acknowledgement_due(self.peer_window, &mut self.last_ack);
+        if let Some(seq) = due {
+            self.send(CSID_CONTROL, ACKNOWLEDGEMENT, 0, &seq.to_be_bytes());
         }
     }
 }

@@ -14,19 +14,16 @@ const KEYFRAME_INTERVAL_FRAMES: u32 = 25;
 
 /// Runs until stopped; returns the timeline the stream's next input continues from.
 pub async fn run(start: InputStart) -> Timeline {
-    let InputStart {
-        stream,
-        name,
-        segment_ms,
-        generation,
-        timeline,
-        fanout,
-        stop,
-    } = start;
+    let (name, fanout, stop) = (&start.name, &start.fanout, &start.stop);
     let started = Instant::now();
     let utc_base_ms = crate::utc::now_ms();
     let mut source = FakeSource::new(utc_base_ms, KEYFRAME_INTERVAL_FRAMES);
-    let mut input = LiveInput::new(stream, generation, segment_ms, timeline);
+    let mut input = LiveInput::new(
+        start.stream,
+        start.generation,
+        start.segment_ms,
+        start.timeline,
+    );
     input.configure(source.media_info());
     log::info!("stream {name}: fake input started");
     let mut frames = Vec::with_capacity(8);
