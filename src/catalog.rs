@@ -26,6 +26,8 @@ pub struct StreamSpec {
     /// The SRT passphrase its callers must use (`srt_passphrase`, the stream's or the
     /// top-level one); `None`: unencrypted.
     pub srt_passphrase: Option<Box<[u8]>>,
+    /// Failover sources, on-demand and timeouts, for pulled inputs.
+    pub pull: crate::config::pull::PullOptions,
 }
 
 #[derive(Debug)]
@@ -115,6 +117,7 @@ impl Catalog {
                     .as_ref()
                     .or(config.srt_passphrase.as_ref())
                     .map(|p| p.as_bytes().into()),
+                pull: s.pull.clone(),
             })
             .collect();
         Catalog {
@@ -184,7 +187,8 @@ pub struct Changes {
     pub added: Vec<StreamId>,
     /// Streams gone from it (their ids are in the old catalog only).
     pub removed: Vec<StreamId>,
-    /// Streams whose input or segment duration changed: their input restarts.
+    /// Streams whose input (its URL, failover sources or pull options) or segment duration
+    /// changed: their input restarts.
     pub restarted: Vec<StreamId>,
     /// Streams whose play or publish policy is another one, or whose policy's rules or
     /// backends changed: decisions cached for them are dropped.
@@ -203,7 +207,10 @@ impl Changes {
             match old.stream(s.id) {
                 None => changes.added.push(s.id),
                 Some(was) => {
-                    if was.input != s.input || was.segment_duration_ms != s.segment_duration_ms {
+                    if was.input != s.input
+                        || was.pull != s.pull
+                        || was.segment_duration_ms != s.segment_duration_ms
+                    {
                         changes.restarted.push(s.id);
                     }
                     if !old.auth.same_policies(&new.auth, s.id) {

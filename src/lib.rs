@@ -17,6 +17,7 @@ pub mod media;
 pub mod mss;
 pub mod mux;
 pub mod player;
+pub mod pull;
 pub mod rtmp;
 pub mod rtp;
 pub mod rtsp;

@@ -168,6 +168,11 @@ impl ShardState {
         self.id
     }
 
+    /// How many shards the process runs.
+    pub fn shards(&self) -> usize {
+        self.shards
+    }
+
     /// The streams and policies every shard shares (read-only).
     pub fn catalog(&self) -> &Arc<Catalog> {
         &self.catalog

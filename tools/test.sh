@@ -16,6 +16,9 @@ command -v srt-live-transmit >/dev/null 2>&1 || missing+=(srt-tools)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+# The edge pull test takes an RTMP origin from nginx's RTMP module (tests/edge_pull.rs).
+command -v nginx >/dev/null 2>&1 || missing+=(nginx)
+[ -f /usr/lib/nginx/modules/ngx_rtmp_module.so ] || missing+=(libnginx-mod-rtmp)
 # The browser test (tests/browser_playback.rs) drives Debian's Chromium.
 [ -n "${TESSERA_CHROMIUM:-}" ] || [ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then

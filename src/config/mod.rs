@@ -14,6 +14,7 @@ mod http_limits;
 mod lexer;
 mod model;
 mod parser;
+pub mod pull;
 pub mod signed_key;
 
 pub use backend_url::{BackendUrl, BackendUrlError, MAX_BACKEND_URL_LEN};
@@ -175,6 +176,7 @@ mod tests {
                 on_publish: None,
                 segment_duration_ms: 2000,
                 srt: StreamSrt::default(),
+                pull: Default::default(),
                 span: Span { line: 9, col: 1 },
             }],
             ..Config::default()
@@ -336,6 +338,36 @@ mod tests {
     }
 
     #[test]
+    fn pulled_streams_take_failover_inputs_and_on_demand_options() {
+        let cfg = parse(
+            "stream e {\n  input rtmp://a:user@origin1/live/e;\n  input tshttp://origin2:8080/e/mpegts;\n  \
+             static false;\n  clients_timeout 5;\n  source_timeout 3;\n}",
+            "t.conf",
+        )
+        .expect("parses");
+        let e = cfg.stream("e").unwrap();
+        let InputUrl::Pull(primary) = &e.input else {
+            panic!("a pull: {:?}", e.input)
+        };
+        assert_eq!(primary.to_string(), "rtmp://***@origin1:1935/live/e");
+        assert_eq!(e.pull.backups.len(), 1);
+        assert_eq!(e.pull.backups[0].port, 8080);
+        assert!(e.pull.on_demand);
+        assert_eq!(
+            (e.pull.clients_timeout_ms, e.pull.source_timeout_ms),
+            (5000, 3000)
+        );
+        assert_eq!(
+            errors("stream s { input fake://fake; static false; }"),
+            "t.conf:1:31: error: `static` needs a pulled input (rtmp://, tshttp://): only pulls run on demand"
+        );
+        assert_eq!(
+            errors("stream s { input rtmp://o/a/s; source_timeout 0; }"),
+            "t.conf:1:47: error: invalid source_timeout `0`: expected whole seconds from 1 to 3600"
+        );
+    }
+
+    #[test]
     fn later_features_are_refused_by_name() {
         let source = "\
 template live { prefix live; }
@@ -347,7 +379,7 @@ stream s {
     input fake://fake;
     on_publish auth://b;
 }
-stream r { input rtmp://origin/live/s; }
+stream r { input rtsp://origin/live/s; }
 stream h { input https://origin/s/index.m3u8; }
 ";
         assert_eq!(
@@ -357,7 +389,7 @@ t.conf:1:1: error: `template` is not supported yet
 t.conf:3:11: error: `allow country` is not supported yet
 t.conf:4:10: error: `deny country` is not supported yet
 t.conf:8:5: error: `on_publish` needs `input publish://;` (only published streams take publishers)
-t.conf:10:18: error: input scheme `rtmp://` is not supported yet
+t.conf:10:18: error: input scheme `rtsp://` is not supported yet
 t.conf:11:18: error: input scheme `https://` is not supported yet"
         );
     }
@@ -490,7 +522,7 @@ t.conf:8:53: error: unexpected argument `auth` (usage: `on_play auth://NAME | ht
         );
         assert_eq!(
             errors("stream s {\n  input fake://fake;\n  input publish://;\n}"),
-            "t.conf:3:3: error: a second `input` (failover) is not supported yet; the first is at 2:3"
+            "t.conf:3:3: error: a second `input` is a failover source, which only pulled inputs (rtmp://, tshttp://) take; the first is at 2:3"
         );
         assert_eq!(
             errors(

@@ -436,6 +436,8 @@ pub struct StreamConfig {
     pub segment_duration_ms: u32,
     /// The stream's own SRT settings (Flussonic's per-stream forms).
     pub srt: StreamSrt,
+    /// Failover sources, on-demand and timeouts of a pulled stream (`config::pull`).
+    pub pull: super::pull::PullOptions,
     pub span: Span,
 }
 
@@ -462,6 +464,8 @@ pub enum InputUrl {
     Fake,
     /// `publish://`: an RTMP publisher pushes the stream (one at a time).
     Publish,
+    /// `rtmp://`, `tshttp://`, `hls://`: pulled from an origin (`config::pull`).
+    Pull(super::pull::PullUrl),
 }
 
 /// Who authorizes play requests of a stream (and, as `on_publish`, its publishers).

@@ -252,6 +252,9 @@ impl Context {
                 "srt",
                 "srt_play",
                 "srt_passphrase",
+                "static",
+                "clients_timeout",
+                "source_timeout",
             ],
             Context::ServerName => &["ssl_certificate", "ssl_certificate_key"],
             Context::SrtPlay => &["port"],
@@ -313,6 +316,9 @@ fn usage(directive: &str) -> &'static str {
         "shutdown_timeout" => "shutdown_timeout SECONDS;",
         "max_sessions_policy" => "max_sessions_policy close_oldest|refuse_new;",
         "segment_duration" => "segment_duration SECONDS;",
+        "static" => "static true|false;",
+        "clients_timeout" => "clients_timeout SECONDS;",
+        "source_timeout" => "source_timeout SECONDS;",
         "signed_key" => "signed_key ID SECRET;",
         "securetoken" => "securetoken SECRET [no_check_ip];",
         _ => "",
@@ -320,7 +326,7 @@ fn usage(directive: &str) -> &'static str {
 }
 
 /// Input schemes of later work: recognised, refused as "not supported yet".
-const LATER_INPUT_SCHEMES: &[&str] = &["rtmp", "rtsp", "http", "https", "srt", "rtmps", "rtsps"];
+const LATER_INPUT_SCHEMES: &[&str] = &["rtsp", "http", "https", "hlss", "srt", "rtmps", "rtsps"];
 
 /// Pass 2: the model of a directive tree. Whatever it returns is only meaningful when no
 /// error was reported.
@@ -1208,20 +1214,21 @@ impl Lowering<'_> {
     /// One directive inside a `stream` block.
     fn stream_item(&mut self, body: &mut StreamBody, item: &Directive) {
         match item.name.text.as_str() {
-            "input" => {
-                let duplicate = |first| {
-                    format!(
-                        "a second `input` (failover) is not supported yet; the first is at {first}"
-                    )
-                };
-                let Some(arg) = self.once(&mut body.input_at, item, duplicate) else {
+            "input" => self.stream_input(body, item),
+            "static" => {
+                let duplicate = |first| format!("duplicate `static` (first set at {first})");
+                let Some(arg) = self.once(&mut body.static_at, item, duplicate) else {
                     return;
                 };
-                match parse_input_url(&arg.text) {
-                    Ok(url) => body.input = Some(url),
-                    Err(message) => self.diags.error(arg.span, message),
+                match arg.text.as_str() {
+                    "true" => body.pull.on_demand = false,
+                    "false" => body.pull.on_demand = true,
+                    _ => self
+                        .diags
+                        .error(arg.span, "expected `static true;` or `static false;`"),
                 }
             }
+            "clients_timeout" | "source_timeout" => self.stream_timeout(body, item),
             "on_play" => {
                 let duplicate = |first| format!("duplicate `on_play` (first set at {first})");
                 if let Some(arg) = self.once(&mut body.on_play_at, item, duplicate) {
@@ -1264,6 +1271,55 @@ impl Lowering<'_> {
         }
     }
 
+    /// `input URL;`: the first is the stream's input; more are failover sources, which
+    /// only pulled inputs take.
+    fn stream_input(&mut self, body: &mut StreamBody, item: &Directive) {
+        self.no_block(item);
+        let first = body.input_at;
+        body.input_at.get_or_insert(item.name.span);
+        let Some(arg) = self.one_arg(item) else {
+            return;
+        };
+        let url = match parse_input_url(&arg.text) {
+            Ok(url) => url,
+            Err(message) => return self.diags.error(arg.span, message),
+        };
+        let Some(first) = first else {
+            body.input = Some(url);
+            return;
+        };
+        match (&body.input, url) {
+            (Some(InputUrl::Pull(_)), InputUrl::Pull(backup)) => body.pull.backups.push(backup),
+            (Some(_), _) => self.diags.error(
+                item.name.span,
+                format!(
+                    "a second `input` is a failover source, which only pulled inputs \
+                     (rtmp://, tshttp://) take; the first is at {first}"
+                ),
+            ),
+            (None, _) => {}
+        }
+    }
+
+    /// `clients_timeout SECONDS;` / `source_timeout SECONDS;`.
+    fn stream_timeout(&mut self, body: &mut StreamBody, item: &Directive) {
+        let name = item.name.text.as_str();
+        let seen = if name == "clients_timeout" {
+            &mut body.clients_timeout_at
+        } else {
+            &mut body.source_timeout_at
+        };
+        let duplicate = |first| format!("duplicate `{name}` (first set at {first})");
+        let Some(arg) = self.once(seen, item, duplicate) else {
+            return;
+        };
+        match super::pull::parse_timeout_seconds(name, &arg.text) {
+            Ok(ms) if name == "clients_timeout" => body.pull.clients_timeout_ms = ms,
+            Ok(ms) => body.pull.source_timeout_ms = ms,
+            Err(message) => self.diags.error(arg.span, message),
+        }
+    }
+
     /// An `on_play` / `on_publish` target: `auth://NAME` (checked once the file is read) or
     /// `http://URL` (an auth backend of its own).
     fn auth_target(&mut self, arg: &Word) -> Option<OnPlay> {
@@ -1291,6 +1347,14 @@ impl Lowering<'_> {
             self.diags.error(
                 at,
                 "`on_publish` needs `input publish://;` (only published streams take publishers)",
+            );
+        }
+        if let (Some(at), Some(input)) = (body.static_at, &body.input)
+            && !matches!(input, InputUrl::Pull(_))
+        {
+            self.diags.error(
+                at,
+                "`static` needs a pulled input (rtmp://, tshttp://): only pulls run on demand",
             );
         }
         if body.input_at.is_none() {
@@ -1321,6 +1385,7 @@ impl Lowering<'_> {
                             .segment_duration_ms
                             .unwrap_or(DEFAULT_SEGMENT_DURATION_MS),
                         srt: body.srt,
+                        pull: body.pull,
                         span,
                     });
                 }
@@ -1498,13 +1563,16 @@ fn parse_input_url(text: &str) -> Result<InputUrl, String> {
             )),
         };
     }
+    if let Some(pull) = super::pull::PullUrl::parse(&lower, rest) {
+        return pull.map(InputUrl::Pull);
+    }
     if LATER_INPUT_SCHEMES.contains(&lower.as_str()) {
         return Err(format!(
             "input scheme `{}://` is not supported yet",
             show(scheme)
         ));
     }
-    let known = ["fake", "publish"]
+    let known = ["fake", "publish", "rtmp", "tshttp", "hls"]
         .into_iter()
         .chain(LATER_INPUT_SCHEMES.iter().copied());
     Err(match did_you_mean(scheme, known) {
@@ -1667,6 +1735,10 @@ struct StreamBody {
     srt_at: Option<Span>,
     srt_play_at: Option<Span>,
     srt_passphrase_at: Option<Span>,
+    pull: super::pull::PullOptions,
+    static_at: Option<Span>,
+    clients_timeout_at: Option<Span>,
+    source_timeout_at: Option<Span>,
 }
 
 #[cfg(test)]

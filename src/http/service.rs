@@ -70,6 +70,9 @@ const DEFAULT_BANDWIDTH: u64 = 2_000_000;
 
 /// Longest a DASH or MSS request for the segment being cut waits for it.
 pub const SEGMENT_WAIT: Duration = Duration::from_secs(6);
+/// How long a request for a stream without a segment yet (just started, or being pulled
+/// on demand) waits for the first one instead of getting 503.
+pub const FIRST_SEGMENT_WAIT: Duration = Duration::from_secs(10);
 
 /// Per-connection buffers the service reuses, so steady-state requests allocate nothing.
 pub struct ConnScratch {
@@ -513,6 +516,24 @@ impl<'a> Serving<'a> {
         self.wait(Awaited::SegmentAfter(newest.sequence), SEGMENT_WAIT)
     }
 
+    /// A stream without a segment yet that is live or pulled (maybe on demand, starting
+    /// now): park the request for the first segment (once), else 503.
+    /// (A stopped on-demand pull keeps its last segments listed: `/NAME/mpegts` then waits
+    /// for the next segment, which the restarted pull cuts.)
+    fn not_ready(&self) -> Unserved {
+        let pulled = matches!(self.stream.input, crate::config::InputUrl::Pull(_));
+        if !self.may_wait || !(self.view.live || pulled) {
+            return Unserved::NotReady;
+        }
+        match self.view.window.newest() {
+            None => self.wait(Awaited::FirstSegment, FIRST_SEGMENT_WAIT),
+            Some(newest) if pulled && !self.view.live => {
+                self.wait(Awaited::SegmentAfter(newest.sequence), FIRST_SEGMENT_WAIT)
+            }
+            Some(_) => Unserved::NotReady,
+        }
+    }
+
     /// Parks an LL-HLS request: three target durations at most (RFC 8216bis §6.2.5.2).
     fn wait_ll(&self, until: Awaited) -> Unserved {
         let target_s = target_duration_s(self.view.window.playlist());
@@ -607,7 +628,7 @@ fn serve<'b>(
             container,
         } => hls_segment(view, start_second, duration_ms, container),
         Resource::Fmp4Init | Resource::LlInit => init_segment(view.init_mp4.as_ref()),
-        Resource::MpegTs => live_ts(view),
+        Resource::MpegTs => live_ts(view).map_err(|_| s.not_ready()),
         Resource::DashManifest => dash_manifest(s, body),
         Resource::DashInit { track } => match track {
             DashTrack::Video => init_segment(view.dash_init.0.as_ref()),
@@ -630,7 +651,7 @@ fn serve<'b>(
 // Serve, HLS playlists.
 
 fn hls_master<'b>(s: &Serving<'_>, body: &'b mut Vec<u8>) -> Result<Served<'b>, Unserved> {
-    let variant = s.view.variant.as_ref().ok_or(Unserved::NotReady)?;
+    let variant = s.view.variant.as_ref().ok_or_else(|| s.not_ready())?;
     write_master(body, variant, s.bandwidth(), s.token);
     Ok(Served::rendered(PLAYLIST_TYPE, body))
 }
@@ -644,7 +665,7 @@ fn hls_media<'b>(
 ) -> Result<Served<'b>, Unserved> {
     let has_init = matches!(container, Container::Ts) || s.view.init_mp4.is_some();
     if s.view.window.is_empty() || !has_init {
-        return Err(Unserved::NotReady);
+        return Err(s.not_ready());
     }
     write_media(body, s.view.window.playlist(), dir, s.token, container);
     Ok(Served::rendered(PLAYLIST_TYPE, body))
@@ -694,7 +715,7 @@ fn dash_manifest<'b>(s: &Serving<'_>, body: &'b mut Vec<u8>) -> Result<Served<'b
     let window = &s.view.window;
     let variant = s.view.variant.as_ref().filter(|_| !window.is_empty());
     let ctx = MpdContext {
-        variant: variant.ok_or(Unserved::NotReady)?,
+        variant: variant.ok_or_else(|| s.not_ready())?,
         bandwidth: s.bandwidth(),
         token: s.token,
         now_ms: s.utc_ms,
@@ -804,7 +825,7 @@ fn moof_of(fragment: &Bytes) -> Bytes {
 fn ll_playlist<'b>(s: &Serving<'_>, body: &'b mut Vec<u8>) -> Result<Served<'b>, Unserved> {
     let window = &s.view.window;
     if window.is_empty() || s.view.init_mp4.is_none() {
-        return Err(Unserved::NotReady);
+        return Err(s.not_ready());
     }
     let reload = match s.target.hls_directives() {
         Some(d) => blocking_reload(window, d.msn, d.part),

@@ -179,6 +179,37 @@ impl ChunkDecoder {
         }
     }
 
+    /// Applies a protocol control message that concerns the decoder: Set Chunk Size (1,
+    /// §5.4.1; the first bit masked, as some peers set it) and Abort (2, §5.4.2). Returns
+    /// whether `type_id` was one of them.
+    pub fn apply_control(&mut self, type_id: u8, payload: &[u8]) -> Result<bool, ChunkErrorKind> {
+        let be32 = payload
+            .get(..4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+        match (type_id, be32) {
+            (1, Some(size)) => self.set_chunk_size(size & 0x7FFF_FFFF).map(|()| true),
+            (1, None) => Err(ChunkErrorKind::InvalidChunkSize(0)),
+            (2, csid) => {
+                if let Some(csid) = csid {
+                    self.abort(csid);
+                }
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// The Acknowledgement (§5.4.3) sequence number to send now, if a peer `window` of
+    /// bytes has been decoded since `last_ack` (which it then moves).
+    pub fn acknowledgement_due(&self, window: Option<u32>, last_ack: &mut u64) -> Option<u32> {
+        let window = u64::from(window?);
+        (self.consumed - *last_ack >= window).then(|| {
+            *last_ack = self.consumed;
+            // The sequence number wraps at 2^32.
+            self.consumed as u32
+        })
+    }
+
     /// Bytes consumed so far.
     pub fn consumed(&self) -> u64 {
         self.consumed
@@ -434,6 +465,23 @@ impl ChunkEncoder {
             out.extend_from_slice(chunk);
         }
         Ok(())
+    }
+
+    /// Appends a message stamped 0 (protocol control, user control and command messages,
+    /// far below the length limit, so the length check cannot fail for them).
+    pub fn write_unstamped(
+        &self,
+        (csid, type_id, stream_id): (u32, u8, u32),
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) {
+        let header = MessageHeader {
+            csid,
+            timestamp: 0,
+            type_id,
+            stream_id,
+        };
+        let _ = self.write(&header, payload, out);
     }
 
     /// Appends the chunk of `payload` that starts at `offset` (type 0 header for the first,

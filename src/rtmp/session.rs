@@ -622,14 +622,8 @@ impl RtmpConnection {
     }
 
     fn send(&mut self, csid: u32, type_id: u8, stream_id: u32, payload: &[u8]) {
-        let header = MessageHeader {
-            csid,
-            timestamp: 0,
-            type_id,
-            stream_id,
-        };
-        // Our own messages are far below the 16 MiB length limit.
-        let _ = self.encoder.write(&header, payload, &mut self.tx);
+        let message = (csid, type_id, stream_id);
+        self.encoder.write_unstamped(message, payload, &mut self.tx);
     }
 
     fn user_control(&mut self, event: u16, value: u32) {

@@ -288,7 +288,7 @@ pub fn apply_everywhere(
 pub struct ShardControl {
     pub board: Arc<Board>,
     pub state: Rc<RefCell<ShardState>>,
-    pub inputs: OwnedInputs,
+    pub inputs: Rc<RefCell<OwnedInputs>>,
     pub tls: Rc<RefCell<Option<TlsSetup>>>,
 }
 
@@ -300,7 +300,7 @@ impl ShardControl {
             glommio::timer::sleep(POLL).await;
             for command in self.board.take(shard) {
                 match command {
-                    Command::Reload(reloaded) => self.reload(&reloaded).await,
+                    Command::Reload(reloaded) => self.reload(&reloaded),
                     Command::Stop { grace } => {
                         self.stop(grace).await;
                         self.board.ack(shard);
@@ -312,28 +312,27 @@ impl ShardControl {
         }
     }
 
-    async fn reload(&mut self, reloaded: &Reloaded) {
+    fn reload(&mut self, reloaded: &Reloaded) {
         let changes = &reloaded.changes;
         let catalog = &reloaded.catalog;
-        {
+        let (shard, shards) = {
             let mut state = self.state.borrow_mut();
             state.reload(catalog.clone(), changes);
             state.set_handshake_timeout(reloaded.handshake_timeout);
             state.set_connections_per_ip(reloaded.max_connections_per_ip);
-        }
+            (state.id(), state.shards())
+        };
         *self.tls.borrow_mut() = reloaded.tls.clone();
-        for &id in &changes.removed {
-            self.inputs.stop(id).await;
+        let mut inputs = self.inputs.borrow_mut();
+        for &id in changes.removed.iter().chain(&changes.restarted) {
+            inputs.stop(id);
         }
-        for &id in &changes.restarted {
-            let from = self.inputs.stop(id).await;
-            if let Some(spec) = catalog.stream(id) {
-                self.inputs.start(catalog, spec, from.unwrap_or_default());
-            }
-        }
-        for &id in &changes.added {
-            if let Some(spec) = catalog.stream(id) {
-                self.inputs.start(catalog, spec, Default::default());
+        // A restarted input continues the stopped one's timeline, one generation on.
+        for &id in changes.restarted.iter().chain(&changes.added) {
+            if let Some(spec) = catalog.stream(id)
+                && catalog.owner_shard(id, shards) == shard
+            {
+                inputs.start(spec);
             }
         }
     }
@@ -345,7 +344,7 @@ impl ShardControl {
     async fn stop(&mut self, grace: Duration) {
         let deadline = Instant::now() + grace;
         shard_stop().fire();
-        self.inputs.stop_all().await;
+        self.inputs.borrow_mut().stop_all();
         while Instant::now() < deadline && self.open_connections() > 0 {
             glommio::timer::sleep(POLL).await;
         }

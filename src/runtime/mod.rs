@@ -14,10 +14,12 @@ pub mod fanout;
 pub mod http_conn;
 pub mod inputs;
 pub mod live_ts;
+pub mod on_demand;
 pub mod operator_api;
 pub mod play_auth;
 pub mod portal_client;
 pub mod publish;
+pub mod pull;
 pub mod ring_wait;
 pub mod rtmp_conn;
 pub mod rtsp_conn;
@@ -132,6 +134,7 @@ pub fn run(
     let seed = crate::auth::os_seed();
     let mesh: MeshBuilder<StreamEvent, _> = MeshBuilder::full(shards, MESH_QUEUE);
     let auth_mesh: MeshBuilder<AuthMsg, _> = MeshBuilder::full(shards, auth_bus::AUTH_MESH_QUEUE);
+    let demand_mesh = on_demand::mesh(shards);
     let (ready_tx, ready_rx) = mpsc::channel::<Result<usize, String>>();
 
     // Before any listener is bound: a signal that arrives while the shards start is kept
@@ -168,6 +171,7 @@ pub fn run(
             let meshes = Meshes {
                 stream: mesh,
                 auth: auth_mesh,
+                demand: demand_mesh,
             };
             let limits = limits.clone();
             let board = shard_board.clone();
@@ -339,10 +343,12 @@ struct Listeners {
     tls: Option<TlsSetup>,
 }
 
-/// The channel meshes every shard joins: stream events, and authorization messages.
+/// The channel meshes every shard joins: stream events, authorization messages, and
+/// on-demand pulls' demands.
 struct Meshes {
     stream: MeshBuilder<StreamEvent, glommio::channels::channel_mesh::Full>,
     auth: MeshBuilder<AuthMsg, glommio::channels::channel_mesh::Full>,
+    demand: on_demand::DemandMesh,
 }
 
 async fn shard_main(
@@ -359,9 +365,11 @@ async fn shard_main(
         let stream = stream.map_err(|e| format!("cannot join the shard mesh: {e}"))?;
         let auth = meshes.auth.join().await;
         let auth = auth.map_err(|e| format!("cannot join the auth mesh: {e}"))?;
-        Ok::<_, String>((stream, auth))
+        let demand = meshes.demand.join().await;
+        let demand = demand.map_err(|e| format!("cannot join the demand mesh: {e}"))?;
+        Ok::<_, String>((stream, auth, demand))
     };
-    let ((senders, receivers), (auth_senders, auth_receivers)) = match joined.await {
+    let ((senders, receivers), (auth_senders, auth_receivers), demand) = match joined.await {
         Ok(pairs) => pairs,
         Err(message) => {
             let _ = ready.send(Err(message));
@@ -391,8 +399,9 @@ async fn shard_main(
     apply_stream_events(receivers, &state);
     let bus = AuthBus::start(auth_senders, auth_receivers, state.clone());
     let fanout = Rc::new(Fanout::new(senders, state.clone()));
-    let mut inputs = OwnedInputs::new(id, shards, fanout.clone());
-    inputs.start_owned(&catalog);
+    let inputs = Rc::new(RefCell::new(OwnedInputs::new(fanout.clone())));
+    start_owned_inputs(&catalog, shards, id, &inputs);
+    on_demand::OnDemand::start(demand, state.clone(), inputs.clone());
     spawn_ticker(&state);
     for (proto, addr, _) in &bound {
         log::debug!("shard {id}: {} on {addr}", proto.as_str());
@@ -498,6 +507,21 @@ fn apply_stream_events(
             }
         })
         .detach();
+    }
+}
+
+/// Starts the inputs of the streams this shard owns.
+fn start_owned_inputs(
+    catalog: &Catalog,
+    shards: usize,
+    shard: usize,
+    inputs: &Rc<RefCell<inputs::OwnedInputs>>,
+) {
+    let mut inputs = inputs.borrow_mut();
+    for stream in &catalog.streams {
+        if catalog.owner_shard(stream.id, shards) == shard {
+            inputs.start(stream);
+        }
     }
 }
 

@@ -84,6 +84,13 @@ struct RtmpGlue {
     publisher: Option<Publisher>,
 }
 
+/// Whether `id` is pulled from an origin (maybe on demand, starting now).
+fn is_pulled(io: &Io<'_>, id: crate::stream::StreamId) -> bool {
+    let shard = io.state.borrow();
+    let stream = shard.catalog().stream(id);
+    stream.is_some_and(|s| matches!(s.input, crate::config::InputUrl::Pull(_)))
+}
+
 impl RtmpGlue {
     /// Decides a play: the stream must exist and have media (or take publishers, and then
     /// the viewer waits), and the authorizer must allow; the session opens at once.
@@ -108,10 +115,10 @@ impl RtmpGlue {
             let media = view.and_then(|v| v.live_media().cloned());
             (media, view.map(|v| v.media_version))
         };
-        // A published stream without a publisher: the viewer waits for one.
+        // A published stream without a publisher, or a pull not started: the viewer waits.
         let (media, version) = match media {
             Some(media) => (media, version),
-            None if published => (MediaInfo::default(), None),
+            None if published || is_pulled(io, id) => (MediaInfo::default(), None),
             None => return AuthAnswer::NotFound,
         };
         let session = open_session(io.state, &mut play);

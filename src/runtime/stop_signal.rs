@@ -54,6 +54,15 @@ impl StopSignal {
         // No permit is ever given: this returns only when `fire` closes the semaphore.
         let _ = self.inner.gate.acquire(1).await;
     }
+
+    /// Runs `work` until it ends, or until the signal fires (`None` then).
+    pub async fn unless_fired<T>(&self, work: impl std::future::Future<Output = T>) -> Option<T> {
+        futures_lite::future::or(async { Some(work.await) }, async {
+            self.fired().await;
+            None
+        })
+        .await
+    }
 }
 
 thread_local! {

@@ -72,6 +72,28 @@ impl LiveInput {
         }
     }
 
+    /// An input that takes over from one that handed over (`hand_over`) without ending
+    /// the stream: a failover or a reconnect to the origin. Its first frame starts a new
+    /// segment and announces its media, but no `InputStarted`: frame viewers keep playing.
+    pub fn continuing(
+        stream: StreamId,
+        generation: u64,
+        segment_ms: u32,
+        timeline: Timeline,
+    ) -> Self {
+        let mut input = LiveInput::new(stream, generation, segment_ms, timeline);
+        input.announced = true;
+        input
+    }
+
+    /// This input's source goes away but the stream goes on (see `continuing`): the open
+    /// segment is cut where the last frame ends. Returns the timeline to continue from and
+    /// whether the stream had been announced (else the next input starts it afresh).
+    pub fn hand_over(&mut self, out: &mut Vec<StreamEvent>) -> (Timeline, bool) {
+        self.close_open(self.timeline.next_dts, out);
+        (self.timeline, std::mem::take(&mut self.announced))
+    }
+
     /// The source's decoder configuration (again whenever it changes). Segmenting restarts
     /// with the next frame when it differs from the running one.
     pub fn configure(&mut self, info: MediaInfo) {

@@ -42,6 +42,8 @@ pub enum Awaited {
     /// Part `part` of segment `segment`, or that segment finished (whichever comes first:
     /// a finished segment has all the parts it will ever have).
     Part { segment: u64, part: u32 },
+    /// Any segment: the stream's first (a stream just started, or pulled on demand).
+    FirstSegment,
 }
 
 /// Where a part stands.
@@ -179,6 +181,7 @@ impl SegmentWindow {
         let newest = self.newest().map(|s| s.sequence);
         match awaited {
             Awaited::SegmentAfter(after) => newest.is_some_and(|n| n > after),
+            Awaited::FirstSegment => newest.is_some(),
             Awaited::Part { segment, part } => {
                 newest.is_some_and(|n| n >= segment)
                     || self
@@ -203,6 +206,11 @@ impl SegmentWindow {
         if !self.waiters.last().is_some_and(|w| w.will_wake(waker)) {
             self.waiters.push(waker.clone());
         }
+    }
+
+    /// Some request waits for this window (an on-demand pull counts it as a viewer).
+    pub fn has_waiters(&self) -> bool {
+        !self.waiters.is_empty()
     }
 
     /// The segments a playlist lists, oldest first.

@@ -1,0 +1,232 @@
+//! Pulled inputs, in Flussonic's syntax: `input rtmp://HOST[:PORT]/APP/NAME;`,
+//! `input tshttp://HOST[:PORT]/PATH;` (a continuous HTTP MPEG-TS response). `hls://` and
+//! `http://...m3u8` (HLS pull) are recognised and refused as not supported yet.
+//! Several `input` lines are failover sources in priority order. `static false;` makes the
+//! stream on-demand (pulled while someone watches); `clients_timeout SECONDS;` is how long
+//! it keeps pulling after the last viewer left; `source_timeout SECONDS;` how long a source
+//! may send no frame before it counts as failed.
+//!
+//! Credentials in the URL (`rtmp://user:pass@host/...`, or a token in its query) are never
+//! shown: `Display` writes the URL without the user part and the query, so logs and errors
+//! cannot leak them.
+
+use std::fmt;
+
+/// The protocols an edge pulls with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PullScheme {
+    Rtmp,
+    /// `tshttp://`: one long HTTP response of MPEG-TS.
+    TsHttp,
+    /// `hls://`, or `http://` ending in `.m3u8`.
+    Hls,
+}
+
+impl PullScheme {
+    fn default_port(self) -> u16 {
+        match self {
+            PullScheme::Rtmp => 1935,
+            PullScheme::TsHttp | PullScheme::Hls => 80,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            PullScheme::Rtmp => "rtmp",
+            PullScheme::TsHttp => "tshttp",
+            PullScheme::Hls => "hls",
+        }
+    }
+}
+
+/// A source an edge pulls from.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PullUrl {
+    pub scheme: PullScheme,
+    pub host: String,
+    pub port: u16,
+    /// From the first `/` after the authority, query included; at least `/`.
+    pub path: String,
+    /// `user:pass` from the URL, for the origin only; never displayed.
+    pub userinfo: Option<String>,
+}
+
+impl fmt::Display for PullUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let auth = if self.userinfo.is_some() { "***@" } else { "" };
+        let scheme = self.scheme.as_str();
+        // A query may carry the origin's token: shown as `?...`.
+        let (path, query) = match self.path.split_once('?') {
+            Some((path, _)) => (path, "?..."),
+            None => (self.path.as_str(), ""),
+        };
+        write!(
+            f,
+            "{scheme}://{auth}{}:{}{path}{query}",
+            self.host, self.port
+        )
+    }
+}
+
+/// Debug is Display: the credentials stay out of `{:?}` too.
+impl fmt::Debug for PullUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Longest pull URL accepted.
+const MAX_URL_LEN: usize = 2048;
+
+impl PullUrl {
+    /// Parses `scheme://[user[:pass]@]host[:port]/path`; `None` when `scheme` is not one
+    /// this edge pulls with (the caller says what it is).
+    pub fn parse(scheme: &str, rest: &str) -> Option<Result<PullUrl, String>> {
+        let scheme = match scheme {
+            "rtmp" => PullScheme::Rtmp,
+            "tshttp" => PullScheme::TsHttp,
+            "hls" => PullScheme::Hls,
+            "http" if path_of(rest).split('?').next()?.ends_with(".m3u8") => PullScheme::Hls,
+            _ => return None,
+        };
+        if scheme == PullScheme::Hls {
+            return Some(Err(
+                "HLS pull (`hls://`, `http://...m3u8`) is not supported yet: use `rtmp://` or `tshttp://`".into(),
+            ));
+        }
+        Some(parse_authority(scheme, rest))
+    }
+
+    /// RTMP's application and stream name: the path's first segment, and the rest.
+    pub fn rtmp_app_and_name(&self) -> (&str, &str) {
+        let path = self.path.trim_start_matches('/');
+        path.split_once('/').unwrap_or((path, ""))
+    }
+}
+
+fn path_of(rest: &str) -> &str {
+    rest.find('/').map_or("", |i| &rest[i..])
+}
+
+fn parse_authority(scheme: PullScheme, rest: &str) -> Result<PullUrl, String> {
+    if rest.len() > MAX_URL_LEN {
+        return Err(format!("input URL longer than {MAX_URL_LEN} bytes"));
+    }
+    if rest.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        return Err("input URL has spaces or control characters".into());
+    }
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let (userinfo, hostport) = match authority.rsplit_once('@') {
+        Some((u, h)) => (Some(u.to_owned()), h),
+        None => (None, authority),
+    };
+    let (host, port) = match hostport.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
+            let port = p
+                .parse::<u16>()
+                .ok()
+                .filter(|&p| p > 0)
+                .ok_or_else(|| format!("invalid port `{p}` in input URL"))?;
+            (h, port)
+        }
+        _ => (hostport, scheme.default_port()),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(format!("input URL `{}://` has no host", scheme.as_str()));
+    }
+    if scheme == PullScheme::Rtmp && path.trim_matches('/').split('/').count() < 2 {
+        return Err("an RTMP input is `rtmp://HOST[:PORT]/APP/NAME`".into());
+    }
+    Ok(PullUrl {
+        scheme,
+        host: host.to_owned(),
+        port,
+        path: path.to_owned(),
+        userinfo,
+    })
+}
+
+/// How a pulled stream runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullOptions {
+    /// The second and later `input` lines: failover sources, in priority order.
+    pub backups: Vec<PullUrl>,
+    /// `static false;`: pulled only while someone watches.
+    pub on_demand: bool,
+    /// `clients_timeout`: how long an on-demand pull outlives its last viewer.
+    pub clients_timeout_ms: u32,
+    /// `source_timeout`: how long a source may send no frame before it counts as failed.
+    pub source_timeout_ms: u32,
+}
+
+pub const DEFAULT_CLIENTS_TIMEOUT_MS: u32 = 30_000;
+pub const DEFAULT_SOURCE_TIMEOUT_MS: u32 = 10_000;
+
+impl Default for PullOptions {
+    fn default() -> Self {
+        PullOptions {
+            backups: Vec::new(),
+            on_demand: false,
+            clients_timeout_ms: DEFAULT_CLIENTS_TIMEOUT_MS,
+            source_timeout_ms: DEFAULT_SOURCE_TIMEOUT_MS,
+        }
+    }
+}
+
+/// `SECONDS` of `clients_timeout` / `source_timeout`: whole seconds in 1..=3600.
+pub fn parse_timeout_seconds(directive: &str, text: &str) -> Result<u32, String> {
+    match text.parse::<u32>() {
+        Ok(s) if (1..=3600).contains(&s) => Ok(s * 1000),
+        _ => Err(format!(
+            "invalid {directive} `{text}`: expected whole seconds from 1 to 3600"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(scheme: &str, rest: &str) -> PullUrl {
+        PullUrl::parse(scheme, rest).unwrap().unwrap()
+    }
+
+    #[test]
+    fn urls_parse_with_default_ports_and_hidden_credentials() {
+        let u = ok("rtmp", "origin/live/cam1");
+        assert_eq!(
+            (u.host.as_str(), u.port, u.path.as_str()),
+            ("origin", 1935, "/live/cam1")
+        );
+        assert_eq!(u.rtmp_app_and_name(), ("live", "cam1"));
+        let u = ok("rtmp", "bob:secret@10.0.0.1:1940/app/a/b?x=1");
+        assert_eq!(u.rtmp_app_and_name(), ("app", "a/b?x=1"));
+        assert_eq!(u.userinfo.as_deref(), Some("bob:secret"));
+        assert_eq!(u.to_string(), "rtmp://***@10.0.0.1:1940/app/a/b?...");
+        assert!(!format!("{u:?}").contains("secret"));
+        let u = ok("tshttp", "[::1]:8080/s/mpegts");
+        assert_eq!((u.host.as_str(), u.port), ("::1", 8080));
+        assert!(
+            PullUrl::parse("http", "h/a/index.m3u8?t=1")
+                .unwrap()
+                .is_err(),
+            "HLS: later"
+        );
+        assert!(PullUrl::parse("http", "h/a/stream.ts").is_none());
+        assert!(PullUrl::parse("rtmp", "h/app").unwrap().is_err());
+        assert!(PullUrl::parse("rtmp", ":1935/a/b").unwrap().is_err());
+        assert!(PullUrl::parse("rtmp", "h:0/a/b").unwrap().is_err());
+        assert!(PullUrl::parse("tshttp", "h/a b").unwrap().is_err());
+    }
+
+    #[test]
+    fn timeouts_are_whole_seconds() {
+        assert_eq!(parse_timeout_seconds("source_timeout", "5"), Ok(5000));
+        assert!(parse_timeout_seconds("source_timeout", "0").is_err());
+        assert!(parse_timeout_seconds("source_timeout", "1.5").is_err());
+    }
+}

@@ -1,0 +1,345 @@
+//! The driver of a pulled input (`input rtmp://`, `tshttp://`): runs on the stream's owner
+//! shard, one per stream per node (`OwnedInputs`), until told to stop.
+//!
+//! It connects to the current source, drives its sans-IO client (`pull::rtmp`,
+//! `pull::tshttp`) over a glommio socket, and feeds the media to the stream's `LiveInput`,
+//! whose events fan out to every shard like any input's. A source fails when it refuses,
+//! closes, sends garbage, or sends no frame for `source_timeout`; the next source (the
+//! next `input` line) takes over without ending the stream (`LiveInput::continuing`: the
+//! timeline goes on, frame viewers keep playing). When every source has failed in a row,
+//! the stream ends (`InputEnded`) and the round starts again after a backoff with jitter.
+//! While a backup runs, the primary is probed; once it delivers a keyframe, the driver
+//! returns to it. State changes are logged once each; credentials never are (`PullUrl`'s
+//! `Display` hides them).
+
+use crate::config::pull::{PullOptions, PullScheme, PullUrl};
+use crate::pull::PullClient;
+use crate::pull::backoff::{Backoff, Failover};
+use crate::pull::rtmp::RtmpPull;
+use crate::pull::tshttp::TsHttpPull;
+use crate::rtmp::flv::MediaFrame;
+use crate::runtime::fanout::Fanout;
+use crate::runtime::inputs::InputStart;
+use crate::stream::StreamId;
+use crate::stream::live_input::{LiveInput, Timeline};
+use crate::stream::view::StreamEvent;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// Bytes read from the origin and not yet consumed by its client, at most.
+const MAX_PENDING: usize = 1 << 20;
+/// How often a backup's run checks whether the primary is back.
+const PRIMARY_PROBE_EVERY: Duration = Duration::from_secs(5);
+
+/// Runs the pull until stopped; returns the timeline the stream's next input continues from.
+pub async fn run(primary: PullUrl, options: PullOptions, start: InputStart) -> Timeline {
+    let sources: Vec<PullUrl> = std::iter::once(primary)
+        .chain(options.backups.iter().cloned())
+        .collect();
+    let source_timeout = Duration::from_millis(options.source_timeout_ms.into());
+    let stop = start.stop.clone();
+    let name = start.name.clone();
+    let mut pipe = Pipeline::new(&start);
+    let mut failover = Failover::new(sources.len());
+    let mut backoff = Backoff::new(crate::auth::os_seed() ^ u64::from(start.stream));
+    log::info!("stream {name}: pull started from {}", sources[0]);
+    while !stop.is_fired() {
+        let at = failover.current();
+        let url = &sources[at];
+        let probe = (at > 0).then(|| &sources[0]);
+        let session = session(url, probe, &mut pipe, source_timeout);
+        let Some(outcome) = stop.unless_fired(session).await else {
+            break;
+        };
+        if pipe.delivered {
+            failover.delivered();
+            backoff.reset();
+        }
+        match outcome {
+            Outcome::PrimaryBack => {
+                log::info!(
+                    "stream {name}: primary {} is back, returning to it",
+                    sources[0]
+                );
+                failover.back_to_primary();
+                continue;
+            }
+            Outcome::Failed(why) if pipe.delivered => {
+                log::warn!("stream {name}: source {url} failed: {why}")
+            }
+            Outcome::Failed(why) => log::debug!("stream {name}: source {url} failed: {why}"),
+        }
+        pipe.delivered = false;
+        if failover.failed() {
+            if pipe.end().await {
+                log::warn!(
+                    "stream {name}: every source failed (last: {url}); retrying with backoff"
+                );
+            }
+            let delay = Duration::from_millis(backoff.next_delay_ms());
+            if stop
+                .unless_fired(glommio::timer::sleep(delay))
+                .await
+                .is_none()
+            {
+                break;
+            }
+        } else {
+            log::info!(
+                "stream {name}: failing over to {}",
+                sources[failover.current()]
+            );
+        }
+    }
+    pipe.end().await;
+    log::info!("stream {name}: pull stopped");
+    pipe.timeline
+}
+
+/// How a source's session ended.
+enum Outcome {
+    Failed(String),
+    /// A backup ran and the primary answered the probe with media.
+    PrimaryBack,
+}
+
+/// The stream's `LiveInput` across sources: each source gets a new one that continues the
+/// timeline of the last.
+struct Pipeline {
+    stream: StreamId,
+    generation: u64,
+    segment_ms: u32,
+    fanout: Rc<Fanout>,
+    input: Option<LiveInput>,
+    timeline: Timeline,
+    events: Vec<StreamEvent>,
+    /// The current source sent a frame.
+    delivered: bool,
+}
+
+impl Pipeline {
+    fn new(start: &InputStart) -> Self {
+        Pipeline {
+            stream: start.stream,
+            generation: start.generation,
+            segment_ms: start.segment_ms,
+            fanout: start.fanout.clone(),
+            input: None,
+            timeline: start.timeline,
+            events: Vec::with_capacity(16),
+            delivered: false,
+        }
+    }
+
+    /// A new source begins: the previous one hands over (the stream goes on).
+    async fn begin(&mut self) {
+        let (stream, generation, segment_ms) = (self.stream, self.generation, self.segment_ms);
+        let next = match self.input.take() {
+            Some(mut old) => {
+                let (timeline, announced) = old.hand_over(&mut self.events);
+                self.timeline = timeline;
+                if announced {
+                    LiveInput::continuing(stream, generation, segment_ms, timeline)
+                } else {
+                    LiveInput::new(stream, generation, segment_ms, timeline)
+                }
+            }
+            None => LiveInput::new(stream, generation, segment_ms, self.timeline),
+        };
+        self.input = Some(next);
+        self.flush().await;
+    }
+
+    async fn push(&mut self, media: MediaFrame) {
+        let Some(input) = self.input.as_mut() else {
+            return;
+        };
+        match media {
+            MediaFrame::Config(info) => input.configure(info),
+            MediaFrame::Frame(frame) => {
+                self.delivered = true;
+                input.push(frame, crate::utc::now_ms(), &mut self.events);
+            }
+        }
+        self.flush().await;
+    }
+
+    /// Ends the stream (partial segment, `InputEnded`); returns whether it was running.
+    async fn end(&mut self) -> bool {
+        let Some(mut input) = self.input.take() else {
+            return false;
+        };
+        self.timeline = input.finish(&mut self.events);
+        let was_live = self
+            .events
+            .iter()
+            .any(|e| matches!(e, StreamEvent::InputEnded { .. }));
+        self.flush().await;
+        was_live
+    }
+
+    async fn flush(&mut self) {
+        for event in self.events.drain(..) {
+            self.fanout.publish(event).await;
+        }
+    }
+}
+
+/// The sans-IO client of `url`'s protocol.
+fn client_for(url: &PullUrl) -> Box<dyn PullClient> {
+    match url.scheme {
+        PullScheme::Rtmp => {
+            let (app, name) = url.rtmp_app_and_name();
+            let tc_url = format!("rtmp://{}:{}/{app}", url.host, url.port);
+            let epoch = (crate::utc::now_ms() & 0xFFFF_FFFF) as u32;
+            Box::new(RtmpPull::new(
+                &tc_url,
+                app,
+                name,
+                epoch,
+                crate::auth::os_seed(),
+            ))
+        }
+        PullScheme::TsHttp | PullScheme::Hls => Box::new(TsHttpPull::new(
+            &url.host,
+            url.port,
+            &url.path,
+            url.userinfo.as_deref(),
+        )),
+    }
+}
+
+/// Resolves `url`'s host. Host names go through the system resolver (which blocks the
+/// shard briefly: origins are usually IP literals or in /etc/hosts).
+fn resolve(url: &PullUrl) -> Result<SocketAddr, String> {
+    (url.host.as_str(), url.port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {}: {e}", url.host))?
+        .next()
+        .ok_or_else(|| format!("{} has no address", url.host))
+}
+
+/// One connection to a source, until it fails (or, on a backup, until the primary is back).
+async fn session(
+    url: &PullUrl,
+    probe: Option<&PullUrl>,
+    pipe: &mut Pipeline,
+    source_timeout: Duration,
+) -> Outcome {
+    let mut conn = match Connection::open(url, source_timeout).await {
+        Ok(conn) => conn,
+        Err(why) => return Outcome::Failed(why),
+    };
+    pipe.begin().await;
+    let mut next_probe = Instant::now() + PRIMARY_PROBE_EVERY;
+    // Probes run beside the backup's session, so a primary that does not answer never
+    // stalls it.
+    let mut probing: Option<glommio::task::JoinHandle<bool>> = None;
+    loop {
+        let media = match conn.next(source_timeout).await {
+            Ok(media) => media,
+            Err(why) => return Outcome::Failed(why),
+        };
+        pipe.push(media).await;
+        let Some(primary) = probe else { continue };
+        if let Some(task) = probing.as_mut()
+            && let Some(answered) = futures_lite::future::poll_once(task).await
+        {
+            probing = None;
+            if answered == Some(true) {
+                return Outcome::PrimaryBack;
+            }
+        }
+        if probing.is_none() && Instant::now() >= next_probe {
+            next_probe = Instant::now() + PRIMARY_PROBE_EVERY;
+            let primary = primary.clone();
+            let task = async move { probe_delivers(&primary, source_timeout).await };
+            probing = Some(glommio::spawn_local(task).detach());
+        }
+    }
+}
+
+/// Whether `primary` answers with a keyframe within `timeout` (the connection is closed
+/// either way; the switch itself reconnects).
+async fn probe_delivers(primary: &PullUrl, timeout: Duration) -> bool {
+    let Ok(mut conn) = Connection::open(primary, timeout).await else {
+        return false;
+    };
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        match conn
+            .next(deadline.saturating_duration_since(Instant::now()))
+            .await
+        {
+            Ok(MediaFrame::Frame(f)) if f.keyframe => return true,
+            Ok(_) => {}
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+/// A socket and the protocol client that speaks over it.
+struct Connection {
+    socket: TcpStream,
+    client: Box<dyn PullClient>,
+    pending: Vec<u8>,
+    scratch: Vec<u8>,
+}
+
+impl Connection {
+    async fn open(url: &PullUrl, timeout: Duration) -> Result<Connection, String> {
+        let addr = resolve(url)?;
+        let connect = TcpStream::connect_timeout(addr, timeout);
+        let socket = connect
+            .await
+            .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+        let _ = socket.set_nodelay(true);
+        Ok(Connection {
+            socket,
+            client: client_for(url),
+            pending: Vec::new(),
+            scratch: vec![0; 64 * 1024],
+        })
+    }
+
+    /// The next configuration or frame; an error when the source failed, or sent no frame
+    /// for `timeout`.
+    async fn next(&mut self, timeout: Duration) -> Result<MediaFrame, String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let out = self.client.take_output();
+            if !out.is_empty() {
+                self.socket
+                    .write_all(&out)
+                    .await
+                    .map_err(|e| format!("write: {e}"))?;
+            }
+            if let Some(media) = self.client.poll_media() {
+                return Ok(media);
+            }
+            let wait = deadline.saturating_duration_since(Instant::now());
+            let read = self.socket.read(&mut self.scratch);
+            let n = match futures_lite::future::or(async { Some(read.await) }, async {
+                glommio::timer::sleep(wait).await;
+                None
+            })
+            .await
+            {
+                None => return Err(format!("no media for {} s", timeout.as_secs())),
+                Some(Ok(0)) => return Err("the origin closed the connection".into()),
+                Some(Ok(n)) => n,
+                Some(Err(e)) => return Err(format!("read: {e}")),
+            };
+            self.pending.extend_from_slice(&self.scratch[..n]);
+            let used = self.client.handle_input(&self.pending)?;
+            self.pending.drain(..used);
+            if self.pending.len() > MAX_PENDING {
+                return Err("the origin's data is not being consumed".into());
+            }
+        }
+    }
+}
