@@ -15,8 +15,9 @@
 # tessera's operator API: `POST /streamer/api/v3/revoke`). Every 30 s the server gets
 # SIGHUP (a config reload) and the outcome is logged in reloads.log (alive or not).
 #
-# Out: soak.csv (every 5 s: time, RSS, open files, open sessions per protocol from
-# /metrics, HTTP connections, viewer processes alive), soak.png (gnuplot; installed with
+# Out: soak.csv (every 5 s: time, RSS, open files, open sessions per protocol and HTTP
+# connections from /metrics, RTMP and RTSP viewer connections (ss), RTSP viewer processes
+# alive), soak.png (gnuplot; installed with
 # apt-get when missing and root), and a summary: wrk's requests and errors, rtmp-load's
 # line (players that kept up), RTSP viewers that failed, churned tokens that did not play
 # or were not refused after their revocation, reloads survived.
@@ -51,6 +52,7 @@ rtsp 127.0.0.1:$rtsp;
 api_key $key;
 auth_backend portal {
     backend http://127.0.0.1:$portal/auth;
+    backend_timeout 10;
 }
 CONF
 for i in $(seq 1 "${STREAMS:-7}"); do
@@ -75,25 +77,35 @@ for _ in $(seq 1 300); do
     sleep 0.1
 done
 sleep 8 # segments in the window
+# One decision per stream before the viewers come (the example portal is a thread per
+# connection: on a loaded 2-core machine 250 first questions at once can outlast a 3 s
+# backend timeout, which is the portal's limit, not the server's).
+for i in $(seq 1 "${STREAMS:-7}"); do
+    curl -s -o /dev/null --max-time 10 "http://127.0.0.1:$http/s$i/index.m3u8?token=soak"
+done
 
 # --- sampler: every 5 s into soak.csv
-metric() { # NAME LABEL -> sum over lines
-    awk -v n="$1" -v l="$2" '$1 ~ "^"n && (l == "" || index($1, l)) { s += $2 } END { print s + 0 }' "$out/metrics"
+metric() { # NAME LABEL -> sum over lines; empty when /metrics did not answer
+    awk -v n="$1" -v l="$2" '$1 ~ "^"n && (l == "" || index($1, l)) { s += $2; f = 1 } END { if (f) print s }' "$out/metrics"
 }
 sampler() {
-    echo "seconds,rss_mb,open_files,hls_sessions,rtmp_sessions,rtsp_sessions,http_connections,rtsp_viewer_procs"
+    echo "seconds,rss_mb,open_files,hls_sessions,rtmp_sessions,rtsp_sessions,http_connections,rtmp_viewers,rtsp_viewers,rtsp_viewer_procs"
     local t0 now
     t0=$(date +%s)
     while kill -0 "$pid" 2>/dev/null; do
         now=$(( $(date +%s) - t0 ))
-        curl -s --max-time 2 -H "Authorization: Bearer $key" "http://127.0.0.1:$http/metrics" >"$out/metrics"
-        printf '%d,%d,%d,%d,%d,%d,%d,%d\n' "$now" \
+        # Sessions count one per token, stream and shard; viewers are the connections.
+        curl -s --max-time 4 -H "Authorization: Bearer $key" "http://127.0.0.1:$http/metrics" >"$out/metrics" ||
+            : >"$out/metrics"
+        printf '%d,%d,%d,%s,%s,%s,%s,%d,%d,%d\n' "$now" \
             "$(awk '/VmRSS/ { print int($2 / 1024) }' "/proc/$pid/status")" \
             "$(ls "/proc/$pid/fd" | wc -l)" \
             "$(metric tessera_sessions_open 'proto="hls"')" \
             "$(metric tessera_sessions_open 'proto="rtmp"')" \
             "$(metric tessera_sessions_open 'proto="rtsp"')" \
             "$(metric tessera_http_connections_open '')" \
+            "$(ss -Htn state established "( sport = :$rtmp )" | wc -l)" \
+            "$(ss -Htn state established "( sport = :$rtsp )" | wc -l)" \
             "$(pgrep -c -P $$ -f "rtsp://127.0.0.1:$rtsp" || true)"
         sleep 5
     done
@@ -201,10 +213,11 @@ set y2tics
 set key outside bottom center horizontal
 plot "$out/soak.csv" using 1:2 with lines lw 2 title "RSS MB", \
      "" using 1:3 with lines lw 2 title "open files", \
-     "" using 1:5 axes x1y2 with lines title "RTMP sessions", \
-     "" using 1:6 axes x1y2 with lines title "RTSP sessions", \
-     "" using 1:4 axes x1y2 with lines title "HLS sessions", \
-     "" using 1:7 axes x1y2 with lines title "HTTP connections"
+     "" using 1:8 axes x1y2 with lines title "RTMP viewers", \
+     "" using 1:9 axes x1y2 with lines title "RTSP viewers", \
+     "" using 1:7 axes x1y2 with lines title "HTTP connections", \
+     "" using 1:5 axes x1y2 with points title "RTMP sessions", \
+     "" using 1:6 axes x1y2 with points title "RTSP sessions"
 PLOT
 fi
 
