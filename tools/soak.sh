@@ -106,7 +106,7 @@ sampler() {
             "$(metric tessera_http_connections_open '')" \
             "$(ss -Htn state established "( sport = :$rtmp )" | wc -l)" \
             "$(ss -Htn state established "( sport = :$rtsp )" | wc -l)" \
-            "$(pgrep -c -P $$ -f "rtsp://127.0.0.1:$rtsp" || true)"
+            "$(pgrep -c -f "^ffmpeg .*rtsp://127.0.0.1:$rtsp/" || true)"
         sleep 5
     done
 }
@@ -149,8 +149,13 @@ rtmp_pid=$!
 rtsp_pids=()
 for i in $(seq 1 "$rtsp_viewers"); do
     s=$(( 3 + i % 5 ))
-    ffmpeg -nostdin -v error -rtsp_transport tcp -i "rtsp://127.0.0.1:$rtsp/s$s?token=soak" \
-        -t "$secs" -c copy -f null - >"$out/rtsp-$i.log" 2>&1 &
+    # ffmpeg exits 0 when the server closes: a viewer failed when it exits early too.
+    (
+        started=$(date +%s)
+        ffmpeg -nostdin -v error -rtsp_transport tcp -i "rtsp://127.0.0.1:$rtsp/s$s?token=soak" \
+            -t "$secs" -c copy -f null - >"$out/rtsp-$i.log" 2>&1 || exit 1
+        [ $(( $(date +%s) - started )) -ge $(( secs - 10 )) ]
+    ) &
     rtsp_pids+=($!)
     sleep 0.05
 done
