@@ -220,6 +220,7 @@ set xlabel "seconds"
 set ylabel "MB / files"
 set y2label "sessions / connections"
 set y2tics
+set y2range [0:$(( rtmp_viewers * 5 / 4 + 10 ))]
 set key outside bottom center horizontal
 plot "$out/soak.csv" using 1:2 with lines lw 2 title "RSS MB", \
      "" using 1:3 with lines lw 2 title "open files", \
