@@ -30,11 +30,8 @@ bin=${TESSERA:-target/release/tessera}
 ulimit -n "$(ulimit -Hn)"
 
 dir=$(mktemp -d /tmp/tessera-flood.XXXXXX)
-# Ports below the ephemeral range (clients' own ports cannot take them), none in use.
-base=$((10000 + RANDOM % 9000))
-while ss -Htuln | awk '{ print $5 }' | grep -qE ":($base|$((base + 1))|$((base + 2))|$((base + 3))|$((base + 4)))\$"; do
-    base=$((10000 + RANDOM % 9000))
-done
+. tools/server-lib.sh
+base=$(free_base)
 http=$base rtmp=$((base + 1)) rtsp=$((base + 2)) https=$((base + 3)) srt=$((base + 4))
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$dir/k.pem" \
     -out "$dir/c.pem" -days 2 -subj /CN=localhost 2>/dev/null
@@ -53,11 +50,7 @@ pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dir"' EXIT
 
 hls="http://127.0.0.1:$http/s1"
-for _ in $(seq 1 300); do
-    curl -sf -o /dev/null "$hls/index.m3u8?token=test1" && break
-    sleep 0.1
-done
-kill -0 "$pid" 2>/dev/null || { echo "flood.sh: the server did not start: $(tail -3 "$dir/server.log")" >&2; exit 2; }
+wait_served "$hls/index.m3u8?token=test1" "$pid" "$dir/server.log"
 sleep 25 # the segment window and the rings full: the idle figure
 
 rss_mb() { awk '/VmRSS/ { printf "%d", $2 / 1024 }' "/proc/$pid/status"; }

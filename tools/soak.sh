@@ -42,11 +42,8 @@ ulimit -n "$(ulimit -Hn)"
 
 out=${OUT:-$(mktemp -d /tmp/tessera-soak.XXXXXX)}
 mkdir -p "$out"
-# Ports below the ephemeral range (clients' own ports cannot take them), none in use.
-base=$((10000 + RANDOM % 9000))
-while ss -Htuln | awk '{ print $5 }' | grep -qE ":($base|$((base + 1))|$((base + 2))|$((base + 3))|$((base + 4)))\$"; do
-    base=$((10000 + RANDOM % 9000))
-done
+. tools/server-lib.sh
+base=$(free_base)
 http=$base rtmp=$((base + 1)) rtsp=$((base + 2)) portal=$((base + 3))
 key=soak-api-key-0123456789
 cat >"$out/tessera.conf" <<CONF
@@ -76,11 +73,7 @@ TESSERA_LOG=warn "$bin" --shards "${SHARDS:-2}" "$out/tessera.conf" 2>"$out/serv
 pid=$!
 pids+=($pid)
 hls="http://127.0.0.1:$http/s1"
-for _ in $(seq 1 300); do
-    curl -sf -o /dev/null "$hls/index.m3u8?token=soak" && break
-    sleep 0.1
-done
-kill -0 "$pid" 2>/dev/null || { echo "soak.sh: the server did not start: $(tail -3 "$out/server.log")" >&2; exit 2; }
+wait_served "$hls/index.m3u8?token=soak" "$pid" "$out/server.log"
 sleep 8 # segments in the window
 # One decision per stream before the viewers come (the example portal is a thread per
 # connection: on a loaded 2-core machine 250 first questions at once can outlast a 3 s
