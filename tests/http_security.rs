@@ -295,3 +295,29 @@ fn sigterm_stops_the_server_cleanly() {
     };
     assert!(exit.success(), "{exit:?}");
 }
+
+/// A connection's input buffer starts small and grows for a head that needs it: heads of
+/// 3, 6 and 12 KB (all under the 16 KB limit), pipelined on one keep-alive connection
+/// after a small one, are served like any other.
+#[test]
+fn request_heads_larger_than_the_first_buffer_are_served() {
+    let port = free_port();
+    let server = Server::start(&config(port), port);
+    server.wait_ok(MEDIA);
+    let mut requests = format!("GET {MEDIA} HTTP/1.1\r\nHost: a\r\n\r\n").into_bytes();
+    for pad in [3_000, 6_000, 12_000] {
+        let head = format!(
+            "GET {MEDIA} HTTP/1.1\r\nHost: a\r\nX-Pad: {}\r\n\r\n",
+            "p".repeat(pad)
+        );
+        requests.extend_from_slice(head.as_bytes());
+    }
+    requests
+        .extend_from_slice(format!("GET {MEDIA} HTTP/1.1\r\nConnection: close\r\n\r\n").as_bytes());
+    let data = raw(server.http, &requests);
+    let statuses: Vec<u16> = parse_responses(&data, false)
+        .iter()
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(statuses, [200, 200, 200, 200, 200]);
+}

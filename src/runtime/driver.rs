@@ -475,8 +475,15 @@ struct Input {
     buf: Vec<u8>,
     start: usize,
     end: usize,
+    initial: usize,
     max: usize,
 }
+
+/// A grown input buffer found empty is given back (to `initial`) once it is this many
+/// times `initial`: a publisher's burst of large chunks does not pin megabytes for the
+/// connection's life, and a steady publisher whose reads fit a few times `initial` keeps
+/// its buffer rather than regrowing it on every message.
+const SHRINK_FACTOR: usize = 4;
 
 impl Input {
     fn new((initial, max): (usize, usize)) -> Input {
@@ -484,6 +491,7 @@ impl Input {
             buf: vec![0; initial],
             start: 0,
             end: 0,
+            initial,
             max,
         }
     }
@@ -499,6 +507,11 @@ impl Input {
     /// Moves the unconsumed tail to the front, and grows a full buffer (doubling, up to
     /// `max`). `false` when it is full at `max`.
     fn make_room(&mut self) -> bool {
+        if self.start == self.end && self.buf.len() >= SHRINK_FACTOR * self.initial {
+            self.buf = vec![0; self.initial];
+            (self.start, self.end) = (0, 0);
+            return true;
+        }
         if self.start > 0 {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
@@ -823,5 +836,42 @@ fn queue_next_frame<G: Glue>(conn: &mut Conn<G>, io: &Io<'_>) -> Next {
         Step::Wait => Next::Wait,
         Step::Ended => Next::Ended,
         Step::TooSlow => Next::TooSlow,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fill(input: &mut Input) {
+        input.end = input.buf.len();
+    }
+
+    #[test]
+    fn the_input_buffer_grows_to_its_bound_and_is_given_back_when_empty() {
+        let mut input = Input::new((1024, 8192));
+        for want in [2048, 4096, 8192] {
+            fill(&mut input);
+            assert!(input.make_room());
+            assert_eq!(input.buf.len(), want);
+        }
+        fill(&mut input);
+        assert!(!input.make_room(), "full at its bound");
+        input.consume(8000);
+        assert!(input.make_room(), "a partial message is kept");
+        assert_eq!((input.pending().len(), input.buf.len()), (192, 8192));
+        input.consume(192);
+        assert!(input.make_room());
+        assert_eq!(input.buf.len(), 1024, "an empty grown buffer is given back");
+    }
+
+    #[test]
+    fn a_buffer_grown_a_little_is_kept() {
+        let mut input = Input::new((1024, 8192));
+        fill(&mut input);
+        assert!(input.make_room());
+        input.consume(2048);
+        assert!(input.make_room());
+        assert_eq!(input.buf.len(), 2048);
     }
 }

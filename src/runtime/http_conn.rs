@@ -44,7 +44,9 @@ pub async fn serve<S: Wire>(
     let _ = tcp.set_read_timeout(Some(limits.read_timeout));
     let _ = tcp.set_write_timeout(Some(limits.write_timeout));
     let mut conn = HttpConn {
-        inbuf: vec![0u8; limits.max_head_bytes + 1024],
+        // Grown (doubling) up to `max_inbuf` only by a request head that needs it: an idle
+        // connection holds 4 KB, not the largest head allowed.
+        inbuf: vec![0u8; INBUF_START.min(limits.max_head_bytes + 1024)],
         start: 0,
         end: 0,
         out: Vec::with_capacity(4096),
@@ -65,6 +67,9 @@ pub async fn serve<S: Wire>(
     };
     conn.run().await;
 }
+
+/// A connection's input buffer at first: most request heads fit.
+const INBUF_START: usize = 4096;
 
 /// One HTTP connection's buffers and state; allocated once, at accept.
 struct HttpConn<S> {
@@ -293,6 +298,10 @@ impl<S: Wire> HttpConn<S> {
             self.inbuf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
+        }
+        let max_inbuf = self.limits.max_head_bytes + 1024;
+        if self.end == self.inbuf.len() && self.end < max_inbuf {
+            self.inbuf.resize((self.end * 2).min(max_inbuf), 0);
         }
         if self.end == self.inbuf.len() {
             // parse_head answers 414/431 before the buffer fills; this is a safety net.

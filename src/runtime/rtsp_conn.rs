@@ -21,8 +21,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+/// Input buffer at first: requests and a viewer's interleaved RTCP fit; it grows (doubling)
+/// for a larger request, up to `MAX_INPUT_BUFFER`.
+const INPUT_BUFFER: usize = 4 * 1024;
 /// Largest RTSP request buffered (the machine answers 400/413/414 before this fills).
-const INPUT_BUFFER: usize = 80 * 1024;
+const MAX_INPUT_BUFFER: usize = 80 * 1024;
 
 /// The shard's UDP sockets for RTP and RTCP, shared by all its RTSP viewers.
 pub struct UdpPair {
@@ -138,7 +141,7 @@ impl RtspGlue {
 impl Glue for RtspGlue {
     type Machine = RtspConnection;
     type Viewer = RtspViewer;
-    const PROFILE: Profile = Profile::new("rtsp", INPUT_BUFFER, INPUT_BUFFER);
+    const PROFILE: Profile = Profile::new("rtsp", INPUT_BUFFER, MAX_INPUT_BUFFER);
 
     async fn finish(&mut self, conn: &mut Conn<Self>, io: &mut Io<'_>) {
         let viewing = &conn.playback.viewing;

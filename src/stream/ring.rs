@@ -9,15 +9,20 @@
 //! behind. Tasks waiting for the next frame register a `Waker`; `push` wakes them all, so no
 //! one polls.
 
-use crate::media::frame::{Frame, TrackKind};
+use crate::media::frame::{Frame, TIMESCALE, TrackKind};
 use crate::mux::flv::FlvTag;
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::task::Waker;
 
-/// Frames kept per stream and shard: about 25 s of 25 fps video plus AAC, enough for the
-/// GOP cache of long-GOP publishers and a viewer a few seconds behind.
+/// Frames kept per stream and shard at most: about 25 s of 25 fps video plus AAC, enough
+/// for the GOP cache of long-GOP publishers.
 pub const RING_FRAMES: usize = 1800;
+/// Frames older than this (decode time, behind the newest frame) leave the ring once a
+/// newer keyframe is in it: a viewer may fall this far behind before it skips, and the
+/// newest GOP is always whole however long. Each frame is kept three times (its data, TS
+/// chunk and FLV tag), so 1800 frames of the fake source held 18 MB per stream; 8 s hold 6.
+pub const RING_SECONDS: i64 = 8;
 
 /// A frame as the ring keeps it: the frame, its MPEG-TS packets from the stream's `TsFeed`
 /// (HTTP MPEG-TS viewers) and its FLV tag (RTMP viewers), each built once by the owner shard.
@@ -61,7 +66,7 @@ impl Default for FrameRing {
 impl FrameRing {
     pub fn new(capacity: usize) -> Self {
         FrameRing {
-            frames: VecDeque::with_capacity(capacity.min(4096)),
+            frames: VecDeque::with_capacity(capacity.min(256)),
             first: 0,
             capacity: capacity.max(2),
             last_keyframe: None,
@@ -88,15 +93,29 @@ impl FrameRing {
             self.last_keyframe = Some(index);
         }
         self.frames.push_back(entry);
-        while self.frames.len() > self.capacity {
-            self.frames.pop_front();
-            self.first += 1;
-        }
+        self.drop_old();
         if self.last_keyframe.is_some_and(|k| k < self.first) {
             self.last_keyframe = None;
         }
         for waker in self.wakers.drain(..) {
             waker.wake();
+        }
+    }
+
+    /// Drops frames past the capacity, and those older than [`RING_SECONDS`] behind the
+    /// newest that come before the newest keyframe.
+    fn drop_old(&mut self) {
+        let newest = self.frames.back().map_or(0, |f| f.frame.dts);
+        let oldest_kept = newest - RING_SECONDS * TIMESCALE;
+        let keyframe = self.last_keyframe.unwrap_or(0);
+        while let Some(front) = self.frames.front() {
+            let too_many = self.frames.len() > self.capacity;
+            let too_old = front.frame.dts < oldest_kept && self.first < keyframe;
+            if !too_many && !too_old {
+                break;
+            }
+            self.frames.pop_front();
+            self.first += 1;
         }
     }
 
@@ -234,6 +253,30 @@ mod tests {
             ts: Bytes::new(),
             flv,
         }
+    }
+
+    #[test]
+    fn frames_older_than_the_bound_leave_once_a_newer_keyframe_is_in() {
+        let second = TIMESCALE;
+        let mut r = FrameRing::new(RING_FRAMES);
+        // A 20 s GOP: nothing of it may go while it is the newest.
+        for t in 0..=20 {
+            r.push(frame(TrackKind::Video, t == 0, t * second));
+        }
+        assert!(
+            matches!(r.get(0), Lookup::Frame(_)),
+            "the newest GOP stays whole"
+        );
+        // One-second GOPs after it: the long GOP leaves, RING_SECONDS of frames stay.
+        for t in 21..=40 {
+            r.push(frame(TrackKind::Video, true, t * second));
+        }
+        let kept = r.end() - r.first;
+        assert_eq!(kept, RING_SECONDS as u64 + 1);
+        assert!(
+            matches!(r.get(r.first), Lookup::Frame(f) if f.frame.dts == (40 - RING_SECONDS) * second)
+        );
+        assert_eq!(r.start(), Some(r.end() - 1));
     }
 
     #[test]
