@@ -7,7 +7,9 @@
 //! arrives at once. A viewer that falls so far behind that its next frame has left the ring
 //! skips to the latest keyframe; the caller counts those skips to disconnect one that stays
 //! behind. Tasks waiting for the next frame register a `Waker`; `push` wakes them all, so no
-//! one polls.
+//! one polls. A push wakes them at most every [`WAKE_EVERY`] of media time (a video keyframe
+//! at once): the frames in between wait for the next wake, so a viewer takes the audio and
+//! video frames of that time in one wake and one send.
 
 use crate::media::frame::{Frame, TrackKind};
 use crate::mux::flv::FlvTag;
@@ -18,6 +20,15 @@ use std::task::Waker;
 /// Frames kept per stream and shard: about 25 s of 25 fps video plus AAC, enough for the
 /// GOP cache of long-GOP publishers and a viewer a few seconds behind.
 pub const RING_FRAMES: usize = 1800;
+
+/// Media time (90 kHz) between two wakes of the waiting viewers: a 25 fps + AAC stream
+/// pushes ~72 frames a second, and each wake costs every viewer a task poll and a send.
+/// A frame pushed sooner than this after the last wake waits for the push that is due (at
+/// most this plus one frame interval, when the input keeps sending), or the input's end.
+pub const WAKE_EVERY: i64 = 90 * 20;
+/// A timestamp this far behind the last wake is a new timeline (a restarted publisher),
+/// not a late track: it wakes.
+const TIMELINE_JUMP: i64 = 90_000;
 
 /// A frame as the ring keeps it: the frame, its MPEG-TS packets from the stream's `TsFeed`
 /// (HTTP MPEG-TS viewers) and its FLV tag (RTMP viewers), each built once by the owner shard.
@@ -50,6 +61,8 @@ pub struct FrameRing {
     /// The input ended: no frame follows the last one until a new input resets the ring.
     closed: bool,
     wakers: Vec<Waker>,
+    /// The decode time of the frame whose push last woke the waiters.
+    woken_at: Option<i64>,
 }
 
 impl Default for FrameRing {
@@ -68,6 +81,7 @@ impl FrameRing {
             has_video: false,
             closed: false,
             wakers: Vec::new(),
+            woken_at: None,
         }
     }
 
@@ -76,7 +90,7 @@ impl FrameRing {
         self.first + self.frames.len() as u64
     }
 
-    /// Appends a frame and wakes every waiting viewer.
+    /// Appends a frame and, when a wake is due, wakes every waiting viewer.
     pub fn push(&mut self, entry: FeedFrame) {
         let index = self.end();
         let frame = &entry.frame;
@@ -87,6 +101,7 @@ impl FrameRing {
         if frame.keyframe && (is_video || !self.has_video) {
             self.last_keyframe = Some(index);
         }
+        let wake = self.wake_due(frame.dts, frame.keyframe && is_video);
         self.frames.push_back(entry);
         while self.frames.len() > self.capacity {
             self.frames.pop_front();
@@ -95,6 +110,26 @@ impl FrameRing {
         if self.last_keyframe.is_some_and(|k| k < self.first) {
             self.last_keyframe = None;
         }
+        if wake {
+            self.wake_all();
+        }
+    }
+
+    /// Whether a push of a frame decoded at `dts` wakes the waiters: the first, a video
+    /// keyframe (viewers waiting to start), one [`WAKE_EVERY`] after the last wake, or a
+    /// new timeline.
+    fn wake_due(&mut self, dts: i64, video_keyframe: bool) -> bool {
+        let due = video_keyframe
+            || self.woken_at.is_none_or(|at| {
+                dts >= at.saturating_add(WAKE_EVERY) || dts < at.saturating_sub(TIMELINE_JUMP)
+            });
+        if due {
+            self.woken_at = Some(dts);
+        }
+        due
+    }
+
+    fn wake_all(&mut self) {
         for waker in self.wakers.drain(..) {
             waker.wake();
         }
@@ -109,9 +144,7 @@ impl FrameRing {
     /// The input ended: viewers that reach the end are told so (`Step::Ended`).
     pub fn close(&mut self) {
         self.closed = true;
-        for waker in self.wakers.drain(..) {
-            waker.wake();
-        }
+        self.wake_all();
     }
 
     pub fn is_closed(&self) -> bool {
@@ -144,9 +177,8 @@ impl FrameRing {
         self.frames.clear();
         self.last_keyframe = None;
         self.closed = false;
-        for waker in self.wakers.drain(..) {
-            waker.wake();
-        }
+        self.woken_at = None;
+        self.wake_all();
     }
 }
 
@@ -218,6 +250,7 @@ impl ViewerCursor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn frame(track: TrackKind, keyframe: bool, pts: i64) -> FeedFrame {
         let data = Bytes::from_static(b"x");
@@ -268,18 +301,52 @@ mod tests {
         assert_eq!(r.end(), 5);
     }
 
+    /// A waker that counts its wakes.
+    fn counting_waker() -> (std::sync::Arc<Count>, Waker) {
+        let count = std::sync::Arc::new(Count(AtomicUsize::new(0)));
+        (count.clone(), Waker::from(count))
+    }
+
+    struct Count(AtomicUsize);
+
+    impl std::task::Wake for Count {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn pushes_wake_at_most_every_20_ms_of_media_time_and_keyframes_at_once() {
+        let (count, waker) = counting_waker();
+        let woken = || count.0.load(Ordering::SeqCst);
+        let mut r = FrameRing::new(100);
+        let mut push = |track, keyframe, ms: i64| {
+            r.wait(&waker);
+            r.push(frame(track, keyframe, ms * 90));
+        };
+        push(TrackKind::Video, true, 0);
+        assert_eq!(woken(), 1, "the first frame wakes");
+        push(TrackKind::Audio, true, 0);
+        push(TrackKind::Audio, true, 19);
+        assert_eq!(woken(), 1, "frames within 20 ms of the wake wait");
+        push(TrackKind::Video, false, 20);
+        assert_eq!(woken(), 2, "20 ms after the last wake");
+        push(TrackKind::Audio, true, 21);
+        push(TrackKind::Video, true, 22);
+        assert_eq!(woken(), 3, "a video keyframe wakes at once");
+        push(TrackKind::Audio, true, 10);
+        assert_eq!(woken(), 3, "a track a little behind waits");
+        push(TrackKind::Video, false, -5000);
+        assert_eq!(woken(), 4, "a new timeline wakes");
+        push(TrackKind::Audio, true, -4990);
+        r.wait(&waker);
+        r.close();
+        assert_eq!(woken(), 5, "the end wakes whatever waits");
+    }
+
     #[test]
     fn push_wakes_waiters() {
-        use std::sync::Arc;
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        struct Count(AtomicUsize);
-        impl std::task::Wake for Count {
-            fn wake(self: Arc<Self>) {
-                self.0.fetch_add(1, Ordering::SeqCst);
-            }
-        }
-        let count = Arc::new(Count(AtomicUsize::new(0)));
-        let waker = Waker::from(count.clone());
+        let (count, waker) = counting_waker();
         let mut r = FrameRing::new(3);
         r.wait(&waker);
         r.wait(&waker);
