@@ -379,9 +379,8 @@ impl Io<'_> {
                     .await;
             }
         }
-        let flushed = self.out.len();
+        self.out.release_excess();
         self.out.clear();
-        self.out.release_excess(flushed);
         ok
     }
 }
@@ -793,8 +792,10 @@ async fn send_frames<G: Glue>(
     io: &mut Io<'_>,
 ) -> Result<(), &'static str> {
     let mut sent = 0u64;
+    // The frames of one wake-up go out together: one reading of the clocks serves them all.
+    let now = (Instant::now(), crate::utc::now_ms());
     for _ in 0..FRAMES_PER_BATCH {
-        match queue_next_frame(conn, io) {
+        match queue_next_frame(conn, io, now) {
             Next::Frame => {}
             Next::Wait => break,
             Next::Gone => return Err("disconnecting: stream gone"),
@@ -845,8 +846,9 @@ async fn deliver<G: Glue>(
     Ok(sent)
 }
 
-/// Steps the viewer's cursor once and queues the frame it finds.
-fn queue_next_frame<G: Glue>(conn: &mut Conn<G>, io: &Io<'_>) -> Next {
+/// Steps the viewer's cursor once and queues the frame it finds; `now`: the monotonic and
+/// the UTC clock (ms).
+fn queue_next_frame<G: Glue>(conn: &mut Conn<G>, io: &Io<'_>, now: (Instant, i64)) -> Next {
     let Some(viewing) = conn.playback.viewing.as_mut() else {
         return Next::Wait;
     };
@@ -860,9 +862,7 @@ fn queue_next_frame<G: Glue>(conn: &mut Conn<G>, io: &Io<'_>) -> Next {
                 version: view.media_version,
                 info: view.media.as_ref(),
             };
-            viewing
-                .viewer
-                .queue(f, media, Instant::now(), crate::utc::now_ms());
+            viewing.viewer.queue(f, media, now.0, now.1);
             Next::Frame
         }
         Step::Wait => Next::Wait,

@@ -7,9 +7,9 @@
 //! arrives at once. A viewer that falls so far behind that its next frame has left the ring
 //! skips to the latest keyframe; the caller counts those skips to disconnect one that stays
 //! behind. Tasks waiting for the next frame register a `Waker`; `push` wakes them all, so no
-//! one polls. A push wakes them at most every [`WAKE_EVERY`] of media time (a video keyframe
-//! at once): the frames in between wait for the next wake, so a viewer takes the audio and
-//! video frames of that time in one wake and one send.
+//! one polls. A frame may wait up to [`WAKE_EVERY`] of media time for the frames after it
+//! (a video keyframe wakes at once): a viewer then takes the audio and video frames of that
+//! time in one wake and one send.
 
 use crate::media::frame::{Frame, TrackKind};
 use crate::mux::flv::FlvTag;
@@ -21,13 +21,14 @@ use std::task::Waker;
 /// GOP cache of long-GOP publishers and a viewer a few seconds behind.
 pub const RING_FRAMES: usize = 1800;
 
-/// Media time (90 kHz) between two wakes of the waiting viewers: a 25 fps + AAC stream
-/// pushes ~72 frames a second, and each wake costs every viewer a task poll and a send.
-/// A frame pushed sooner than this after the last wake waits for the push that is due (at
-/// most this plus one frame interval, when the input keeps sending), or the input's end.
+/// Media time (90 kHz) a pushed frame may wait for company before the waiting viewers are
+/// woken: a 25 fps + AAC stream pushes ~72 frames a second, and each wake costs every
+/// viewer a task poll and a send; this way they wake about 24 times a second. The push of
+/// a frame this much younger than the oldest waiting one wakes them (so a frame waits at
+/// most this plus one frame interval while the input sends), as does the input's end.
 pub const WAKE_EVERY: i64 = 90 * 20;
-/// A timestamp this far behind the last wake is a new timeline (a restarted publisher),
-/// not a late track: it wakes.
+/// A timestamp this far behind the oldest waiting frame is a new timeline (a restarted
+/// publisher), not a late track: it wakes.
 const TIMELINE_JUMP: i64 = 90_000;
 
 /// A frame as the ring keeps it: the frame, its MPEG-TS packets from the stream's `TsFeed`
@@ -61,8 +62,8 @@ pub struct FrameRing {
     /// The input ended: no frame follows the last one until a new input resets the ring.
     closed: bool,
     wakers: Vec<Waker>,
-    /// The decode time of the frame whose push last woke the waiters.
-    woken_at: Option<i64>,
+    /// The decode time of the oldest frame pushed since the waiters were last woken.
+    held_since: Option<i64>,
 }
 
 impl Default for FrameRing {
@@ -81,7 +82,7 @@ impl FrameRing {
             has_video: false,
             closed: false,
             wakers: Vec::new(),
-            woken_at: None,
+            held_since: None,
         }
     }
 
@@ -115,16 +116,16 @@ impl FrameRing {
         }
     }
 
-    /// Whether a push of a frame decoded at `dts` wakes the waiters: the first, a video
-    /// keyframe (viewers waiting to start), one [`WAKE_EVERY`] after the last wake, or a
-    /// new timeline.
+    /// Whether a push of a frame decoded at `dts` wakes the waiters: a video keyframe
+    /// (viewers waiting to start), one [`WAKE_EVERY`] younger than the oldest frame not
+    /// yet woken for, or a new timeline.
     fn wake_due(&mut self, dts: i64, video_keyframe: bool) -> bool {
+        let oldest = *self.held_since.get_or_insert(dts);
         let due = video_keyframe
-            || self.woken_at.is_none_or(|at| {
-                dts >= at.saturating_add(WAKE_EVERY) || dts < at.saturating_sub(TIMELINE_JUMP)
-            });
+            || dts >= oldest.saturating_add(WAKE_EVERY)
+            || dts < oldest.saturating_sub(TIMELINE_JUMP);
         if due {
-            self.woken_at = Some(dts);
+            self.held_since = None;
         }
         due
     }
@@ -177,7 +178,7 @@ impl FrameRing {
         self.frames.clear();
         self.last_keyframe = None;
         self.closed = false;
-        self.woken_at = None;
+        self.held_since = None;
         self.wake_all();
     }
 }
@@ -316,7 +317,7 @@ mod tests {
     }
 
     #[test]
-    fn pushes_wake_at_most_every_20_ms_of_media_time_and_keyframes_at_once() {
+    fn a_frame_waits_at_most_20_ms_of_media_time_for_company_and_keyframes_wake_at_once() {
         let (count, waker) = counting_waker();
         let woken = || count.0.load(Ordering::SeqCst);
         let mut r = FrameRing::new(100);
@@ -325,15 +326,20 @@ mod tests {
             r.push(frame(track, keyframe, ms * 90));
         };
         push(TrackKind::Video, true, 0);
-        assert_eq!(woken(), 1, "the first frame wakes");
+        assert_eq!(woken(), 1, "a video keyframe wakes at once");
         push(TrackKind::Audio, true, 0);
         push(TrackKind::Audio, true, 19);
-        assert_eq!(woken(), 1, "frames within 20 ms of the wake wait");
+        assert_eq!(
+            woken(),
+            1,
+            "frames within 20 ms of the oldest waiting one wait"
+        );
         push(TrackKind::Video, false, 20);
-        assert_eq!(woken(), 2, "20 ms after the last wake");
+        assert_eq!(woken(), 2, "20 ms after the oldest waiting frame");
         push(TrackKind::Audio, true, 21);
         push(TrackKind::Video, true, 22);
         assert_eq!(woken(), 3, "a video keyframe wakes at once");
+        push(TrackKind::Audio, true, 30);
         push(TrackKind::Audio, true, 10);
         assert_eq!(woken(), 3, "a track a little behind waits");
         push(TrackKind::Video, false, -5000);
@@ -350,8 +356,8 @@ mod tests {
         let mut r = FrameRing::new(3);
         r.wait(&waker);
         r.wait(&waker);
-        r.push(frame(TrackKind::Audio, true, 0));
-        r.push(frame(TrackKind::Audio, true, 1));
+        r.push(frame(TrackKind::Video, true, 0));
+        r.push(frame(TrackKind::Video, true, 1));
         assert_eq!(
             count.0.load(Ordering::SeqCst),
             1,
