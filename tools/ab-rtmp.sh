@@ -20,13 +20,7 @@ bound=$(( 120 + RUNS * 2 * (SECS + 30) ))
 work=$(mktemp -d /tmp/ab-rtmp.XXXXXX)
 trap 'jobs -p | xargs -r kill 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 
-free_port() {
-    local p
-    while :; do
-        p=$(( 20000 + RANDOM % 20000 ))
-        (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-    done
-}
+. tools/peer-lib.sh
 ports=() pids=()
 for i in 0 1; do
     ports[i]=$(free_port)
@@ -42,12 +36,8 @@ CONF
     for _ in $(seq 100); do [ -n "$(ss -Hltn "sport = :${ports[i]}")" ] && break; sleep 0.1; done
     pids[i]=$(pgrep -P "$job")
 done
-timeout "$bound" ffmpeg -nostdin -hide_banner -loglevel error -re \
-    -f lavfi -i testsrc2=size=320x240:rate=25 -f lavfi -i sine=frequency=1000:sample_rate=48000 \
-    -c:v libx264 -preset veryfast -tune zerolatency -g 50 -b:v 300k -c:a aac -ac 2 \
-    -flags +global_header -map 0:v -map 1:a -f tee \
-    "[f=flv:onfail=ignore]rtmp://127.0.0.1:${ports[0]}/static/live|[f=flv:onfail=ignore]rtmp://127.0.0.1:${ports[1]}/static/live" \
-    >"$work/ffmpeg.log" 2>&1 &
+publish_tee "$bound" "$work/ffmpeg.log" \
+    "rtmp://127.0.0.1:${ports[0]}/static/live" "rtmp://127.0.0.1:${ports[1]}/static/live"
 # The rings fill first: that growth is no viewer's.
 sleep 30
 for run in $(seq "$RUNS"); do
