@@ -57,14 +57,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# A loopback TCP port nobody listens on.
-free_port() {
-    local p
-    while :; do
-        p=$(( 20000 + RANDOM % 20000 ))
-        (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-    done
-}
 t_http=$(free_port) t_rtmp=$(free_port) n_http=$(free_port) n_rtmp=$(free_port)
 
 # --- tessera: the publisher's stream, played with token test1.
@@ -169,12 +161,8 @@ t_pid=$(pgrep -P "$t_job")
 n_rtmp_pid=$(cat "$work/nginx/rtmp.pid")
 
 # --- One publisher, one encode, both servers.
-timeout "$bound" ffmpeg -nostdin -hide_banner -loglevel error -re \
-    -f lavfi -i testsrc2=size=320x240:rate=25 -f lavfi -i sine=frequency=1000:sample_rate=48000 \
-    -c:v libx264 -preset veryfast -tune zerolatency -g 50 -b:v 300k -c:a aac -ac 2 \
-    -flags +global_header -map 0:v -map 1:a -f tee \
-    "[f=flv:onfail=ignore]rtmp://127.0.0.1:$t_rtmp/static/live|[f=flv:onfail=ignore]rtmp://127.0.0.1:$n_rtmp/live/stream" \
-    >"$work/ffmpeg.log" 2>&1 &
+publish_tee "$bound" "$work/ffmpeg.log" \
+    "rtmp://127.0.0.1:$t_rtmp/static/live" "rtmp://127.0.0.1:$n_rtmp/live/stream"
 
 t_base="http://127.0.0.1:$t_http/live"
 n_base="http://127.0.0.1:$n_http"

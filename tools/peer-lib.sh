@@ -1,4 +1,4 @@
-# Sourced by the peer comparisons (compare.sh, compare-https.sh).
+# Sourced by the peer comparisons (compare.sh, compare-https.sh) and ab-rtmp.sh.
 # `install_missing NAME PACKAGE...` installs the Debian packages given
 # (none: nothing to do) with apt-get when run as root; otherwise NAME asks for them and the
 # tool exits.
@@ -32,4 +32,26 @@ nginx_http_settings() {
     uwsgi_temp_path $1/nginx/tmp/uwsgi;
     scgi_temp_path $1/nginx/tmp/scgi;
 CONF
+}
+
+# `free_port`: a loopback TCP port nobody listens on.
+free_port() {
+    local p
+    while :; do
+        p=$(( 20000 + RANDOM % 20000 ))
+        (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+    done
+}
+
+# `publish_tee BOUND LOG URL...`: in the background, for at most BOUND seconds, one ffmpeg
+# publisher (testsrc2 320x240 25 fps, x264 300 kb/s, GOP 2 s, AAC) pushing the same encoded
+# stream to every RTMP URL (ffmpeg's tee muxer), its messages into LOG.
+publish_tee() {
+    local bound=$1 log=$2 outs="" url
+    shift 2
+    for url in "$@"; do outs+="${outs:+|}[f=flv:onfail=ignore]$url"; done
+    timeout "$bound" ffmpeg -nostdin -hide_banner -loglevel error -re \
+        -f lavfi -i testsrc2=size=320x240:rate=25 -f lavfi -i sine=frequency=1000:sample_rate=48000 \
+        -c:v libx264 -preset veryfast -tune zerolatency -g 50 -b:v 300k -c:a aac -ac 2 \
+        -flags +global_header -map 0:v -map 1:a -f tee "$outs" >"$log" 2>&1 &
 }

@@ -49,17 +49,6 @@ use std::time::Duration;
 use stop_signal::shard_stop;
 use tls::TlsSetup;
 
-/// Sleeps until `at`, or forever without one: a connection task's optional timer, raced
-/// against its reads and frames.
-pub(crate) async fn sleep_until(at: Option<std::time::Instant>) {
-    match at {
-        Some(at) => {
-            glommio::timer::sleep(at.saturating_duration_since(std::time::Instant::now())).await
-        }
-        None => futures_lite::future::pending::<()>().await,
-    }
-}
-
 /// Stream events a shard may have queued from one peer before that peer's input waits.
 const MESH_QUEUE: usize = 256;
 /// How long shards may take to bind and report ready. Generous: on a loaded 2-core machine

@@ -7,7 +7,9 @@
 //! arrives at once. A viewer that falls so far behind that its next frame has left the ring
 //! skips to the latest keyframe; the caller counts those skips to disconnect one that stays
 //! behind. Tasks waiting for the next frame register a `Waker`; `push` wakes them all, so no
-//! one polls.
+//! one polls. A frame may wait up to [`WAKE_EVERY`] of media time for the frames after it
+//! (a video keyframe wakes at once): a viewer then takes the audio and video frames of that
+//! time in one wake and one send.
 
 use crate::media::frame::{Frame, TIMESCALE, TrackKind};
 use crate::mux::flv::FlvTag;
@@ -23,6 +25,16 @@ pub const RING_FRAMES: usize = 1800;
 /// newest GOP is always whole however long. Each frame is kept three times (its data, TS
 /// chunk and FLV tag), so 1800 frames of the fake source held 18 MB per stream; 8 s hold 6.
 pub const RING_SECONDS: i64 = 8;
+
+/// Media time (90 kHz) a pushed frame may wait for company before the waiting viewers are
+/// woken: a 25 fps + AAC stream pushes ~72 frames a second, and each wake costs every
+/// viewer a task poll and a send; this way they wake about 24 times a second. The push of
+/// a frame this much younger than the oldest waiting one wakes them (so a frame waits at
+/// most this plus one frame interval while the input sends), as does the input's end.
+pub const WAKE_EVERY: i64 = 90 * 20;
+/// A timestamp this far behind the oldest waiting frame is a new timeline (a restarted
+/// publisher), not a late track: it wakes.
+const TIMELINE_JUMP: i64 = 90_000;
 
 /// A frame as the ring keeps it: the frame, its MPEG-TS packets from the stream's `TsFeed`
 /// (HTTP MPEG-TS viewers) and its FLV tag (RTMP viewers), each built once by the owner shard.
@@ -55,6 +67,8 @@ pub struct FrameRing {
     /// The input ended: no frame follows the last one until a new input resets the ring.
     closed: bool,
     wakers: Vec<Waker>,
+    /// The decode time of the oldest frame pushed since the waiters were last woken.
+    held_since: Option<i64>,
 }
 
 impl Default for FrameRing {
@@ -73,6 +87,7 @@ impl FrameRing {
             has_video: false,
             closed: false,
             wakers: Vec::new(),
+            held_since: None,
         }
     }
 
@@ -81,7 +96,7 @@ impl FrameRing {
         self.first + self.frames.len() as u64
     }
 
-    /// Appends a frame and wakes every waiting viewer.
+    /// Appends a frame and, when a wake is due, wakes every waiting viewer.
     pub fn push(&mut self, entry: FeedFrame) {
         let index = self.end();
         let frame = &entry.frame;
@@ -92,11 +107,32 @@ impl FrameRing {
         if frame.keyframe && (is_video || !self.has_video) {
             self.last_keyframe = Some(index);
         }
+        let wake = self.wake_due(frame.dts, frame.keyframe && is_video);
         self.frames.push_back(entry);
         self.drop_old();
         if self.last_keyframe.is_some_and(|k| k < self.first) {
             self.last_keyframe = None;
         }
+        if wake {
+            self.wake_all();
+        }
+    }
+
+    /// Whether a push of a frame decoded at `dts` wakes the waiters: a video keyframe
+    /// (viewers waiting to start), one [`WAKE_EVERY`] younger than the oldest frame not
+    /// yet woken for, or a new timeline.
+    fn wake_due(&mut self, dts: i64, video_keyframe: bool) -> bool {
+        let oldest = *self.held_since.get_or_insert(dts);
+        let due = video_keyframe
+            || dts >= oldest.saturating_add(WAKE_EVERY)
+            || dts < oldest.saturating_sub(TIMELINE_JUMP);
+        if due {
+            self.held_since = None;
+        }
+        due
+    }
+
+    fn wake_all(&mut self) {
         for waker in self.wakers.drain(..) {
             waker.wake();
         }
@@ -128,9 +164,7 @@ impl FrameRing {
     /// The input ended: viewers that reach the end are told so (`Step::Ended`).
     pub fn close(&mut self) {
         self.closed = true;
-        for waker in self.wakers.drain(..) {
-            waker.wake();
-        }
+        self.wake_all();
     }
 
     pub fn is_closed(&self) -> bool {
@@ -163,9 +197,8 @@ impl FrameRing {
         self.frames.clear();
         self.last_keyframe = None;
         self.closed = false;
-        for waker in self.wakers.drain(..) {
-            waker.wake();
-        }
+        self.held_since = None;
+        self.wake_all();
     }
 }
 
@@ -237,6 +270,7 @@ impl ViewerCursor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn frame(track: TrackKind, keyframe: bool, pts: i64) -> FeedFrame {
         let data = Bytes::from_static(b"x");
@@ -311,23 +345,62 @@ mod tests {
         assert_eq!(r.end(), 5);
     }
 
+    /// A waker that counts its wakes.
+    fn counting_waker() -> (std::sync::Arc<Count>, Waker) {
+        let count = std::sync::Arc::new(Count(AtomicUsize::new(0)));
+        (count.clone(), Waker::from(count))
+    }
+
+    struct Count(AtomicUsize);
+
+    impl std::task::Wake for Count {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_frame_waits_at_most_20_ms_of_media_time_for_company_and_keyframes_wake_at_once() {
+        let (count, waker) = counting_waker();
+        let woken = || count.0.load(Ordering::SeqCst);
+        let mut r = FrameRing::new(100);
+        let mut push = |track, keyframe, ms: i64| {
+            r.wait(&waker);
+            r.push(frame(track, keyframe, ms * 90));
+        };
+        push(TrackKind::Video, true, 0);
+        assert_eq!(woken(), 1, "a video keyframe wakes at once");
+        push(TrackKind::Audio, true, 0);
+        push(TrackKind::Audio, true, 19);
+        assert_eq!(
+            woken(),
+            1,
+            "frames within 20 ms of the oldest waiting one wait"
+        );
+        push(TrackKind::Video, false, 20);
+        assert_eq!(woken(), 2, "20 ms after the oldest waiting frame");
+        push(TrackKind::Audio, true, 21);
+        push(TrackKind::Video, true, 22);
+        assert_eq!(woken(), 3, "a video keyframe wakes at once");
+        push(TrackKind::Audio, true, 30);
+        push(TrackKind::Audio, true, 10);
+        assert_eq!(woken(), 3, "a track a little behind waits");
+        push(TrackKind::Video, false, -5000);
+        assert_eq!(woken(), 4, "a new timeline wakes");
+        push(TrackKind::Audio, true, -4990);
+        r.wait(&waker);
+        r.close();
+        assert_eq!(woken(), 5, "the end wakes whatever waits");
+    }
+
     #[test]
     fn push_wakes_waiters() {
-        use std::sync::Arc;
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        struct Count(AtomicUsize);
-        impl std::task::Wake for Count {
-            fn wake(self: Arc<Self>) {
-                self.0.fetch_add(1, Ordering::SeqCst);
-            }
-        }
-        let count = Arc::new(Count(AtomicUsize::new(0)));
-        let waker = Waker::from(count.clone());
+        let (count, waker) = counting_waker();
         let mut r = FrameRing::new(3);
         r.wait(&waker);
         r.wait(&waker);
-        r.push(frame(TrackKind::Audio, true, 0));
-        r.push(frame(TrackKind::Audio, true, 1));
+        r.push(frame(TrackKind::Video, true, 0));
+        r.push(frame(TrackKind::Video, true, 1));
         assert_eq!(
             count.0.load(Ordering::SeqCst),
             1,
