@@ -235,10 +235,17 @@ impl Running {
             };
             match event {
                 Event::Signal(sig) if sig == signal_hook::consts::SIGHUP => {
-                    let _ = self.reload(board, acks, shards);
+                    if stopping.is_some() {
+                        log::warn!("SIGHUP while stopping: no reload");
+                    } else {
+                        let _ = self.reload(board, acks, shards);
+                    }
                 }
                 Event::ApiReload(answer) => {
-                    let result = self.reload(board, acks, shards);
+                    let result = match stopping {
+                        Some(_) => Err("the server is stopping".to_string()),
+                        None => self.reload(board, acks, shards),
+                    };
                     *answer.lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
                 }
                 Event::Signal(sig) => {
@@ -278,11 +285,13 @@ impl Running {
                 let summary =
                     control::describe(&reloaded.changes, &reloaded.catalog, &self.catalog);
                 let catalog = reloaded.catalog.clone();
+                let applied = control::apply_everywhere(board, acks, shards, Arc::new(reloaded));
+                // Posted is as good as applied: a slow shard applies it when it gets to it,
+                // so the next reload starts from this config either way.
                 self.grace = Duration::from_millis(config.shutdown_timeout_ms.into());
-                control::apply_everywhere(board, acks, shards, Arc::new(reloaded))?;
                 self.config = config;
                 self.catalog = catalog;
-                Ok(summary)
+                applied.map(|()| summary)
             },
         );
         control::sd_notify("READY=1");
