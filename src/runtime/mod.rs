@@ -78,44 +78,8 @@ pub fn run(
     let mut catalog = Catalog::from_config(config);
     catalog.player = load_player_assets(config);
     let catalog = Arc::new(catalog);
-    let mut listeners = Listeners {
-        tcp: Vec::new(),
-        srt: srt_conn::ports(config),
-        srt_latency: Duration::from_millis(config.srt_latency_ms.into()),
-        tls,
-    };
-    for l in &config.listeners {
-        match l.proto {
-            // With the streams' own SRT ports, in `srt_conn::ports`.
-            ListenerProto::Srt => {}
-            proto => listeners.tcp.push((proto, l.addr)),
-        }
-    }
-    if listeners.tcp.is_empty() && listeners.srt.is_empty() {
-        return Err(
-            "no http, rtsp, rtmp or srt listener configured: nothing would be served".into(),
-        );
-    }
-    let fd_limit = raise_file_limit();
-    let serves = |inner: ListenerProto| listeners.tcp.iter().any(|(p, _)| p.inner() == inner);
-    let served = Served {
-        http: serves(ListenerProto::Http),
-        rtmp: serves(ListenerProto::Rtmp),
-        rtsp: serves(ListenerProto::Rtsp),
-    };
-    let caps = ConnectionCaps::derive(fd_limit, shards, served, config.max_connections_per_ip);
-    log::info!(
-        "file limit {fd_limit}: each of {shards} shards takes at most {} http, {} rtmp and {} \
-         rtsp connections, {} per client IP",
-        caps.http,
-        caps.rtmp,
-        caps.rtsp,
-        if caps.per_ip == usize::MAX {
-            "no limit".to_string()
-        } else {
-            caps.per_ip.to_string()
-        }
-    );
+    let listeners = listeners_of(config, tls)?;
+    let caps = connection_caps(config, &listeners, shards);
     let limits = HttpLimits {
         first_request_timeout: Duration::from_millis(config.handshake_timeout_ms.into()),
         ..HttpLimits::default()
@@ -143,15 +107,8 @@ pub fn run(
         source,
         grace: Duration::from_millis(config.shutdown_timeout_ms.into()),
     };
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let placement = if shards <= cores {
-        PoolPlacement::MaxSpread(shards, None)
-    } else {
-        log::warn!("{shards} shards on {cores} cores: shards are not pinned");
-        PoolPlacement::Unbound(shards)
-    };
     let shard_board = board.clone();
-    let handles = LocalExecutorPoolBuilder::new(placement)
+    let handles = LocalExecutorPoolBuilder::new(placement(shards))
         .name("tessera-shard")
         .on_all_shards(move || {
             let catalog = catalog.clone();
@@ -178,14 +135,7 @@ pub fn run(
         })
         .map_err(|e| format!("cannot start shards: {e}"))?;
 
-    for _ in 0..shards {
-        match ready_rx.recv_timeout(STARTUP_TIMEOUT) {
-            Ok(Ok(_)) => {}
-            Ok(Err(message)) => return Err(message),
-            Err(_) => return Err("shards did not start in time".into()),
-        }
-    }
-
+    wait_until_ready(&ready_rx, shards)?;
     let on_signal = events_tx.clone();
     std::thread::spawn(move || {
         for sig in signals.forever() {
@@ -202,6 +152,80 @@ pub fn run(
     log::info!("serving with {shards} shards");
     control::sd_notify("READY=1");
     running.serve(events, (&board, &acks), shards)
+}
+
+/// The addresses every shard binds; an error when there is none.
+fn listeners_of(config: &Config, tls: Option<TlsSetup>) -> Result<Listeners, String> {
+    let tcp: Vec<(ListenerProto, SocketAddr)> = config
+        .listeners
+        .iter()
+        // SRT's are with the streams' own SRT ports, in `srt_conn::ports`.
+        .filter(|l| l.proto != ListenerProto::Srt)
+        .map(|l| (l.proto, l.addr))
+        .collect();
+    let listeners = Listeners {
+        tcp,
+        srt: srt_conn::ports(config),
+        srt_latency: Duration::from_millis(config.srt_latency_ms.into()),
+        tls,
+    };
+    if listeners.tcp.is_empty() && listeners.srt.is_empty() {
+        return Err(
+            "no http, rtsp, rtmp or srt listener configured: nothing would be served".into(),
+        );
+    }
+    Ok(listeners)
+}
+
+/// Raises the file limit and derives each shard's connection caps from it (logged).
+fn connection_caps(config: &Config, listeners: &Listeners, shards: usize) -> ConnectionCaps {
+    let fd_limit = raise_file_limit();
+    let serves = |inner: ListenerProto| listeners.tcp.iter().any(|(p, _)| p.inner() == inner);
+    let served = Served {
+        http: serves(ListenerProto::Http),
+        rtmp: serves(ListenerProto::Rtmp),
+        rtsp: serves(ListenerProto::Rtsp),
+    };
+    let caps = ConnectionCaps::derive(fd_limit, shards, served, config.max_connections_per_ip);
+    log::info!(
+        "file limit {fd_limit}: each of {shards} shards takes at most {} http, {} rtmp and {} \
+         rtsp connections, {} per client IP",
+        caps.http,
+        caps.rtmp,
+        caps.rtsp,
+        if caps.per_ip == usize::MAX {
+            "no limit".to_string()
+        } else {
+            caps.per_ip.to_string()
+        }
+    );
+    caps
+}
+
+/// One shard per core, pinned; unpinned when asked for more shards than cores.
+fn placement(shards: usize) -> PoolPlacement {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if shards <= cores {
+        PoolPlacement::MaxSpread(shards, None)
+    } else {
+        log::warn!("{shards} shards on {cores} cores: shards are not pinned");
+        PoolPlacement::Unbound(shards)
+    }
+}
+
+/// Waits until every shard has bound its listeners, or says why one could not.
+fn wait_until_ready(
+    ready: &mpsc::Receiver<Result<usize, String>>,
+    shards: usize,
+) -> Result<(), String> {
+    for _ in 0..shards {
+        match ready.recv_timeout(STARTUP_TIMEOUT) {
+            Ok(Ok(_)) => {}
+            Ok(Err(message)) => return Err(message),
+            Err(_) => return Err("shards did not start in time".into()),
+        }
+    }
+    Ok(())
 }
 
 /// The main thread's part once the shards serve: the running config, and what it does on
