@@ -95,6 +95,7 @@ struct ConnectionCount {
     rtmp: usize,
     rtsp: usize,
     refused: u64,
+    evicted: u64,
     /// Open connections per client IP; an IP leaves the map with its last connection.
     per_ip: ahash::AHashMap<std::net::IpAddr, u32>,
 }
@@ -154,6 +155,7 @@ impl ShardState {
                 rtmp: 0,
                 rtsp: 0,
                 refused: 0,
+                evicted: 0,
                 per_ip: ahash::AHashMap::new(),
             },
             limits,
@@ -268,31 +270,37 @@ impl ShardState {
         &self.connections.caps
     }
 
-    /// Takes in a new connection of `kind` from `ip`, unless the shard already holds its cap
-    /// of that kind or of that IP (then it is counted as refused). An admitted connection
-    /// ends with `close_connection`, whatever ends it.
-    pub fn open_connection(&mut self, kind: ConnKind, ip: IpAddr) -> Result<(), Refusal> {
-        let c = &mut self.connections;
+    /// Whether a new connection of `kind` from `ip` fits within the shard's caps (counts
+    /// nothing).
+    pub fn connection_room(&self, kind: ConnKind, ip: IpAddr) -> Result<(), Refusal> {
+        let c = &self.connections;
         let (open, cap) = match kind {
             ConnKind::Http => (self.http.connections_open, c.caps.http),
             ConnKind::Rtmp => (c.rtmp, c.caps.rtmp),
             ConnKind::Rtsp => (c.rtsp, c.caps.rtsp),
         };
         let of_ip = c.per_ip.get(&ip).copied().unwrap_or(0);
-        let refusal = if open >= cap {
-            Some(Refusal::ShardFull)
+        if open >= cap {
+            Err(Refusal::ShardFull)
         } else if of_ip as usize >= c.caps.per_ip {
-            Some(Refusal::IpFull)
+            Err(Refusal::IpFull)
         } else {
-            None
-        };
-        if let Some(refusal) = refusal {
-            c.refused += 1;
+            Ok(())
+        }
+    }
+
+    /// Takes in a new connection of `kind` from `ip`, unless the shard already holds its cap
+    /// of that kind or of that IP (then it is counted as refused). An admitted connection
+    /// ends with `close_connection`, whatever ends it.
+    pub fn open_connection(&mut self, kind: ConnKind, ip: IpAddr) -> Result<(), Refusal> {
+        if let Err(refusal) = self.connection_room(kind, ip) {
+            self.connections.refused += 1;
             if kind == ConnKind::Http {
                 self.http.connections_refused += 1;
             }
             return Err(refusal);
         }
+        let c = &mut self.connections;
         *c.per_ip.entry(ip).or_insert(0) += 1;
         match kind {
             ConnKind::Http => self.http.connections_open += 1,
@@ -300,6 +308,17 @@ impl ShardState {
             ConnKind::Rtsp => c.rtsp += 1,
         }
         Ok(())
+    }
+
+    /// A connection that had not asked for anything yet gave its place to a new one
+    /// (`runtime::admission`).
+    pub fn count_evicted(&mut self) {
+        self.connections.evicted += 1;
+    }
+
+    /// Connections evicted from a full cap by newer ones (every kind).
+    pub fn connections_evicted(&self) -> u64 {
+        self.connections.evicted
     }
 
     /// An admitted connection ended.

@@ -106,7 +106,7 @@ fn tally(conns: &mut [TcpStream], admit: usize) -> Tally {
 
 fn config(l: &Listeners, extra: &str) -> String {
     format!(
-        "{}{extra}stream cam {{ input fake://fake; segment_duration 1; }}\n",
+        "{}api_key caps-metrics-key-0123;\n{extra}stream cam {{ input fake://fake; segment_duration 1; }}\n",
         l.config()
     )
 }
@@ -197,23 +197,31 @@ fn floods_hit_the_caps_before_the_file_limit_and_viewers_are_served() {
         settle(&server, idle + 4);
     }
 
-    // Many addresses flood each protocol in turn, past its cap: the cap answers, the
-    // descriptors stay below the limit, and the other protocols go on serving.
+    // Many addresses flood each protocol in turn, past its cap. The cap is full of idle
+    // connections, so each new one takes the place of the oldest that has not asked for
+    // anything: no flood connection is refused (no 503), at most the cap's worth stay
+    // open, and a viewer of the very protocol being flooded is served.
     for (proto, port) in [("http", l.http), ("rtmp", l.rtmp), ("rtsp", l.rtsp)] {
-        let mut conns: Vec<TcpStream> = (10..14)
-            .flat_map(|host| flood(Ipv4Addr::new(127, 0, 0, host), port, 35))
+        // 14 from each of 10 addresses: within the per-IP share on either shard.
+        let mut conns: Vec<TcpStream> = (10..20)
+            .flat_map(|host| flood(Ipv4Addr::new(127, 0, 0, host), port, 14))
             .collect();
-        let fds = check_flood(&server, proto, &mut conns, PROTOCOL_CAP);
-        if proto != "http" {
-            assert!(curl_ok(l.http), "{proto} flood: curl refused");
+        let t = tally(&mut conns, PROTOCOL_CAP);
+        assert!(t.open <= PROTOCOL_CAP && t.open > 0, "{proto}: {t:?}");
+        assert_eq!(t.unavailable, 0, "{proto}: displaced, not refused: {t:?}");
+        let fds = open_fds(&server);
+        assert!(fds < FD_LIMIT, "{proto}: {fds} descriptors");
+        match proto {
+            "http" => assert!(curl_ok(l.http), "{proto} flood: curl refused"),
+            "rtmp" => ffprobe_ok(&rtmp_url).unwrap_or_else(|e| panic!("{proto} flood: {e}")),
+            _ => ffprobe_ok(&rtsp_url).unwrap_or_else(|e| panic!("{proto} flood: {e}")),
         }
-        if proto != "rtsp" {
-            ffprobe_ok(&rtsp_url).unwrap_or_else(|e| panic!("{proto} flood: {e}"));
-        }
-        eprintln!("{proto} flood from four addresses: {fds} descriptors (idle {idle})");
+        eprintln!("{proto} flood from four addresses: {t:?}, {fds} descriptors (idle {idle})");
         drop(conns);
         settle(&server, idle + 4);
     }
+    let evicted = metric(l.http, "tessera_connections_evicted_total");
+    assert!(evicted >= 3 * 80, "{evicted} evicted");
 
     // Every protocol flooded past its cap at once: every cap together still stays below
     // the file limit.
@@ -230,6 +238,85 @@ fn floods_hit_the_caps_before_the_file_limit_and_viewers_are_served() {
     eprintln!("all three flooded from four addresses: {t:?}, {fds} descriptors (idle {idle})");
     let log = server.log_text();
     assert!(!log.contains("accept failed"), "{log}");
+}
+
+/// The value of an unlabelled metric in `/metrics`.
+fn metric(http: u16, name: &str) -> u64 {
+    let out = run_bounded(
+        Command::new("curl").args([
+            "-s",
+            "-H",
+            "Authorization: Bearer caps-metrics-key-0123",
+            &format!("http://127.0.0.1:{http}/metrics"),
+        ]),
+        Duration::from_secs(30),
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+}
+
+/// Connections that asked for something keep their place: when a cap is full of them
+/// (each sent a request and was answered), a new connection is refused with `503`, and
+/// none of them is displaced.
+#[test]
+fn connections_that_asked_keep_their_place_in_a_full_cap() {
+    let l = Listeners::free();
+    let server = start_limited(
+        &config(&l, "max_connections_per_ip 1000;\n"),
+        l.http,
+        FD_LIMIT,
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !curl_ok(l.http) {
+        assert!(
+            Instant::now() < deadline,
+            "never ready:\n{}",
+            server.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Twice the cap: whatever the kernel's spread over the two shards, both fill up. Each
+    // connection asks (and is answered) before the next one comes.
+    let mut conns = Vec::new();
+    let mut answers = std::collections::BTreeMap::<String, usize>::new();
+    for host in 10..14 {
+        for _ in 0..30 {
+            let mut c = flood(Ipv4Addr::new(127, 0, 0, host), l.http, 1).remove(0);
+            c.set_nonblocking(false).unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            let _ = c.write_all(b"GET /cam/index.m3u8 HTTP/1.1\r\nHost: x\r\n\r\n");
+            let mut head = [0u8; 12];
+            let status = match c.read_exact(&mut head) {
+                Ok(()) => String::from_utf8_lossy(&head).into_owned(),
+                Err(e) => format!("{:?}", e.kind()),
+            };
+            *answers.entry(status).or_default() += 1;
+            conns.push(c);
+        }
+    }
+    assert_eq!(
+        answers.get("HTTP/1.1 200"),
+        Some(&PROTOCOL_CAP),
+        "{answers:?}"
+    );
+    assert_eq!(
+        answers.get("HTTP/1.1 503"),
+        Some(&PROTOCOL_CAP),
+        "{answers:?}"
+    );
+    // The caps are full of connections that asked: nobody is displaced for a new one.
+    for _ in 0..8 {
+        assert!(!curl_ok(l.http), "a new connection was let in");
+    }
+    drop(conns);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !curl_ok(l.http) {
+        assert!(Instant::now() < deadline, "no room again");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(metric(l.http, "tessera_connections_evicted_total"), 0);
 }
 
 #[test]

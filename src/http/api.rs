@@ -346,6 +346,10 @@ pub struct MetricsSnapshot {
     pub http_requests: u64,
     pub http_bytes_sent: u64,
     pub http_connections_open: u64,
+    /// Connections refused by a cap, and connections that gave their place in a full cap
+    /// to a newer one (every TCP protocol).
+    pub connections_refused: u64,
+    pub connections_evicted: u64,
     pub tls_handshakes: u64,
     pub tls_failed: u64,
     pub tls_timed_out: u64,
@@ -376,6 +380,8 @@ impl MetricsSnapshot {
         self.http_requests += o.http_requests;
         self.http_bytes_sent += o.http_bytes_sent;
         self.http_connections_open += o.http_connections_open;
+        self.connections_refused += o.connections_refused;
+        self.connections_evicted += o.connections_evicted;
         self.tls_handshakes += o.tls_handshakes;
         self.tls_failed += o.tls_failed;
         self.tls_timed_out += o.tls_timed_out;
@@ -567,6 +573,18 @@ const METRIC_FAMILIES: &[MetricFamily] = &[
         kind: MetricKind::Gauge,
         help: "HTTP connections open.",
         samples: Samples::Value(|m| m.http_connections_open),
+    },
+    MetricFamily {
+        name: "tessera_connections_refused_total",
+        kind: MetricKind::Counter,
+        help: "TCP connections refused by a connection cap (per protocol and shard, or per IP).",
+        samples: Samples::Value(|m| m.connections_refused),
+    },
+    MetricFamily {
+        name: "tessera_connections_evicted_total",
+        kind: MetricKind::Counter,
+        help: "TCP connections closed before their first request to make room in a full cap.",
+        samples: Samples::Value(|m| m.connections_evicted),
     },
     MetricFamily {
         name: "tessera_tls_handshakes_total",

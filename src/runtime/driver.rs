@@ -26,6 +26,7 @@
 
 use crate::auth::play::PlayLifecycle;
 use crate::auth::verdict::{DenyReason, StreamId};
+use crate::runtime::admission::Arrival;
 use crate::runtime::ring_wait::RingReady;
 use crate::runtime::rtsp_conn::UdpPair;
 use crate::runtime::stop_signal::{StopSignal, shard_stop};
@@ -295,9 +296,11 @@ pub(crate) async fn drive_stream<G: Glue>(
     state: &Rc<RefCell<ShardState>>,
     peer: IpAddr,
     udp: Option<Rc<UdpPair>>,
+    arrival: Arrival,
 ) {
     let conn = (machine, Playback::default());
-    drive(glue, conn, Link::Stream(socket), state, peer, udp).await;
+    let link = Link::Stream(socket);
+    drive(glue, conn, (link, arrival), state, peer, udp).await;
 }
 
 /// Sets up an accepted TCP (or TLS) connection for media: no Nagle delay, the shard's write
@@ -322,6 +325,9 @@ pub struct Io<'a> {
     udp: Option<Rc<UdpPair>>,
     /// The shard's stop: a viewer then gets its protocol's goodbye and the connection ends.
     stop: StopSignal,
+    /// Told when the machine first asks for an authorization: the connection then keeps
+    /// its place in a full cap (`admission`).
+    arrival: Arrival,
 }
 
 impl Io<'_> {
@@ -598,12 +604,13 @@ enum Wake {
 pub(crate) async fn drive<'a, G: Glue>(
     glue: &mut G,
     conn: (G::Machine, Playback<G::Viewer>),
-    link: Link<'a>,
+    (link, arrival): (Link<'a>, Arrival),
     state: &'a Rc<RefCell<ShardState>>,
     peer: IpAddr,
     udp: Option<Rc<UdpPair>>,
 ) {
     let mut io = Io {
+        arrival,
         state,
         peer,
         // Grows to what a flush holds, and shrinks back after a burst (`release_excess`).
@@ -639,6 +646,9 @@ async fn run<G: Glue>(glue: &mut G, conn: &mut Conn<G>, io: &mut Io<'_>) {
                 Instant::now(),
             );
             input.consume(n);
+            if conn.machine.awaiting_authorization() {
+                io.arrival.asked();
+            }
             match act_on_outputs(glue, conn, io).await {
                 Flow::Again => continue,
                 Flow::Idle => break,

@@ -10,6 +10,7 @@ use crate::http::service::{
     ConnScratch, Next, Reply, SegmentWait, invalid_request, respond, write_api_answer,
 };
 use crate::http::status::Status;
+use crate::runtime::admission::Arrival;
 use crate::runtime::auth_bus::AuthBus;
 use crate::runtime::play_auth::wait_for_verdict;
 use crate::runtime::ring_wait::SegmentReady;
@@ -32,6 +33,7 @@ pub async fn serve<S: Wire>(
     admin: bool,
     state: Rc<RefCell<ShardState>>,
     bus: Rc<AuthBus>,
+    arrival: Arrival,
 ) {
     let Ok(peer) = stream.tcp().peer_addr().map(|a| a.ip()) else {
         return;
@@ -57,6 +59,7 @@ pub async fn serve<S: Wire>(
         skip_body: 0,
         head_started: None,
         first_deadline: Some(Instant::now() + limits.first_request_timeout),
+        arrival,
         may_wait: true,
         stream,
         state,
@@ -93,6 +96,8 @@ struct HttpConn<S> {
     /// Until the first request is answered: when its head must have arrived
     /// (`first_request_timeout`), so idle connections cannot pile up.
     first_deadline: Option<Instant>,
+    /// Told when the first request came: the connection then keeps its place in a full cap.
+    arrival: Arrival,
     /// Whether the next request may be parked until a segment is cut (not twice in a row).
     may_wait: bool,
     /// The shard's stop: an idle connection then closes; a request in flight is answered
@@ -141,6 +146,7 @@ impl<S: Wire> HttpConn<S> {
             };
             self.head_started = None;
             self.first_deadline = None;
+            self.arrival.asked();
             if self.follow(reply).await == After::Stop {
                 return After::Stop;
             }
@@ -376,13 +382,14 @@ pub fn admit(
     admin: bool,
     state: Rc<RefCell<ShardState>>,
     bus: Rc<AuthBus>,
+    arrival: Arrival,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> {
     Box::pin(async move {
         match tls {
-            None => serve(stream, admin, state, bus).await,
+            None => serve(stream, admin, state, bus, arrival).await,
             Some(acceptor) => {
                 if let Some(stream) = handshake(&state, &acceptor, stream).await {
-                    serve(stream, admin, state, bus).await;
+                    serve(stream, admin, state, bus, arrival).await;
                 }
             }
         }

@@ -7,6 +7,7 @@
 use crate::auth::play::{Access, PlayLifecycle};
 use crate::auth::verdict::{Proto, StreamId};
 use crate::http::ts_viewer::TsViewer;
+use crate::runtime::admission::Arrival;
 use crate::runtime::driver::{
     Conn, Flow, Glue, Io, Link, Machine, Playback, Profile, Viewing, drive,
 };
@@ -56,7 +57,8 @@ pub async fn stream_live_ts(
     drive(
         &mut TsGlue,
         (Ignore, playback),
-        Link::Stream(socket),
+        // Its HTTP connection asked already (a request for the stream).
+        (Link::Stream(socket), Arrival::default()),
         state,
         peer,
         None,

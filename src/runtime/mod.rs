@@ -6,6 +6,7 @@
 //! main thread only starts the shards, waits for them to report ready, and stops the process
 //! on SIGINT/SIGTERM.
 
+pub mod admission;
 pub mod auth_bus;
 pub mod control;
 pub mod driver;
@@ -33,6 +34,7 @@ use crate::config::{Config, ConnectionCaps, ListenerProto, Served};
 use crate::http::limits::HttpLimits;
 use crate::shard::{ConnKind, Now, ShardState};
 use crate::stream::view::StreamEvent;
+use admission::{Admission, Newcomers};
 use auth_bus::{AuthBus, AuthMsg};
 use control::{Board, ConfigSource, Event, ShardControl};
 use fanout::Fanout;
@@ -42,7 +44,7 @@ use glommio::net::{TcpListener, TcpStream};
 use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
 use inputs::OwnedInputs;
 use std::cell::RefCell;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
@@ -434,8 +436,18 @@ async fn shard_main(
     }
     let _ = ready.send(Ok(id));
     let tls = Rc::new(RefCell::new(addrs.tls.clone()));
+    let newcomers = Rc::new(RefCell::new(Newcomers::default()));
     for (proto, _, listener) in bound {
-        let serve = connection_server(proto, &tls, &state, &udp, &fanout, &bus, seed);
+        let serve = Server {
+            tls: &tls,
+            state: &state,
+            newcomers: &newcomers,
+            udp: &udp,
+            fanout: &fanout,
+            bus: &bus,
+            seed,
+        }
+        .connection_server(proto);
         glommio::spawn_local(accept_loop(listener, proto, serve)).detach();
     }
     control::set_shard_board(board.clone());
@@ -568,106 +580,95 @@ fn connection_seed(seed: u64, shard: usize, accepted: u64) -> u64 {
 /// A started connection task.
 type ConnectionTask = std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
 
-/// What serves an accepted connection of `proto` (with the connection's number): the
-/// protocol's shell (after a TLS handshake on the TLS listeners), if the shard's caps admit
-/// it (per protocol, per client IP); otherwise HTTP gets `503` (HTTPS and RTMP/RTSP are
-/// closed at once: a 503 over TLS would need a handshake first).
-fn connection_server(
-    proto: ListenerProto,
-    tls: &Rc<RefCell<Option<TlsSetup>>>,
-    state: &Rc<RefCell<ShardState>>,
-    udp: &Option<Rc<rtsp_conn::UdpPair>>,
-    fanout: &Rc<Fanout>,
-    bus: &Rc<AuthBus>,
+/// What a shard's connections are served with.
+struct Server<'a> {
+    tls: &'a Rc<RefCell<Option<TlsSetup>>>,
+    state: &'a Rc<RefCell<ShardState>>,
+    newcomers: &'a Rc<RefCell<Newcomers>>,
+    udp: &'a Option<Rc<rtsp_conn::UdpPair>>,
+    fanout: &'a Rc<Fanout>,
+    bus: &'a Rc<AuthBus>,
     seed: u64,
-) -> impl FnMut(TcpStream, u64) -> ConnectionTask + 'static {
-    let (state, udp, fanout, bus) = (state.clone(), udp.clone(), fanout.clone(), bus.clone());
-    let shard = state.borrow().id();
-    let tls_setup = tls.clone();
-    let kind = match proto.inner() {
-        ListenerProto::Rtsp => ConnKind::Rtsp,
-        ListenerProto::Rtmp => ConnKind::Rtmp,
-        _ => ConnKind::Http,
-    };
-    move |stream, accepted| {
-        let Ok(ip) = stream.peer_addr().map(|a| canonical_ip(a.ip())) else {
-            return Box::pin(async {});
+}
+
+impl Server<'_> {
+    /// What serves an accepted connection of `proto` (with the connection's number): the
+    /// protocol's shell (after a TLS handshake on the TLS listeners), if the shard's caps admit
+    /// it (per protocol, per client IP; a full protocol cap makes room by evicting its oldest
+    /// connection that has not asked for anything yet, `admission`); otherwise HTTP gets `503`
+    /// (HTTPS and RTMP/RTSP are closed at once: a 503 over TLS would need a handshake first).
+    fn connection_server(
+        self,
+        proto: ListenerProto,
+    ) -> impl FnMut(TcpStream, u64) -> ConnectionTask + 'static {
+        let Server { seed, .. } = self;
+        let (state, udp, fanout, bus) = (
+            self.state.clone(),
+            self.udp.clone(),
+            self.fanout.clone(),
+            self.bus.clone(),
+        );
+        let shard = state.borrow().id();
+        let newcomers = self.newcomers.clone();
+        let tls_setup = self.tls.clone();
+        let kind = match proto.inner() {
+            ListenerProto::Rtsp => ConnKind::Rtsp,
+            ListenerProto::Rtmp => ConnKind::Rtmp,
+            _ => ConnKind::Http,
         };
-        // Read per connection: a reload may have brought new certificates.
-        let tls: Option<TlsAcceptor> = proto
-            .is_tls()
-            .then(|| tls_setup.borrow().as_ref().map(|t| t.acceptor_for(proto)))
-            .flatten();
-        let slot = match ConnectionSlot::take(&state, kind, ip) {
-            Ok(slot) => slot,
-            Err(refusal) => {
-                log::debug!(
-                    "{} connection from {ip} refused: {refusal:?}",
-                    proto.as_str()
-                );
-                return match (kind, &tls) {
-                    (ConnKind::Http, None) => Box::pin(http_conn::refuse(stream, state.clone())),
-                    _ => Box::pin(async move { drop(stream) }),
-                };
-            }
-        };
-        let conn_seed = connection_seed(seed, shard, accepted);
-        let (state, udp, fanout) = (state.clone(), udp.clone(), fanout.clone());
-        let task: ConnectionTask = match (proto.inner(), tls.clone()) {
-            (ListenerProto::Http, tls) => {
-                http_conn::admit(stream, tls, proto.is_admin(), state, bus.clone())
-            }
-            (ListenerProto::Rtsp, None) => {
-                Box::pin(rtsp_conn::serve(stream, state, udp, conn_seed))
-            }
-            (ListenerProto::Rtmp, None) => {
-                Box::pin(rtmp_conn::serve(stream, state, fanout, conn_seed))
-            }
-            (inner, Some(acceptor)) => Box::pin(async move {
-                let Some(stream) = tls::handshake(&state, &acceptor, stream).await else {
-                    return;
-                };
-                match inner {
-                    ListenerProto::Rtsp => rtsp_conn::serve(stream, state, udp, conn_seed).await,
-                    _ => rtmp_conn::serve(stream, state, fanout, conn_seed).await,
+        move |stream, accepted| {
+            let Ok(ip) = stream.peer_addr().map(|a| canonical_ip(a.ip())) else {
+                return Box::pin(async {});
+            };
+            // Read per connection: a reload may have brought new certificates.
+            let tls: Option<TlsAcceptor> = proto
+                .is_tls()
+                .then(|| tls_setup.borrow().as_ref().map(|t| t.acceptor_for(proto)))
+                .flatten();
+            let admission = match Admission::take(&state, &newcomers, kind, ip) {
+                Ok(admission) => admission,
+                Err(refusal) => {
+                    log::debug!(
+                        "{} connection from {ip} refused: {refusal:?}",
+                        proto.as_str()
+                    );
+                    return match (kind, &tls) {
+                        (ConnKind::Http, None) => {
+                            Box::pin(http_conn::refuse(stream, state.clone()))
+                        }
+                        _ => Box::pin(async move { drop(stream) }),
+                    };
                 }
-            }),
-            // SRT is UDP: its endpoints are not TCP listeners.
-            (_, None) => Box::pin(async {}),
-        };
-        Box::pin(async move {
-            task.await;
-            drop(slot);
-        })
-    }
-}
-
-/// An admitted connection's place in its shard's counts, given back when it is dropped:
-/// however the connection's task ends (or is dropped), the count goes down once.
-struct ConnectionSlot {
-    state: Rc<RefCell<ShardState>>,
-    kind: ConnKind,
-    ip: IpAddr,
-}
-
-impl ConnectionSlot {
-    fn take(
-        state: &Rc<RefCell<ShardState>>,
-        kind: ConnKind,
-        ip: IpAddr,
-    ) -> Result<ConnectionSlot, crate::shard::Refusal> {
-        state.borrow_mut().open_connection(kind, ip)?;
-        Ok(ConnectionSlot {
-            state: state.clone(),
-            kind,
-            ip,
-        })
-    }
-}
-
-impl Drop for ConnectionSlot {
-    fn drop(&mut self) {
-        self.state.borrow_mut().close_connection(self.kind, self.ip);
+            };
+            let conn_seed = connection_seed(seed, shard, accepted);
+            let arrival = admission.arrival();
+            let (state, udp, fanout) = (state.clone(), udp.clone(), fanout.clone());
+            let task: ConnectionTask = match (proto.inner(), tls.clone()) {
+                (ListenerProto::Http, tls) => {
+                    http_conn::admit(stream, tls, proto.is_admin(), state, bus.clone(), arrival)
+                }
+                (ListenerProto::Rtsp, None) => {
+                    Box::pin(rtsp_conn::serve(stream, state, udp, conn_seed, arrival))
+                }
+                (ListenerProto::Rtmp, None) => {
+                    Box::pin(rtmp_conn::serve(stream, state, fanout, conn_seed, arrival))
+                }
+                (inner, Some(acceptor)) => Box::pin(async move {
+                    let Some(stream) = tls::handshake(&state, &acceptor, stream).await else {
+                        return;
+                    };
+                    match inner {
+                        ListenerProto::Rtsp => {
+                            rtsp_conn::serve(stream, state, udp, conn_seed, arrival).await
+                        }
+                        _ => rtmp_conn::serve(stream, state, fanout, conn_seed, arrival).await,
+                    }
+                }),
+                // SRT is UDP: its endpoints are not TCP listeners.
+                (_, None) => Box::pin(async {}),
+            };
+            Box::pin(admission.run(task))
+        }
     }
 }
 
@@ -737,7 +738,12 @@ async fn accept_loop(
         };
         let taken = futures_lite::future::or(async { Some(next.as_mut().await) }, stopped).await;
         match taken {
-            Some(Ok(stream)) => admit(stream),
+            Some(Ok(stream)) => {
+                admit(stream);
+                // Lets the connections this one displaced (`admission`) end and close
+                // their descriptors before the next accept, so a flood cannot pile them up.
+                futures_lite::future::yield_now().await;
+            }
             Some(Err(e)) => {
                 // Out of file descriptors and the like: back off briefly instead of spinning.
                 log::warn!("{} accept failed: {e}", proto.as_str());

@@ -171,6 +171,8 @@ pub fn shard_metrics(shard: &ShardState) -> MetricsSnapshot {
         http_requests: http.requests,
         http_bytes_sent: http.bytes_sent,
         http_connections_open: http.connections_open as u64,
+        connections_refused: shard.connections_refused(),
+        connections_evicted: shard.connections_evicted(),
         tls_handshakes: http.tls_handshakes,
         tls_failed: http.tls_failed,
         tls_timed_out: http.tls_timed_out,

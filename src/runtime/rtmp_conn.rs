@@ -22,6 +22,7 @@ use crate::rtmp::session::{
     Action, AuthAnswer, ConnectionConfig, DenyLevel, Output, PlayStart, RtmpConnection,
 };
 use crate::rtmp::viewer::RtmpViewer;
+use crate::runtime::admission::Arrival;
 use crate::runtime::driver::{
     Conn, Flow, Glue, Io, Playback, Profile, Viewing, drive_stream, prepare_stream,
 };
@@ -54,6 +55,7 @@ pub async fn serve<S: Wire>(
     state: Rc<RefCell<ShardState>>,
     fanout: Rc<Fanout>,
     seed: u64,
+    arrival: Arrival,
 ) {
     let Some(peer) = prepare_stream(&socket, &state) else {
         return;
@@ -71,7 +73,7 @@ pub async fn serve<S: Wire>(
         claimed: None,
         publisher: None,
     };
-    drive_stream(&mut glue, machine, &mut socket, &state, peer, None).await;
+    drive_stream(&mut glue, machine, &mut socket, &state, peer, None, arrival).await;
 }
 
 /// What RTMP keeps beside its machine: the play's media version, and a publish.

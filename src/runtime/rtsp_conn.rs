@@ -9,6 +9,7 @@ use crate::rtsp::session::{
     AuthAnswer, ConnectionConfig, Output, PlayStart, PortPair, RtspConnection,
 };
 use crate::rtsp::viewer::RtspViewer;
+use crate::runtime::admission::Arrival;
 use crate::runtime::driver::{
     Conn, Flow, Glue, Io, Playback, Profile, drive_stream, prepare_stream,
 };
@@ -52,6 +53,7 @@ pub async fn serve<S: Wire>(
     state: Rc<RefCell<ShardState>>,
     udp: Option<Rc<UdpPair>>,
     seed: u64,
+    arrival: Arrival,
 ) {
     let Some(peer) = prepare_stream(&socket, &state) else {
         return;
@@ -62,7 +64,16 @@ pub async fn serve<S: Wire>(
     cfg.udp_server_ports = udp.as_ref().map(|u| [u.ports, u.ports]);
     cfg.first_request_timeout = state.borrow().limits().first_request_timeout;
     let machine = RtspConnection::new(cfg, Instant::now());
-    drive_stream(&mut RtspGlue, machine, &mut socket, &state, peer, udp).await;
+    drive_stream(
+        &mut RtspGlue,
+        machine,
+        &mut socket,
+        &state,
+        peer,
+        udp,
+        arrival,
+    )
+    .await;
 }
 
 /// RTSP keeps nothing beside its machine and its viewer.

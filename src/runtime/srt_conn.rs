@@ -28,6 +28,7 @@
 use crate::auth::play::Access;
 use crate::auth::verdict::{DenyReason, Proto, canonical_ip};
 use crate::config::{Config, ListenerProto};
+use crate::runtime::admission::Arrival;
 use crate::runtime::driver::{
     Conn, Flow, Glue, Io, Link, Machine, PeerLink, Playback, Profile, drive,
 };
@@ -285,7 +286,9 @@ async fn serve(
     };
     let ip = canonical_ip(peer.ip());
     let conn = (machine, Playback::default());
-    drive(&mut glue, conn, Link::Datagrams(link), &state, ip, None).await;
+    // SRT peers have caps of their own (`MAX_PEERS`), not the TCP admission.
+    let link = (Link::Datagrams(link), Arrival::default());
+    drive(&mut glue, conn, link, &state, ip, None).await;
     endpoint.live.set(endpoint.live.get().saturating_sub(1));
     let mut peers = endpoint.peers.borrow_mut();
     if peers.get(&peer).is_some_and(|known| known.caller == caller) {
