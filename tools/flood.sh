@@ -55,6 +55,9 @@ sleep 25 # the segment window and the rings full: the idle figure
 
 rss_mb() { awk '/VmRSS/ { printf "%d", $2 / 1024 }' "/proc/$pid/status"; }
 files() { ls "/proc/$pid/fd" | wc -l; }
+# The kernel's count of connections dropped because a listen queue was full (every socket
+# of this network namespace): a viewer's SYN dropped there is retried after a second.
+overflows() { awk '/^TcpExt:/ { if (!n) { for (i = 1; i <= NF; i++) if ($i == "ListenOverflows") c = i; n = 1 } else print $c }' /proc/net/netstat; }
 
 # The viewer: playlist then newest segment, every 100 ms, until $1 (epoch s); one line per
 # request: "seconds status".
@@ -88,7 +91,7 @@ probe() { # URL: seconds to the first decoded video frame, or "fail"
 rows=()
 for proto in "${protos[@]}"; do
     port=${!proto}
-    rss0=$(rss_mb) files0=$(files)
+    rss0=$(rss_mb) files0=$(files) drops0=$(overflows)
     python3 tools/flood.py "$proto" "$port" "$count" "$secs" ${SOURCES:-} >"$dir/flood-$proto.txt" 2>&1 &
     flood=$!
     sleep 2
@@ -109,7 +112,11 @@ for proto in "${protos[@]}"; do
     rss2=$(rss_mb) files2=$(files)
     stats=$(awk '{ n++; if ($2 != 200) f++; if ($1 > w) w = $1 } END { printf "%d %d %.0f", n, f, w * 1000 }' "$dir/viewer-$proto.txt")
     read -r n fails worst <<<"$stats"
-    echo "== $proto: $(cat "$dir/flood-$proto.txt")"
+    echo "== $proto: $(cat "$dir/flood-$proto.txt") listen_overflows=$(( $(overflows) - drops0 ))"
+    # Why the viewer's failed requests failed (000: no answer within curl's 5 s), and how
+    # its latencies spread.
+    echo "   viewer: failures by status: $(awk '$2 != 200 { print $2 }' "$dir/viewer-$proto.txt" | sort | uniq -c | tr -s ' ' | paste -sd, -)" \
+        "p50/p90/p99 ms: $(awk '{ print $1 * 1000 }' "$dir/viewer-$proto.txt" | sort -n | awk '{ a[NR] = $1 } END { printf "%.0f/%.0f/%.0f", a[int(NR * 0.5) + 1], a[int(NR * 0.9) + 1], a[int(NR * 0.99) + 1] }')"
     rows+=("$(printf '%-6s %7s %6s %8s %10s %10s %6s/%s/%s %6s/%s/%s' "$proto" "$n" "$fails" "$worst" \
         "$p_rtmp" "$p_rtsp" "$rss0" "$rss1" "$rss2" "$files0" "$files1" "$files2")")
 done
