@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The portal path against release builds of tessera and the example portal, bounded in time.
 #
-#   tools/measure-portal.sh [SECONDS=10] [VIEWERS=100]
+#   tools/measure-portal.sh [SECONDS=10] [VIEWERS=100]      (env: SHARDS, default one per core)
 #
 # Prints:
 #   1. backend requests per 10,000 viewer requests: wrk reloads playlists for VIEWERS
@@ -48,7 +48,7 @@ api_key $key;
 auth_backend portal { backend http://127.0.0.1:$portal/auth; }
 stream live { input fake://fake; on_play auth://portal; }
 CONF
-TESSERA_LOG=info target/release/tessera "$dir/measure.conf" 2>"$dir/server.log" &
+TESSERA_LOG=info target/release/tessera ${SHARDS:+--shards "$SHARDS"} "$dir/measure.conf" 2>"$dir/server.log" &
 pids+=($!)
 for _ in $(seq 1 100); do
     curl -fs "http://127.0.0.1:$http/live/tracks-v1a1/mono.m3u8?token=viewer-1" >/dev/null && break
