@@ -196,34 +196,8 @@ fn an_edge_pulls_hlss_trusting_the_ca_of_ssl_cert_file_only() {
 /// ffmpeg's HLS muxer writing `seconds` of the test publisher into `dir` (1 s segments,
 /// 5 in the playlist, old ones deleted); TS, or fMP4 when `fmp4`.
 fn ffmpeg_hls(dir: &Path, fmp4: bool, seconds: u32) -> Child {
-    let secs = seconds.to_string();
-    let mut cmd = tool("ffmpeg");
-    cmd.args(["-v", "error", "-re", "-f", "lavfi", "-i"])
-        .arg(format!("testsrc2=size=320x240:rate=25:duration={secs}"))
-        .args(["-f", "lavfi", "-i"])
-        .arg(format!(
-            "sine=frequency=440:sample_rate=48000:duration={secs}"
-        ))
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-tune",
-            "zerolatency",
-            "-g",
-            "25",
-        ])
-        .args([
-            "-c:a",
-            "aac",
-            "-f",
-            "hls",
-            "-hls_time",
-            "1",
-            "-hls_list_size",
-            "5",
-        ])
+    let mut cmd = publisher(seconds);
+    cmd.args(["-f", "hls", "-hls_time", "1", "-hls_list_size", "5"])
         .args(["-hls_flags", "delete_segments"]);
     if fmp4 {
         cmd.args(["-hls_segment_type", "fmp4"]);
@@ -362,4 +336,82 @@ fn an_on_demand_hls_pull_starts_with_the_first_viewer() {
     assert_eq!(count(&origin, "session opened"), 0);
     assert_probe_shows_fake_source(&[], &edge.url("/s/index.m3u8?token=edge1"));
     assert_eq!(count(&origin, "session opened"), 1);
+}
+
+/// A tiny origin on `port`: `/big.m3u8` lists one segment, `/big.ts`, announced as 1 GiB of
+/// MPEG-TS null packets and written until the client goes away. Returns the bytes of
+/// segment it managed to send so far (shared with its threads).
+fn huge_segment_origin(port: u16) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
+    use std::io::{BufRead, BufReader, Write};
+    use std::sync::atomic::Ordering;
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind");
+    let counter = sent.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let counter = counter.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+                let mut conn = conn;
+                let mut line = String::new();
+                let _ = reader.read_line(&mut line);
+                let path = line.split(' ').nth(1).unwrap_or("").to_owned();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                if path == "/big.m3u8" {
+                    let body = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\nbig.ts\n";
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = conn.write_all(format!("{head}{body}").as_bytes());
+                    return;
+                }
+                let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1073741824\r\n\r\n");
+                let mut null = [0xFFu8; 188];
+                null[..4].copy_from_slice(&[0x47, 0x1F, 0xFF, 0x10]);
+                let chunk: Vec<u8> = null.iter().copied().cycle().take(188 * 348).collect();
+                while conn.write_all(&chunk).is_ok() {
+                    counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    sent
+}
+
+/// The edge's resident memory, in MiB.
+fn rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb / 1024)
+}
+
+/// A 1 GiB segment is cut off at the pull's bound: the source fails with a clear line,
+/// the origin never gets to send it whole, and the edge's memory stays small.
+#[test]
+fn a_huge_segment_fails_the_source_with_memory_bounded() {
+    let port = free_port();
+    let sent = huge_segment_origin(port);
+    let e = Listeners::free();
+    let edge = edge(
+        &e,
+        &[format!("hls://127.0.0.1:{port}/big.m3u8")],
+        "source_timeout 60;",
+    );
+    wait_for(
+        "the huge segment failing the source",
+        || edge.log_text().contains("a segment over 64 MiB"),
+        &[&edge],
+    );
+    let rss = rss_mib(edge.pid());
+    let sent_mib = sent.load(std::sync::atomic::Ordering::Relaxed) >> 20;
+    println!("edge RSS after the huge segment: {rss} MiB; origin sent {sent_mib} MiB");
+    assert!(rss < 200, "edge RSS {rss} MiB");
+    assert!(sent_mib < 512, "the origin sent {sent_mib} MiB");
+    assert_ne!(get(edge.http, MEDIA).status, 200);
 }

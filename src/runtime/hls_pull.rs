@@ -181,46 +181,51 @@ impl HlsSource {
         }
     }
 
-    /// Hands what is buffered of the body to the pull, or reads once more.
+    /// Hands what is buffered of the body to the pull; when that takes nothing (nothing
+    /// buffered, or a partial chunk header), reads once more instead.
     async fn read_body(&mut self, deadline: Instant) -> Result<(), String> {
         let (Some(conn), Some(body)) = (self.conn.as_mut(), self.body.as_mut()) else {
             return Err("no response to read".into());
         };
-        if conn.buf.is_empty() && !body.is_done() {
-            let n = within(deadline, conn.wire.read(&mut self.scratch))
-                .await?
-                .map_err(|e| format!("read: {e}"))?;
-            if n == 0 {
-                let ended = self.body.take().map(|b| b.framing()) == Some(Framing::Close);
-                self.conn = None;
-                if !ended {
-                    return Err("the origin closed the connection mid-response".into());
+        if !conn.buf.is_empty() || body.is_done() {
+            let mut failed = None;
+            let pull = &mut self.pull;
+            let used = body.decode(&conn.buf, &mut |bytes| {
+                if failed.is_none()
+                    && let Err(e) = pull.body(bytes)
+                {
+                    failed = Some(e);
+                }
+            })?;
+            conn.buf.drain(..used);
+            if let Some(why) = failed {
+                return Err(why);
+            }
+            if body.is_done() {
+                self.body = None;
+                if conn.closes {
+                    self.conn = None;
                 }
                 return self.pull.body_end(self.now_ms());
             }
+            if used > 0 {
+                return Ok(());
+            }
+        }
+        let n = within(deadline, conn.wire.read(&mut self.scratch))
+            .await?
+            .map_err(|e| format!("read: {e}"))?;
+        if n > 0 {
             conn.buf.extend_from_slice(&self.scratch[..n]);
+            return Ok(());
         }
-        let mut failed = None;
-        let pull = &mut self.pull;
-        let used = body.decode(&conn.buf, &mut |bytes| {
-            if failed.is_none()
-                && let Err(e) = pull.body(bytes)
-            {
-                failed = Some(e);
-            }
-        })?;
-        conn.buf.drain(..used);
-        if let Some(why) = failed {
-            return Err(why);
+        let until_close = body.framing() == Framing::Close;
+        self.body = None;
+        self.conn = None;
+        if !until_close {
+            return Err("the origin closed the connection mid-response".into());
         }
-        if body.is_done() {
-            self.body = None;
-            if conn.closes {
-                self.conn = None;
-            }
-            return self.pull.body_end(self.now_ms());
-        }
-        Ok(())
+        self.pull.body_end(self.now_ms())
     }
 }
 
