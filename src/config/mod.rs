@@ -380,7 +380,7 @@ stream s {
     on_publish auth://b;
 }
 stream r { input rtsp://origin/live/s; }
-stream h { input https://origin/s/index.m3u8; }
+stream h { input https://origin/s/stream.ts; }
 ";
         assert_eq!(
             errors(source),

@@ -1918,8 +1918,12 @@ mod tests {
         assert_eq!(parse_input_url("fake://fake"), Ok(InputUrl::Fake));
         assert_eq!(parse_input_url("publish://"), Ok(InputUrl::Publish));
         assert!(parse_input_url("publish://x").is_err());
-        assert_eq!(
+        assert!(matches!(
             parse_input_url("https://origin/live/index.m3u8"),
+            Ok(InputUrl::Pull(_))
+        ));
+        assert_eq!(
+            parse_input_url("https://origin/live/stream.ts"),
             Err("input scheme `https://` is not supported yet".to_owned())
         );
         assert_eq!(

@@ -1,6 +1,8 @@
 //! Pulled inputs, in Flussonic's syntax: `input rtmp://HOST[:PORT]/APP/NAME;`,
-//! `input tshttp://HOST[:PORT]/PATH;` (a continuous HTTP MPEG-TS response). `hls://` and
-//! `http://...m3u8` (HLS pull) are recognised and refused as not supported yet.
+//! `input tshttp://HOST[:PORT]/PATH;` (a continuous HTTP MPEG-TS response),
+//! `input hls://HOST[:PORT]/PATH.m3u8;` and `hlss://` (HLS over HTTPS). Flussonic refuses a
+//! bare `http://` input; tessera takes `http://...m3u8` and `https://...m3u8` (the path
+//! before the query ends in `.m3u8`) as `hls://` and `hlss://`, and refuses other ones.
 //! Several `input` lines are failover sources in priority order. `static false;` makes the
 //! stream on-demand (pulled while someone watches); `clients_timeout SECONDS;` is how long
 //! it keeps pulling after the last viewer left; `source_timeout SECONDS;` how long a source
@@ -20,6 +22,8 @@ pub enum PullScheme {
     TsHttp,
     /// `hls://`, or `http://` ending in `.m3u8`.
     Hls,
+    /// `hlss://`, or `https://` ending in `.m3u8`: HLS over TLS.
+    Hlss,
 }
 
 impl PullScheme {
@@ -27,6 +31,7 @@ impl PullScheme {
         match self {
             PullScheme::Rtmp => 1935,
             PullScheme::TsHttp | PullScheme::Hls => 80,
+            PullScheme::Hlss => 443,
         }
     }
 
@@ -35,6 +40,7 @@ impl PullScheme {
             PullScheme::Rtmp => "rtmp",
             PullScheme::TsHttp => "tshttp",
             PullScheme::Hls => "hls",
+            PullScheme::Hlss => "hlss",
         }
     }
 }
@@ -86,14 +92,11 @@ impl PullUrl {
             "rtmp" => PullScheme::Rtmp,
             "tshttp" => PullScheme::TsHttp,
             "hls" => PullScheme::Hls,
-            "http" if path_of(rest).split('?').next()?.ends_with(".m3u8") => PullScheme::Hls,
+            "hlss" => PullScheme::Hlss,
+            "http" if is_m3u8(rest) => PullScheme::Hls,
+            "https" if is_m3u8(rest) => PullScheme::Hlss,
             _ => return None,
         };
-        if scheme == PullScheme::Hls {
-            return Some(Err(
-                "HLS pull (`hls://`, `http://...m3u8`) is not supported yet: use `rtmp://` or `tshttp://`".into(),
-            ));
-        }
         Some(parse_authority(scheme, rest))
     }
 
@@ -104,8 +107,9 @@ impl PullUrl {
     }
 }
 
-fn path_of(rest: &str) -> &str {
-    rest.find('/').map_or("", |i| &rest[i..])
+fn is_m3u8(rest: &str) -> bool {
+    let path = rest.find('/').map_or("", |i| &rest[i..]);
+    path.split('?').next().unwrap_or("").ends_with(".m3u8")
 }
 
 fn parse_authority(scheme: PullScheme, rest: &str) -> Result<PullUrl, String> {
@@ -210,13 +214,17 @@ mod tests {
         assert!(!format!("{u:?}").contains("secret"));
         let u = ok("tshttp", "[::1]:8080/s/mpegts");
         assert_eq!((u.host.as_str(), u.port), ("::1", 8080));
-        assert!(
-            PullUrl::parse("http", "h/a/index.m3u8?t=1")
-                .unwrap()
-                .is_err(),
-            "HLS: later"
+        let u = ok("http", "h/a/index.m3u8?t=1");
+        assert_eq!((u.scheme, u.port), (PullScheme::Hls, 80));
+        let u = ok("https", "h/a/index.m3u8");
+        assert_eq!((u.scheme, u.port), (PullScheme::Hlss, 443));
+        assert_eq!(
+            ok("hlss", "h:8443/a.m3u8").to_string(),
+            "hlss://h:8443/a.m3u8"
         );
+        assert_eq!(ok("hls", "h/live/s/index.m3u8").scheme, PullScheme::Hls);
         assert!(PullUrl::parse("http", "h/a/stream.ts").is_none());
+        assert!(PullUrl::parse("https", "h/a.m3u8.ts").is_none());
         assert!(PullUrl::parse("rtmp", "h/app").unwrap().is_err());
         assert!(PullUrl::parse("rtmp", ":1935/a/b").unwrap().is_err());
         assert!(PullUrl::parse("rtmp", "h:0/a/b").unwrap().is_err());

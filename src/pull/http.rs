@@ -11,13 +11,37 @@ const MAX_CHUNK_LINE: usize = 1024;
 /// Writes `GET path` to `host:port`, asking the origin to keep the connection only as long
 /// as this response.
 pub fn get_request(host: &str, port: u16, path: &str, userinfo: Option<&str>, out: &mut Vec<u8>) {
+    request_with(host, port, path, userinfo, "close", out);
+}
+
+/// Writes `GET path` to `host:port` on a connection kept for the next request (HLS).
+pub fn get_request_keep_alive(
+    host: &str,
+    port: u16,
+    path: &str,
+    userinfo: Option<&str>,
+    out: &mut Vec<u8>,
+) {
+    request_with(host, port, path, userinfo, "keep-alive", out);
+}
+
+fn request_with(
+    host: &str,
+    port: u16,
+    path: &str,
+    userinfo: Option<&str>,
+    connection: &str,
+    out: &mut Vec<u8>,
+) {
     let host_header = if host.contains(':') {
         format!("[{host}]:{port}")
     } else {
         format!("{host}:{port}")
     };
     out.extend_from_slice(format!("GET {path} HTTP/1.1\r\nHost: {host_header}\r\n").as_bytes());
-    out.extend_from_slice(b"User-Agent: tessera-edge\r\nAccept: */*\r\nConnection: close\r\n");
+    out.extend_from_slice(b"User-Agent: tessera-edge\r\nAccept: */*\r\nConnection: ");
+    out.extend_from_slice(connection.as_bytes());
+    out.extend_from_slice(b"\r\n");
     if let Some(user) = userinfo {
         out.extend_from_slice(b"Authorization: Basic ");
         base64_into(user.as_bytes(), out);
@@ -61,6 +85,9 @@ pub struct ResponseHead {
     pub framing: Framing,
     /// `Location` of a redirect.
     pub location: Option<String>,
+    /// The origin closes the connection after this response (`Connection: close`, or
+    /// HTTP/1.0 without `keep-alive`).
+    pub closes: bool,
 }
 
 /// Parses the response head at the start of `buf`: `Ok(None)` until it is whole, then the
@@ -79,6 +106,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(ResponseHead, usize)>, String> {
     let status = response.code.unwrap_or(0);
     let mut framing = Framing::Close;
     let mut location = None;
+    let mut connection = None;
     for h in response.headers.iter() {
         let value = std::str::from_utf8(h.value).unwrap_or("").trim();
         if h.name.eq_ignore_ascii_case("transfer-encoding")
@@ -92,13 +120,21 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(ResponseHead, usize)>, String> {
             framing = Framing::Length(n);
         } else if h.name.eq_ignore_ascii_case("location") {
             location = Some(value.to_owned());
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            connection = Some(value.to_ascii_lowercase());
         }
     }
+    let closes = match connection.as_deref() {
+        Some(c) if c.contains("close") => true,
+        Some(c) if c.contains("keep-alive") => false,
+        _ => response.version != Some(1),
+    };
     Ok(Some((
         ResponseHead {
             status,
             framing,
             location,
+            closes,
         },
         len,
     )))
@@ -131,6 +167,10 @@ impl BodyDecoder {
             },
             chunk: ChunkState::Size,
         }
+    }
+
+    pub fn framing(&self) -> Framing {
+        self.framing
     }
 
     /// The whole body was read (never for `Close`, which ends with the connection).

@@ -6,9 +6,11 @@
 //! `rtmp` (the RTMP client: handshake, connect, createStream, play), `tshttp` (a continuous
 //! HTTP MPEG-TS response through `mux::ts_demux`), `http` (the small HTTP/1.1 client
 //! response framing both HTTP pulls share), `backoff` (reconnect delays with jitter, and
-//! the failover order of a stream's sources).
+//! the failover order of a stream's sources). `hls` (HLS: playlists, the fetch schedule, TS
+//! and fMP4 segments) says what to fetch and when instead of speaking over one socket.
 
 pub mod backoff;
+pub mod hls;
 pub mod http;
 pub mod rtmp;
 pub mod tshttp;

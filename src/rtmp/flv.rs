@@ -338,7 +338,7 @@ impl FlvDemuxer {
 }
 
 /// Reads the first SPS and PPS of an AVCDecoderConfigurationRecord.
-fn parse_avc_config(rec: &Bytes) -> Result<(VideoConfig, usize), FlvError> {
+pub fn parse_avc_config(rec: &Bytes) -> Result<(VideoConfig, usize), FlvError> {
     let bad = |why: &str| FlvError::BadAvcConfig(why.to_string());
     if rec.len() < 7 {
         return Err(bad("shorter than 7 bytes"));
@@ -379,7 +379,7 @@ fn parse_avc_config(rec: &Bytes) -> Result<(VideoConfig, usize), FlvError> {
 
 /// Reads an AudioSpecificConfig's object type, rate and channels (ISO 14496-3 §1.6.2.1);
 /// keeps the bytes as they came.
-fn parse_audio_specific_config(asc: Bytes) -> Result<AudioConfig, FlvError> {
+pub fn parse_audio_specific_config(asc: Bytes) -> Result<AudioConfig, FlvError> {
     let mut r = BitReader::new(&asc);
     let truncated = |_| FlvError::BadAudioConfig("truncated");
     let mut object_type = r.u(5).map_err(truncated)?;

@@ -12,6 +12,7 @@ pub mod control;
 pub mod driver;
 pub mod fake_input;
 pub mod fanout;
+pub mod hls_pull;
 pub mod http_conn;
 pub mod inputs;
 pub mod live_ts;

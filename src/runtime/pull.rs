@@ -1,8 +1,8 @@
-//! The driver of a pulled input (`input rtmp://`, `tshttp://`): runs on the stream's owner
+//! The driver of a pulled input (`input rtmp://`, `tshttp://`, `hls://`): runs on the stream's owner
 //! shard, one per stream per node (`OwnedInputs`), until told to stop.
 //!
 //! It connects to the current source, drives its sans-IO client (`pull::rtmp`,
-//! `pull::tshttp`) over a glommio socket, and feeds the media to the stream's `LiveInput`,
+//! `pull::tshttp`) over a glommio socket (HLS: `hls_pull`'s requests), and feeds the media to the stream's `LiveInput`,
 //! whose events fan out to every shard like any input's. A source fails when it refuses,
 //! closes, sends garbage, or sends no frame for `source_timeout`; the next source (the
 //! next `input` line) takes over without ending the stream (`LiveInput::continuing`: the
@@ -19,6 +19,7 @@ use crate::pull::rtmp::RtmpPull;
 use crate::pull::tshttp::TsHttpPull;
 use crate::rtmp::flv::MediaFrame;
 use crate::runtime::fanout::Fanout;
+use crate::runtime::hls_pull::HlsSource;
 use crate::runtime::inputs::InputStart;
 use crate::stream::StreamId;
 use crate::stream::live_input::{LiveInput, Timeline};
@@ -203,7 +204,8 @@ fn client_for(url: &PullUrl) -> Box<dyn PullClient> {
                 crate::auth::os_seed(),
             ))
         }
-        PullScheme::TsHttp | PullScheme::Hls => Box::new(TsHttpPull::new(
+        PullScheme::Hls | PullScheme::Hlss => unreachable!("HLS pulls run as `Upstream::Hls`"),
+        PullScheme::TsHttp => Box::new(TsHttpPull::new(
             &url.host,
             url.port,
             &url.path,
@@ -229,7 +231,7 @@ async fn session(
     pipe: &mut Pipeline,
     source_timeout: Duration,
 ) -> Outcome {
-    let mut conn = match Connection::open(url, source_timeout).await {
+    let mut conn = match Upstream::open(url, source_timeout).await {
         Ok(conn) => conn,
         Err(why) => return Outcome::Failed(why),
     };
@@ -265,7 +267,7 @@ async fn session(
 /// Whether `primary` answers with a keyframe within `timeout` (the connection is closed
 /// either way; the switch itself reconnects).
 async fn probe_delivers(primary: &PullUrl, timeout: Duration) -> bool {
-    let Ok(mut conn) = Connection::open(primary, timeout).await else {
+    let Ok(mut conn) = Upstream::probe(primary, timeout).await else {
         return false;
     };
     let deadline = Instant::now() + timeout;
@@ -280,6 +282,41 @@ async fn probe_delivers(primary: &PullUrl, timeout: Duration) -> bool {
         }
     }
     false
+}
+
+/// A source's connection: one socket and its client, or an HLS pull's requests.
+enum Upstream {
+    Socket(Connection),
+    Hls(Box<HlsSource>),
+}
+
+impl Upstream {
+    async fn open(url: &PullUrl, timeout: Duration) -> Result<Upstream, String> {
+        match url.scheme {
+            PullScheme::Hls | PullScheme::Hlss => {
+                Ok(Upstream::Hls(Box::new(HlsSource::new(url, timeout))))
+            }
+            _ => Connection::open(url, timeout).await.map(Upstream::Socket),
+        }
+    }
+
+    /// A probe of a primary: an HLS probe counts only segments that appear after its first
+    /// playlist (a stalled origin still serves its last ones).
+    async fn probe(url: &PullUrl, timeout: Duration) -> Result<Upstream, String> {
+        match url.scheme {
+            PullScheme::Hls | PullScheme::Hlss => {
+                Ok(Upstream::Hls(Box::new(HlsSource::probe(url, timeout))))
+            }
+            _ => Self::open(url, timeout).await,
+        }
+    }
+
+    async fn next(&mut self, timeout: Duration) -> Result<MediaFrame, String> {
+        match self {
+            Upstream::Socket(conn) => conn.next(timeout).await,
+            Upstream::Hls(hls) => hls.next(timeout).await,
+        }
+    }
 }
 
 /// A socket and the protocol client that speaks over it.

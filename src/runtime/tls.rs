@@ -151,7 +151,7 @@ impl ResolvesServerCert for SniResolver {
 /// ring, not aws-lc-rs (which rustls now prefers for post-quantum key exchange): it builds
 /// with the C compiler alone. X25519 and the P-256/P-384 groups remain.
 #[allow(deprecated)]
-fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 

@@ -344,6 +344,13 @@ pub fn publish_cmd(rtmp: u16, path: &str, seconds: u32) -> Command {
 
 /// The same publisher, muxed as `format` (`flv`, `mpegts`) to `url`.
 pub fn publish_to(url: &str, format: &str, seconds: u32) -> Command {
+    let mut cmd = publisher(seconds);
+    cmd.args(["-f", format]).arg(url);
+    cmd
+}
+
+/// The publisher's ffmpeg up to its output options: `-f`, muxer options and URL follow.
+pub fn publisher(seconds: u32) -> Command {
     let secs = seconds.to_string();
     let mut cmd = tool("ffmpeg");
     cmd.args(["-v", "error", "-re", "-f", "lavfi", "-i"])
@@ -363,10 +370,7 @@ pub fn publish_to(url: &str, format: &str, seconds: u32) -> Command {
             "25",
             "-c:a",
             "aac",
-            "-f",
-            format,
-        ])
-        .arg(url);
+        ]);
     cmd
 }
 
