@@ -1,5 +1,6 @@
 //! Pulled inputs, in Flussonic's syntax: `input rtmp://HOST[:PORT]/APP/NAME;`,
-//! `input tshttp://HOST[:PORT]/PATH;` (a continuous HTTP MPEG-TS response). `hls://` and
+//! `input tshttp://HOST[:PORT]/PATH;` (a continuous HTTP MPEG-TS response),
+//! `input rtsp://[USER:PASS@]HOST[:PORT]/PATH;` (always over TCP interleaved). `hls://` and
 //! `http://...m3u8` (HLS pull) are recognised and refused as not supported yet.
 //! Several `input` lines are failover sources in priority order. `static false;` makes the
 //! stream on-demand (pulled while someone watches); `clients_timeout SECONDS;` is how long
@@ -20,6 +21,8 @@ pub enum PullScheme {
     TsHttp,
     /// `hls://`, or `http://` ending in `.m3u8`.
     Hls,
+    /// `rtsp://[user:pass@]host[:port]/path`: RTSP over TCP interleaved.
+    Rtsp,
 }
 
 impl PullScheme {
@@ -27,6 +30,7 @@ impl PullScheme {
         match self {
             PullScheme::Rtmp => 1935,
             PullScheme::TsHttp | PullScheme::Hls => 80,
+            PullScheme::Rtsp => 554,
         }
     }
 
@@ -35,6 +39,7 @@ impl PullScheme {
             PullScheme::Rtmp => "rtmp",
             PullScheme::TsHttp => "tshttp",
             PullScheme::Hls => "hls",
+            PullScheme::Rtsp => "rtsp",
         }
     }
 }
@@ -86,6 +91,7 @@ impl PullUrl {
             "rtmp" => PullScheme::Rtmp,
             "tshttp" => PullScheme::TsHttp,
             "hls" => PullScheme::Hls,
+            "rtsp" => PullScheme::Rtsp,
             "http" if path_of(rest).split('?').next()?.ends_with(".m3u8") => PullScheme::Hls,
             _ => return None,
         };
@@ -208,6 +214,12 @@ mod tests {
         assert_eq!(u.userinfo.as_deref(), Some("bob:secret"));
         assert_eq!(u.to_string(), "rtmp://***@10.0.0.1:1940/app/a/b?...");
         assert!(!format!("{u:?}").contains("secret"));
+        let u = ok("rtsp", "admin:p%40ss@cam.local/Streaming/Channels/101");
+        assert_eq!((u.host.as_str(), u.port), ("cam.local", 554));
+        assert_eq!(
+            u.to_string(),
+            "rtsp://***@cam.local:554/Streaming/Channels/101"
+        );
         let u = ok("tshttp", "[::1]:8080/s/mpegts");
         assert_eq!((u.host.as_str(), u.port), ("::1", 8080));
         assert!(

@@ -379,7 +379,7 @@ fn parse_avc_config(rec: &Bytes) -> Result<(VideoConfig, usize), FlvError> {
 
 /// Reads an AudioSpecificConfig's object type, rate and channels (ISO 14496-3 §1.6.2.1);
 /// keeps the bytes as they came.
-fn parse_audio_specific_config(asc: Bytes) -> Result<AudioConfig, FlvError> {
+pub fn parse_audio_specific_config(asc: Bytes) -> Result<AudioConfig, FlvError> {
     let mut r = BitReader::new(&asc);
     let truncated = |_| FlvError::BadAudioConfig("truncated");
     let mut object_type = r.u(5).map_err(truncated)?;
@@ -446,7 +446,7 @@ pub fn split_aggregate(message_ts: u32, payload: &Bytes) -> Result<Vec<Aggregate
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::media::aac;
 

@@ -1,8 +1,8 @@
-//! The driver of a pulled input (`input rtmp://`, `tshttp://`): runs on the stream's owner
+//! The driver of a pulled input (`input rtmp://`, `tshttp://`, `rtsp://`): runs on the stream's owner
 //! shard, one per stream per node (`OwnedInputs`), until told to stop.
 //!
 //! It connects to the current source, drives its sans-IO client (`pull::rtmp`,
-//! `pull::tshttp`) over a glommio socket, and feeds the media to the stream's `LiveInput`,
+//! `pull::tshttp`, `pull::rtsp`) over a glommio socket, and feeds the media to the stream's `LiveInput`,
 //! whose events fan out to every shard like any input's. A source fails when it refuses,
 //! closes, sends garbage, or sends no frame for `source_timeout`; the next source (the
 //! next `input` line) takes over without ending the stream (`LiveInput::continuing`: the
@@ -16,6 +16,7 @@ use crate::config::pull::{PullOptions, PullScheme, PullUrl};
 use crate::pull::PullClient;
 use crate::pull::backoff::{Backoff, Failover};
 use crate::pull::rtmp::RtmpPull;
+use crate::pull::rtsp::RtspPull;
 use crate::pull::tshttp::TsHttpPull;
 use crate::rtmp::flv::MediaFrame;
 use crate::runtime::fanout::Fanout;
@@ -203,6 +204,13 @@ fn client_for(url: &PullUrl) -> Box<dyn PullClient> {
                 crate::auth::os_seed(),
             ))
         }
+        PullScheme::Rtsp => Box::new(RtspPull::new(
+            &url.host,
+            url.port,
+            &url.path,
+            url.userinfo.as_deref(),
+            crate::auth::os_seed(),
+        )),
         PullScheme::TsHttp | PullScheme::Hls => Box::new(TsHttpPull::new(
             &url.host,
             url.port,
@@ -311,6 +319,7 @@ impl Connection {
     async fn next(&mut self, timeout: Duration) -> Result<MediaFrame, String> {
         let deadline = Instant::now() + timeout;
         loop {
+            self.client.tick(Instant::now());
             let out = self.client.take_output();
             if !out.is_empty() {
                 self.socket
