@@ -43,6 +43,14 @@ impl Origin {
     fn rtsp_input(&self) -> String {
         format!("rtsp://127.0.0.1:{}/s?token=origin1", self.ports.rtsp)
     }
+
+    /// Quoted: `#` would start a comment.
+    fn srt_input(&self, extra_query: &str) -> String {
+        format!(
+            "\"srt://127.0.0.1:{}?streamid=#!::r=s,m=request,token=origin1{extra_query}\"",
+            self.srt
+        )
+    }
 }
 
 /// An edge serving stream `s` from `input` to token `edge1` only, with `extra` options.
@@ -163,4 +171,73 @@ fn a_refused_rtsp_pull_is_a_failed_source_with_the_reason_logged() {
         edge.log_text()
     );
     assert_ne!(get(edge.http, MEDIA).status, 200);
+}
+
+#[test]
+fn an_edge_pulls_over_srt_once_for_every_viewer() {
+    let (o, e) = (Origin::free(), Listeners::free());
+    let origin = o.start("fake://fake");
+    let edge = edge(&e, &o.srt_input(""), "");
+    serves_many_viewers_from_one_upstream(&origin, &edge, &e, "srt play started");
+}
+
+#[test]
+fn an_edge_pulls_a_published_stream_over_encrypted_srt() {
+    let (o, e) = (Origin::free(), Listeners::free());
+    let origin = o.start("publish://; srt_passphrase 0987654321abc");
+    let _publisher = Background::spawn(&mut publish_cmd(o.ports.rtmp, "/live/s?token=origin1", 60));
+    origin.wait_ok("/s/index.m3u8?token=origin1");
+    let edge = edge(&e, &o.srt_input("&passphrase=0987654321abc"), "");
+    edge.wait_ok(MEDIA);
+    assert_probe_shows_publisher(&[], &edge.url("/s/index.m3u8?token=edge1"));
+    assert_eq!(count(&origin, "srt play started"), 1);
+    assert!(
+        !edge.log_text().contains("0987654321abc"),
+        "{}",
+        edge.log_text()
+    );
+}
+
+#[test]
+fn an_srt_pull_reconnects_after_an_origin_restart() {
+    let (o, e) = (Origin::free(), Listeners::free());
+    let mut first = o.start("fake://fake");
+    let edge = edge(&e, &o.srt_input(""), "source_timeout 2;");
+    edge.wait_ok(MEDIA);
+    let _ = first.child().kill();
+    let _ = first.child().wait();
+    wait_until(
+        "the edge noticing the origin is gone",
+        || edge.log_text().contains("every source failed"),
+        &[&edge],
+    );
+    let second = o.start("fake://fake");
+    wait_until(
+        "the edge reconnecting",
+        || count(&second, "srt play started") == 1,
+        &[&edge, &second],
+    );
+    edge.wait_ok(MEDIA);
+    assert_probe_shows_fake_source(&[], &edge.url("/s/index.m3u8?token=edge1"));
+}
+
+#[test]
+fn a_refused_srt_pull_is_a_failed_source_with_the_reason_logged() {
+    let (o, e) = (Origin::free(), Listeners::free());
+    let _origin = o.start("fake://fake");
+    let input = format!(
+        "\"srt://127.0.0.1:{}?streamid=#!::r=s,m=request,token=wrong\"",
+        o.srt
+    );
+    let edge = edge(&e, &input, "source_timeout 2;");
+    wait_until(
+        "the refusal in the edge's log",
+        || edge.log_text().contains("the listener refused (1403)"),
+        &[&edge],
+    );
+    assert!(
+        !edge.log_text().contains("token=wrong"),
+        "{}",
+        edge.log_text()
+    );
 }

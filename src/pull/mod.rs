@@ -4,7 +4,9 @@
 //! passed in; nothing here opens a socket.
 //!
 //! `rtmp` (the RTMP client: handshake, connect, createStream, play), `rtsp` (the RTSP client
-//! over TCP interleaved: Digest/Basic auth, SDP, RFC 6184/3640 depacketizing), `tshttp` (a continuous
+//! over TCP interleaved: Digest/Basic auth, SDP, RFC 6184/3640 depacketizing), `srt` (the
+//! SRT caller: `srt::caller`'s handshake, then MPEG-TS payloads through `mux::ts_demux`;
+//! datagrams, so not a `PullClient`), `tshttp` (a continuous
 //! HTTP MPEG-TS response through `mux::ts_demux`), `http` (the small HTTP/1.1 client
 //! response framing both HTTP pulls share), `backoff` (reconnect delays with jitter, and
 //! the failover order of a stream's sources).
@@ -13,6 +15,7 @@ pub mod backoff;
 pub mod http;
 pub mod rtmp;
 pub mod rtsp;
+pub mod srt;
 pub mod tshttp;
 
 use crate::rtmp::flv::MediaFrame;

@@ -1,4 +1,4 @@
-//! The driver of a pulled input (`input rtmp://`, `tshttp://`, `rtsp://`): runs on the stream's owner
+//! The driver of a pulled input (`input rtmp://`, `tshttp://`, `rtsp://`, `srt://`): runs on the stream's owner
 //! shard, one per stream per node (`OwnedInputs`), until told to stop.
 //!
 //! It connects to the current source, drives its sans-IO client (`pull::rtmp`,
@@ -21,6 +21,7 @@ use crate::pull::tshttp::TsHttpPull;
 use crate::rtmp::flv::MediaFrame;
 use crate::runtime::fanout::Fanout;
 use crate::runtime::inputs::InputStart;
+use crate::runtime::srt_pull::SrtLink;
 use crate::stream::StreamId;
 use crate::stream::live_input::{LiveInput, Timeline};
 use crate::stream::view::StreamEvent;
@@ -189,9 +190,9 @@ impl Pipeline {
     }
 }
 
-/// The sans-IO client of `url`'s protocol.
-fn client_for(url: &PullUrl) -> Box<dyn PullClient> {
-    match url.scheme {
+/// The sans-IO client of `url`'s protocol; `None` for SRT (datagrams: `srt_pull`).
+fn client_for(url: &PullUrl) -> Option<Box<dyn PullClient>> {
+    Some(match url.scheme {
         PullScheme::Rtmp => {
             let (app, name) = url.rtmp_app_and_name();
             let tc_url = format!("rtmp://{}:{}/{app}", url.host, url.port);
@@ -217,12 +218,13 @@ fn client_for(url: &PullUrl) -> Box<dyn PullClient> {
             &url.path,
             url.userinfo.as_deref(),
         )),
-    }
+        PullScheme::Srt => return None,
+    })
 }
 
 /// Resolves `url`'s host. Host names go through the system resolver (which blocks the
 /// shard briefly: origins are usually IP literals or in /etc/hosts).
-fn resolve(url: &PullUrl) -> Result<SocketAddr, String> {
+pub(crate) fn resolve(url: &PullUrl) -> Result<SocketAddr, String> {
     (url.host.as_str(), url.port)
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve {}: {e}", url.host))?
@@ -290,25 +292,53 @@ async fn probe_delivers(primary: &PullUrl, timeout: Duration) -> bool {
     false
 }
 
+/// A connection to a source: a byte stream (TCP) or SRT's datagrams.
+enum Connection {
+    Stream(StreamConnection),
+    /// Boxed: the SRT connection's state is large.
+    Srt(Box<SrtLink>),
+}
+
+impl Connection {
+    async fn open(url: &PullUrl, timeout: Duration) -> Result<Connection, String> {
+        match url.scheme {
+            PullScheme::Srt => SrtLink::open(url, timeout)
+                .await
+                .map(|link| Connection::Srt(Box::new(link))),
+            _ => StreamConnection::open(url, timeout)
+                .await
+                .map(Connection::Stream),
+        }
+    }
+
+    async fn next(&mut self, timeout: Duration) -> Result<MediaFrame, String> {
+        match self {
+            Connection::Stream(c) => c.next(timeout).await,
+            Connection::Srt(c) => c.next(timeout).await,
+        }
+    }
+}
+
 /// A socket and the protocol client that speaks over it.
-struct Connection {
+struct StreamConnection {
     socket: TcpStream,
     client: Box<dyn PullClient>,
     pending: Vec<u8>,
     scratch: Vec<u8>,
 }
 
-impl Connection {
-    async fn open(url: &PullUrl, timeout: Duration) -> Result<Connection, String> {
+impl StreamConnection {
+    async fn open(url: &PullUrl, timeout: Duration) -> Result<StreamConnection, String> {
+        let client = client_for(url).ok_or("not a stream protocol")?;
         let addr = resolve(url)?;
         let connect = TcpStream::connect_timeout(addr, timeout);
         let socket = connect
             .await
             .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
         let _ = socket.set_nodelay(true);
-        Ok(Connection {
+        Ok(StreamConnection {
             socket,
-            client: client_for(url),
+            client,
             pending: Vec::new(),
             scratch: vec![0; 64 * 1024],
         })
