@@ -241,3 +241,28 @@ fn a_refused_srt_pull_is_a_failed_source_with_the_reason_logged() {
         edge.log_text()
     );
 }
+
+/// `static false;`: nothing is pulled before the first viewer; its HLS request waits for the
+/// pull and plays; one upstream session.
+fn starts_with_the_first_viewer(input: &str, origin: &Server, started: &str) {
+    let e = Listeners::free();
+    let edge = edge(&e, input, "static false;");
+    assert_eq!(get(edge.http, "/s/index.m3u8?token=nope").status, 403);
+    assert_eq!(count(origin, started), 0, "nothing pulled before a viewer");
+    assert_probe_shows_fake_source(&[], &edge.url("/s/index.m3u8?token=edge1"));
+    assert_eq!(get(edge.http, MEDIA).status, 200);
+    assert_eq!(
+        count(origin, started),
+        1,
+        "origin log:\n{}",
+        origin.log_text()
+    );
+}
+
+#[test]
+fn on_demand_rtsp_and_srt_pulls_start_with_the_first_viewer() {
+    let o = Origin::free();
+    let origin = o.start("fake://fake");
+    starts_with_the_first_viewer(&o.rtsp_input(), &origin, "rtsp play started");
+    starts_with_the_first_viewer(&o.srt_input(""), &origin, "srt play started");
+}
