@@ -72,10 +72,10 @@ fn every_error_is_reported_with_line_and_column() {
 
 #[test]
 fn unsupported_features_are_named() {
-    let (code, _, err) = check("http 8080;\nstream a {\n    input rtsp://origin/cam;\n}\n");
+    let (code, _, err) = check("http 8080;\nstream a {\n    input rtsps://origin/cam;\n}\n");
     assert_eq!(code, 1);
     assert!(
-        err.contains("FILE:3:11: error: input scheme `rtsp://` is not supported yet"),
+        err.contains("FILE:3:11: error: input scheme `rtsps://` is not supported yet"),
         "{err}"
     );
     // Published streams are served.

@@ -379,7 +379,7 @@ stream s {
     input fake://fake;
     on_publish auth://b;
 }
-stream r { input rtsp://origin/live/s; }
+stream r { input rtsps://origin/live/s; }
 stream h { input https://origin/s/stream.ts; }
 ";
         assert_eq!(
@@ -389,7 +389,7 @@ t.conf:1:1: error: `template` is not supported yet
 t.conf:3:11: error: `allow country` is not supported yet
 t.conf:4:10: error: `deny country` is not supported yet
 t.conf:8:5: error: `on_publish` needs `input publish://;` (only published streams take publishers)
-t.conf:10:18: error: input scheme `rtsp://` is not supported yet
+t.conf:10:18: error: input scheme `rtsps://` is not supported yet
 t.conf:11:18: error: input scheme `https://` is not supported yet"
         );
     }

@@ -326,7 +326,7 @@ fn usage(directive: &str) -> &'static str {
 }
 
 /// Input schemes of later work: recognised, refused as "not supported yet".
-const LATER_INPUT_SCHEMES: &[&str] = &["rtsp", "http", "https", "hlss", "srt", "rtmps", "rtsps"];
+const LATER_INPUT_SCHEMES: &[&str] = &["http", "https", "hlss", "rtmps", "rtsps"];
 
 /// Pass 2: the model of a directive tree. Whatever it returns is only meaningful when no
 /// error was reported.
@@ -1572,7 +1572,7 @@ fn parse_input_url(text: &str) -> Result<InputUrl, String> {
             show(scheme)
         ));
     }
-    let known = ["fake", "publish", "rtmp", "tshttp", "hls"]
+    let known = ["fake", "publish", "rtmp", "tshttp", "hls", "rtsp", "srt"]
         .into_iter()
         .chain(LATER_INPUT_SCHEMES.iter().copied());
     Err(match did_you_mean(scheme, known) {

@@ -3,6 +3,9 @@
 //! `input hls://HOST[:PORT]/PATH.m3u8;` and `hlss://` (HLS over HTTPS). Flussonic refuses a
 //! bare `http://` input; tessera takes `http://...m3u8` and `https://...m3u8` (the path
 //! before the query ends in `.m3u8`) as `hls://` and `hlss://`, and refuses other ones.
+//! `input rtsp://[USER:PASS@]HOST[:PORT]/PATH;` (always over TCP interleaved),
+//! `input "srt://HOST:PORT?streamid=...&passphrase=...";` (quoted when the stream id has
+//! `#`, which starts a comment).
 //! Several `input` lines are failover sources in priority order. `static false;` makes the
 //! stream on-demand (pulled while someone watches); `clients_timeout SECONDS;` is how long
 //! it keeps pulling after the last viewer left; `source_timeout SECONDS;` how long a source
@@ -24,6 +27,10 @@ pub enum PullScheme {
     Hls,
     /// `hlss://`, or `https://` ending in `.m3u8`: HLS over TLS.
     Hlss,
+    /// `rtsp://[user:pass@]host[:port]/path`: RTSP over TCP interleaved.
+    Rtsp,
+    /// `srt://host:port?streamid=...&passphrase=...`: an SRT caller.
+    Srt,
 }
 
 impl PullScheme {
@@ -32,6 +39,8 @@ impl PullScheme {
             PullScheme::Rtmp => 1935,
             PullScheme::TsHttp | PullScheme::Hls => 80,
             PullScheme::Hlss => 443,
+            PullScheme::Rtsp => 554,
+            PullScheme::Srt => 0, // no default: the port is required
         }
     }
 
@@ -41,6 +50,8 @@ impl PullScheme {
             PullScheme::TsHttp => "tshttp",
             PullScheme::Hls => "hls",
             PullScheme::Hlss => "hlss",
+            PullScheme::Rtsp => "rtsp",
+            PullScheme::Srt => "srt",
         }
     }
 }
@@ -95,6 +106,8 @@ impl PullUrl {
             "hlss" => PullScheme::Hlss,
             "http" if is_m3u8(rest) => PullScheme::Hls,
             "https" if is_m3u8(rest) => PullScheme::Hlss,
+            "rtsp" => PullScheme::Rtsp,
+            "srt" => PullScheme::Srt,
             _ => return None,
         };
         Some(parse_authority(scheme, rest))
@@ -119,9 +132,15 @@ fn parse_authority(scheme: PullScheme, rest: &str) -> Result<PullUrl, String> {
     if rest.bytes().any(|b| b <= b' ' || b == 0x7f) {
         return Err("input URL has spaces or control characters".into());
     }
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
+    // An SRT URL's query follows the port at once, and its stream id may hold `/`.
+    let end = match scheme {
+        PullScheme::Srt => rest.find(['/', '?']),
+        _ => rest.find('/'),
+    };
+    let (authority, path) = match end {
+        Some(i) if rest.as_bytes()[i] == b'?' => (&rest[..i], format!("/{}", &rest[i..])),
+        Some(i) => (&rest[..i], rest[i..].to_owned()),
+        None => (rest, "/".to_owned()),
     };
     let (userinfo, hostport) = match authority.rsplit_once('@') {
         Some((u, h)) => (Some(u.to_owned()), h),
@@ -145,13 +164,41 @@ fn parse_authority(scheme: PullScheme, rest: &str) -> Result<PullUrl, String> {
     if scheme == PullScheme::Rtmp && path.trim_matches('/').split('/').count() < 2 {
         return Err("an RTMP input is `rtmp://HOST[:PORT]/APP/NAME`".into());
     }
+    if scheme == PullScheme::Srt {
+        check_srt_query(port, &path)?;
+    }
     Ok(PullUrl {
         scheme,
         host: host.to_owned(),
         port,
-        path: path.to_owned(),
+        path,
         userinfo,
     })
+}
+
+/// An SRT input names its port, and its query only `streamid` and `passphrase` (10 to 79
+/// characters, as libsrt wants; Flussonic's syntax).
+fn check_srt_query(port: u16, path: &str) -> Result<(), String> {
+    if port == 0 {
+        return Err("an SRT input is `srt://HOST:PORT?streamid=...`: the port is required".into());
+    }
+    let query = path.split_once('?').map_or("", |(_, q)| q);
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("streamid", _)) => {}
+            Some(("passphrase", p)) if (10..=79).contains(&p.len()) || p.contains('%') => {}
+            Some(("passphrase", _)) => {
+                return Err("an SRT passphrase has 10 to 79 characters".into());
+            }
+            _ => {
+                let key = pair.split('=').next().unwrap_or(pair);
+                return Err(format!(
+                    "unknown SRT input option `{key}`: expected `streamid` or `passphrase`"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// How a pulled stream runs.
@@ -212,6 +259,29 @@ mod tests {
         assert_eq!(u.userinfo.as_deref(), Some("bob:secret"));
         assert_eq!(u.to_string(), "rtmp://***@10.0.0.1:1940/app/a/b?...");
         assert!(!format!("{u:?}").contains("secret"));
+        let u = ok("rtsp", "admin:p%40ss@cam.local/Streaming/Channels/101");
+        assert_eq!((u.host.as_str(), u.port), ("cam.local", 554));
+        assert_eq!(
+            u.to_string(),
+            "rtsp://***@cam.local:554/Streaming/Channels/101"
+        );
+        let u = ok(
+            "srt",
+            "10.0.0.2:9000?streamid=#!::r=live/s,m=request&passphrase=0987654321",
+        );
+        assert_eq!((u.host.as_str(), u.port), ("10.0.0.2", 9000));
+        assert_eq!(
+            u.path,
+            "/?streamid=#!::r=live/s,m=request&passphrase=0987654321"
+        );
+        assert_eq!(u.to_string(), "srt://10.0.0.2:9000/?...");
+        assert!(PullUrl::parse("srt", "h?streamid=s").unwrap().is_err());
+        assert!(
+            PullUrl::parse("srt", "h:1?passphrase=short")
+                .unwrap()
+                .is_err()
+        );
+        assert!(PullUrl::parse("srt", "h:1?latency=5").unwrap().is_err());
         let u = ok("tshttp", "[::1]:8080/s/mpegts");
         assert_eq!((u.host.as_str(), u.port), ("::1", 8080));
         let u = ok("http", "h/a/index.m3u8?t=1");

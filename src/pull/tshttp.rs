@@ -64,19 +64,31 @@ impl TsHttpPull {
         let (demux, events) = (&mut self.demux, &mut self.events);
         pos += body.decode(&buf[pos..], &mut |bytes| demux.push(bytes, events))?;
         let done = body.is_done();
-        for event in self.events.drain(..) {
-            match event {
-                DemuxEvent::Media(info) => self.media.push_back(MediaFrame::Config(info)),
-                DemuxEvent::Frame(frame) => self.media.push_back(MediaFrame::Frame(frame)),
-                DemuxEvent::Error(e) if e.is_fatal() => return Err(e.to_string()),
-                DemuxEvent::Error(e) => log::debug!("tshttp pull: {e}"),
-            }
-        }
+        take_demuxed(&mut self.events, &mut self.media, "tshttp pull")?;
         if done {
             return Err("the origin ended the response".into());
         }
         Ok(pos)
     }
+}
+
+/// Moves the demuxer's events to `media` as configurations and frames (every pull that
+/// carries MPEG-TS: tshttp, SRT); a fatal demux error fails the source, the others are
+/// logged under `what`.
+pub fn take_demuxed(
+    events: &mut Vec<DemuxEvent>,
+    media: &mut VecDeque<MediaFrame>,
+    what: &str,
+) -> Result<(), String> {
+    for event in events.drain(..) {
+        match event {
+            DemuxEvent::Media(info) => media.push_back(MediaFrame::Config(info)),
+            DemuxEvent::Frame(frame) => media.push_back(MediaFrame::Frame(frame)),
+            DemuxEvent::Error(e) if e.is_fatal() => return Err(e.to_string()),
+            DemuxEvent::Error(e) => log::debug!("{what}: {e}"),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -446,7 +446,7 @@ pub fn split_aggregate(message_ts: u32, payload: &Bytes) -> Result<Vec<Aggregate
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::media::aac;
 

@@ -16,6 +16,7 @@
 //! exactly what the client was told.
 
 pub mod aac;
+pub mod depacketize;
 pub mod h264;
 pub mod rtcp;
 

@@ -163,10 +163,7 @@ pub struct Request<'a> {
 impl<'a> Request<'a> {
     /// The first header called `name` (case-insensitive, §4.2 via RFC 2616 §4.2).
     pub fn header(&self, name: &str) -> Option<&'a str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|&(_, v)| v)
+        find_header(&self.headers, name)
     }
 
     /// The CSeq (§12.17): required, one decimal number. `None` when missing, repeated with
@@ -222,6 +219,7 @@ pub enum MessageErrorKind {
     BadHeader,
     NotUtf8,
     BadContentLength,
+    BadStatusLine,
 }
 
 impl MessageError {
@@ -248,6 +246,7 @@ impl fmt::Display for MessageErrorKind {
             MessageErrorKind::BadHeader => "malformed header line",
             MessageErrorKind::NotUtf8 => "request head is not UTF-8",
             MessageErrorKind::BadContentLength => "invalid Content-Length",
+            MessageErrorKind::BadStatusLine => "malformed status line",
         })
     }
 }
@@ -267,16 +266,13 @@ pub fn parse<'a>(buf: &'a [u8], limits: &RtspLimits) -> Result<Option<Parsed<'a>
         return Ok(None);
     };
     if first == b'$' {
-        // §10.12: '$', 1-byte channel, 2-byte length, data.
-        let Some(h) = buf.get(..4) else {
-            return Ok(None);
-        };
-        let len = 4 + usize::from(u16::from_be_bytes([h[2], h[3]]));
-        return Ok(buf.get(4..len).map(|payload| Parsed::Interleaved {
-            channel: h[1],
-            payload,
-            len,
-        }));
+        return Ok(
+            interleaved(buf).map(|(channel, payload, len)| Parsed::Interleaved {
+                channel,
+                payload,
+                len,
+            }),
+        );
     }
     if first == b'\r' || first == b'\n' {
         let len = buf
@@ -317,6 +313,164 @@ pub fn parse<'a>(buf: &'a [u8], limits: &RtspLimits) -> Result<Option<Parsed<'a>
             kind,
             offset: line_offset,
         })?;
+    let (headers, content_length) = parse_headers(lines, limits)?;
+    let body_len = content_length;
+    let Some(body) = buf.get(head_len..head_len + body_len) else {
+        return Ok(None);
+    };
+    Ok(Some(Parsed::Request {
+        request: Request {
+            method: Method::parse(method_name),
+            method_name,
+            uri,
+            headers,
+            body,
+        },
+        len: head_len + body_len,
+    }))
+}
+
+/// The first header called `name` (case-insensitive, §4.2 via RFC 2616 §4.2).
+fn find_header<'a>(headers: &[(&'a str, &'a str)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|&(_, v)| v)
+}
+
+/// One framed response (the edge's RTSP client reads these), borrowing the input buffer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Response<'a> {
+    pub status: u16,
+    /// Header lines in order, names as sent, values trimmed.
+    pub headers: Vec<(&'a str, &'a str)>,
+    pub body: &'a [u8],
+}
+
+impl<'a> Response<'a> {
+    /// The first header called `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&'a str> {
+        find_header(&self.headers, name)
+    }
+
+    /// Every header called `name`, in order (a 401 may offer several challenges).
+    pub fn headers_named<'b>(&'b self, name: &'b str) -> impl Iterator<Item = &'a str> + 'b {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|&(_, v)| v)
+    }
+}
+
+/// What [`parse_response`] found at the start of the buffer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ParsedResponse<'a> {
+    /// A complete response of `len` bytes (head and body).
+    Response { response: Response<'a>, len: usize },
+    /// A complete interleaved binary frame of `len` bytes: RTP or RTCP of a track.
+    Interleaved {
+        channel: u8,
+        payload: &'a [u8],
+        len: usize,
+    },
+    /// `len` bytes of empty lines, to be skipped.
+    Blank { len: usize },
+}
+
+/// Frames the response (or interleaved frame) at the start of `buf`, with the same limits
+/// and strictness as requests: `Ok(None)` when more bytes are needed.
+pub fn parse_response<'a>(
+    buf: &'a [u8],
+    limits: &RtspLimits,
+) -> Result<Option<ParsedResponse<'a>>, MessageError> {
+    let err = |kind, offset| Err(MessageError { kind, offset });
+    match buf.first() {
+        None => return Ok(None),
+        Some(b'$') => {
+            return Ok(interleaved(buf).map(|(channel, payload, len)| {
+                ParsedResponse::Interleaved {
+                    channel,
+                    payload,
+                    len,
+                }
+            }));
+        }
+        Some(b'\r' | b'\n') => {
+            let len = buf
+                .iter()
+                .take_while(|&&b| b == b'\r' || b == b'\n')
+                .count();
+            return Ok(Some(ParsedResponse::Blank { len }));
+        }
+        Some(b'R') => {}
+        Some(_) => return err(MessageErrorKind::BadStatusLine, 0),
+    }
+    let window = &buf[..buf.len().min(limits.max_head)];
+    let Some(head_len) = find_head_end(window) else {
+        if buf.len() >= limits.max_head {
+            return err(MessageErrorKind::HeadTooLarge, limits.max_head);
+        }
+        if !b"RTSP/".starts_with(&buf[..buf.len().min(5)]) {
+            return err(MessageErrorKind::BadStatusLine, 0);
+        }
+        return Ok(None);
+    };
+    let head = std::str::from_utf8(&buf[..head_len]).map_err(|e| MessageError {
+        kind: MessageErrorKind::NotUtf8,
+        offset: e.valid_up_to(),
+    })?;
+    let mut lines = Lines {
+        rest: head,
+        offset: 0,
+    };
+    let (_, status_line) = lines.next().unwrap_or((0, ""));
+    let status = parse_status_line(status_line).ok_or(MessageError {
+        kind: MessageErrorKind::BadStatusLine,
+        offset: 0,
+    })?;
+    let (headers, body_len) = parse_headers(lines, limits)?;
+    let Some(body) = buf.get(head_len..head_len + body_len) else {
+        return Ok(None);
+    };
+    Ok(Some(ParsedResponse::Response {
+        response: Response {
+            status,
+            headers,
+            body,
+        },
+        len: head_len + body_len,
+    }))
+}
+
+/// `RTSP/1.0 SP 3DIGIT SP reason` (§7.1) → the status code.
+fn parse_status_line(line: &str) -> Option<u16> {
+    let rest = line.strip_prefix("RTSP/1.0 ")?;
+    let code = rest.get(..3)?;
+    if !code.bytes().all(|b| b.is_ascii_digit())
+        || !matches!(rest.as_bytes().get(3), None | Some(b' '))
+    {
+        return None;
+    }
+    code.parse().ok().filter(|&c| (100..600).contains(&c))
+}
+
+/// An interleaved binary frame at the start of `buf` (§10.12: '$', 1-byte channel, 2-byte
+/// length, data): its channel, data and length, or `None` while incomplete.
+fn interleaved(buf: &[u8]) -> Option<(u8, &[u8], usize)> {
+    let h = buf.get(..4)?;
+    let len = 4 + usize::from(u16::from_be_bytes([h[2], h[3]]));
+    buf.get(4..len).map(|payload| (h[1], payload, len))
+}
+
+/// Header lines in order: names as sent, values trimmed.
+type Headers<'a> = Vec<(&'a str, &'a str)>;
+
+/// The header lines after the first line of a head, and the body length they announce.
+fn parse_headers<'a>(
+    lines: Lines<'a>,
+    limits: &RtspLimits,
+) -> Result<(Headers<'a>, usize), MessageError> {
+    let err = |kind, offset| Err(MessageError { kind, offset });
     let mut headers = Vec::with_capacity(12);
     let mut content_length: Option<usize> = None;
     for (offset, line) in lines {
@@ -351,20 +505,7 @@ pub fn parse<'a>(buf: &'a [u8], limits: &RtspLimits) -> Result<Option<Parsed<'a>
         }
         headers.push((name, value));
     }
-    let body_len = content_length.unwrap_or(0);
-    let Some(body) = buf.get(head_len..head_len + body_len) else {
-        return Ok(None);
-    };
-    Ok(Some(Parsed::Request {
-        request: Request {
-            method: Method::parse(method_name),
-            method_name,
-            uri,
-            headers,
-            body,
-        },
-        len: head_len + body_len,
-    }))
+    Ok((headers, content_length.unwrap_or(0)))
 }
 
 /// Index just past the empty line that ends a head (`\r\n\r\n` or bare `\n\n`).

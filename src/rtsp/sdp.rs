@@ -5,7 +5,7 @@
 //! section per track with `a=control:trackID=N`), the fixed track ids and payload types, and
 //! the small base64 (RFC 4648 §4) and hex encoders the fmtp lines need.
 //!
-//! Never does: parse SDP (we never receive any), or describe anything but live unicast
+//! Never does: parse SDP (the edge's RTSP client does, in `pull::rtsp::sdp`), or describe anything but live unicast
 //! playback: `c=IN IP4 0.0.0.0` and `m=... 0 ...` say "ports come from SETUP", and
 //! `a=range:npt=now-` says the stream has no beginning to seek to.
 
@@ -127,6 +127,35 @@ pub fn base64_encode(data: &[u8], out: &mut String) {
     }
 }
 
+/// Standard base64 with optional padding (RFC 4648 §4), as `sprop-parameter-sets` carries
+/// it; `None` on any other character.
+pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let text = text.trim_end_matches('=');
+    let value = |c: u8| -> Option<u32> {
+        Some(u32::from(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        }))
+    };
+    if text.len() % 4 == 1 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    for chunk in text.as_bytes().chunks(4) {
+        let mut n = 0u32;
+        for (i, &c) in chunk.iter().enumerate() {
+            n |= value(c)? << (18 - 6 * i);
+        }
+        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+        out.extend_from_slice(&bytes[..chunk.len() - 1]);
+    }
+    Some(out)
+}
+
 /// Appends lowercase hex.
 pub fn hex_encode(data: &[u8], out: &mut String) {
     for b in data {
@@ -220,7 +249,10 @@ mod tests {
             let mut out = String::new();
             base64_encode(input.as_bytes(), &mut out);
             assert_eq!(out, expected);
+            assert_eq!(base64_decode(expected).unwrap(), input.as_bytes());
         }
+        assert_eq!(base64_decode("//79").unwrap(), [0xff, 0xfe, 0xfd]);
+        assert!(base64_decode("Zm9v!").is_none());
         let mut out = String::new();
         base64_encode(&[0xff, 0xfe, 0xfd], &mut out);
         assert_eq!(out, "//79");

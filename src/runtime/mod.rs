@@ -26,6 +26,7 @@ pub mod ring_wait;
 pub mod rtmp_conn;
 pub mod rtsp_conn;
 pub mod srt_conn;
+pub mod srt_pull;
 pub mod stop_signal;
 pub mod tls;
 

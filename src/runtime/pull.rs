@@ -1,8 +1,10 @@
-//! The driver of a pulled input (`input rtmp://`, `tshttp://`, `hls://`): runs on the stream's owner
-//! shard, one per stream per node (`OwnedInputs`), until told to stop.
+//! The driver of a pulled input (`input rtmp://`, `tshttp://`, `hls://`, `rtsp://`, `srt://`):
+//! runs on the stream's owner shard, one per stream per node (`OwnedInputs`), until told to
+//! stop.
 //!
 //! It connects to the current source, drives its sans-IO client (`pull::rtmp`,
-//! `pull::tshttp`) over a glommio socket (HLS: `hls_pull`'s requests), and feeds the media to the stream's `LiveInput`,
+//! `pull::tshttp`, `pull::rtsp`) over a glommio socket (HLS: `hls_pull`'s requests; SRT:
+//! `srt_pull`'s datagrams), and feeds the media to the stream's `LiveInput`,
 //! whose events fan out to every shard like any input's. A source fails when it refuses,
 //! closes, sends garbage, or sends no frame for `source_timeout`; the next source (the
 //! next `input` line) takes over without ending the stream (`LiveInput::continuing`: the
@@ -16,11 +18,13 @@ use crate::config::pull::{PullOptions, PullScheme, PullUrl};
 use crate::pull::PullClient;
 use crate::pull::backoff::{Backoff, Failover};
 use crate::pull::rtmp::RtmpPull;
+use crate::pull::rtsp::RtspPull;
 use crate::pull::tshttp::TsHttpPull;
 use crate::rtmp::flv::MediaFrame;
 use crate::runtime::fanout::Fanout;
 use crate::runtime::hls_pull::HlsSource;
 use crate::runtime::inputs::InputStart;
+use crate::runtime::srt_pull::SrtLink;
 use crate::stream::StreamId;
 use crate::stream::live_input::{LiveInput, Timeline};
 use crate::stream::view::StreamEvent;
@@ -189,9 +193,9 @@ impl Pipeline {
     }
 }
 
-/// The sans-IO client of `url`'s protocol.
-fn client_for(url: &PullUrl) -> Box<dyn PullClient> {
-    match url.scheme {
+/// The sans-IO client of `url`'s byte-stream protocol; `None` for SRT and HLS.
+fn client_for(url: &PullUrl) -> Option<Box<dyn PullClient>> {
+    Some(match url.scheme {
         PullScheme::Rtmp => {
             let (app, name) = url.rtmp_app_and_name();
             let tc_url = format!("rtmp://{}:{}/{app}", url.host, url.port);
@@ -204,19 +208,27 @@ fn client_for(url: &PullUrl) -> Box<dyn PullClient> {
                 crate::auth::os_seed(),
             ))
         }
-        PullScheme::Hls | PullScheme::Hlss => unreachable!("HLS pulls run as `Upstream::Hls`"),
+        PullScheme::Rtsp => Box::new(RtspPull::new(
+            &url.host,
+            url.port,
+            &url.path,
+            url.userinfo.as_deref(),
+            crate::auth::os_seed(),
+        )),
         PullScheme::TsHttp => Box::new(TsHttpPull::new(
             &url.host,
             url.port,
             &url.path,
             url.userinfo.as_deref(),
         )),
-    }
+        // Datagrams (`srt_pull`) and HTTP requests (`hls_pull`), not one byte stream.
+        PullScheme::Srt | PullScheme::Hls | PullScheme::Hlss => return None,
+    })
 }
 
 /// Resolves `url`'s host. Host names go through the system resolver (which blocks the
 /// shard briefly: origins are usually IP literals or in /etc/hosts).
-fn resolve(url: &PullUrl) -> Result<SocketAddr, String> {
+pub(crate) fn resolve(url: &PullUrl) -> Result<SocketAddr, String> {
     (url.host.as_str(), url.port)
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve {}: {e}", url.host))?
@@ -284,9 +296,12 @@ async fn probe_delivers(primary: &PullUrl, timeout: Duration) -> bool {
     false
 }
 
-/// A source's connection: one socket and its client, or an HLS pull's requests.
+/// A source's connection: a byte stream and its client, SRT's datagrams, or an HLS pull's
+/// requests.
 enum Upstream {
-    Socket(Connection),
+    Stream(StreamConnection),
+    /// Boxed: the SRT connection's state is large.
+    Srt(Box<SrtLink>),
     Hls(Box<HlsSource>),
 }
 
@@ -296,7 +311,12 @@ impl Upstream {
             PullScheme::Hls | PullScheme::Hlss => {
                 Ok(Upstream::Hls(Box::new(HlsSource::new(url, timeout))))
             }
-            _ => Connection::open(url, timeout).await.map(Upstream::Socket),
+            PullScheme::Srt => SrtLink::open(url, timeout)
+                .await
+                .map(|link| Upstream::Srt(Box::new(link))),
+            _ => StreamConnection::open(url, timeout)
+                .await
+                .map(Upstream::Stream),
         }
     }
 
@@ -313,31 +333,33 @@ impl Upstream {
 
     async fn next(&mut self, timeout: Duration) -> Result<MediaFrame, String> {
         match self {
-            Upstream::Socket(conn) => conn.next(timeout).await,
+            Upstream::Stream(c) => c.next(timeout).await,
+            Upstream::Srt(c) => c.next(timeout).await,
             Upstream::Hls(hls) => hls.next(timeout).await,
         }
     }
 }
 
 /// A socket and the protocol client that speaks over it.
-struct Connection {
+struct StreamConnection {
     socket: TcpStream,
     client: Box<dyn PullClient>,
     pending: Vec<u8>,
     scratch: Vec<u8>,
 }
 
-impl Connection {
-    async fn open(url: &PullUrl, timeout: Duration) -> Result<Connection, String> {
+impl StreamConnection {
+    async fn open(url: &PullUrl, timeout: Duration) -> Result<StreamConnection, String> {
+        let client = client_for(url).ok_or("not a stream protocol")?;
         let addr = resolve(url)?;
         let connect = TcpStream::connect_timeout(addr, timeout);
         let socket = connect
             .await
             .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
         let _ = socket.set_nodelay(true);
-        Ok(Connection {
+        Ok(StreamConnection {
             socket,
-            client: client_for(url),
+            client,
             pending: Vec::new(),
             scratch: vec![0; 64 * 1024],
         })
@@ -348,6 +370,7 @@ impl Connection {
     async fn next(&mut self, timeout: Duration) -> Result<MediaFrame, String> {
         let deadline = Instant::now() + timeout;
         loop {
+            self.client.tick(Instant::now());
             let out = self.client.take_output();
             if !out.is_empty() {
                 self.socket

@@ -94,6 +94,18 @@ impl ConnectionConfig {
     }
 }
 
+/// What [`SrtConnection::called`] needs of a completed caller handshake.
+#[derive(Debug)]
+pub struct Called {
+    pub peer: SocketAddr,
+    pub peer_hello: CallerHello,
+    /// When the caller started: its header timestamps count from here.
+    pub start: Instant,
+    pub receive_latency: Duration,
+    pub keys: Option<StreamKeys>,
+    pub passphrase: Option<Vec<u8>>,
+}
+
 /// The runtime's answer to [`Output::Authorize`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AuthAnswer {
@@ -246,8 +258,34 @@ impl SrtConnection {
     /// A connection for a caller whose conclusion the listener accepted. Its first output is
     /// [`Output::Authorize`] (or, for a stream id tessera cannot serve, a rejection).
     pub fn new(hello: CallerHello, peer: SocketAddr, cfg: ConnectionConfig, now: Instant) -> Self {
+        let mut conn = Self::fresh(hello, peer, cfg, now);
+        conn.ask_authorization();
+        conn
+    }
+
+    /// A connection this side called (the edge's `srt://` pull, `super::caller`), which the
+    /// listener accepted: `peer` describes the listener as a `CallerHello` would (its socket
+    /// id, the ISN both directions share, its HSRSP flags and latencies). Established at
+    /// once; it receives what the listener sends, delivered at `receive_latency`.
+    pub fn called(called: Called, cfg: ConnectionConfig, now: Instant) -> Self {
+        let receive_packets = cfg.receive_packets;
+        let mut conn = Self::fresh(called.peer_hello, called.peer, cfg, now);
+        conn.start = called.start;
+        conn.state = State::Established;
+        conn.timers.next_ack = now + conn.cfg.ack_interval;
+        conn.recv = Some(ReceiveBuffer::new(
+            conn.hello.isn,
+            receive_packets,
+            TsbpdClock::new(called.receive_latency),
+        ));
+        conn.keys = called.keys;
+        conn.passphrase = called.passphrase;
+        conn
+    }
+
+    fn fresh(hello: CallerHello, peer: SocketAddr, cfg: ConnectionConfig, now: Instant) -> Self {
         let isn = hello.isn;
-        let mut conn = SrtConnection {
+        SrtConnection {
             send_buf: SendBuffer::new(cfg.send_limits),
             cfg,
             peer,
@@ -278,9 +316,7 @@ impl SrtConnection {
             timeout_reported: false,
             stats: Stats::default(),
             hello,
-        };
-        conn.ask_authorization();
-        conn
+        }
     }
 
     fn ask_authorization(&mut self) {

@@ -334,7 +334,7 @@ fn apply_extension(
     Ok(false)
 }
 
-fn words<const N: usize>(c: &[u8]) -> Option<[u32; N]> {
+pub(crate) fn words<const N: usize>(c: &[u8]) -> Option<[u32; N]> {
     let mut out = [0u32; N];
     for (i, w) in out.iter_mut().enumerate() {
         let b = c.get(i * 4..i * 4 + 4)?;
@@ -484,7 +484,7 @@ fn response_cif<'a>(
     }
 }
 
-fn push_ext_header(out: &mut Vec<u8>, command: u16, words: u16) {
+pub(crate) fn push_ext_header(out: &mut Vec<u8>, command: u16, words: u16) {
     out.extend_from_slice(&command.to_be_bytes());
     out.extend_from_slice(&words.to_be_bytes());
 }

@@ -24,6 +24,7 @@
 //!
 //! Never does: sockets, clocks (time is passed in), authorization decisions (it asks).
 
+pub mod caller;
 pub mod connection;
 pub mod crypto;
 pub mod handshake;
