@@ -10,6 +10,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 const ORIGIN_KEY: &str = "origin-api-key-0123456789";
+const EDGE_KEY: &str = "edge-api-key-0123456789";
 
 /// An origin serving `tv/ch1`, `tv/ch2` (fake) to token `origin1` only, with its API.
 fn origin(ports: &Listeners) -> Server {
@@ -23,18 +24,30 @@ fn origin(ports: &Listeners) -> Server {
     Server::start(&config, ports.http)
 }
 
-/// An edge with one template for `tv/` (token `edge1`) and a static `tv/local`.
-fn edge(ports: &Listeners, origin: &Listeners) -> Server {
+/// An edge with one template for `tv/` (token `edge1`; `extra` in the template) and a
+/// static `tv/local`.
+fn edge(ports: &Listeners, origin: &Listeners, extra: &str) -> Server {
     let config = format!(
-        "{}auth_backend e {{ allow token edge1; }}\n\
+        "{}api_key {EDGE_KEY};\n\
+         auth_backend e {{ allow token edge1; }}\n\
          template tv {{\n  prefix tv;\n  \
          input tshttp://127.0.0.1:{}/%s/mpegts?token=origin1;\n  \
-         on_play auth://e;\n  clients_timeout 2;\n}}\n\
+         on_play auth://e;\n  {extra}\n}}\n\
          stream tv/local {{ input fake://fake; on_play auth://e; }}\n",
         ports.config(),
         origin.http
     );
     Server::start(&config, ports.http)
+}
+
+/// The edge's `/metrics` sample line that starts with `prefix`, if any.
+fn metric(edge: &Server, prefix: &str) -> Option<String> {
+    let r = api_call(edge.http, EDGE_KEY, "GET", "/metrics");
+    assert_eq!(r.status, 200);
+    r.text()
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .map(str::to_owned)
 }
 
 /// The origin's open sessions of `stream` (its sessions API).
@@ -60,7 +73,7 @@ fn wait_for(what: &str, mut cond: impl FnMut() -> bool, logs: &[&Server]) {
 fn a_template_makes_an_authorized_name_a_pulled_stream_and_refuses_the_rest() {
     let (o, e) = (Listeners::free(), Listeners::free());
     let origin = origin(&o);
-    let edge = edge(&e, &o);
+    let edge = edge(&e, &o, "clients_timeout 2;");
 
     // Outside every prefix: 404. Under it with a refused token: 403, and nothing made or
     // pulled.
@@ -148,7 +161,7 @@ fn ts_viewer(port: u16, path: &str, want: usize) -> TsViewer {
 fn hundreds_of_viewers_on_both_shards_make_one_origin_connection_per_stream() {
     let (o, e) = (Listeners::free(), Listeners::free());
     let origin = origin(&o);
-    let _edge = edge(&e, &o);
+    let _edge = edge(&e, &o, "clients_timeout 2;");
     const VIEWERS: usize = 300;
     let mut viewers = Vec::with_capacity(VIEWERS);
     for i in 0..VIEWERS {
@@ -170,4 +183,72 @@ fn hundreds_of_viewers_on_both_shards_make_one_origin_connection_per_stream() {
     for v in &mut viewers {
         assert!(v.socket.read(&mut buf).expect("media") > 0);
     }
+}
+
+#[test]
+fn input_state_and_reconnects_show_in_metrics_and_the_stream_listing() {
+    let (o, e) = (Listeners::free(), Listeners::free());
+    let mut first = origin(&o);
+    let edge = edge(&e, &o, "clients_timeout 60; source_timeout 2;");
+    edge.wait_ok("/tv/ch1/index.m3u8?token=edge1");
+    let source = format!("tshttp://127.0.0.1:{}/tv/ch1/mpegts?...", o.http);
+    let running =
+        format!("tessera_input_state{{stream=\"tv/ch1\",source=\"{source}\",state=\"running\"}}");
+    assert_eq!(
+        metric(&edge, &running).as_deref(),
+        Some(&*format!("{running} 1"))
+    );
+    assert_eq!(
+        metric(&edge, "tessera_input_reconnects_total{stream=\"tv/ch1\"}").as_deref(),
+        Some("tessera_input_reconnects_total{stream=\"tv/ch1\"} 0")
+    );
+    assert_eq!(
+        metric(&edge, "tessera_input_source_index{stream=\"tv/ch1\"}").as_deref(),
+        Some("tessera_input_source_index{stream=\"tv/ch1\"} 0")
+    );
+    let listing = api_call(edge.http, EDGE_KEY, "GET", "/streamer/api/v3/streams").text();
+    let v: serde_json::Value = serde_json::from_str(&listing).expect("json");
+    let ch1 = v["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "tv/ch1")
+        .unwrap_or_else(|| panic!("tv/ch1 listed: {listing}"));
+    assert_eq!(ch1["stats"]["alive"], true, "{listing}");
+    assert_eq!(ch1["stats"]["status"], "running");
+    assert_eq!(ch1["template"], true);
+    assert_eq!(ch1["inputs"][0]["url"], source.as_str());
+    assert_eq!(ch1["inputs"][0]["stats"]["active"], true);
+    assert!(
+        !listing.contains("origin1"),
+        "no origin credentials: {listing}"
+    );
+    assert!(
+        !listing.contains("template tv/"),
+        "gates are not streams: {listing}"
+    );
+
+    // The origin goes away and comes back: the edge reconnects, and says so.
+    let _ = first.child().kill();
+    let _ = first.child().wait();
+    let connecting = running.replace("running", "connecting");
+    let failed = running.replace("running", "failed");
+    wait_for(
+        "the input leaving the running state",
+        || metric(&edge, &running).is_some_and(|l| l.ends_with(" 0")),
+        &[&edge],
+    );
+    assert!(
+        metric(&edge, &connecting).is_some_and(|l| l.ends_with(" 1"))
+            || metric(&edge, &failed).is_some_and(|l| l.ends_with(" 1"))
+    );
+    let second = origin(&o);
+    wait_for(
+        "the input running again",
+        || metric(&edge, &running).is_some_and(|l| l.ends_with(" 1")),
+        &[&edge, &second],
+    );
+    let reconnects = metric(&edge, "tessera_input_reconnects_total{stream=\"tv/ch1\"}").unwrap();
+    let n: u64 = reconnects.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(n >= 1, "{reconnects}");
 }

@@ -262,8 +262,7 @@ impl<S: Wire> HttpConn<S> {
             return After::Stop;
         }
         let catalog = self.state.borrow().catalog().clone();
-        let stream_id = |name: &str| catalog.stream_by_name(name).map(|s| s.id);
-        let answer = operator_api::run(&self.bus, call, stream_id).await;
+        let answer = operator_api::run(&self.bus, call, &catalog).await;
         write_api_answer(
             &mut self.state.borrow_mut(),
             &mut self.out,
