@@ -103,11 +103,11 @@ pub fn require_service(config: &Config, file_name: &str) -> Result<(), ConfigErr
              `rtsp PORT;`)",
         ));
     }
-    if config.streams.is_empty() {
+    if config.streams.is_empty() && config.templates.is_empty() {
         missing.push(ConfigError::new(
             file_name,
             None,
-            "no stream: nothing to serve (add `stream NAME { input URL; }`)",
+            "no stream: nothing to serve (add `stream NAME { input URL; }` or a `template`)",
         ));
     }
     match ConfigErrors::from_vec(missing) {
