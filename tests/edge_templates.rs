@@ -252,3 +252,21 @@ fn input_state_and_reconnects_show_in_metrics_and_the_stream_listing() {
     let n: u64 = reconnects.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(n >= 1, "{reconnects}");
 }
+
+#[test]
+fn an_rtmp_viewer_gets_a_template_stream_after_its_on_play() {
+    let (o, e) = (Listeners::free(), Listeners::free());
+    let origin = origin(&o);
+    let edge = edge(&e, &o, "clients_timeout 5;");
+    let url = |token: &str| format!("rtmp://127.0.0.1:{}/live/tv/ch2?token={token}", e.rtmp);
+    let refused = run_bounded(
+        tool("ffprobe").args(["-v", "error", "-show_streams", &url("bad")]),
+        Duration::from_secs(20),
+    );
+    assert!(!refused.status.success(), "a refused token plays nothing");
+    assert!(!edge.log_text().contains("made [tv/ch2]"));
+    assert_eq!(origin_sessions(&origin, "tv/ch2"), 0, "and pulls nothing");
+    assert_probe_shows_fake_source(&[], &url("edge1"));
+    assert!(edge.log_text().contains("made [tv/ch2]"));
+    assert_eq!(origin_sessions(&origin, "tv/ch2"), 1);
+}

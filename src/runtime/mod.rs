@@ -25,6 +25,7 @@ pub mod rtmp_conn;
 pub mod rtsp_conn;
 pub mod srt_conn;
 pub mod stop_signal;
+pub mod templates;
 pub mod tls;
 
 use crate::auth::verdict::canonical_ip;
