@@ -8,6 +8,7 @@
 //! reads) and `player` (the scripts).
 
 use crate::auth::catalog::AuthCatalog;
+use crate::config::template::TemplateConfig;
 use crate::config::{Config, InputUrl};
 use crate::stream::StreamId;
 use crate::stream::live_input::Timeline;
@@ -28,6 +29,32 @@ pub struct StreamSpec {
     pub srt_passphrase: Option<Box<[u8]>>,
     /// Failover sources, on-demand and timeouts, for pulled inputs.
     pub pull: crate::config::pull::PullOptions,
+    /// Configured, a template's gate, or made from a template.
+    pub kind: StreamKind,
+}
+
+/// Where a catalog stream comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamKind {
+    /// A `stream` block.
+    Configured,
+    /// A template's gate: not a stream anyone plays (never found by name, never pulled),
+    /// but what a request under the template's prefix is authorized against before its
+    /// stream is made (the template's `on_play`, with a `StreamId` like any stream's).
+    Gate,
+    /// A stream a template made for a requested name (pulled on demand, forgotten after
+    /// `clients_timeout` without viewers).
+    Made,
+}
+
+/// At most this many template streams exist at once; a request for another name under a
+/// prefix past it is refused (503) until some are forgotten.
+pub const MAX_TEMPLATE_STREAMS: usize = 10_000;
+
+/// The name of template `t`'s gate: with a space and a trailing `/`, no stream and no
+/// request path can name it.
+fn gate_name(t: &TemplateConfig) -> String {
+    format!("template {}/", t.name)
 }
 
 #[derive(Debug)]
@@ -50,6 +77,11 @@ pub struct Catalog {
     pub token_param: Box<str>,
     /// The browser player's scripts (`/_player/`); empty until the runtime loads them.
     pub player: crate::player::PlayerAssets,
+    /// The config's templates, in order (`config::template`).
+    templates: Vec<TemplateConfig>,
+    /// The streams the templates made, by name, with their template's name: kept across
+    /// reloads while their template stays and still covers the name.
+    made: Vec<(Box<str>, Box<str>)>,
 }
 
 /// The authorizer reads the catalog as its `AuthCatalog`: every shard hands the one catalog
@@ -67,19 +99,74 @@ impl Catalog {
     /// Compiles a validated config (see `AuthCatalog::from_config` for the policies); the
     /// streams take ids in config order.
     pub fn from_config(config: &Config) -> Catalog {
-        let ids: Vec<StreamId> = (0..config.streams.len() as StreamId).collect();
-        Catalog::compile(config, &ids, |_| None)
+        let (expanded, kinds) = expand(config, &[]);
+        let ids: Vec<StreamId> = (0..expanded.streams.len() as StreamId).collect();
+        Catalog::compile(&expanded, &kinds, &ids, |_| None)
     }
 
     /// The catalog a reload to `config` makes, and what changed: a stream that stays keeps
     /// its id (and, if it still takes publishers, its `PublishSlot`, so a live publisher
     /// keeps its claim); a new one takes an id never used before.
     pub fn reloaded(&self, config: &Config) -> (Catalog, Changes) {
+        self.remade(config, &self.made)
+    }
+
+    /// The catalog with the template streams `add` made (each a name under a template's
+    /// prefix that no stream has) and `forget` gone; the running `config` otherwise. Names
+    /// past `MAX_TEMPLATE_STREAMS` are left out (the caller finds them missing).
+    pub fn with_template_streams(
+        &self,
+        config: &Config,
+        add: &[Box<str>],
+        forget: &[Box<str>],
+    ) -> (Catalog, Changes) {
+        let mut made: Vec<(Box<str>, Box<str>)> = self
+            .made
+            .iter()
+            .filter(|(name, _)| !forget.contains(name))
+            .cloned()
+            .collect();
+        for name in add {
+            if made.len() >= MAX_TEMPLATE_STREAMS {
+                break;
+            }
+            let known = self.stream_by_name(name).is_some() || made.iter().any(|(n, _)| n == name);
+            if let Some(t) = config.templates.iter().find(|t| t.matches(name))
+                && !known
+            {
+                made.push((name.clone(), t.name.as_str().into()));
+            }
+        }
+        let (mut next, changes) = self.remade(config, &made);
+        next.player = self.player.clone();
+        (next, changes)
+    }
+
+    /// How many streams the templates made.
+    pub fn template_streams(&self) -> usize {
+        self.made.len()
+    }
+
+    /// The gate of the template whose prefix covers `name`, when no stream has that name:
+    /// what a request for it is authorized against before its stream is made.
+    pub fn template_gate(&self, name: &str) -> Option<&StreamSpec> {
+        if self.stream_by_name(name).is_some() {
+            return None;
+        }
+        let t = self.templates.iter().find(|t| t.matches(name))?;
+        let gate = self.auth.stream_by_name(&gate_name(t))?;
+        self.stream(gate.id)
+    }
+
+    /// The catalog of `config` plus the template streams `made`, ids kept by name.
+    fn remade(&self, config: &Config, made: &[(Box<str>, Box<str>)]) -> (Catalog, Changes) {
+        let (config, kinds) = expand(config, made);
+        let config = &config;
         let mut next = self.by_id.len() as StreamId;
         let ids: Vec<StreamId> = config
             .streams
             .iter()
-            .map(|s| match self.stream_by_name(&s.name) {
+            .map(|s| match self.auth.stream_by_name(&s.name) {
                 Some(old) => old.id,
                 None => {
                     next += 1;
@@ -87,16 +174,19 @@ impl Catalog {
                 }
             })
             .collect();
-        let catalog = Catalog::compile(config, &ids, |name| {
+        let mut catalog = Catalog::compile(config, &kinds, &ids, |name| {
             let old = self.stream_by_name(name)?;
             old.publish.clone()
         });
+        // Ids are never given twice, even those of the last streams removed.
+        catalog.by_id.resize(next as usize, NO_STREAM);
         let changes = Changes::between(self, &catalog);
         (catalog, changes)
     }
 
     fn compile(
         config: &Config,
+        kinds: &[StreamKind],
         ids: &[StreamId],
         slot_of: impl Fn(&str) -> Option<Arc<PublishSlot>>,
     ) -> Catalog {
@@ -104,7 +194,8 @@ impl Catalog {
             .streams
             .iter()
             .zip(ids)
-            .map(|(s, &id)| StreamSpec {
+            .zip(kinds)
+            .map(|((s, &id), &kind)| StreamSpec {
                 id,
                 name: s.name.as_str().into(),
                 input: s.input.clone(),
@@ -118,6 +209,7 @@ impl Catalog {
                     .or(config.srt_passphrase.as_ref())
                     .map(|p| p.as_bytes().into()),
                 pull: s.pull.clone(),
+                kind,
             })
             .collect();
         Catalog {
@@ -129,6 +221,16 @@ impl Catalog {
             api_on_admin_only: config.listeners.iter().any(|l| l.proto.is_admin()),
             token_param: config.auth_token_param.as_str().into(),
             player: Default::default(),
+            templates: config.templates.clone(),
+            made: kinds
+                .iter()
+                .zip(&config.streams)
+                .filter(|(k, _)| **k == StreamKind::Made)
+                .filter_map(|(_, s)| {
+                    let t = config.templates.iter().find(|t| t.matches(&s.name))?;
+                    Some((s.name.as_str().into(), t.name.as_str().into()))
+                })
+                .collect(),
         }
     }
 
@@ -138,10 +240,12 @@ impl Catalog {
         self.by_id.len()
     }
 
+    /// The stream of that name (configured, or made from a template; never a gate).
     pub fn stream_by_name(&self, name: &str) -> Option<&StreamSpec> {
         self.auth
             .stream_by_name(name)
             .and_then(|s| self.stream(s.id))
+            .filter(|s| s.kind != StreamKind::Gate)
     }
 
     pub fn stream(&self, id: StreamId) -> Option<&StreamSpec> {
@@ -165,6 +269,30 @@ impl Catalog {
         });
         (h % shards.max(1) as u64) as usize
     }
+}
+
+/// `config` with its templates' gates and the streams `made` (name, template) appended as
+/// streams, and each stream's kind. A made stream whose template is gone, no longer covers
+/// it, or whose name a `stream` block took, is left out.
+fn expand(config: &Config, made: &[(Box<str>, Box<str>)]) -> (Config, Vec<StreamKind>) {
+    let mut expanded = config.clone();
+    let mut kinds = vec![StreamKind::Configured; config.streams.len()];
+    for t in &config.templates {
+        let mut gate = t.stream.clone();
+        gate.name = gate_name(t);
+        expanded.streams.push(gate);
+        kinds.push(StreamKind::Gate);
+    }
+    for (name, template) in made {
+        let Some(t) = config.templates.iter().find(|t| *t.name == **template) else {
+            continue;
+        };
+        if t.matches(name) && config.stream(name).is_none() {
+            expanded.streams.push(t.instance(name));
+            kinds.push(StreamKind::Made);
+        }
+    }
+    (expanded, kinds)
 }
 
 /// Position of each id in a catalog's streams (`NO_STREAM` for ids not in it).
@@ -369,6 +497,54 @@ mod tests {
             none.is_empty(),
             "the same config again changes nothing: {none:?}"
         );
+    }
+
+    #[test]
+    fn templates_make_streams_with_ids_kept_across_reloads() {
+        let config = parse(
+            "auth_backend e { allow token t; }\n\
+             stream tv/local { input fake://fake; }\n\
+             template tv { prefix tv; input tshttp://o/%s/mpegts; on_play auth://e; }",
+        );
+        let first = Catalog::from_config(&config);
+        let gate = first.template_gate("tv/ch1").expect("under the prefix");
+        assert_eq!(gate.kind, StreamKind::Gate);
+        assert!(
+            first.auth.stream(gate.id).unwrap().on_play.is_some(),
+            "the template's on_play"
+        );
+        assert!(
+            first.template_gate("tv/local").is_none(),
+            "the static stream wins"
+        );
+        assert!(first.template_gate("radio/x").is_none());
+        assert!(
+            first.stream_by_name("template tv/").is_none(),
+            "a gate is never found by name"
+        );
+        let names: Vec<Box<str>> = vec!["tv/ch1".into(), "tv/local".into(), "radio/x".into()];
+        let (made, changes) = first.with_template_streams(&config, &names, &[]);
+        let ch1 = made.stream_by_name("tv/ch1").expect("made");
+        assert_eq!((ch1.kind, ch1.pull.on_demand), (StreamKind::Made, true));
+        assert_eq!(changes.added, vec![ch1.id]);
+        assert_eq!(made.template_streams(), 1);
+        assert!(made.template_gate("tv/ch1").is_none(), "now a stream");
+        let (reloaded, none) = made.reloaded(&config);
+        assert!(none.is_empty(), "a reload keeps made streams: {none:?}");
+        assert_eq!(reloaded.stream_by_name("tv/ch1").unwrap().id, ch1.id);
+        let (forgotten, changes) = reloaded.with_template_streams(&config, &[], &names[..1]);
+        assert_eq!(changes.removed, vec![ch1.id]);
+        assert!(forgotten.stream_by_name("tv/ch1").is_none());
+        let (again, _) = forgotten.with_template_streams(&config, &names[..1], &[]);
+        assert_ne!(
+            again.stream_by_name("tv/ch1").unwrap().id,
+            ch1.id,
+            "ids are never reused"
+        );
+        let without = parse("stream tv/local { input fake://fake; }");
+        let (gone, changes) = again.reloaded(&without);
+        assert_eq!(gone.template_streams(), 0, "its template is gone");
+        assert_eq!(changes.removed.len(), 2, "the gate and the made stream");
     }
 
     #[test]

@@ -115,6 +115,8 @@ pub struct ShardState {
     catalog: Arc<Catalog>,
     /// One view per catalog stream, at the stream's id.
     streams: Vec<StreamView>,
+    /// The status of each pulled input this shard runs.
+    inputs: ahash::AHashMap<StreamId, crate::stream::input_status::InputStatus>,
     auth: Authorizer,
     /// Sessions of the users this shard owns (session limits, across shards).
     users: UserSessions,
@@ -141,6 +143,7 @@ impl ShardState {
             shards,
             catalog,
             streams,
+            inputs: ahash::AHashMap::new(),
             // The same seed on every shard: keys hash alike everywhere (owner shards,
             // session ids).
             auth: Authorizer::new(seed),
@@ -195,6 +198,21 @@ impl ShardState {
         self.streams.get_mut(stream as usize)
     }
 
+    /// The status of `stream`'s pulled input on this shard, to update.
+    pub fn input_status_mut(
+        &mut self,
+        stream: StreamId,
+    ) -> &mut crate::stream::input_status::InputStatus {
+        self.inputs.entry(stream).or_default()
+    }
+
+    /// The pulled inputs this shard runs (or ran), with their status.
+    pub fn input_statuses(
+        &self,
+    ) -> impl Iterator<Item = (StreamId, &crate::stream::input_status::InputStatus)> {
+        self.inputs.iter().map(|(&id, s)| (id, s))
+    }
+
     /// Applies an input's announcement to this shard's view of the stream.
     pub fn apply(&mut self, event: StreamEvent) {
         self.apply_from(self.id, event);
@@ -222,6 +240,7 @@ impl ShardState {
             if let Some(view) = self.view_mut(id) {
                 view.retire();
             }
+            self.inputs.remove(&id);
         }
         self.streams.resize_with(
             catalog.id_bound().max(self.streams.len()),

@@ -16,6 +16,7 @@ mod model;
 mod parser;
 pub mod pull;
 pub mod signed_key;
+pub mod template;
 
 pub use backend_url::{BackendUrl, BackendUrlError, MAX_BACKEND_URL_LEN};
 pub use connection_caps::{ConnectionCaps, Served};
@@ -102,11 +103,11 @@ pub fn require_service(config: &Config, file_name: &str) -> Result<(), ConfigErr
              `rtsp PORT;`)",
         ));
     }
-    if config.streams.is_empty() {
+    if config.streams.is_empty() && config.templates.is_empty() {
         missing.push(ConfigError::new(
             file_name,
             None,
-            "no stream: nothing to serve (add `stream NAME { input URL; }`)",
+            "no stream: nothing to serve (add `stream NAME { input URL; }` or a `template`)",
         ));
     }
     match ConfigErrors::from_vec(missing) {
@@ -370,7 +371,6 @@ mod tests {
     #[test]
     fn later_features_are_refused_by_name() {
         let source = "\
-template live { prefix live; }
 auth_backend b {
     allow country US;
     deny country CN;
@@ -385,12 +385,11 @@ stream h { input https://origin/s/stream.ts; }
         assert_eq!(
             errors(source),
             "\
-t.conf:1:1: error: `template` is not supported yet
-t.conf:3:11: error: `allow country` is not supported yet
-t.conf:4:10: error: `deny country` is not supported yet
-t.conf:8:5: error: `on_publish` needs `input publish://;` (only published streams take publishers)
-t.conf:10:18: error: input scheme `rtsps://` is not supported yet
-t.conf:11:18: error: input scheme `https://` is not supported yet"
+t.conf:2:11: error: `allow country` is not supported yet
+t.conf:3:10: error: `deny country` is not supported yet
+t.conf:7:5: error: `on_publish` needs `input publish://;` (only published streams take publishers)
+t.conf:9:18: error: input scheme `rtsps://` is not supported yet
+t.conf:10:18: error: input scheme `https://` is not supported yet"
         );
     }
 

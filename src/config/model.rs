@@ -48,6 +48,9 @@ pub struct Config {
     pub auth_backends: Vec<AuthBackend>,
     /// In file order; names are unique and every `on_play auth://X` names a backend here.
     pub streams: Vec<StreamConfig>,
+    /// `template NAME { prefix P; ... }`: streams made on request (`config::template`);
+    /// no two share a prefix.
+    pub templates: Vec<super::template::TemplateConfig>,
     /// `api_key KEY;`: the Bearer key of the operator API. `None`: the API answers 401 to
     /// everyone (there is no unauthenticated API).
     pub api_key: Option<String>,
@@ -108,6 +111,7 @@ impl Default for Config {
             player_assets: None,
             auth_backends: Vec::new(),
             streams: Vec::new(),
+            templates: Vec::new(),
             api_key: None,
             backend_timeout_ms: DEFAULT_BACKEND_TIMEOUT_MS,
             srt_latency_ms: DEFAULT_SRT_LATENCY_MS,

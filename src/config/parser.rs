@@ -202,6 +202,7 @@ enum Context {
     Stream,
     ServerName,
     SrtPlay,
+    Template,
 }
 
 impl Context {
@@ -258,6 +259,7 @@ impl Context {
             ],
             Context::ServerName => &["ssl_certificate", "ssl_certificate_key"],
             Context::SrtPlay => &["port"],
+            Context::Template => TEMPLATE_DIRECTIVES,
         }
     }
 
@@ -268,6 +270,7 @@ impl Context {
             Context::Stream => "inside `stream`",
             Context::ServerName => "inside `server_name`",
             Context::SrtPlay => "inside `srt_play`",
+            Context::Template => "inside `template`",
         }
     }
 
@@ -278,9 +281,21 @@ impl Context {
             Context::Stream => "inside `stream NAME { ... }`",
             Context::ServerName => "inside `server_name NAME... { ... }`",
             Context::SrtPlay => "inside `srt_play { ... }`",
+            Context::Template => "inside `template NAME { ... }`",
         }
     }
 }
+
+/// A template takes a stream's directives and its prefixes.
+const TEMPLATE_DIRECTIVES: &[&str] = &[
+    "prefix",
+    "input",
+    "on_play",
+    "segment_duration",
+    "static",
+    "clients_timeout",
+    "source_timeout",
+];
 
 /// How each directive is written, for messages about missing or extra arguments.
 fn usage(directive: &str) -> &'static str {
@@ -302,6 +317,8 @@ fn usage(directive: &str) -> &'static str {
         "player_assets" => "player_assets DIR;",
         "auth_backend" => "auth_backend NAME { ... }",
         "stream" => "stream NAME { ... }",
+        "template" => "template NAME { prefix PREFIX; input URL-with-%s; ... }",
+        "prefix" => "prefix PREFIX;",
         "input" => "input URL;",
         "on_play" => "on_play auth://NAME | http://URL;",
         "api_key" => "api_key KEY;",
@@ -340,6 +357,7 @@ pub(crate) fn lower(items: Vec<Directive>, diags: &mut Diagnostics) -> Config {
         port_use: HashMap::new(),
         backends_at: HashMap::new(),
         streams_at: HashMap::new(),
+        template_prefixes: Vec::new(),
         srt_passphrase_at: None,
         on_play_refs: Vec::new(),
     };
@@ -375,6 +393,8 @@ struct Lowering<'d> {
     port_use: HashMap<(Transport, u16, bool), PortUse>,
     backends_at: HashMap<String, Span>,
     streams_at: HashMap<String, Span>,
+    /// Every template's prefixes so far: (prefix, template, where), for overlap errors.
+    template_prefixes: Vec<(String, String, Span)>,
     srt_passphrase_at: Option<Span>,
     /// `on_play auth://NAME` references, checked once every backend is known.
     on_play_refs: Vec<(String, Span)>,
@@ -450,14 +470,9 @@ impl Lowering<'_> {
                     self.config.shutdown_timeout_ms = ms;
                 }
             }
-            "template" => self.not_supported_yet(&d.name),
+            "template" => self.template(d),
             _ => self.unknown_directive(&d.name, Context::Top),
         }
-    }
-
-    fn not_supported_yet(&mut self, name: &Word) {
-        self.diags
-            .error(name.span, format!("`{}` is not supported yet", name.text));
     }
 
     fn unknown_directive(&mut self, name: &Word, context: Context) {
@@ -1209,6 +1224,123 @@ impl Lowering<'_> {
         if let Some(name) = name {
             self.add_stream(name, body, d.name.span);
         }
+    }
+
+    /// `template NAME { prefix P; input URL-with-%s; on_play ...; ... }` (`config::template`).
+    fn template(&mut self, mut d: Directive) {
+        let name = self.one_arg(&d).cloned();
+        let Some(block) = self.block_of(&mut d) else {
+            return;
+        };
+        let mut body = StreamBody::default();
+        let mut prefixes = Vec::new();
+        let mut any_prefix = false;
+        for item in split_missing_semicolons(block.items, Context::Template, self.diags) {
+            match item.name.text.as_str() {
+                "prefix" => {
+                    any_prefix = true;
+                    self.template_prefix(&mut prefixes, &item);
+                }
+                "on_publish" | "srt" | "srt_play" | "srt_passphrase" => {
+                    self.unknown_directive(&item.name, Context::Template)
+                }
+                _ => self.stream_item(&mut body, &item),
+            }
+        }
+        if let Some(name) = name {
+            self.add_template(name, body, (prefixes, any_prefix));
+        }
+    }
+
+    /// `prefix P;`: normalized to `P/`, and no other template's prefix may overlap it.
+    fn template_prefix(&mut self, prefixes: &mut Vec<(String, Span)>, item: &Directive) {
+        self.no_block(item);
+        let Some(arg) = self.one_arg(item) else {
+            return;
+        };
+        let prefix = match super::template::normalize_prefix(&arg.text) {
+            Ok(p) => p,
+            Err(message) => return self.diags.error(arg.span, message),
+        };
+        let earlier = self
+            .template_prefixes
+            .iter()
+            .map(|(p, t, at)| (p, Some(t), at));
+        let own = prefixes.iter().map(|(p, at)| (p, None, at));
+        if let Some((other, template, at)) = earlier
+            .chain(own)
+            .find(|(other, _, _)| super::template::overlap(other, &prefix))
+        {
+            let whose = template.map_or(String::new(), |t| format!(" of template `{}`", show(t)));
+            let message = format!("prefix `{prefix}` overlaps prefix `{other}`{whose} (at {at})");
+            return self.diags.error(arg.span, message);
+        }
+        prefixes.push((prefix, arg.span));
+    }
+
+    /// Checks a parsed template block as a whole and adds it.
+    /// `any_prefix`: a `prefix` was written (an invalid one has its own error).
+    fn add_template(
+        &mut self,
+        name: Word,
+        mut body: StreamBody,
+        (prefixes, any_prefix): (Vec<(String, Span)>, bool),
+    ) {
+        if !any_prefix {
+            let message = format!(
+                "template `{}` has no `prefix` (add e.g. `prefix live;`: it serves the names \
+                 under `live/`)",
+                show(&name.text)
+            );
+            self.diags.error(name.span, message);
+        }
+        match (&body.input, body.input_at) {
+            (Some(InputUrl::Pull(_)), _) => {}
+            (_, None) => self.diags.error(
+                name.span,
+                format!(
+                    "template `{}` has no `input` (add e.g. `input tshttp://origin/%s/mpegts;`)",
+                    show(&name.text)
+                ),
+            ),
+            (_, Some(at)) => self.diags.error(
+                at,
+                "a template's `input` must be pulled (rtmp://, tshttp://): its streams are \
+                 pulled on demand",
+            ),
+        }
+        if let (Some(at), false) = (body.static_at, body.pull.on_demand) {
+            self.diags.error(
+                at,
+                "a template's streams are pulled on demand: only `static false;`",
+            );
+        }
+        if self.config.templates.iter().any(|t| t.name == name.text) {
+            let message = format!("duplicate template `{}`", show(&name.text));
+            return self.diags.error(name.span, message);
+        }
+        for (prefix, at) in &prefixes {
+            self.template_prefixes
+                .push((prefix.clone(), name.text.clone(), *at));
+        }
+        body.pull.on_demand = true;
+        let Some(input) = body.input else { return };
+        self.config.templates.push(super::template::TemplateConfig {
+            prefixes: prefixes.into_iter().map(|(p, _)| p).collect(),
+            stream: StreamConfig {
+                name: name.text.clone(),
+                input,
+                on_play: body.on_play,
+                on_publish: None,
+                segment_duration_ms: body
+                    .segment_duration_ms
+                    .unwrap_or(DEFAULT_SEGMENT_DURATION_MS),
+                srt: StreamSrt::default(),
+                pull: body.pull,
+                span: name.span,
+            },
+            name: name.text,
+        });
     }
 
     /// One directive inside a `stream` block.

@@ -10,6 +10,7 @@
 //! - `POST /streamer/api/v3/config/reload`: read the config again and apply it (as SIGHUP);
 //!   `200 {"reloaded":"WHAT CHANGED"}`, or `400 {"error":"WHY"}` with the running config
 //!   kept (file:line:col errors included)
+//! - `GET /streamer/api/v3/streams`: the streams with their inputs' state (`input_stats`)
 //! - `GET /metrics`: Prometheus text format.
 //!
 //! Every call needs `Authorization: Bearer KEY` matching `api_key`; without `api_key` in the
@@ -21,6 +22,9 @@ use crate::auth::revoke::RevokeTarget;
 use crate::auth::session::{SessionId, TokenTag};
 use crate::auth::verdict::{DENY_REASONS, DenyReason, Proto};
 use crate::constant_time::constant_time_eq;
+use crate::http::input_stats::{
+    InputMetric, write_input_reconnects, write_input_source, write_input_state,
+};
 use crate::http::request::Method;
 use crate::http::status::Status;
 use crate::http::target::percent_decode_into;
@@ -41,6 +45,7 @@ pub enum ApiCall {
     Revoke(RevokeTarget),
     ReloadConfig,
     Metrics,
+    ListStreams,
 }
 
 /// `GET .../sessions` filters; all that are set must match.
@@ -172,7 +177,8 @@ pub fn parse_call(
         }),
         (Method::Post, b"revoke") => Ok(ApiCall::Revoke(revoke_target(&params)?)),
         (Method::Post, b"config/reload") => Ok(ApiCall::ReloadConfig),
-        (_, b"sessions" | b"sessions/reauth" | b"revoke" | b"config/reload") => {
+        (Method::Get | Method::Head, b"streams") => Ok(ApiCall::ListStreams),
+        (_, b"sessions" | b"sessions/reauth" | b"revoke" | b"config/reload" | b"streams") => {
             Err(err(Status::MethodNotAllowed, "method not allowed here\n"))
         }
         (method, rest) => session_call(method, rest),
@@ -372,6 +378,8 @@ pub struct MetricsSnapshot {
     pub portal_latency_sum_us: u64,
     pub lookups_pending: u64,
     pub revocations: u64,
+    /// The pulled inputs (each on its owner shard only).
+    pub inputs: Vec<InputMetric>,
 }
 
 impl MetricsSnapshot {
@@ -413,6 +421,7 @@ impl MetricsSnapshot {
         self.portal_latency_sum_us += o.portal_latency_sum_us;
         self.lookups_pending += o.lookups_pending;
         self.revocations += o.revocations;
+        self.inputs.extend(o.inputs.iter().cloned());
     }
 }
 
@@ -603,6 +612,24 @@ const METRIC_FAMILIES: &[MetricFamily] = &[
         kind: MetricKind::Gauge,
         help: "Revoked tokens, users and sessions remembered.",
         samples: Samples::Value(|m| m.revocations),
+    },
+    MetricFamily {
+        name: "tessera_input_state",
+        kind: MetricKind::Gauge,
+        help: "Pulled inputs by state (1 for the current one): connecting, running, failed, stopped.",
+        samples: Samples::Lines(|o, name, m| write_input_state(o, name, &m.inputs)),
+    },
+    MetricFamily {
+        name: "tessera_input_source_index",
+        kind: MetricKind::Gauge,
+        help: "The input line a pull uses: 0 the first, 1 the first backup.",
+        samples: Samples::Lines(|o, name, m| write_input_source(o, name, &m.inputs)),
+    },
+    MetricFamily {
+        name: "tessera_input_reconnects_total",
+        kind: MetricKind::Counter,
+        help: "Connections a pull made after its first (reconnects and failovers).",
+        samples: Samples::Lines(|o, name, m| write_input_reconnects(o, name, &m.inputs)),
     },
     MetricFamily {
         name: "tessera_shards",

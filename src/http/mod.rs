@@ -2,6 +2,7 @@
 //! response heads. Sans-IO; `runtime::http_conn` does the socket work.
 
 pub mod api;
+pub mod input_stats;
 pub mod limits;
 pub mod request;
 pub mod response;

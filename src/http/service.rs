@@ -23,7 +23,7 @@
 use crate::auth::cache::Grant;
 use crate::auth::play::{Attempt, Decision};
 use crate::auth::verdict::{DenyReason, PlayRequest, StreamId};
-use crate::catalog::{Catalog, StreamSpec};
+use crate::catalog::{Catalog, StreamKind, StreamSpec};
 use crate::dash::mpd::{MpdContext, write_mpd};
 use crate::hls::ll::{Reload, blocking_reload};
 use crate::hls::names::{Container, LlName};
@@ -84,6 +84,9 @@ pub struct ConnScratch {
     pub portal_waited: bool,
     /// The connection came in on an admin listener (`admin_http`, `admin_https`).
     pub admin: bool,
+    /// The request being asked again already waited for its template stream to be made:
+    /// if it is still not there, 503.
+    pub stream_waited: bool,
 }
 
 impl Default for ConnScratch {
@@ -93,6 +96,7 @@ impl Default for ConnScratch {
             body: Vec::with_capacity(2048),
             portal_waited: false,
             admin: false,
+            stream_waited: false,
         }
     }
 }
@@ -129,6 +133,10 @@ pub enum Next {
     /// the shards and answers with `write_api_answer`. `send_body` is false for HEAD: the
     /// head alone, or a keep-alive client reads the body as the next response.
     Api { call: ApiCall, send_body: bool },
+    /// Nothing was written: the request, authorized by a template's `on_play`, names a
+    /// stream the template makes; the connection asks for it (`runtime::templates`), then
+    /// asks again with `ConnScratch::stream_waited` set.
+    MakeStream(Box<str>),
 }
 
 impl Reply {
@@ -148,7 +156,10 @@ impl Reply {
 
     /// The request was not answered yet: it stays in the buffer to be asked again.
     pub fn parks(&self) -> bool {
-        matches!(self.next, Next::WaitForSegment(_) | Next::WaitForVerdict(_))
+        matches!(
+            self.next,
+            Next::WaitForSegment(_) | Next::WaitForVerdict(_) | Next::MakeStream(_)
+        )
     }
 }
 
@@ -269,6 +280,9 @@ fn phases(
     let play = play_request(head, &scratch.target, stream.id, resource, peer);
     let grant = authorize(shard, &play, scratch.portal_waited, answer.now)
         .map_err(|refusal| refuse(shard, &mut scratch.body, refusal, answer))?;
+    if stream.kind == StreamKind::Gate {
+        return Err(make_stream(shard, scratch, answer));
+    }
     let serving = Serving::new(
         shard,
         &catalog,
@@ -329,8 +343,12 @@ fn route<'c>(
     if let Some(name) = path.strip_prefix(ASSET_PREFIX) {
         return Err(player_script(shard, catalog.player.get(name), answer));
     }
-    let routed = crate::http::route::route(path)
-        .and_then(|(name, res)| catalog.stream_by_name(name).map(|s| (s, res)));
+    let routed = crate::http::route::route(path).and_then(|(name, res)| {
+        let stream = catalog.stream_by_name(name);
+        // A name under a template's prefix: its gate authorizes it (never the player page).
+        let gate = || (res != Resource::EmbedPage).then(|| catalog.template_gate(name))?;
+        stream.or_else(gate).map(|s| (s, res))
+    });
     let Some((stream, resource)) = routed else {
         return Err(answer.error(shard, Status::NotFound, NOT_FOUND));
     };
@@ -338,6 +356,17 @@ fn route<'c>(
         return Err(embed_page(shard, scratch, raw, catalog, stream, answer));
     }
     Ok((stream, resource))
+}
+
+/// An authorized request for a name a template covers: park it while its stream is made;
+/// 503 when it was asked for already and is still missing (past `MAX_TEMPLATE_STREAMS`, or
+/// the main thread too slow).
+fn make_stream(shard: &mut ShardState, scratch: &ConnScratch, answer: &mut Answer<'_>) -> Reply {
+    let name = crate::http::route::route(scratch.target.path()).map(|(name, _)| name);
+    match name {
+        Some(name) if !scratch.stream_waited => answer.park(shard, Next::MakeStream(name.into())),
+        _ => answer.error(shard, Status::ServiceUnavailable, "stream not available\n"),
+    }
 }
 
 /// `/_player/NAME`: a player script, or a 404 that says why.

@@ -22,6 +22,10 @@ use std::time::{Duration, Instant};
 
 /// How often a shard looks at the board.
 const POLL: Duration = Duration::from_millis(50);
+/// How often a shard looks whether the main thread answered it.
+const STREAM_POLL: Duration = Duration::from_millis(20);
+/// How long a request waits for its template stream to be made.
+const MAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the main thread waits for every shard to apply a reload.
 const APPLY_TIMEOUT: Duration = Duration::from_secs(10);
 /// `shutdown_timeout` unless the config says otherwise: how long a stop lets connections
@@ -32,6 +36,8 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub enum Command {
     Reload(Arc<Reloaded>),
+    /// Template streams made or forgotten: the catalog changes, nothing else.
+    Streams(Arc<(Arc<Catalog>, Changes)>),
     /// Stop accepting, end every viewer with its protocol's goodbye, let what is in flight
     /// finish within `grace`, close every session.
     Stop {
@@ -52,12 +58,21 @@ pub struct Reloaded {
 pub enum Event {
     Signal(i32),
     /// `POST /streamer/api/v3/config/reload`: the answer goes in the slot.
-    ApiReload(Arc<Mutex<Option<Result<String, String>>>>),
+    ApiReload(Answer),
+    /// A request under a template's prefix was authorized: make its stream on every shard
+    /// (`Catalog::with_template_streams`); the answer goes in the slot once every shard
+    /// has it, or says why not.
+    MakeStream(Box<str>, Answer),
+    /// The owner shard of a template stream found no viewer for its `clients_timeout`.
+    ForgetStream(Box<str>),
     /// Every shard's executor ended (`failed` of them with an error).
     ShardsEnded {
         failed: usize,
     },
 }
+
+/// Where the main thread answers a shard's request (polled by the shard).
+pub type Answer = Arc<Mutex<Option<Result<String, String>>>>;
 
 /// The main thread's posts to the shards, and the shards' way back.
 pub struct Board {
@@ -93,22 +108,40 @@ impl Board {
     /// Asks the main thread to reload (the API); the answer is polled, not awaited on a
     /// channel a shard cannot wait on.
     pub async fn request_reload(&self) -> Result<String, String> {
+        self.ask(Event::ApiReload, APPLY_TIMEOUT * 2).await
+    }
+
+    /// Asks the main thread for a template's stream (see `Event::MakeStream`).
+    pub async fn request_stream(&self, name: &str) -> Result<String, String> {
+        let name: Box<str> = name.into();
+        self.ask(|slot| Event::MakeStream(name, slot), MAKE_TIMEOUT)
+            .await
+    }
+
+    /// Tells the main thread a template stream may be forgotten.
+    pub fn forget_stream(&self, name: &str) {
+        let _ = lock(&self.events).send(Event::ForgetStream(name.into()));
+    }
+
+    /// Sends the event `event_of` makes with a fresh answer slot and polls the slot.
+    async fn ask(
+        &self,
+        event_of: impl FnOnce(Answer) -> Event,
+        timeout: Duration,
+    ) -> Result<String, String> {
         let slot = Arc::new(Mutex::new(None));
-        if lock(&self.events)
-            .send(Event::ApiReload(slot.clone()))
-            .is_err()
-        {
+        if lock(&self.events).send(event_of(slot.clone())).is_err() {
             return Err("the server is stopping".into());
         }
-        let deadline = Instant::now() + APPLY_TIMEOUT * 2;
+        let deadline = Instant::now() + timeout;
         loop {
             if let Some(answer) = lock(&slot).take() {
                 return answer;
             }
             if Instant::now() > deadline {
-                return Err("the reload did not finish in time".into());
+                return Err("the main thread did not answer in time".into());
             }
-            glommio::timer::sleep(POLL).await;
+            glommio::timer::sleep(STREAM_POLL).await;
         }
     }
 }
@@ -129,6 +162,21 @@ pub async fn request_reload() -> Result<String, String> {
         return Err("reload is not available here".into());
     };
     board.request_reload().await
+}
+
+/// From a shard: the template stream `name` made on every shard (see `Event::MakeStream`).
+pub async fn request_stream(name: &str) -> Result<String, String> {
+    let Some(board) = SHARD_BOARD.with(|b| b.borrow().clone()) else {
+        return Err("template streams are not available here".into());
+    };
+    board.request_stream(name).await
+}
+
+/// From a shard: the template stream `name` has had no viewer for its `clients_timeout`.
+pub fn forget_stream(name: &str) {
+    if let Some(board) = SHARD_BOARD.with(|b| b.borrow().clone()) {
+        board.forget_stream(name);
+    }
 }
 
 /// A lock that a panicked holder does not poison for the others (the data is a queue).
@@ -237,12 +285,7 @@ fn listeners_only_in(these: &[Listener], others: &[Listener]) -> Vec<String> {
 
 /// One line saying what a reload changed.
 pub fn describe(changes: &Changes, catalog: &Catalog, old: &Catalog) -> String {
-    let names = |ids: &[u32], c: &Catalog| -> String {
-        ids.iter()
-            .filter_map(|&id| c.stream(id).map(|s| s.name.to_string()))
-            .collect::<Vec<_>>()
-            .join(",")
-    };
+    let names = stream_names;
     if changes.is_empty() {
         return "config reloaded: nothing changed".into();
     }
@@ -268,6 +311,24 @@ pub fn describe(changes: &Changes, catalog: &Catalog, old: &Catalog) -> String {
     format!("config reloaded: {}", parts.join("; "))
 }
 
+/// The names of streams `ids` in `c`, comma-separated.
+fn stream_names(ids: &[u32], c: &Catalog) -> String {
+    ids.iter()
+        .filter_map(|&id| c.stream(id).map(|s| s.name.to_string()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// What a template stream update changed: the streams made and forgotten, by name.
+pub fn describe_streams(changes: &Changes, catalog: &Catalog, old: &Catalog) -> String {
+    let names = stream_names;
+    format!(
+        "made [{}], forgotten [{}]",
+        names(&changes.added, catalog),
+        names(&changes.removed, old)
+    )
+}
+
 /// Posts `reloaded` to every shard and waits until each applied it.
 pub fn apply_everywhere(
     board: &Board,
@@ -275,8 +336,18 @@ pub fn apply_everywhere(
     shards: usize,
     reloaded: Arc<Reloaded>,
 ) -> Result<(), String> {
+    post_and_wait(board, acks, shards, Command::Reload(reloaded))
+}
+
+/// Posts `command` to every shard and waits until each applied it.
+pub fn post_and_wait(
+    board: &Board,
+    acks: &mpsc::Receiver<usize>,
+    shards: usize,
+    command: Command,
+) -> Result<(), String> {
     while acks.try_recv().is_ok() {}
-    board.post(&Command::Reload(reloaded));
+    board.post(&command);
     for _ in 0..shards {
         acks.recv_timeout(APPLY_TIMEOUT)
             .map_err(|_| "a shard did not apply the reload in time".to_string())?;
@@ -301,6 +372,7 @@ impl ShardControl {
             for command in self.board.take(shard) {
                 match command {
                     Command::Reload(reloaded) => self.reload(&reloaded),
+                    Command::Streams(update) => self.apply_catalog(&update.0, &update.1),
                     Command::Stop { grace } => {
                         self.stop(grace).await;
                         self.board.ack(shard);
@@ -313,16 +385,22 @@ impl ShardControl {
     }
 
     fn reload(&mut self, reloaded: &Reloaded) {
-        let changes = &reloaded.changes;
-        let catalog = &reloaded.catalog;
+        {
+            let mut state = self.state.borrow_mut();
+            state.set_handshake_timeout(reloaded.handshake_timeout);
+            state.set_connections_per_ip(reloaded.max_connections_per_ip);
+        }
+        *self.tls.borrow_mut() = reloaded.tls.clone();
+        self.apply_catalog(&reloaded.catalog, &reloaded.changes);
+    }
+
+    /// The shard's state takes `catalog`, and its inputs follow `changes`.
+    fn apply_catalog(&mut self, catalog: &Arc<Catalog>, changes: &Changes) {
         let (shard, shards) = {
             let mut state = self.state.borrow_mut();
             state.reload(catalog.clone(), changes);
-            state.set_handshake_timeout(reloaded.handshake_timeout);
-            state.set_connections_per_ip(reloaded.max_connections_per_ip);
             (state.id(), state.shards())
         };
-        *self.tls.borrow_mut() = reloaded.tls.clone();
         let mut inputs = self.inputs.borrow_mut();
         for &id in changes.removed.iter().chain(&changes.restarted) {
             inputs.stop(id);

@@ -18,6 +18,11 @@ impl Fanout {
         Fanout { senders, state }
     }
 
+    /// The shard's state (an input reports its status there).
+    pub fn state(&self) -> &Rc<RefCell<ShardState>> {
+        &self.state
+    }
+
     /// Delivers `event` to every shard. Waits only if a peer's queue is full (a peer that
     /// is minutes behind), which throttles the input instead of growing memory.
     pub async fn publish(&self, event: StreamEvent) {

@@ -200,6 +200,17 @@ impl<S: Wire> HttpConn<S> {
                 return After::Continue;
             }
             Next::WaitForSegment(wait) => return self.wait_for_segment(wait).await,
+            Next::MakeStream(name) => {
+                // Answer what came before, have the stream made on every shard, ask again.
+                if !self.write_out().await {
+                    return After::Stop;
+                }
+                if let Err(why) = crate::runtime::control::request_stream(&name).await {
+                    log::warn!("stream {name}: not made from its template: {why}");
+                }
+                self.scratch.stream_waited = true;
+                return After::Continue;
+            }
             Next::Api { call, send_body } => {
                 return self.run_api(call, send_body, reply.close).await;
             }
@@ -231,6 +242,7 @@ impl<S: Wire> HttpConn<S> {
     fn answered(&mut self) {
         self.may_wait = true;
         self.scratch.portal_waited = false;
+        self.scratch.stream_waited = false;
     }
 
     /// Answers what came before, then parks this request until the segment or part it asks
@@ -256,8 +268,7 @@ impl<S: Wire> HttpConn<S> {
             return After::Stop;
         }
         let catalog = self.state.borrow().catalog().clone();
-        let stream_id = |name: &str| catalog.stream_by_name(name).map(|s| s.id);
-        let answer = operator_api::run(&self.bus, call, stream_id).await;
+        let answer = operator_api::run(&self.bus, call, &catalog).await;
         write_api_answer(
             &mut self.state.borrow_mut(),
             &mut self.out,

@@ -28,6 +28,7 @@ pub mod rtsp_conn;
 pub mod srt_conn;
 pub mod srt_pull;
 pub mod stop_signal;
+pub mod templates;
 pub mod tls;
 
 use crate::auth::verdict::canonical_ip;
@@ -250,16 +251,16 @@ impl Running {
         shards: usize,
     ) -> Result<Stop, String> {
         let mut stopping: Option<i32> = None;
+        // An event read while gathering template streams, served next.
+        let mut pending: Option<Event> = None;
         loop {
-            let event = match stopping {
-                // The shards end themselves after the grace; this bounds a stuck one.
-                Some(sig) => match events.recv_timeout(self.grace + Duration::from_secs(5)) {
+            let event = match pending.take() {
+                Some(event) => event,
+                None => match self.next_event(&events, stopping) {
                     Ok(event) => event,
-                    Err(_) => return Ok(Stop::Forced(sig)),
+                    Err(Some(sig)) => return Ok(Stop::Forced(sig)),
+                    Err(None) => return Err("lost track of the shards".to_string()),
                 },
-                None => events
-                    .recv()
-                    .map_err(|_| "lost track of the shards".to_string())?,
             };
             match event {
                 Event::Signal(sig) if sig == signal_hook::consts::SIGHUP => {
@@ -289,6 +290,31 @@ impl Running {
                     stopping = Some(sig);
                     board.post(&control::Command::Stop { grace: self.grace });
                 }
+                Event::MakeStream(name, answer) if stopping.is_none() => {
+                    let deferred = self.template_streams(
+                        vec![(name, answer)],
+                        Vec::new(),
+                        &events,
+                        board,
+                        acks,
+                        shards,
+                    );
+                    if let Some(event) = deferred {
+                        pending = Some(event);
+                    }
+                }
+                Event::ForgetStream(name) if stopping.is_none() => {
+                    let deferred =
+                        self.template_streams(Vec::new(), vec![name], &events, board, acks, shards);
+                    if let Some(event) = deferred {
+                        pending = Some(event);
+                    }
+                }
+                Event::MakeStream(_, answer) => {
+                    *answer.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some(Err("the server is stopping".to_string()));
+                }
+                Event::ForgetStream(_) => {}
                 Event::ShardsEnded { failed } => {
                     return match stopping {
                         Some(sig) if failed == 0 => Ok(Stop::Signal(sig)),
@@ -297,6 +323,83 @@ impl Running {
                 }
             }
         }
+    }
+
+    /// The next event; while stopping, a bounded wait (the shards end themselves after the
+    /// grace; this bounds a stuck one).
+    /// `Err(Some(sig))`: the stop took too long; `Err(None)`: the shards are gone.
+    fn next_event(
+        &self,
+        events: &mpsc::Receiver<Event>,
+        stopping: Option<i32>,
+    ) -> Result<Event, Option<i32>> {
+        match stopping {
+            Some(sig) => events
+                .recv_timeout(self.grace + Duration::from_secs(5))
+                .map_err(|_| Some(sig)),
+            None => events.recv().map_err(|_| None),
+        }
+    }
+
+    /// Makes and forgets template streams, with every such request already queued: one
+    /// catalog for all of them, posted to every shard; each asker is answered once every
+    /// shard has it. Returns an event of another kind read meanwhile, to serve next.
+    fn template_streams(
+        &mut self,
+        mut add: Vec<(Box<str>, control::Answer)>,
+        mut forget: Vec<Box<str>>,
+        events: &mpsc::Receiver<Event>,
+        board: &Board,
+        acks: &mpsc::Receiver<usize>,
+        shards: usize,
+    ) -> Option<Event> {
+        let mut other = None;
+        while let Ok(event) = events.try_recv() {
+            match event {
+                Event::MakeStream(name, answer) => add.push((name, answer)),
+                Event::ForgetStream(name) => forget.push(name),
+                event => {
+                    other = Some(event);
+                    break;
+                }
+            }
+        }
+        // A stream asked for again while being forgotten stays.
+        forget.retain(|f| !add.iter().any(|(name, _)| name == f));
+        let names: Vec<Box<str>> = add.iter().map(|(name, _)| name.clone()).collect();
+        let (next, changes) = self
+            .catalog
+            .with_template_streams(&self.config, &names, &forget);
+        let applied = if changes.is_empty() {
+            Ok(())
+        } else {
+            log::info!(
+                "template streams: {} ({} exist)",
+                control::describe_streams(&changes, &next, &self.catalog),
+                next.template_streams()
+            );
+            let next = Arc::new(next);
+            self.catalog = next.clone();
+            let update = Arc::new((next, changes));
+            control::post_and_wait(board, acks, shards, control::Command::Streams(update))
+        };
+        for (name, answer) in add {
+            let result = match (&applied, self.catalog.stream_by_name(&name)) {
+                (Ok(()), Some(_)) => Ok(String::new()),
+                (Err(why), _) => Err(why.clone()),
+                (Ok(()), None)
+                    if self.catalog.template_streams() >= crate::catalog::MAX_TEMPLATE_STREAMS =>
+                {
+                    Err(format!(
+                        "{} template streams exist, the most there may be",
+                        self.catalog.template_streams()
+                    ))
+                }
+                (Ok(()), None) => Err("no template covers this name".to_string()),
+            };
+            *answer.lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+        }
+        other
     }
 
     /// Reads the config again and applies it to every shard, or keeps the running one and

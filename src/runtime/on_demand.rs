@@ -7,8 +7,10 @@
 //! is demanded from its owner — directly on the owner, else over a small channel mesh of
 //! stream ids, at most once a second per stream. The owner starts the pull on the first
 //! demand (`OwnedInputs::demand`) and stops it once no demand came for `clients_timeout`.
+//! A stream a template made (`StreamKind::Made`) counts as demanded when made, and is
+//! forgotten (the main thread drops it from the catalog) when its pull stops.
 
-use crate::catalog::{Catalog, StreamSpec};
+use crate::catalog::{Catalog, StreamKind, StreamSpec};
 use crate::runtime::inputs::OwnedInputs;
 use crate::shard::ShardState;
 use crate::stream::StreamId;
@@ -89,6 +91,10 @@ impl OnDemand {
         let me = self.senders.peer_id();
         let shards = self.senders.nr_consumers();
         for spec in catalog.streams.iter().filter(|s| s.pull.on_demand) {
+            if spec.kind == StreamKind::Made && catalog.owner_shard(spec.id, shards) == me {
+                // A made stream nobody demands is forgotten like one whose viewers left.
+                self.last_demand.borrow_mut().entry(spec.id).or_insert(now);
+            }
             if !self.watched_here(spec.id) {
                 continue;
             }
@@ -128,7 +134,8 @@ impl OnDemand {
     /// Owner side: a viewer somewhere watches `stream`.
     fn demanded(&self, stream: StreamId, now: Instant) {
         let catalog = self.catalog();
-        let Some(spec) = catalog.stream(stream).filter(|s| s.pull.on_demand) else {
+        let pulled = |s: &&StreamSpec| s.pull.on_demand && s.kind != StreamKind::Gate;
+        let Some(spec) = catalog.stream(stream).filter(pulled) else {
             return;
         };
         self.last_demand.borrow_mut().insert(stream, now);
@@ -158,6 +165,9 @@ impl OnDemand {
                     spec.name,
                     spec.pull.clients_timeout_ms / 1000
                 );
+            }
+            if spec.kind == StreamKind::Made {
+                crate::runtime::control::forget_stream(&spec.name);
             }
             false
         });

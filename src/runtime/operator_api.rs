@@ -5,10 +5,13 @@
 
 use crate::auth::revoke::RevokeTarget;
 use crate::auth::verdict::DenyReason;
+use crate::catalog::{Catalog, StreamKind};
+use crate::config::InputUrl;
 use crate::http::api::{
     ApiCall, MetricsSnapshot, SessionInfo, merge_sessions, write_metrics, write_one_session,
     write_sessions,
 };
+use crate::http::input_stats::{InputMetric, StreamEntry, write_streams};
 use crate::http::status::Status;
 use crate::runtime::auth_bus::{AuthBus, GatherCall, GatherPart};
 use crate::shard::{Now, ShardState};
@@ -71,11 +74,8 @@ async fn revoke(bus: &Rc<AuthBus>, target: RevokeTarget, none_is_404: bool) -> A
     )
 }
 
-pub async fn run(
-    bus: &Rc<AuthBus>,
-    call: ApiCall,
-    stream_exists: impl Fn(&str) -> Option<u32>,
-) -> ApiAnswer {
+pub async fn run(bus: &Rc<AuthBus>, call: ApiCall, catalog: &Catalog) -> ApiAnswer {
+    let stream_exists = |name: &str| catalog.stream_by_name(name).map(|s| s.id);
     match call {
         ApiCall::ListSessions(filter) => {
             let list: Vec<SessionInfo> = sessions(bus)
@@ -107,20 +107,56 @@ pub async fn run(
             Ok(summary) => json(Status::Ok, json_field("reloaded", &summary)),
             Err(why) => json(Status::BadRequest, json_field("error", &why)),
         },
-        ApiCall::Metrics => {
-            let mut total = MetricsSnapshot::default();
-            for part in bus.gather(GatherCall::Metrics).await {
-                if let GatherPart::Metrics(m) = part {
-                    total.add(&m);
-                }
-            }
-            ApiAnswer {
-                status: Status::Ok,
-                content_type: PROMETHEUS,
-                body: write_metrics(&total),
-            }
+        ApiCall::Metrics => ApiAnswer {
+            status: Status::Ok,
+            content_type: PROMETHEUS,
+            body: write_metrics(&metrics(bus).await),
+        },
+        ApiCall::ListStreams => {
+            let inputs = metrics(bus).await.inputs;
+            json(Status::Ok, write_streams(&stream_entries(catalog, inputs)))
         }
     }
+}
+
+/// Every shard's counters, summed.
+async fn metrics(bus: &Rc<AuthBus>) -> MetricsSnapshot {
+    let mut total = MetricsSnapshot::default();
+    for part in bus.gather(GatherCall::Metrics).await {
+        if let GatherPart::Metrics(m) = part {
+            total.add(&m);
+        }
+    }
+    total
+}
+
+/// The catalog's streams (gates left out) with their pulls' status.
+fn stream_entries(catalog: &Catalog, mut inputs: Vec<InputMetric>) -> Vec<StreamEntry> {
+    catalog
+        .streams
+        .iter()
+        .filter(|s| s.kind != StreamKind::Gate)
+        .map(|s| {
+            let status = inputs
+                .iter()
+                .position(|i| i.stream == s.name)
+                .map(|at| inputs.swap_remove(at).status);
+            let sources = match &s.input {
+                InputUrl::Pull(primary) => std::iter::once(primary)
+                    .chain(&s.pull.backups)
+                    .map(ToString::to_string)
+                    .collect(),
+                _ => Vec::new(),
+            };
+            StreamEntry {
+                name: s.name.clone(),
+                on_demand: s.pull.on_demand,
+                from_template: s.kind == StreamKind::Made,
+                sources,
+                status,
+            }
+        })
+        .collect()
 }
 
 /// `{"NAME":"TEXT"}` and a newline.
@@ -194,5 +230,13 @@ pub fn shard_metrics(shard: &ShardState) -> MetricsSnapshot {
         portal_latency_sum_us: a.portal_latency_sum_us,
         lookups_pending: auth.lookups.len() as u64,
         revocations: auth.revocations().len() as u64,
+        inputs: shard
+            .input_statuses()
+            .filter_map(|(id, status)| {
+                let stream = shard.catalog().stream(id)?.name.clone();
+                let status = status.clone();
+                Some(InputMetric { stream, status })
+            })
+            .collect(),
     }
 }

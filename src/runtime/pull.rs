@@ -26,6 +26,7 @@ use crate::runtime::hls_pull::HlsSource;
 use crate::runtime::inputs::InputStart;
 use crate::runtime::srt_pull::SrtLink;
 use crate::stream::StreamId;
+use crate::stream::input_status::{InputState, InputStatus};
 use crate::stream::live_input::{LiveInput, Timeline};
 use crate::stream::view::StreamEvent;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -51,9 +52,17 @@ pub async fn run(primary: PullUrl, options: PullOptions, start: InputStart) -> T
     let mut failover = Failover::new(sources.len());
     let mut backoff = Backoff::new(crate::auth::os_seed() ^ u64::from(start.stream));
     log::info!("stream {name}: pull started from {}", sources[0]);
+    let mut connections = 0u64;
     while !stop.is_fired() {
         let at = failover.current();
         let url = &sources[at];
+        pipe.report(|s| {
+            s.state = InputState::Connecting;
+            s.source = at;
+            s.source_url = url.to_string().into();
+            s.reconnects = connections;
+        });
+        connections += 1;
         let probe = (at > 0).then(|| &sources[0]);
         let session = session(url, probe, &mut pipe, source_timeout);
         let Some(outcome) = stop.unless_fired(session).await else {
@@ -79,6 +88,7 @@ pub async fn run(primary: PullUrl, options: PullOptions, start: InputStart) -> T
         }
         pipe.delivered = false;
         if failover.failed() {
+            pipe.report(|s| s.state = InputState::Failed);
             if pipe.end().await {
                 log::warn!(
                     "stream {name}: every source failed (last: {url}); retrying with backoff"
@@ -100,6 +110,7 @@ pub async fn run(primary: PullUrl, options: PullOptions, start: InputStart) -> T
         }
     }
     pipe.end().await;
+    pipe.report(|s| s.state = InputState::Stopped);
     log::info!("stream {name}: pull stopped");
     pipe.timeline
 }
@@ -165,11 +176,25 @@ impl Pipeline {
         match media {
             MediaFrame::Config(info) => input.configure(info),
             MediaFrame::Frame(frame) => {
-                self.delivered = true;
+                if !self.delivered {
+                    self.delivered = true;
+                    let state = self.fanout.state();
+                    state.borrow_mut().input_status_mut(self.stream).state = InputState::Running;
+                }
                 input.push(frame, crate::utc::now_ms(), &mut self.events);
             }
         }
         self.flush().await;
+    }
+
+    /// Updates the input's status on this shard (`/metrics`, the API's stream listing).
+    fn report(&self, update: impl FnOnce(&mut InputStatus)) {
+        update(
+            self.fanout
+                .state()
+                .borrow_mut()
+                .input_status_mut(self.stream),
+        );
     }
 
     /// Ends the stream (partial segment, `InputEnded`); returns whether it was running.

@@ -28,7 +28,8 @@ use crate::runtime::driver::{
 };
 use crate::runtime::fanout::Fanout;
 use crate::runtime::play_auth::{authorize, open_session};
-use crate::runtime::publish::{self, Claimed, Publisher, Refusal, lifecycle, stream_by_name};
+use crate::runtime::publish::{self, Claimed, Publisher, Refusal, lifecycle};
+use crate::runtime::templates;
 use crate::runtime::tls::Wire;
 use crate::shard::ShardState;
 use crate::stream::viewer::Outbox;
@@ -103,8 +104,14 @@ impl RtmpGlue {
         name: &str,
         token: Option<&[u8]>,
     ) -> AuthAnswer {
-        let Some((id, published)) = stream_by_name(io, name) else {
-            return AuthAnswer::NotFound;
+        // A name under a template's prefix is authorized and made first.
+        let (id, published) = match templates::play_stream(io, Proto::Rtmp, name, token).await {
+            Ok(found) => found,
+            Err(None) => return AuthAnswer::NotFound,
+            Err(Some(reason)) => {
+                let reason = reason.as_str();
+                return AuthAnswer::Denied { reason };
+            }
         };
         let mut play = lifecycle(io, Proto::Rtmp, Access::Play, id, token);
         if let Err(reason) = authorize(io.state, &mut play).await {

@@ -324,11 +324,19 @@ async fn authorize_play(
 ) -> Result<(), RejectReason> {
     let peer = io.peer;
     let name = request.resource.as_deref().unwrap_or("");
-    let Some((id, _)) = publish::stream_by_name(io, name) else {
-        log::info!("srt {peer}: refused stream={name}: no such stream");
-        return Err(RejectReason::NOT_FOUND);
-    };
     let token = request.token.as_deref();
+    // A name under a template's prefix is authorized and made first.
+    let id = match crate::runtime::templates::play_stream(io, Proto::Srt, name, token).await {
+        Ok((id, _)) => id,
+        Err(None) => {
+            log::info!("srt {peer}: refused stream={name}: no such stream");
+            return Err(RejectReason::NOT_FOUND);
+        }
+        Err(Some(reason)) => {
+            log::info!("srt {peer}: refused stream={name}: the template's on_play: {reason}");
+            return Err(reject_code(reason, token));
+        }
+    };
     let mut play = publish::lifecycle(io, Proto::Srt, Access::Play, id, token);
     if let Err(reason) = authorize(io.state, &mut play).await {
         let code = reject_code(reason, token);

@@ -1,6 +1,7 @@
 //! Streams: the catalog of configured streams, and per stream the segmenter (owner shard)
 //! and the window of recent segments (every shard).
 
+pub mod input_status;
 pub mod live_input;
 pub mod publish_slot;
 pub mod ring;
