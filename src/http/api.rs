@@ -50,6 +50,8 @@ pub struct SessionFilter {
     pub proto: Option<Proto>,
     pub user_id: Option<Box<str>>,
     pub token_tag: Option<u32>,
+    /// `scope=cluster`: every node of the fleet, not only this one.
+    pub cluster: bool,
 }
 
 impl SessionFilter {
@@ -61,6 +63,24 @@ impl SessionFilter {
                 .as_deref()
                 .is_none_or(|u| s.user.as_deref() == Some(u))
             && self.token_tag.is_none_or(|t| t == s.token_tag.0)
+    }
+
+    /// The same test for a session another node listed (its JSON object).
+    pub fn matches_json(&self, s: &serde_json::Value) -> bool {
+        let field = |k: &str| s.get(k).and_then(|v| v.as_str());
+        self.name
+            .as_deref()
+            .is_none_or(|n| field("name") == Some(n))
+            && self
+                .proto
+                .is_none_or(|p| field("proto") == Some(p.as_str()))
+            && self
+                .user_id
+                .as_deref()
+                .is_none_or(|u| field("user_id") == Some(u))
+            && self
+                .token_tag
+                .is_none_or(|t| field("token") == Some(&TokenTag(t).to_string()))
     }
 }
 
@@ -91,6 +111,9 @@ pub struct SessionInfo {
     /// A bit per shard serving it; listed as the shard numbers.
     #[serde(serialize_with = "shard_numbers")]
     pub shards: u64,
+    /// The fleet node holding it (listed only in a fleet).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<Box<str>>,
 }
 
 /// A JSON string of the value's `Display` form.
@@ -188,6 +211,11 @@ fn session_filter(params: &Params<'_>) -> Result<SessionFilter, ApiError> {
             Some(p) => Some(Proto::parse(&p).ok_or(err(Status::BadRequest, "unknown proto\n"))?),
         },
         user_id: params.text("user_id")?,
+        cluster: match params.text("scope")?.as_deref() {
+            None | Some("node") => false,
+            Some("cluster") => true,
+            Some(_) => return Err(err(Status::BadRequest, "scope is node or cluster\n")),
+        },
         token_tag: match params.text("token")? {
             None => None,
             Some(t) => Some(
@@ -308,6 +336,28 @@ fn json_line(value: &impl Serialize) -> String {
 /// `{"sessions":[...]}`, sessions ordered by opening time.
 pub fn write_sessions(sessions: &[SessionInfo]) -> String {
     json_line(&SessionList { sessions })
+}
+
+/// `{"sessions":[...]}` of the whole fleet: this node's, then each other node's that
+/// `filter` keeps (as they stored them, each naming its node).
+pub fn write_fleet_sessions(
+    local: &[SessionInfo],
+    others: &[(String, String)],
+    filter: &SessionFilter,
+) -> String {
+    let mut all: Vec<serde_json::Value> = local
+        .iter()
+        .filter_map(|s| serde_json::to_value(s).ok())
+        .collect();
+    for (_, list) in others {
+        let Ok(serde_json::Value::Object(mut list)) = serde_json::from_str(list) else {
+            continue;
+        };
+        if let Some(serde_json::Value::Array(sessions)) = list.remove("sessions") {
+            all.extend(sessions.into_iter().filter(|s| filter.matches_json(s)));
+        }
+    }
+    json_line(&serde_json::json!({ "sessions": all }))
 }
 
 pub fn write_one_session(s: &SessionInfo) -> String {
@@ -704,6 +754,7 @@ mod tests {
                 proto: Some(Proto::Rtmp),
                 user_id: None,
                 token_tag: Some(0x00ff_00ff),
+                cluster: false,
             }))
         );
         assert_eq!(
@@ -766,6 +817,7 @@ mod tests {
             requests: 1,
             bytes_sent: bytes,
             shards: 1 << shard,
+            node: None,
         };
         let merged = merge_sessions(vec![s(1, 10), s(0, 5)]);
         assert_eq!(merged.len(), 1);
@@ -790,6 +842,7 @@ mod tests {
             requests: u64::MAX,
             bytes_sent: 0,
             shards: 1 << 63 | 1 << 2,
+            node: None,
         };
         assert_eq!(
             write_one_session(&s),
