@@ -829,6 +829,29 @@ mod tests {
     }
 
     #[test]
+    fn the_fleet_listing_filters_the_other_nodes_sessions_alike() {
+        let other = r##"{"sessions":[{"id":"x","name":"live","proto":"hls","token":"#00000001","user_id":"bob","node":"b"},
+            {"id":"y","name":"live","proto":"rtmp","token":"#00000002","user_id":"eve","node":"b"}]}"##;
+        let filter = SessionFilter {
+            name: Some("live".into()),
+            proto: Some(Proto::Hls),
+            user_id: Some("bob".into()),
+            token_tag: Some(1),
+            cluster: true,
+        };
+        let json = write_fleet_sessions(
+            &[],
+            &[("b".into(), other.into()), ("c".into(), "junk".into())],
+            &filter,
+        );
+        assert!(
+            json.contains("\"id\":\"x\"") && !json.contains("\"id\":\"y\""),
+            "{json}"
+        );
+        assert!(json.contains("\"node\":\"b\""), "{json}");
+    }
+
+    #[test]
     fn session_json_keys_and_values_are_the_api_format() {
         let s = SessionInfo {
             id: SessionId::from_random([2; 16]),

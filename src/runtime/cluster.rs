@@ -666,3 +666,80 @@ enum Change {
     Admit(SessionId),
     Gone { user: Box<str>, member: String },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn thread() -> RedisThread {
+        let (tx, rx) = mpsc::channel();
+        let link = Arc::new(FleetLink {
+            node: "n1".into(),
+            seed: 1,
+            to_redis: tx,
+            inboxes: vec![Mutex::new(Vec::new())],
+            up: AtomicBool::new(false),
+        });
+        RedisThread::new(link, rx)
+    }
+
+    fn opened(session: SessionId) -> ToRedis {
+        ToRedis::Opened {
+            user: "bob".into(),
+            session,
+            max: 1,
+            policy: LimitPolicy::CloseOldest,
+        }
+    }
+
+    fn closed(session: SessionId) -> ToRedis {
+        ToRedis::Closed {
+            user: "bob".into(),
+            session,
+        }
+    }
+
+    #[test]
+    fn a_session_held_by_two_shards_is_admitted_once_and_leaves_with_the_last() {
+        let mut t = thread();
+        let id = SessionId::from_random([3; 16]);
+        assert!(matches!(t.track(opened(id)), Some(Change::Admit(s)) if s == id));
+        assert!(t.track(opened(id)).is_none());
+        assert!(t.track(closed(id)).is_none());
+        let Some(Change::Gone { user, member }) = t.track(closed(id)) else {
+            panic!("the last close is news for Redis");
+        };
+        assert_eq!(&*user, "bob");
+        assert_eq!(Member::decode(&member).map(|m| m.session), Some(id));
+        assert!(t.track(closed(id)).is_none());
+    }
+
+    #[test]
+    fn evictions_apply_on_their_node_and_revocations_on_the_others() {
+        let t = thread();
+        let id = SessionId::from_random([4; 16]);
+        let evict = |node: &str| {
+            FleetMsg::Evict(Member {
+                opened_ms: 1,
+                node: node.into(),
+                session: id,
+            })
+            .encode()
+        };
+        t.received(&evict("n2"));
+        t.received(&format!("revoke n1 {} u:bob", u64::MAX));
+        t.received("garbage");
+        assert!(lock(&t.link.inboxes[0]).is_empty());
+        t.received(&evict("n1"));
+        t.received(&format!("revoke n2 {} u:bob", unix_ms() + 60_000));
+        let inbox = std::mem::take(&mut *lock(&t.link.inboxes[0]));
+        assert_eq!(inbox.len(), 2);
+        assert_eq!(inbox[0].target, RevokeTarget::Session(id));
+        assert_eq!(inbox[0].reason, DenyReason::SessionLimit);
+        assert_eq!(inbox[1].target, RevokeTarget::User("bob".into()));
+        assert!(inbox[1].remaining <= Duration::from_secs(60));
+        // An expired revocation is not applied.
+        t.received("revoke n2 1 u:bob");
+        assert!(lock(&t.link.inboxes[0]).is_empty());
+    }
+}
