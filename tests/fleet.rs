@@ -194,6 +194,9 @@ fn a_limit_of_one_holds_across_nodes_and_the_sessions_view_spans_the_fleet() {
     assert!(fleet.contains("\"node\":\"node-b\""), "{fleet}");
     assert!(fleet.contains("\"proto\":\"hls\""), "{fleet}");
     let id = first_id(&fleet);
+    let one = a.api("GET", &format!("/streamer/api/v3/sessions/{id}"));
+    assert_eq!(one.status, 200);
+    assert!(one.text().contains("\"node\":\"node-b\""), "{}", one.text());
     let deleted = a.api("DELETE", &format!("/streamer/api/v3/sessions/{id}"));
     assert_eq!(deleted.status, 200, "{}", deleted.text());
     let refused = b.wait_hls("solo", 403);

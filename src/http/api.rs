@@ -360,6 +360,18 @@ pub fn write_fleet_sessions(
     json_line(&serde_json::json!({ "sessions": all }))
 }
 
+/// Session `id` among the other nodes' listings, as one line of JSON.
+pub fn find_fleet_session(others: &[(String, String)], id: &str) -> Option<String> {
+    others.iter().find_map(|(_, list)| {
+        let list: serde_json::Value = serde_json::from_str(list).ok()?;
+        let sessions = list.get("sessions")?.as_array()?;
+        let found = sessions
+            .iter()
+            .find(|s| s.get("id").and_then(|v| v.as_str()) == Some(id))?;
+        Some(json_line(found))
+    })
+}
+
 pub fn write_one_session(s: &SessionInfo) -> String {
     json_line(s)
 }
@@ -849,6 +861,10 @@ mod tests {
             "{json}"
         );
         assert!(json.contains("\"node\":\"b\""), "{json}");
+        let others = [("b".into(), other.into())];
+        let one = find_fleet_session(&others, "y").expect("listed");
+        assert!(one.contains("\"user_id\":\"eve\""), "{one}");
+        assert_eq!(find_fleet_session(&others, "z"), None);
     }
 
     #[test]

@@ -200,7 +200,7 @@ impl AuthBus {
     /// On the user's owner shard: counts the session, and cuts those over the limit.
     fn user_event(self: &Rc<Self>, from: usize, event: UserEvent, now: Instant) {
         if let Some(link) = crate::runtime::cluster::link() {
-            link.send(crate::runtime::cluster::ToRedis::of(&event));
+            link.send(crate::runtime::cluster::ToRedis::User(event.clone()));
         }
         let cut = self.state.borrow_mut().count_user_session(from, event, now);
         for (session, reason) in cut {

@@ -61,44 +61,13 @@ const LIST_TIMEOUT: Duration = Duration::from_secs(2);
 /// What a shard asks of the Redis thread.
 pub enum ToRedis {
     Revoke(FleetTarget),
-    /// A limited session opened on one of this node's shards (one per shard holding it).
-    Opened {
-        user: Box<str>,
-        session: SessionId,
-        max: u32,
-        policy: LimitPolicy,
-    },
-    Closed {
-        user: Box<str>,
-        session: SessionId,
-    },
+    /// A limited session opened or closed on one of this node's shards (one event per
+    /// shard holding it), from the user's owner shard.
+    User(UserEvent),
     /// This node's sessions as JSON.
     Snapshot(String),
     /// The other nodes' sessions (JSON each), into the slot.
     ListOthers(Slot),
-}
-
-impl ToRedis {
-    /// A user session event of the user's owner shard.
-    pub fn of(event: &UserEvent) -> ToRedis {
-        match event {
-            UserEvent::Opened {
-                user,
-                session,
-                max,
-                policy,
-            } => ToRedis::Opened {
-                user: user.clone(),
-                session: *session,
-                max: max.get(),
-                policy: *policy,
-            },
-            UserEvent::Closed { user, session } => ToRedis::Closed {
-                user: user.clone(),
-                session: *session,
-            },
-        }
-    }
 }
 
 /// Where the Redis thread leaves an answer for a shard (polled, like the control board).
@@ -359,8 +328,8 @@ impl RedisThread {
                         .push((target, unix_ms() + REVOKE_TTL.as_millis() as u64));
                 }
             }
-            ToRedis::Opened { .. } | ToRedis::Closed { .. } => {
-                self.track(msg);
+            ToRedis::User(event) => {
+                self.track(event);
             }
             ToRedis::Snapshot(_) => {}
             ToRedis::ListOthers(slot) => {
@@ -410,7 +379,7 @@ impl RedisThread {
                 let until = unix_ms() + REVOKE_TTL.as_millis() as u64;
                 self.publish_revoke(conn, &target, until)
             }
-            ToRedis::Opened { .. } | ToRedis::Closed { .. } => match self.track(msg) {
+            ToRedis::User(event) => match self.track(event) {
                 Some(Change::Admit(session)) => self.admit(conn, session),
                 Some(Change::Gone { user, member }) => redis::cmd("ZREM")
                     .arg(fleet::user_key(&user))
@@ -444,9 +413,9 @@ impl RedisThread {
     }
 
     /// Updates the live sessions; what Redis must hear of it.
-    fn track(&mut self, msg: ToRedis) -> Option<Change> {
-        match msg {
-            ToRedis::Opened {
+    fn track(&mut self, event: UserEvent) -> Option<Change> {
+        match event {
+            UserEvent::Opened {
                 user,
                 session,
                 max,
@@ -469,14 +438,14 @@ impl RedisThread {
                     Live {
                         user,
                         member: member.encode(),
-                        max,
+                        max: max.get(),
                         policy,
                         holders: 1,
                     },
                 );
                 Some(Change::Admit(session))
             }
-            ToRedis::Closed { session, .. } => {
+            UserEvent::Closed { session, .. } => {
                 let live = self.live.get_mut(&session)?;
                 live.holders = live.holders.saturating_sub(1);
                 if live.holders > 0 {
@@ -488,7 +457,6 @@ impl RedisThread {
                     member: live.member,
                 })
             }
-            _ => None,
         }
     }
 
@@ -683,17 +651,17 @@ mod tests {
         RedisThread::new(link, rx)
     }
 
-    fn opened(session: SessionId) -> ToRedis {
-        ToRedis::Opened {
+    fn opened(session: SessionId) -> UserEvent {
+        UserEvent::Opened {
             user: "bob".into(),
             session,
-            max: 1,
+            max: std::num::NonZeroU32::MIN,
             policy: LimitPolicy::CloseOldest,
         }
     }
 
-    fn closed(session: SessionId) -> ToRedis {
-        ToRedis::Closed {
+    fn closed(session: SessionId) -> UserEvent {
+        UserEvent::Closed {
             user: "bob".into(),
             session,
         }

@@ -7,8 +7,8 @@ use crate::auth::fleet::FleetTarget;
 use crate::auth::revoke::RevokeTarget;
 use crate::auth::verdict::DenyReason;
 use crate::http::api::{
-    ApiCall, MetricsSnapshot, SessionFilter, SessionInfo, merge_sessions, write_fleet_sessions,
-    write_metrics, write_one_session, write_sessions,
+    ApiCall, MetricsSnapshot, SessionFilter, SessionInfo, find_fleet_session, merge_sessions,
+    write_fleet_sessions, write_metrics, write_one_session, write_sessions,
 };
 use crate::http::status::Status;
 use crate::runtime::auth_bus::{AuthBus, GatherCall, GatherPart};
@@ -88,10 +88,15 @@ async fn revoke(bus: &Rc<AuthBus>, target: RevokeTarget, none_is_404: bool) -> A
 
 /// Whether another node of the fleet lists session `id`.
 async fn listed_elsewhere(link: &cluster::FleetLink, id: &str) -> bool {
-    let needle = format!("\"id\":\"{id}\"");
     link.list_others()
         .await
-        .is_ok_and(|others| others.iter().any(|(_, list)| list.contains(&needle)))
+        .is_ok_and(|others| find_fleet_session(&others, id).is_some())
+}
+
+/// Session `id` as another node of the fleet lists it, if one does.
+async fn fleet_session(id: &str) -> Option<String> {
+    let others = cluster::link()?.list_others().await.ok()?;
+    find_fleet_session(&others, id)
 }
 
 /// `GET .../sessions`: this node's, or the fleet's with `scope=cluster`.
@@ -129,7 +134,10 @@ pub async fn run(
         ApiCall::GetSession(id) => match sessions(bus).await.iter().find(|s| s.id.as_str() == &*id)
         {
             Some(s) => json(Status::Ok, write_one_session(s)),
-            None => json(Status::NotFound, "{\"error\":\"no such session\"}\n".into()),
+            None => match fleet_session(&id).await {
+                Some(s) => json(Status::Ok, s),
+                None => json(Status::NotFound, "{\"error\":\"no such session\"}\n".into()),
+            },
         },
         // Deleting a session is revoking it; 404 when no shard had it.
         ApiCall::DeleteSession(id) => revoke(bus, RevokeTarget::Session(id), true).await,
