@@ -4,69 +4,13 @@
 
 mod common;
 
+use common::portal::Portal;
 use common::*;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const PORTAL_BIN: &str = env!("CARGO_BIN_EXE_tessera-portal");
 const API_KEY: &str = "test-api-key-0123456789";
-
-/// The example portal, killed when dropped.
-struct Portal {
-    child: Child,
-    port: u16,
-}
-
-impl Portal {
-    fn start(args: &[&str]) -> Portal {
-        let mut child = Command::new(PORTAL_BIN)
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start tessera-portal");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("portal says where it listens");
-        let port = line
-            .trim()
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected portal line {line:?}"));
-        Portal { child, port }
-    }
-
-    fn http(&self, method: &str, path: &str) -> Response {
-        request(self.port, method, path, "")
-    }
-
-    /// `/stats` as (key, value) lines.
-    fn stat(&self, key: &str) -> u64 {
-        let text = self.http("GET", "/stats").text();
-        text.lines()
-            .find_map(|l| {
-                let (k, v) = l.rsplit_once(' ')?;
-                (k == key).then(|| v.parse().ok())?
-            })
-            .unwrap_or(0)
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Portal {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 struct Ports {
     http: u16,
@@ -298,32 +242,6 @@ fn a_slow_portal_does_not_delay_other_viewers() {
         "the slow viewer is still waiting for its portal"
     );
     assert_eq!(slow.join().unwrap(), 200);
-}
-
-/// A long-running ffmpeg player; its exit is what the revocation tests watch.
-fn player(url: &str, options: &[&str]) -> Child {
-    tool("ffmpeg")
-        .args(["-v", "error"])
-        .args(options)
-        .args(["-i", url, "-t", "60", "-f", "null", "-"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ffmpeg")
-}
-
-/// Waits (bounded) for `child` to exit; how long it took.
-fn wait_exit(child: &mut Child, limit: Duration) -> Option<Duration> {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if child.try_wait().expect("wait").is_some() {
-            return Some(start.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    None
 }
 
 /// Waits (bounded) until the sessions API lists `n` sessions matching `filter`.

@@ -19,6 +19,8 @@ command -v npm >/dev/null 2>&1 || missing+=(npm)
 # The edge pull test takes an RTMP origin from nginx's RTMP module (tests/edge_pull.rs).
 command -v nginx >/dev/null 2>&1 || missing+=(nginx)
 [ -f /usr/lib/nginx/modules/ngx_rtmp_module.so ] || missing+=(libnginx-mod-rtmp)
+# The fleet test (tests/fleet.rs) runs its own Redis.
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 # The browser test (tests/browser_playback.rs) drives Debian's Chromium.
 [ -n "${TESSERA_CHROMIUM:-}" ] || [ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then

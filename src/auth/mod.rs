@@ -18,6 +18,7 @@
 pub mod backend_client;
 pub mod cache;
 pub mod catalog;
+pub mod fleet;
 pub mod lookup;
 pub mod play;
 pub mod policy;
@@ -239,10 +240,7 @@ impl Authorizer {
 
     /// Keyed 64-bit hash of a token (revocation by token).
     pub fn token_hash(&self, token: &[u8]) -> u64 {
-        let mut h = self.session_hasher.build_hasher();
-        h.write_u8(0x54);
-        h.write(token);
-        h.finish()
+        token_hash_with(&self.session_hasher, token)
     }
 
     /// The owner shard of a user's session count.
@@ -766,6 +764,15 @@ impl Authorizer {
                     cut_ids.push(s.id);
                 }
             }
+            RevokeTarget::TokenHash(h) => {
+                self.revocations.revoke_token(*h, reason, now);
+                let hasher = self.session_hasher.clone();
+                self.cache
+                    .remove_where(|_, t, _| token_hash_with(&hasher, t) == *h);
+                for s in self.sessions.iter().filter(|s| s.token_hash == *h) {
+                    cut_ids.push(s.id);
+                }
+            }
             RevokeTarget::User(user) => {
                 self.revocations.revoke_user(user, reason, now);
                 self.cache
@@ -911,6 +918,14 @@ impl SplitMix64 {
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
     }
+}
+
+/// `Authorizer::token_hash` with the authorizer's session hasher.
+fn token_hash_with(hasher: &ahash::RandomState, token: &[u8]) -> u64 {
+    let mut h = hasher.build_hasher();
+    h.write_u8(0x54);
+    h.write(token);
+    h.finish()
 }
 
 /// 64 bits of OS randomness for seeding (falls back to time and address entropy when

@@ -26,6 +26,9 @@ pub const REVOCATION_CAPACITY: usize = 100_000;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RevokeTarget {
     Token(Box<[u8]>),
+    /// A token known only by its keyed hash (`Authorizer::token_hash`): a revocation from
+    /// another node of the fleet.
+    TokenHash(u64),
     User(Box<str>),
     Session(SessionId),
     Stream(Box<str>),

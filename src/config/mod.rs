@@ -8,6 +8,7 @@
 //! and it also asks what serving needs (`require_service`: a listener and a stream).
 
 mod backend_url;
+pub mod cluster;
 mod connection_caps;
 mod error;
 mod http_limits;
@@ -19,6 +20,7 @@ pub mod signed_key;
 pub mod template;
 
 pub use backend_url::{BackendUrl, BackendUrlError, MAX_BACKEND_URL_LEN};
+pub use cluster::{ClusterConfig, RedisUrl};
 pub use connection_caps::{ConnectionCaps, Served};
 pub use error::{ConfigError, ConfigErrors};
 pub use http_limits::{HEADER_SLOTS, HttpLimits};
@@ -131,6 +133,42 @@ mod tests {
 
     fn ok(source: &str) -> Config {
         parse(source, "t.conf").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn cluster_block() {
+        let c = ok("cluster_key 0123456789abcdef0;\n\
+                    cluster { redis redis://u:pw@127.0.0.1:6379/1; node edge-a; }");
+        let cluster = c.cluster.unwrap();
+        assert_eq!(cluster.redis.to_string(), "redis://***@127.0.0.1:6379/1");
+        assert_eq!(cluster.node.as_deref(), Some("edge-a"));
+        assert_eq!(c.cluster_key.as_deref(), Some("0123456789abcdef0"));
+        let c = ok("cluster { redis redis://localhost:6379; }");
+        assert_eq!(c.cluster.unwrap().node, None);
+        assert!(ok("").cluster.is_none());
+        let e = errors("cluster {\n  redis http://x:1;\n}");
+        assert!(
+            e.contains("t.conf:2:9") && e.contains("not a redis://"),
+            "{e}"
+        );
+        let e = errors("cluster { node a; }");
+        assert!(
+            e.contains("t.conf:1:1") && e.contains("needs `redis`"),
+            "{e}"
+        );
+        let e = errors("cluster { redis redis://a:1; node a; node b; }");
+        assert!(e.contains("duplicate `node`"), "{e}");
+        let e = errors("cluster { redis redis://a:1; nodes a; }");
+        assert!(e.contains("did you mean `node`"), "{e}");
+        let e = errors("cluster { redis redis://a:1; node \"a b\"; }");
+        assert!(e.contains("node name"), "{e}");
+        let e = errors("cluster_key short;");
+        assert!(e.contains("t.conf:1:13"), "{e}");
+        let e = errors("cluster { redis redis://a:1; }\ncluster { redis redis://a:1; }");
+        assert!(
+            e.contains("t.conf:2:1") && e.contains("duplicate `cluster`"),
+            "{e}"
+        );
     }
 
     fn addr(s: &str) -> SocketAddr {

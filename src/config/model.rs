@@ -80,6 +80,10 @@ pub struct Config {
     /// `server_name NAME... { ssl_certificate PATH; ssl_certificate_key PATH; }`: the
     /// certificate TLS clients asking for these names (SNI) get; others get the default.
     pub server_names: Vec<ServerNameConfig>,
+    /// `cluster { ... }`: the fleet this node belongs to; `None`: a node on its own.
+    pub cluster: Option<crate::config::ClusterConfig>,
+    /// `cluster_key KEY;`: the fleet's shared secret (keyed hashes agree across nodes).
+    pub cluster_key: Option<String>,
 }
 
 /// One `server_name` block.
@@ -123,6 +127,8 @@ impl Default for Config {
             ssl_certificate_key: None,
             server_names: Vec::new(),
             api_allowed_from: Vec::new(),
+            cluster: None,
+            cluster_key: None,
         }
     }
 }

@@ -11,6 +11,7 @@
 //! hints (edit distance) are bounded per error.
 
 use super::backend_url::BackendUrl;
+use super::cluster::{self, ClusterConfig};
 use super::error::{Diagnostics, did_you_mean, show};
 use super::lexer::{Lexer, Token, Word};
 use super::model::{
@@ -203,6 +204,7 @@ enum Context {
     ServerName,
     SrtPlay,
     Template,
+    Cluster,
 }
 
 impl Context {
@@ -235,6 +237,8 @@ impl Context {
                 "max_connections_per_ip",
                 "handshake_timeout",
                 "shutdown_timeout",
+                "cluster",
+                "cluster_key",
             ],
             Context::AuthBackend => &[
                 "allow",
@@ -260,6 +264,7 @@ impl Context {
             Context::ServerName => &["ssl_certificate", "ssl_certificate_key"],
             Context::SrtPlay => &["port"],
             Context::Template => TEMPLATE_DIRECTIVES,
+            Context::Cluster => &["redis", "node"],
         }
     }
 
@@ -271,6 +276,7 @@ impl Context {
             Context::ServerName => "inside `server_name`",
             Context::SrtPlay => "inside `srt_play`",
             Context::Template => "inside `template`",
+            Context::Cluster => "inside `cluster`",
         }
     }
 
@@ -282,6 +288,7 @@ impl Context {
             Context::ServerName => "inside `server_name NAME... { ... }`",
             Context::SrtPlay => "inside `srt_play { ... }`",
             Context::Template => "inside `template NAME { ... }`",
+            Context::Cluster => "inside `cluster { ... }`",
         }
     }
 }
@@ -338,6 +345,10 @@ fn usage(directive: &str) -> &'static str {
         "source_timeout" => "source_timeout SECONDS;",
         "signed_key" => "signed_key ID SECRET;",
         "securetoken" => "securetoken SECRET [no_check_ip];",
+        "cluster" => "cluster { redis redis://[USER:PASSWORD@]HOST:PORT[/DB]; node NAME; }",
+        "cluster_key" => "cluster_key KEY;",
+        "redis" => "redis redis://[USER:PASSWORD@]HOST:PORT[/DB];",
+        "node" => "node NAME;",
         _ => "",
     }
 }
@@ -471,6 +482,8 @@ impl Lowering<'_> {
                 }
             }
             "template" => self.template(d),
+            "cluster" => self.cluster(d),
+            "cluster_key" => self.cluster_key(&d),
             _ => self.unknown_directive(&d.name, Context::Top),
         }
     }
@@ -921,6 +934,69 @@ impl Lowering<'_> {
             );
         }
         self.config.api_key = Some(arg.text.clone());
+    }
+
+    /// `cluster { redis URL; node NAME; }`, once.
+    fn cluster(&mut self, mut d: Directive) {
+        let block = self.block_of(&mut d);
+        if let Some(extra) = d.args.first() {
+            let message = format!("unexpected argument (usage: `{}`)", usage("cluster"));
+            return self.diags.error(extra.span, message);
+        }
+        if self.config.cluster.is_some() {
+            return self.diags.error(d.name.span, "duplicate `cluster`");
+        }
+        let Some(block) = block else { return };
+        let (mut redis, mut node) = (None, None);
+        let (mut redis_at, mut node_at) = (None, None);
+        for item in split_missing_semicolons(block.items, Context::Cluster, self.diags) {
+            let name = item.name.text.clone();
+            let duplicate = |first| format!("duplicate `{name}` (first set at {first})");
+            match item.name.text.as_str() {
+                "redis" => {
+                    let Some(arg) = self.once(&mut redis_at, &item, duplicate) else {
+                        continue;
+                    };
+                    match cluster::RedisUrl::parse(&arg.text) {
+                        Ok(url) => redis = Some(url),
+                        Err(why) => self.diags.error(arg.span, why),
+                    }
+                }
+                "node" => {
+                    let Some(arg) = self.once(&mut node_at, &item, duplicate) else {
+                        continue;
+                    };
+                    match cluster::check_node_name(&arg.text) {
+                        Ok(()) => node = Some(arg.text.clone()),
+                        Err(why) => self.diags.error(arg.span, why),
+                    }
+                }
+                _ => self.unknown_directive(&item.name, Context::Cluster),
+            }
+        }
+        match redis {
+            Some(redis) => self.config.cluster = Some(ClusterConfig { redis, node }),
+            None if redis_at.is_none() => {
+                let message = format!("`cluster` needs `redis` (usage: `{}`)", usage("cluster"));
+                self.diags.error(d.name.span, message);
+            }
+            None => {}
+        }
+    }
+
+    /// `cluster_key KEY;`: the secret every node of the fleet shares.
+    fn cluster_key(&mut self, d: &Directive) {
+        self.no_block(d);
+        let Some(arg) = self.one_arg(d) else { return };
+        if self.config.cluster_key.is_some() {
+            return self.diags.error(d.name.span, "duplicate `cluster_key`");
+        }
+        let min = cluster::MIN_CLUSTER_KEY_LEN;
+        if arg.text.len() < min || !arg.text.bytes().all(|b| b.is_ascii_graphic()) {
+            let message = format!("cluster_key must be at least {min} printable characters");
+            return self.diags.error(arg.span, message);
+        }
+        self.config.cluster_key = Some(arg.text.clone());
     }
 
     /// `backend_timeout SECONDS;` (`3`, `0.5`) → milliseconds.

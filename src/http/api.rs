@@ -55,6 +55,8 @@ pub struct SessionFilter {
     pub proto: Option<Proto>,
     pub user_id: Option<Box<str>>,
     pub token_tag: Option<u32>,
+    /// `scope=cluster`: every node of the fleet, not only this one.
+    pub cluster: bool,
 }
 
 impl SessionFilter {
@@ -66,6 +68,24 @@ impl SessionFilter {
                 .as_deref()
                 .is_none_or(|u| s.user.as_deref() == Some(u))
             && self.token_tag.is_none_or(|t| t == s.token_tag.0)
+    }
+
+    /// The same test for a session another node listed (its JSON object).
+    pub fn matches_json(&self, s: &serde_json::Value) -> bool {
+        let field = |k: &str| s.get(k).and_then(|v| v.as_str());
+        self.name
+            .as_deref()
+            .is_none_or(|n| field("name") == Some(n))
+            && self
+                .proto
+                .is_none_or(|p| field("proto") == Some(p.as_str()))
+            && self
+                .user_id
+                .as_deref()
+                .is_none_or(|u| field("user_id") == Some(u))
+            && self
+                .token_tag
+                .is_none_or(|t| field("token") == Some(&TokenTag(t).to_string()))
     }
 }
 
@@ -96,6 +116,9 @@ pub struct SessionInfo {
     /// A bit per shard serving it; listed as the shard numbers.
     #[serde(serialize_with = "shard_numbers")]
     pub shards: u64,
+    /// The fleet node holding it (listed only in a fleet).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<Box<str>>,
 }
 
 /// A JSON string of the value's `Display` form.
@@ -194,6 +217,11 @@ fn session_filter(params: &Params<'_>) -> Result<SessionFilter, ApiError> {
             Some(p) => Some(Proto::parse(&p).ok_or(err(Status::BadRequest, "unknown proto\n"))?),
         },
         user_id: params.text("user_id")?,
+        cluster: match params.text("scope")?.as_deref() {
+            None | Some("node") => false,
+            Some("cluster") => true,
+            Some(_) => return Err(err(Status::BadRequest, "scope is node or cluster\n")),
+        },
         token_tag: match params.text("token")? {
             None => None,
             Some(t) => Some(
@@ -314,6 +342,40 @@ fn json_line(value: &impl Serialize) -> String {
 /// `{"sessions":[...]}`, sessions ordered by opening time.
 pub fn write_sessions(sessions: &[SessionInfo]) -> String {
     json_line(&SessionList { sessions })
+}
+
+/// `{"sessions":[...]}` of the whole fleet: this node's, then each other node's that
+/// `filter` keeps (as they stored them, each naming its node).
+pub fn write_fleet_sessions(
+    local: &[SessionInfo],
+    others: &[(String, String)],
+    filter: &SessionFilter,
+) -> String {
+    let mut all: Vec<serde_json::Value> = local
+        .iter()
+        .filter_map(|s| serde_json::to_value(s).ok())
+        .collect();
+    for (_, list) in others {
+        let Ok(serde_json::Value::Object(mut list)) = serde_json::from_str(list) else {
+            continue;
+        };
+        if let Some(serde_json::Value::Array(sessions)) = list.remove("sessions") {
+            all.extend(sessions.into_iter().filter(|s| filter.matches_json(s)));
+        }
+    }
+    json_line(&serde_json::json!({ "sessions": all }))
+}
+
+/// Session `id` among the other nodes' listings, as one line of JSON.
+pub fn find_fleet_session(others: &[(String, String)], id: &str) -> Option<String> {
+    others.iter().find_map(|(_, list)| {
+        let list: serde_json::Value = serde_json::from_str(list).ok()?;
+        let sessions = list.get("sessions")?.as_array()?;
+        let found = sessions
+            .iter()
+            .find(|s| s.get("id").and_then(|v| v.as_str()) == Some(id))?;
+        Some(json_line(found))
+    })
 }
 
 pub fn write_one_session(s: &SessionInfo) -> String {
@@ -749,6 +811,7 @@ mod tests {
                 proto: Some(Proto::Rtmp),
                 user_id: None,
                 token_tag: Some(0x00ff_00ff),
+                cluster: false,
             }))
         );
         assert_eq!(
@@ -811,6 +874,7 @@ mod tests {
             requests: 1,
             bytes_sent: bytes,
             shards: 1 << shard,
+            node: None,
         };
         let merged = merge_sessions(vec![s(1, 10), s(0, 5)]);
         assert_eq!(merged.len(), 1);
@@ -819,6 +883,33 @@ mod tests {
         assert!(json.contains("\"name\":\"a\\\"b\""), "{json}");
         assert!(json.contains("\"token\":\"#abcdef01\""), "{json}");
         assert!(json.contains("\"shards\":[0,1]"), "{json}");
+    }
+
+    #[test]
+    fn the_fleet_listing_filters_the_other_nodes_sessions_alike() {
+        let other = r##"{"sessions":[{"id":"x","name":"live","proto":"hls","token":"#00000001","user_id":"bob","node":"b"},
+            {"id":"y","name":"live","proto":"rtmp","token":"#00000002","user_id":"eve","node":"b"}]}"##;
+        let filter = SessionFilter {
+            name: Some("live".into()),
+            proto: Some(Proto::Hls),
+            user_id: Some("bob".into()),
+            token_tag: Some(1),
+            cluster: true,
+        };
+        let json = write_fleet_sessions(
+            &[],
+            &[("b".into(), other.into()), ("c".into(), "junk".into())],
+            &filter,
+        );
+        assert!(
+            json.contains("\"id\":\"x\"") && !json.contains("\"id\":\"y\""),
+            "{json}"
+        );
+        assert!(json.contains("\"node\":\"b\""), "{json}");
+        let others = [("b".into(), other.into())];
+        let one = find_fleet_session(&others, "y").expect("listed");
+        assert!(one.contains("\"user_id\":\"eve\""), "{one}");
+        assert_eq!(find_fleet_session(&others, "z"), None);
     }
 
     #[test]
@@ -835,6 +926,7 @@ mod tests {
             requests: u64::MAX,
             bytes_sent: 0,
             shards: 1 << 63 | 1 << 2,
+            node: None,
         };
         assert_eq!(
             write_one_session(&s),

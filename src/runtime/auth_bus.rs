@@ -199,6 +199,9 @@ impl AuthBus {
 
     /// On the user's owner shard: counts the session, and cuts those over the limit.
     fn user_event(self: &Rc<Self>, from: usize, event: UserEvent, now: Instant) {
+        if let Some(link) = crate::runtime::cluster::link() {
+            link.send(crate::runtime::cluster::ToRedis::User(event.clone()));
+        }
         let cut = self.state.borrow_mut().count_user_session(from, event, now);
         for (session, reason) in cut {
             log::info!("session limit: closing session {session} ({reason})");
@@ -339,5 +342,10 @@ impl AuthBus {
 
     pub fn shards(&self) -> usize {
         self.shards
+    }
+
+    /// The authorizer's keyed hash of a token (what a fleet revocation carries).
+    pub fn token_hash(&self, token: &[u8]) -> u64 {
+        self.state.borrow().authorizer().token_hash(token)
     }
 }

@@ -260,6 +260,10 @@ fn fixed_settings_unchanged(running: &Config, new: &Config) -> Result<(), String
             running.srt_latency_ms, new.srt_latency_ms
         ));
     }
+    // The fleet's Redis thread and hash seed are set up at start.
+    if (&running.cluster, &running.cluster_key) != (&new.cluster, &new.cluster_key) {
+        differs.push("cluster or cluster_key changed".into());
+    }
     if differs.is_empty() {
         return Ok(());
     }

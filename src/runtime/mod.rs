@@ -8,6 +8,7 @@
 
 pub mod admission;
 pub mod auth_bus;
+pub mod cluster;
 pub mod control;
 pub mod driver;
 pub mod fake_input;
@@ -90,6 +91,7 @@ pub fn run(
         ..HttpLimits::default()
     };
     let seed = crate::auth::os_seed();
+    let fleet = cluster::start(config, shards);
     let mesh: MeshBuilder<StreamEvent, _> = MeshBuilder::full(shards, MESH_QUEUE);
     let auth_mesh: MeshBuilder<AuthMsg, _> = MeshBuilder::full(shards, auth_bus::AUTH_MESH_QUEUE);
     let demand_mesh = on_demand::mesh(shards);
@@ -126,13 +128,14 @@ pub fn run(
             };
             let limits = limits.clone();
             let board = shard_board.clone();
+            let fleet = fleet.clone();
             async move {
                 shard_main(
                     catalog,
                     listeners,
                     meshes,
                     (limits, caps),
-                    (seed, board),
+                    (seed, board, fleet),
                     ready,
                 )
                 .await
@@ -485,7 +488,7 @@ async fn shard_main(
     addrs: Listeners,
     meshes: Meshes,
     (limits, caps): (HttpLimits, ConnectionCaps),
-    (seed, board): (u64, Arc<Board>),
+    (seed, board, fleet): (u64, Arc<Board>, Option<Arc<cluster::FleetLink>>),
     ready: mpsc::Sender<Result<usize, String>>,
 ) {
     let shards = meshes.stream.nr_peers();
@@ -507,7 +510,9 @@ async fn shard_main(
     };
     let id = senders.peer_id();
     crate::logging::set_shard(id);
-    let mut state = ShardState::new(id, shards, catalog.clone(), limits, seed);
+    // In a fleet, keyed hashes (tokens, session ids) agree across nodes.
+    let auth_seed = fleet.as_ref().map_or(seed, |f| f.seed);
+    let mut state = ShardState::new(id, shards, catalog.clone(), limits, auth_seed);
     state.set_connection_caps(caps);
     let state = Rc::new(RefCell::new(state));
     let bound = match bind_listeners(&addrs) {
@@ -527,6 +532,9 @@ async fn shard_main(
     let udp = bind_rtp_udp(&addrs, id);
     apply_stream_events(receivers, &state);
     let bus = AuthBus::start(auth_senders, auth_receivers, state.clone());
+    if let Some(fleet) = fleet {
+        cluster::join(fleet, state.clone(), &bus);
+    }
     let fanout = Rc::new(Fanout::new(senders, state.clone()));
     let inputs = Rc::new(RefCell::new(OwnedInputs::new(fanout.clone())));
     start_owned_inputs(&catalog, shards, id, &inputs);

@@ -3,17 +3,19 @@
 //! `http::api`'s; this is only the asking around, and each shard's part of the answer
 //! (`shard_sessions`, `shard_metrics`).
 
+use crate::auth::fleet::FleetTarget;
 use crate::auth::revoke::RevokeTarget;
 use crate::auth::verdict::DenyReason;
 use crate::catalog::{Catalog, StreamKind};
 use crate::config::InputUrl;
 use crate::http::api::{
-    ApiCall, MetricsSnapshot, SessionInfo, merge_sessions, write_metrics, write_one_session,
-    write_sessions,
+    ApiCall, MetricsSnapshot, SessionFilter, SessionInfo, find_fleet_session, merge_sessions,
+    write_fleet_sessions, write_metrics, write_one_session, write_sessions,
 };
 use crate::http::input_stats::{InputMetric, StreamEntry, write_streams};
 use crate::http::status::Status;
 use crate::runtime::auth_bus::{AuthBus, GatherCall, GatherPart};
+use crate::runtime::cluster::{self, ToRedis};
 use crate::shard::{Now, ShardState};
 use std::rc::Rc;
 use std::time::Instant;
@@ -59,11 +61,24 @@ async fn count(bus: &Rc<AuthBus>, call: GatherCall) -> (u64, usize) {
     (n, shards)
 }
 
-/// Revokes `target` on every shard; answers how many sessions closed.
+/// Revokes `target` on every shard (and, in a fleet, on every node: published, and
+/// stored for the nodes that connect later); answers how many sessions closed here.
 async fn revoke(bus: &Rc<AuthBus>, target: RevokeTarget, none_is_404: bool) -> ApiAnswer {
     let reason = DenyReason::SessionRevoked;
+    let fleet = cluster::link();
+    if let Some(link) = &fleet {
+        link.send(ToRedis::Revoke(FleetTarget::of(&target, |t| {
+            bus.token_hash(t)
+        })));
+    }
+    let elsewhere = match (&target, &fleet) {
+        (RevokeTarget::Session(id), Some(link)) if none_is_404 => {
+            listed_elsewhere(link, id.as_str()).await
+        }
+        _ => false,
+    };
     let (cut, shards) = count(bus, GatherCall::Revoke { target, reason }).await;
-    let status = if cut == 0 && none_is_404 {
+    let status = if cut == 0 && none_is_404 && !elsewhere {
         Status::NotFound
     } else {
         Status::Ok
@@ -74,21 +89,55 @@ async fn revoke(bus: &Rc<AuthBus>, target: RevokeTarget, none_is_404: bool) -> A
     )
 }
 
+/// Whether another node of the fleet lists session `id`.
+async fn listed_elsewhere(link: &cluster::FleetLink, id: &str) -> bool {
+    link.list_others()
+        .await
+        .is_ok_and(|others| find_fleet_session(&others, id).is_some())
+}
+
+/// Session `id` as another node of the fleet lists it, if one does.
+async fn fleet_session(id: &str) -> Option<String> {
+    let others = cluster::link()?.list_others().await.ok()?;
+    find_fleet_session(&others, id)
+}
+
+/// `GET .../sessions`: this node's, or the fleet's with `scope=cluster`.
+async fn list_sessions(bus: &Rc<AuthBus>, filter: SessionFilter) -> ApiAnswer {
+    let list: Vec<SessionInfo> = sessions(bus)
+        .await
+        .into_iter()
+        .filter(|s| filter.matches(s))
+        .collect();
+    let fleet = cluster::link().filter(|_| filter.cluster);
+    let Some(link) = fleet else {
+        return json(Status::Ok, write_sessions(&list));
+    };
+    match link.list_others().await {
+        Ok(others) => json(Status::Ok, write_fleet_sessions(&list, &others, &filter)),
+        Err(why) => {
+            log::warn!("sessions of the fleet: {why}; listing this node's only");
+            json(Status::Ok, write_sessions(&list))
+        }
+    }
+}
+
+/// This node's sessions as JSON (what the other nodes of a fleet read).
+pub async fn node_sessions(bus: &Rc<AuthBus>) -> String {
+    write_sessions(&sessions(bus).await)
+}
+
 pub async fn run(bus: &Rc<AuthBus>, call: ApiCall, catalog: &Catalog) -> ApiAnswer {
     let stream_exists = |name: &str| catalog.stream_by_name(name).map(|s| s.id);
     match call {
-        ApiCall::ListSessions(filter) => {
-            let list: Vec<SessionInfo> = sessions(bus)
-                .await
-                .into_iter()
-                .filter(|s| filter.matches(s))
-                .collect();
-            json(Status::Ok, write_sessions(&list))
-        }
+        ApiCall::ListSessions(filter) => list_sessions(bus, filter).await,
         ApiCall::GetSession(id) => match sessions(bus).await.iter().find(|s| s.id.as_str() == &*id)
         {
             Some(s) => json(Status::Ok, write_one_session(s)),
-            None => json(Status::NotFound, "{\"error\":\"no such session\"}\n".into()),
+            None => match fleet_session(&id).await {
+                Some(s) => json(Status::Ok, s),
+                None => json(Status::NotFound, "{\"error\":\"no such session\"}\n".into()),
+            },
         },
         // Deleting a session is revoking it; 404 when no shard had it.
         ApiCall::DeleteSession(id) => revoke(bus, RevokeTarget::Session(id), true).await,
@@ -107,11 +156,22 @@ pub async fn run(bus: &Rc<AuthBus>, call: ApiCall, catalog: &Catalog) -> ApiAnsw
             Ok(summary) => json(Status::Ok, json_field("reloaded", &summary)),
             Err(why) => json(Status::BadRequest, json_field("error", &why)),
         },
-        ApiCall::Metrics => ApiAnswer {
-            status: Status::Ok,
-            content_type: PROMETHEUS,
-            body: write_metrics(&metrics(bus).await),
-        },
+        ApiCall::Metrics => {
+            let mut body = write_metrics(&metrics(bus).await);
+            if let Some(link) = cluster::link() {
+                let up = u8::from(link.redis_up());
+                body.push_str(
+                    "# HELP tessera_cluster_redis_up Whether the fleet's Redis is reachable.\n\
+                     # TYPE tessera_cluster_redis_up gauge\n",
+                );
+                body.push_str(&format!("tessera_cluster_redis_up {up}\n"));
+            }
+            ApiAnswer {
+                status: Status::Ok,
+                content_type: PROMETHEUS,
+                body,
+            }
+        }
         ApiCall::ListStreams => {
             let inputs = metrics(bus).await.inputs;
             json(Status::Ok, write_streams(&stream_entries(catalog, inputs)))
@@ -189,6 +249,7 @@ pub fn shard_sessions(shard: &ShardState, now: Now) -> Vec<SessionInfo> {
             requests: s.requests,
             bytes_sent: s.bytes_sent,
             shards: 1u64 << (shard.id() % 64),
+            node: cluster::link().map(|l| l.node.clone()),
         })
         .collect()
 }

@@ -2,6 +2,8 @@
 //! talks to it over plain TCP, and runs real ffmpeg/ffprobe against it.
 #![allow(dead_code)]
 
+pub mod portal;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -480,4 +482,30 @@ pub fn assert_probe_shows_publisher(options: &[&str], url: &str) {
             "ffprobe {url} lacks {needle:?}:\n{err}"
         );
     }
+}
+
+/// A long-running ffmpeg player; its exit is what the revocation tests watch.
+pub fn player(url: &str, options: &[&str]) -> Child {
+    tool("ffmpeg")
+        .args(["-v", "error"])
+        .args(options)
+        .args(["-i", url, "-t", "60", "-f", "null", "-"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ffmpeg")
+}
+
+/// Waits (bounded) for `child` to exit; how long it took.
+pub fn wait_exit(child: &mut Child, limit: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if child.try_wait().expect("wait").is_some() {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
 }
