@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const ORIGIN_KEY: &str = "origin-api-key-0123456789";
 const EDGE_KEY: &str = "edge-api-key-0123456789";
@@ -55,18 +55,6 @@ fn origin_sessions(origin: &Server, stream: &str) -> usize {
     let r = api_call(origin.http, ORIGIN_KEY, "GET", "/streamer/api/v3/sessions");
     assert_eq!(r.status, 200, "{}", r.text());
     r.text().matches(&format!("\"name\":\"{stream}\"")).count()
-}
-
-/// Waits (bounded, generously) until `cond` holds.
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool, logs: &[&Server]) {
-    let deadline = Instant::now() + Duration::from_secs(40);
-    while !cond() {
-        if Instant::now() > deadline {
-            let logs: Vec<String> = logs.iter().map(|s| s.log_text()).collect();
-            panic!("{what} never happened; logs:\n{}", logs.join("\n-----\n"));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]

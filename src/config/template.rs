@@ -26,11 +26,13 @@ pub struct TemplateConfig {
 }
 
 impl TemplateConfig {
-    /// Whether `name` falls under one of the prefixes (and is more than the prefix).
+    /// Whether `name` falls under one of the prefixes (and is more than the prefix), and
+    /// is a name a `stream` block could have (it goes into the origin's URL as it is).
     pub fn matches(&self, name: &str) -> bool {
         self.prefixes
             .iter()
             .any(|p| name.len() > p.len() && name.starts_with(p.as_str()))
+            && super::parser::check_stream_name(name).is_ok()
     }
 
     /// The stream this template makes for `name`: its settings, with `%s` in the input URLs
@@ -88,6 +90,7 @@ mod tests {
         assert_eq!(t.prefixes, ["tv/", "radio/"]);
         assert!(t.matches("tv/ch1") && t.matches("radio/a/b"));
         assert!(!t.matches("tv") && !t.matches("tv/") && !t.matches("tvx/ch1"));
+        assert!(!t.matches("tv/a b") && !t.matches("tv/a//b") && !t.matches("tv/%41"));
         let s = t.instance("tv/ch1");
         assert_eq!(s.name, "tv/ch1");
         assert_eq!(

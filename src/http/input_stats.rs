@@ -33,24 +33,27 @@ pub fn write_input_state(o: &mut String, name: &str, inputs: &[InputMetric]) {
 
 /// `tessera_input_source_index{stream}`: 0 on the first `input` line, 1 on the first backup.
 pub fn write_input_source(o: &mut String, name: &str, inputs: &[InputMetric]) {
-    for i in inputs {
-        let _ = writeln!(
-            o,
-            "{name}{{stream=\"{}\"}} {}",
-            Label(&i.stream),
-            i.status.source
-        );
-    }
+    write_per_stream(o, name, inputs, |s| s.source as u64);
 }
 
 /// `tessera_input_reconnects_total{stream}`: connections after the first.
 pub fn write_input_reconnects(o: &mut String, name: &str, inputs: &[InputMetric]) {
+    write_per_stream(o, name, inputs, |s| s.reconnects);
+}
+
+/// One `NAME{stream} VALUE` line per input.
+fn write_per_stream(
+    o: &mut String,
+    name: &str,
+    inputs: &[InputMetric],
+    value: fn(&InputStatus) -> u64,
+) {
     for i in inputs {
         let _ = writeln!(
             o,
             "{name}{{stream=\"{}\"}} {}",
             Label(&i.stream),
-            i.status.reconnects
+            value(&i.status)
         );
     }
 }

@@ -509,3 +509,15 @@ pub fn wait_exit(child: &mut Child, limit: Duration) -> Option<Duration> {
     let _ = child.wait();
     None
 }
+
+/// Waits (bounded, generously) until `cond` holds.
+pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool, logs: &[&Server]) {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while !cond() {
+        if Instant::now() > deadline {
+            let logs: Vec<String> = logs.iter().map(|s| s.log_text()).collect();
+            panic!("{what} never happened; logs:\n{}", logs.join("\n-----\n"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
