@@ -415,3 +415,30 @@ fn a_huge_segment_fails_the_source_with_memory_bounded() {
     assert!(sent_mib < 512, "the origin sent {sent_mib} MiB");
     assert_ne!(get(edge.http, MEDIA).status, 200);
 }
+
+/// A tessera origin's `publish://` stream fed by ffmpeg over RTMP, pulled over HLS; the
+/// publisher killed ends the origin's stream, and the edge's only source fails: the edge's
+/// stream ends too (and the pull retries with backoff), said once in its log.
+#[test]
+fn the_origin_publisher_killed_ends_the_edge_stream() {
+    let (o, e) = (Listeners::free(), Listeners::free());
+    let config = format!(
+        "{}auth_backend o {{ allow token origin1; }}\n\
+         stream s {{ input publish://; on_play auth://o; }}\n",
+        o.config()
+    );
+    let _origin = Server::start(&config, o.http);
+    let mut publisher = Killed(publish_cmd(o.rtmp, "/live/s", 120).spawn().expect("ffmpeg"));
+    let input = format!("hls://127.0.0.1:{}/s/index.m3u8?token=origin1", o.http);
+    let edge = edge(&e, &[input], "source_timeout 5;");
+    edge.wait_ok(MEDIA);
+    let needles = ["Video: h264", "320x240", "Audio: aac", "48000 Hz"];
+    probe_shows(&edge.url("/s/index.m3u8?token=edge1"), &needles);
+    let _ = publisher.0.kill();
+    let _ = publisher.0.wait();
+    wait_for(
+        "the edge's stream ending",
+        || edge.log_text().contains("every source failed"),
+        &[&edge],
+    );
+}

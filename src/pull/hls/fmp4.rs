@@ -16,6 +16,8 @@ use bytes::{Bytes, BytesMut};
 
 /// Largest top-level box read (a fragment's `mdat`).
 pub const MAX_BOX: usize = 32 << 20;
+/// Decode and presentation times (90 kHz) at most, in magnitude.
+const MAX_TIME: u64 = 1 << 50;
 /// Samples of one fragment, at most.
 const MAX_SAMPLES: usize = 100_000;
 
@@ -320,8 +322,10 @@ impl Fmp4Demuxer {
                 at: data_at,
                 keyframe: !video || f & 0x1_0000 == 0,
             });
-            dts += u64::from(d);
-            data_at += u64::from(s);
+            dts = dts.wrapping_add(u64::from(d));
+            data_at = data_at
+                .checked_add(u64::from(s))
+                .ok_or("fMP4 sample offsets overflow")?;
         }
         Ok((dts, data_at))
     }
@@ -331,16 +335,27 @@ impl Fmp4Demuxer {
         let end = at + mdat.len() as u64;
         let mut frames = Vec::with_capacity(self.samples.len());
         for s in self.samples.drain(..) {
-            if s.at < start || s.at + u64::from(s.size) > end {
+            if s.at < start || s.at.saturating_add(u64::from(s.size)) > end {
                 return Err("an fMP4 sample outside its mdat".into());
             }
             let from = (s.at - at) as usize;
             let track = &self.tracks[s.track];
-            let to_90k = |t: i64| (i128::from(t) * 90_000 / i128::from(track.timescale)) as i64;
-            let dts = to_90k(s.dts as i64);
+            let to_90k = |t: i128| t * 90_000 / i128::from(track.timescale);
+            let (dts, pts) = (
+                to_90k(i128::from(s.dts)),
+                to_90k(i128::from(s.dts) + i128::from(s.cto)),
+            );
+            // Bounded far beyond any real stream (2^50 / 90 kHz is 396 years), so the
+            // timestamp arithmetic after this cannot overflow.
+            let (Ok(dts), Ok(pts)) = (i64::try_from(dts), i64::try_from(pts)) else {
+                return Err("an fMP4 decode time out of range".into());
+            };
+            if dts.unsigned_abs() >= MAX_TIME || pts.unsigned_abs() >= MAX_TIME {
+                return Err("an fMP4 decode time out of range".into());
+            }
             frames.push(Frame {
                 track: track.kind,
-                pts: dts + to_90k(s.cto),
+                pts,
                 dts,
                 keyframe: s.keyframe,
                 data: mdat.slice(from..from + s.size as usize),

@@ -110,6 +110,10 @@ fn parse_media<'a>(lines: impl Iterator<Item = &'a str>) -> Result<MediaPlaylist
             }
             target = Some(s * 1000);
         } else if let Some(v) = line.strip_prefix("#EXT-X-MEDIA-SEQUENCE:") {
+            // RFC 8216 §4.3.3.2: before the first segment (later, it would renumber them).
+            if !list.segments.is_empty() {
+                return Err("#EXT-X-MEDIA-SEQUENCE after the first segment".into());
+            }
             list.media_sequence = v
                 .trim()
                 .parse()

@@ -181,3 +181,67 @@ fn timestamps_keep_going_forward_across_a_discontinuity() {
     assert!(video.len() > 100, "{}", video.len());
     assert!(video.windows(2).all(|w| w[1] > w[0]), "{video:?}");
 }
+
+#[test]
+fn fmp4_segments_are_read_after_their_initialization_section() {
+    use crate::mux::fmp4::Fmp4Muxer;
+    let mut source = FakeSource::new(0, 25);
+    let mut frames = Vec::new();
+    source.poll(2 * 90_000, &mut frames);
+    let mut muxer = Fmp4Muxer::new(&source.media_info()).unwrap();
+    let end = frames.iter().map(|f| f.dts).max().unwrap() + 3600;
+    let fragment = muxer.fragment(1, &frames, end).unwrap();
+    let mut pull = HlsPull::new(origin(), 10_000);
+    fetch(&mut pull, 0);
+    let text = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MAP:URI=\"init.mp4\"\n\
+        #EXTINF:2,\na.m4s\n#EXT-X-DISCONTINUITY\n#EXTINF:2,\na.m4s\n";
+    answer(&mut pull, 200, text.as_bytes(), 0).unwrap();
+    assert_eq!(fetch(&mut pull, 0), "/live/init.mp4");
+    answer(&mut pull, 200, &muxer.init_segment(), 0).unwrap();
+    let mut dts = Vec::new();
+    let mut configs = 0;
+    for _ in 0..2 {
+        assert_eq!(fetch(&mut pull, 0), "/live/a.m4s");
+        pull.head(200, None).unwrap();
+        for piece in fragment.chunks(500) {
+            pull.body(piece).unwrap();
+        }
+        pull.body_end(0).unwrap();
+        while let Some(m) = pull.poll_media() {
+            match m {
+                MediaFrame::Config(_) => configs += 1,
+                MediaFrame::Frame(f) if f.track == crate::media::frame::TrackKind::Video => {
+                    dts.push(f.dts)
+                }
+                MediaFrame::Frame(_) => {}
+            }
+        }
+    }
+    assert!(configs >= 1);
+    assert_eq!(
+        dts.len(),
+        2 * frames
+            .iter()
+            .filter(|f| f.track == crate::media::frame::TrackKind::Video)
+            .count()
+    );
+    assert!(dts.windows(2).all(|w| w[1] > w[0]), "{dts:?}");
+    // The init section is fetched once while the map stays the same.
+    assert!(matches!(pull.next_step(0), Ok(Step::WaitUntil(_))));
+}
+
+#[test]
+fn a_playlist_redirect_is_followed_a_few_times() {
+    let mut pull = HlsPull::new(origin(), 10_000);
+    for _ in 0..5 {
+        fetch(&mut pull, 0);
+        pull.head(302, Some("/moved/index.m3u8")).unwrap();
+        pull.body_end(0).unwrap();
+    }
+    assert_eq!(fetch(&mut pull, 0), "/moved/index.m3u8");
+    assert!(
+        pull.head(302, Some("/again.m3u8"))
+            .unwrap_err()
+            .contains("302")
+    );
+}
