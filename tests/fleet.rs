@@ -230,6 +230,7 @@ fn a_revoke_on_one_node_cuts_every_protocol_on_another_and_binds_later_nodes() {
     // A node that starts after the revoke refuses the token too (the portal still allows
     // it: the refusal is the fleet's).
     let c = Node::start("node-c", redis.port, &portal);
+    c.wait_redis_up(1);
     let hls = c.wait_hls("doomed", 403);
     assert_eq!(hls.header("x-deny-reason"), Some("session_revoked"));
     // The token never reached Redis or a log in the clear.

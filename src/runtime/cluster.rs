@@ -151,10 +151,13 @@ pub fn start(config: &crate::config::Config, shards: usize) -> Option<Arc<FleetL
     log::info!("cluster: node {node}, redis {}", cluster.redis);
     let thread_link = link.clone();
     let url = cluster.redis.expose().to_string();
-    std::thread::Builder::new()
+    let spawned = std::thread::Builder::new()
         .name("tessera-cluster".into())
-        .spawn(move || RedisThread::new(thread_link, rx).run(&url))
-        .ok()?;
+        .spawn(move || RedisThread::new(thread_link, rx).run(&url));
+    if let Err(e) = spawned {
+        log::error!("cluster: cannot start the redis thread ({e}); this node runs alone");
+        return None;
+    }
     Some(link)
 }
 
@@ -263,7 +266,6 @@ impl RedisThread {
         loop {
             match self.connect(url) {
                 Ok((conn, sub)) => {
-                    self.set_up(true, "");
                     backoff = BACKOFF_MIN;
                     if let Err(e) = self.serve(conn, sub) {
                         self.set_up(false, &e.to_string());
@@ -322,6 +324,13 @@ impl RedisThread {
 
     fn offline(&mut self, msg: ToRedis) {
         match msg {
+            // A stream's revocation cuts the viewers it has at that moment: sent late, it
+            // would cut those who came since.
+            ToRedis::Revoke(FleetTarget::Stream(name)) => {
+                log::warn!(
+                    "cluster: redis unreachable, the revocation of stream {name} stays on this node"
+                );
+            }
             ToRedis::Revoke(target) => {
                 if self.pending.len() < MAX_PENDING {
                     self.pending
@@ -348,6 +357,8 @@ impl RedisThread {
             self.publish_revoke(&mut conn, &target, until)?;
         }
         self.readmit_all(&mut conn)?;
+        // Up once caught up: what `/metrics` shows as up has the stored revocations.
+        self.set_up(true, "");
         let mut next_beat = Instant::now() + HEARTBEAT;
         loop {
             loop {
@@ -536,13 +547,17 @@ impl RedisThread {
             until_ms,
             target: target.clone(),
         };
-        redis::pipe()
-            .cmd("ZADD")
-            .arg(fleet::REVOCATIONS_KEY)
-            .arg(until_ms)
-            .arg(target.encode())
-            .ignore()
-            .cmd("PUBLISH")
+        let mut pipe = redis::pipe();
+        // A stream's revocation applies to the viewers of the moment: published, not stored
+        // (a node loading it later would cut viewers who came after it).
+        if !matches!(target, FleetTarget::Stream(_)) {
+            pipe.cmd("ZADD")
+                .arg(fleet::REVOCATIONS_KEY)
+                .arg(until_ms)
+                .arg(target.encode())
+                .ignore();
+        }
+        pipe.cmd("PUBLISH")
             .arg(fleet::CHANNEL)
             .arg(msg.encode())
             .ignore()
