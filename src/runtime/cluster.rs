@@ -63,7 +63,10 @@ pub enum ToRedis {
     Revoke(FleetTarget),
     /// A limited session opened or closed on one of this node's shards (one event per
     /// shard holding it), from the user's owner shard.
-    User(UserEvent),
+    User {
+        event: UserEvent,
+        at_ms: u64,
+    },
     /// This node's sessions as JSON.
     Snapshot(String),
     /// The other nodes' sessions (JSON each), into the slot.
@@ -222,7 +225,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn unix_ms() -> u64 {
+pub fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -337,8 +340,8 @@ impl RedisThread {
                         .push((target, unix_ms() + REVOKE_TTL.as_millis() as u64));
                 }
             }
-            ToRedis::User(event) => {
-                self.track(event);
+            ToRedis::User { event, at_ms } => {
+                self.track(event, at_ms);
             }
             ToRedis::Snapshot(_) => {}
             ToRedis::ListOthers(slot) => {
@@ -390,7 +393,7 @@ impl RedisThread {
                 let until = unix_ms() + REVOKE_TTL.as_millis() as u64;
                 self.publish_revoke(conn, &target, until)
             }
-            ToRedis::User(event) => match self.track(event) {
+            ToRedis::User { event, at_ms } => match self.track(event, at_ms) {
                 Some(Change::Admit(session)) => self.admit(conn, session),
                 Some(Change::Gone { user, member }) => redis::cmd("ZREM")
                     .arg(fleet::user_key(&user))
@@ -423,8 +426,9 @@ impl RedisThread {
         }
     }
 
-    /// Updates the live sessions; what Redis must hear of it.
-    fn track(&mut self, event: UserEvent) -> Option<Change> {
+    /// Updates the live sessions (`at_ms`: when the owner shard heard of the event); what
+    /// Redis must hear of it.
+    fn track(&mut self, event: UserEvent, at_ms: u64) -> Option<Change> {
         match event {
             UserEvent::Opened {
                 user,
@@ -440,7 +444,7 @@ impl RedisThread {
                     return None;
                 }
                 let member = Member {
-                    opened_ms: unix_ms(),
+                    opened_ms: at_ms,
                     node: self.link.node.clone(),
                     session,
                 };
@@ -686,15 +690,15 @@ mod tests {
     fn a_session_held_by_two_shards_is_admitted_once_and_leaves_with_the_last() {
         let mut t = thread();
         let id = SessionId::from_random([3; 16]);
-        assert!(matches!(t.track(opened(id)), Some(Change::Admit(s)) if s == id));
-        assert!(t.track(opened(id)).is_none());
-        assert!(t.track(closed(id)).is_none());
-        let Some(Change::Gone { user, member }) = t.track(closed(id)) else {
+        assert!(matches!(t.track(opened(id), 1), Some(Change::Admit(s)) if s == id));
+        assert!(t.track(opened(id), 1).is_none());
+        assert!(t.track(closed(id), 2).is_none());
+        let Some(Change::Gone { user, member }) = t.track(closed(id), 2) else {
             panic!("the last close is news for Redis");
         };
         assert_eq!(&*user, "bob");
         assert_eq!(Member::decode(&member).map(|m| m.session), Some(id));
-        assert!(t.track(closed(id)).is_none());
+        assert!(t.track(closed(id), 2).is_none());
     }
 
     #[test]
