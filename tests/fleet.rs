@@ -50,6 +50,19 @@ impl Redis {
         String::from_utf8_lossy(&buf[..n]).into_owned()
     }
 
+    /// Waits (bounded) until the user's fleet-wide set counts `n` sessions.
+    fn wait_members(&self, user: &str, n: usize) {
+        let want = format!(":{n}\r\n");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.command(&format!("ZCARD tessera:user:{user}")) != want {
+            assert!(
+                Instant::now() < deadline,
+                "{user} never had {n} sessions in redis"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -178,6 +191,7 @@ fn a_limit_of_one_holds_across_nodes_and_the_sessions_view_spans_the_fleet() {
     let b = Node::start("node-b", redis.port, &portal);
     let mut rtmp = a.rtmp("solo");
     a.wait_sessions("user_id=bob", 1);
+    redis.wait_members("bob", 1);
     // The same user opens HLS on the other node: A's RTMP viewer is cut, B plays.
     let opened = Instant::now();
     assert_eq!(b.hls("solo").status, 200);
@@ -230,6 +244,7 @@ fn a_revoke_on_one_node_cuts_every_protocol_on_another_and_binds_later_nodes() {
     // A node that starts after the revoke refuses the token too (the portal still allows
     // it: the refusal is the fleet's).
     let c = Node::start("node-c", redis.port, &portal);
+    c.wait_redis_up(1);
     let hls = c.wait_hls("doomed", 403);
     assert_eq!(hls.header("x-deny-reason"), Some("session_revoked"));
     // The token never reached Redis or a log in the clear.

@@ -179,8 +179,9 @@ impl FleetMsg {
 /// Admit-or-evict, atomic in Redis. KEYS[1]: the user's set. ARGV: now (ms), dead before
 /// (ms: members whose heartbeat is older are a dead node's and stop counting), max,
 /// policy (`close_oldest` or `refuse_new`), the new member, the channel, the set's expiry
-/// (ms). Evicted members (the oldest by opening time, or the newcomer under `refuse_new`)
-/// are published as `evict MEMBER` and returned. A member already in the set is a
+/// (ms). Evicted members (the oldest by opening time, the newcomer too when it opened
+/// first — its admit ran late —, or the newcomer under `refuse_new`) are published as
+/// `evict MEMBER` and returned. A member already in the set is a
 /// heartbeat, never a new session.
 pub const ADMIT_SCRIPT: &str = r#"
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
@@ -198,13 +199,16 @@ if #all >= max then
     table.insert(evicted, member)
     return evicted
   end
+  table.insert(all, member)
   local function opened(m) return tonumber(string.match(m, '^(%d+)')) or 0 end
   table.sort(all, function(a, b) return opened(a) < opened(b) end)
-  for i = 1, #all - max + 1 do
-    redis.call('ZREM', KEYS[1], all[i])
+  local admitted = true
+  for i = 1, #all - max do
+    if all[i] == member then admitted = false else redis.call('ZREM', KEYS[1], all[i]) end
     redis.call('PUBLISH', ARGV[6], 'evict ' .. all[i])
     table.insert(evicted, all[i])
   end
+  if not admitted then return evicted end
 end
 redis.call('ZADD', KEYS[1], ARGV[1], member)
 redis.call('PEXPIRE', KEYS[1], ARGV[7])

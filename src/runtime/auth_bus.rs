@@ -200,7 +200,10 @@ impl AuthBus {
     /// On the user's owner shard: counts the session, and cuts those over the limit.
     fn user_event(self: &Rc<Self>, from: usize, event: UserEvent, now: Instant) {
         if let Some(link) = crate::runtime::cluster::link() {
-            link.send(crate::runtime::cluster::ToRedis::User(event.clone()));
+            link.send(crate::runtime::cluster::ToRedis::User {
+                event: event.clone(),
+                at_ms: crate::runtime::cluster::unix_ms(),
+            });
         }
         let cut = self.state.borrow_mut().count_user_session(from, event, now);
         for (session, reason) in cut {

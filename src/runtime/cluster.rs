@@ -63,7 +63,10 @@ pub enum ToRedis {
     Revoke(FleetTarget),
     /// A limited session opened or closed on one of this node's shards (one event per
     /// shard holding it), from the user's owner shard.
-    User(UserEvent),
+    User {
+        event: UserEvent,
+        at_ms: u64,
+    },
     /// This node's sessions as JSON.
     Snapshot(String),
     /// The other nodes' sessions (JSON each), into the slot.
@@ -151,10 +154,13 @@ pub fn start(config: &crate::config::Config, shards: usize) -> Option<Arc<FleetL
     log::info!("cluster: node {node}, redis {}", cluster.redis);
     let thread_link = link.clone();
     let url = cluster.redis.expose().to_string();
-    std::thread::Builder::new()
+    let spawned = std::thread::Builder::new()
         .name("tessera-cluster".into())
-        .spawn(move || RedisThread::new(thread_link, rx).run(&url))
-        .ok()?;
+        .spawn(move || RedisThread::new(thread_link, rx).run(&url));
+    if let Err(e) = spawned {
+        log::error!("cluster: cannot start the redis thread ({e}); this node runs alone");
+        return None;
+    }
     Some(link)
 }
 
@@ -219,7 +225,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn unix_ms() -> u64 {
+pub fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -263,7 +269,6 @@ impl RedisThread {
         loop {
             match self.connect(url) {
                 Ok((conn, sub)) => {
-                    self.set_up(true, "");
                     backoff = BACKOFF_MIN;
                     if let Err(e) = self.serve(conn, sub) {
                         self.set_up(false, &e.to_string());
@@ -322,14 +327,21 @@ impl RedisThread {
 
     fn offline(&mut self, msg: ToRedis) {
         match msg {
+            // A stream's revocation cuts the viewers it has at that moment: sent late, it
+            // would cut those who came since.
+            ToRedis::Revoke(FleetTarget::Stream(name)) => {
+                log::warn!(
+                    "cluster: redis unreachable, the revocation of stream {name} stays on this node"
+                );
+            }
             ToRedis::Revoke(target) => {
                 if self.pending.len() < MAX_PENDING {
                     self.pending
                         .push((target, unix_ms() + REVOKE_TTL.as_millis() as u64));
                 }
             }
-            ToRedis::User(event) => {
-                self.track(event);
+            ToRedis::User { event, at_ms } => {
+                self.track(event, at_ms);
             }
             ToRedis::Snapshot(_) => {}
             ToRedis::ListOthers(slot) => {
@@ -348,6 +360,8 @@ impl RedisThread {
             self.publish_revoke(&mut conn, &target, until)?;
         }
         self.readmit_all(&mut conn)?;
+        // Up once caught up: what `/metrics` shows as up has the stored revocations.
+        self.set_up(true, "");
         let mut next_beat = Instant::now() + HEARTBEAT;
         loop {
             loop {
@@ -379,7 +393,7 @@ impl RedisThread {
                 let until = unix_ms() + REVOKE_TTL.as_millis() as u64;
                 self.publish_revoke(conn, &target, until)
             }
-            ToRedis::User(event) => match self.track(event) {
+            ToRedis::User { event, at_ms } => match self.track(event, at_ms) {
                 Some(Change::Admit(session)) => self.admit(conn, session),
                 Some(Change::Gone { user, member }) => redis::cmd("ZREM")
                     .arg(fleet::user_key(&user))
@@ -412,8 +426,9 @@ impl RedisThread {
         }
     }
 
-    /// Updates the live sessions; what Redis must hear of it.
-    fn track(&mut self, event: UserEvent) -> Option<Change> {
+    /// Updates the live sessions (`at_ms`: when the owner shard heard of the event); what
+    /// Redis must hear of it.
+    fn track(&mut self, event: UserEvent, at_ms: u64) -> Option<Change> {
         match event {
             UserEvent::Opened {
                 user,
@@ -429,7 +444,7 @@ impl RedisThread {
                     return None;
                 }
                 let member = Member {
-                    opened_ms: unix_ms(),
+                    opened_ms: at_ms,
                     node: self.link.node.clone(),
                     session,
                 };
@@ -536,13 +551,17 @@ impl RedisThread {
             until_ms,
             target: target.clone(),
         };
-        redis::pipe()
-            .cmd("ZADD")
-            .arg(fleet::REVOCATIONS_KEY)
-            .arg(until_ms)
-            .arg(target.encode())
-            .ignore()
-            .cmd("PUBLISH")
+        let mut pipe = redis::pipe();
+        // A stream's revocation applies to the viewers of the moment: published, not stored
+        // (a node loading it later would cut viewers who came after it).
+        if !matches!(target, FleetTarget::Stream(_)) {
+            pipe.cmd("ZADD")
+                .arg(fleet::REVOCATIONS_KEY)
+                .arg(until_ms)
+                .arg(target.encode())
+                .ignore();
+        }
+        pipe.cmd("PUBLISH")
             .arg(fleet::CHANNEL)
             .arg(msg.encode())
             .ignore()
@@ -671,15 +690,15 @@ mod tests {
     fn a_session_held_by_two_shards_is_admitted_once_and_leaves_with_the_last() {
         let mut t = thread();
         let id = SessionId::from_random([3; 16]);
-        assert!(matches!(t.track(opened(id)), Some(Change::Admit(s)) if s == id));
-        assert!(t.track(opened(id)).is_none());
-        assert!(t.track(closed(id)).is_none());
-        let Some(Change::Gone { user, member }) = t.track(closed(id)) else {
+        assert!(matches!(t.track(opened(id), 1), Some(Change::Admit(s)) if s == id));
+        assert!(t.track(opened(id), 1).is_none());
+        assert!(t.track(closed(id), 2).is_none());
+        let Some(Change::Gone { user, member }) = t.track(closed(id), 2) else {
             panic!("the last close is news for Redis");
         };
         assert_eq!(&*user, "bob");
         assert_eq!(Member::decode(&member).map(|m| m.session), Some(id));
-        assert!(t.track(closed(id)).is_none());
+        assert!(t.track(closed(id), 2).is_none());
     }
 
     #[test]
