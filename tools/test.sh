@@ -19,6 +19,9 @@ command -v npm >/dev/null 2>&1 || missing+=(npm)
 # The edge pull test takes an RTMP origin from nginx's RTMP module (tests/edge_pull.rs).
 command -v nginx >/dev/null 2>&1 || missing+=(nginx)
 [ -f /usr/lib/nginx/modules/ngx_rtmp_module.so ] || missing+=(libnginx-mod-rtmp)
+# WebRTC's DTLS and SRTP (str0m's `openssl` backend) link the system's libssl.
+[ -f /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 # The browser test (tests/browser_playback.rs) drives Debian's Chromium.
 [ -n "${TESSERA_CHROMIUM:-}" ] || [ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then

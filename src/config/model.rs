@@ -77,6 +77,10 @@ pub struct Config {
     /// `server_name NAME... { ssl_certificate PATH; ssl_certificate_key PATH; }`: the
     /// certificate TLS clients asking for these names (SNI) get; others get the default.
     pub server_names: Vec<ServerNameConfig>,
+    /// `webrtc_candidate IP;`: the address WHEP answers give browsers for the `webrtc`
+    /// ports (the public one behind NAT). Unset: the listener's address, or the one the
+    /// offer came in on.
+    pub webrtc_candidate: Option<std::net::IpAddr>,
 }
 
 /// One `server_name` block.
@@ -119,6 +123,7 @@ impl Default for Config {
             ssl_certificate_key: None,
             server_names: Vec::new(),
             api_allowed_from: Vec::new(),
+            webrtc_candidate: None,
         }
     }
 }
@@ -150,6 +155,9 @@ pub enum ListenerProto {
     Rtmp,
     Rtsp,
     Srt,
+    /// `webrtc PORT;`: WebRTC's UDP ports, `PORT + i` on shard `i` (a WHEP answer names
+    /// its shard's port, so a browser's datagrams reach the shard holding its session).
+    Webrtc,
     /// HTTP, RTMP and RTSP inside TLS (Flussonic's `https`, `rtmps`, `rtsps`).
     Https,
     Rtmps,
@@ -168,6 +176,7 @@ impl ListenerProto {
             ListenerProto::Rtmp => "rtmp",
             ListenerProto::Rtsp => "rtsp",
             ListenerProto::Srt => "srt",
+            ListenerProto::Webrtc => "webrtc",
             ListenerProto::Https => "https",
             ListenerProto::Rtmps => "rtmps",
             ListenerProto::Rtsps => "rtsps",
@@ -207,7 +216,7 @@ impl ListenerProto {
     /// The socket kind the protocol binds. Two listeners conflict only on the same transport.
     pub fn transport(self) -> Transport {
         match self {
-            ListenerProto::Srt => Transport::Udp,
+            ListenerProto::Srt | ListenerProto::Webrtc => Transport::Udp,
             _ => Transport::Tcp,
         }
     }

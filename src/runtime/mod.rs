@@ -26,6 +26,7 @@ pub mod rtsp_conn;
 pub mod srt_conn;
 pub mod stop_signal;
 pub mod tls;
+pub mod webrtc_conn;
 
 use crate::auth::verdict::canonical_ip;
 use crate::catalog::Catalog;
@@ -160,13 +161,14 @@ fn listeners_of(config: &Config, tls: Option<TlsSetup>) -> Result<Listeners, Str
         .listeners
         .iter()
         // SRT's are with the streams' own SRT ports, in `srt_conn::ports`.
-        .filter(|l| l.proto != ListenerProto::Srt)
+        .filter(|l| l.proto.transport() == crate::config::Transport::Tcp)
         .map(|l| (l.proto, l.addr))
         .collect();
     let listeners = Listeners {
         tcp,
         srt: srt_conn::ports(config),
         srt_latency: Duration::from_millis(config.srt_latency_ms.into()),
+        webrtc: webrtc_conn::listener(config),
         tls,
     };
     if listeners.tcp.is_empty() && listeners.srt.is_empty() {
@@ -362,6 +364,8 @@ struct Listeners {
     srt: Vec<(SocketAddr, srt_conn::SrtScope)>,
     /// `srt_latency`.
     srt_latency: Duration,
+    /// The `webrtc` listener (shard `i` binds its port + `i`) and `webrtc_candidate`.
+    webrtc: Option<webrtc_conn::Listener>,
     tls: Option<TlsSetup>,
 }
 
@@ -418,6 +422,13 @@ async fn shard_main(
         }
     };
     let udp = bind_rtp_udp(&addrs, id);
+    let webrtc = match addrs.webrtc.as_ref().map(|l| l.bind(id)).transpose() {
+        Ok(webrtc) => webrtc.map(Rc::new),
+        Err(message) => {
+            let _ = ready.send(Err(message));
+            return;
+        }
+    };
     apply_stream_events(receivers, &state);
     let bus = AuthBus::start(auth_senders, auth_receivers, state.clone());
     let fanout = Rc::new(Fanout::new(senders, state.clone()));
@@ -432,10 +443,14 @@ async fn shard_main(
         let run = srt_conn::run_endpoint(endpoint, state.clone(), fanout.clone());
         glommio::spawn_local(run).detach();
     }
+    if let Some(endpoint) = &webrtc {
+        glommio::spawn_local(webrtc_conn::run_endpoint(endpoint.clone())).detach();
+    }
     let _ = ready.send(Ok(id));
     let tls = Rc::new(RefCell::new(addrs.tls.clone()));
     for (proto, _, listener) in bound {
-        let serve = connection_server(proto, &tls, &state, &udp, &fanout, &bus, seed);
+        let http = (bus.clone(), webrtc.clone());
+        let serve = connection_server(proto, &tls, &state, &udp, &fanout, &http, seed);
         glommio::spawn_local(accept_loop(listener, proto, serve)).detach();
     }
     control::set_shard_board(board.clone());
@@ -578,10 +593,10 @@ fn connection_server(
     state: &Rc<RefCell<ShardState>>,
     udp: &Option<Rc<rtsp_conn::UdpPair>>,
     fanout: &Rc<Fanout>,
-    bus: &Rc<AuthBus>,
+    http: &http_conn::Shared,
     seed: u64,
 ) -> impl FnMut(TcpStream, u64) -> ConnectionTask + 'static {
-    let (state, udp, fanout, bus) = (state.clone(), udp.clone(), fanout.clone(), bus.clone());
+    let (state, udp, fanout, http) = (state.clone(), udp.clone(), fanout.clone(), http.clone());
     let shard = state.borrow().id();
     let tls_setup = tls.clone();
     let kind = match proto.inner() {
@@ -615,7 +630,7 @@ fn connection_server(
         let (state, udp, fanout) = (state.clone(), udp.clone(), fanout.clone());
         let task: ConnectionTask = match (proto.inner(), tls.clone()) {
             (ListenerProto::Http, tls) => {
-                http_conn::admit(stream, tls, proto.is_admin(), state, bus.clone())
+                http_conn::admit(stream, tls, proto.is_admin(), state, http.clone())
             }
             (ListenerProto::Rtsp, None) => {
                 Box::pin(rtsp_conn::serve(stream, state, udp, conn_seed))
