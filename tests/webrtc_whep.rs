@@ -1,8 +1,8 @@
 //! WHEP signalling with a client that is not a browser: a recorded Chromium offer
 //! (tests/data/chromium_whep_offer.sdp, made by Chromium's RTCPeerConnection with a video
 //! and an audio recvonly transceiver) posted as a WHEP client posts it: 201 with Location
-//! and an SDP answer naming a shard's own UDP port, then DELETE of that resource on the same
-//! connection. Refusals: no token 403 with the reason, PATCH 405, an oversized offer 413,
+//! and an SDP answer naming a shard's own UDP port, then DELETE of that resource, on the
+//! same connection or another. Refusals: no token 403 with the reason, PATCH 405, an oversized offer 413,
 //! an offer without H.264 400.
 
 mod common;
@@ -72,8 +72,8 @@ fn a_recorded_browser_offer_is_answered() {
     drop(server);
 }
 
-/// A WHEP client deletes its resource on the connection it posted on (keep-alive), which
-/// is the shard holding the session: the first DELETE ends it, the second finds nothing.
+/// DELETE ends the session of its resource and nothing else: the first DELETE ends it, the
+/// second finds nothing, whichever connection (and shard) it comes on.
 #[test]
 fn delete_ends_the_session_of_its_own_resource_only() {
     let (http, webrtc) = (free_port(), free_port());
@@ -100,6 +100,14 @@ fn delete_ends_the_session_of_its_own_resource_only() {
         roundtrip(&mut conn, &bare("DELETE", &location, false)).status,
         404
     );
+    // Another connection may land on the other shard: the DELETE is passed to the shard
+    // holding the session, whichever takes it.
+    for _ in 0..4 {
+        let created = roundtrip(&mut conn, &post(&whep, "", OFFER, false));
+        let location = created.header("location").unwrap().to_owned();
+        assert_eq!(request(http, "DELETE", &location, "").status, 200);
+        assert_eq!(request(http, "DELETE", &location, "").status, 404);
+    }
     drop(server);
 }
 

@@ -304,7 +304,8 @@ impl<S: Wire> HttpConn<S> {
                     .await;
             }
             WhepCall::Delete { id } => {
-                if endpoint.end(&id) {
+                // This shard's session, or another's (the DELETE came on another connection).
+                if endpoint.end(&id) || self.bus.end_whep(id).await {
                     self.whep_status(Status::Ok, "session ended\n", close);
                 } else {
                     self.whep_status(Status::NotFound, "no such session\n", close);

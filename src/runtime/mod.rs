@@ -444,6 +444,7 @@ async fn shard_main(
         glommio::spawn_local(run).detach();
     }
     if let Some(endpoint) = &webrtc {
+        bus.set_webrtc(endpoint.clone());
         glommio::spawn_local(webrtc_conn::run_endpoint(endpoint.clone())).detach();
     }
     let _ = ready.send(Ok(id));
