@@ -247,6 +247,15 @@ fn webrtc_config(port: u16) -> String {
     )
 }
 
+/// A server with WebRTC whose stream is playing, once the browser test can run.
+fn webrtc_server() -> Server {
+    assert_browser_installed();
+    let port = free_port();
+    let server = Server::start(&webrtc_config(port), port);
+    server.wait_ok(ready_path("hls"));
+    server
+}
+
 /// Runs play.mjs's WebRTC check on the page: `revoke`, an API path posted once frames flow.
 fn browse_webrtc(server: &Server, query: &str, seconds: &str, revoke: Option<&str>) -> String {
     let url = server.url(&format!("/auth-check/embed.html?{query}"));
@@ -273,10 +282,7 @@ fn browse_webrtc(server: &Server, query: &str, seconds: &str, revoke: Option<&st
 /// jitter buffer delay and RTT) for the notes.
 #[test]
 fn webrtc_plays_in_chromium() {
-    assert_browser_installed();
-    let port = free_port();
-    let server = Server::start(&webrtc_config(port), port);
-    server.wait_ok(ready_path("hls"));
+    let server = webrtc_server();
     let seen = browse_webrtc(&server, "token=test1&format=webrtc", "10", None);
     assert!(seen.contains("\"ok\":true"), "{seen}");
     assert!(seen.contains("\"connection\":\"connected\""), "{seen}");
@@ -289,10 +295,7 @@ fn webrtc_plays_in_chromium() {
 
 #[test]
 fn webrtc_without_the_token_the_page_reports_403() {
-    assert_browser_installed();
-    let port = free_port();
-    let server = Server::start(&webrtc_config(port), port);
-    server.wait_ok(ready_path("hls"));
+    let server = webrtc_server();
     let seen = browse(&server, "format=webrtc", "refused");
     assert!(seen.contains("\"ok\":true"), "{seen}");
     assert!(seen.contains("403 /auth-check/whep"), "{seen}");
@@ -302,10 +305,7 @@ fn webrtc_without_the_token_the_page_reports_403() {
 /// next re-check: the browser's decoded frames stop (play.mjs prints after how long).
 #[test]
 fn a_revoked_webrtc_viewer_stops() {
-    assert_browser_installed();
-    let port = free_port();
-    let server = Server::start(&webrtc_config(port), port);
-    server.wait_ok(ready_path("hls"));
+    let server = webrtc_server();
     let revoke = "/streamer/api/v3/revoke?token=test1";
     let seen = browse_webrtc(&server, "token=test1&format=webrtc", "2", Some(revoke));
     assert!(seen.contains("\"ok\":true"), "{seen}");

@@ -2,8 +2,8 @@
 //! (tests/data/chromium_whep_offer.sdp, made by Chromium's RTCPeerConnection with a video
 //! and an audio recvonly transceiver) posted as a WHEP client posts it: 201 with Location
 //! and an SDP answer naming a shard's own UDP port, then DELETE of that resource, on the
-//! same connection or another. Refusals: no token 403 with the reason, PATCH 405, an oversized offer 413,
-//! an offer without H.264 400.
+//! same connection or another. Refusals: no token 403 with the reason, PATCH 405, an
+//! oversized offer 413, an offer without H.264 400.
 
 mod common;
 use common::*;

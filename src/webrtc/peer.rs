@@ -15,8 +15,9 @@ use str0m::change::SdpOffer;
 use str0m::format::Codec;
 use str0m::media::{Frequency, KeyframeRequest, MediaTime, Mid, Pt};
 use str0m::net::{Protocol, Receive};
-use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Rtc, RtcConfig};
+use str0m::{Candidate, Event, IceConnectionState, Input, Rtc, RtcConfig};
 
+pub use str0m::IceCreds;
 pub use str0m::config::DtlsCert;
 
 /// What the peer connection wants done.
