@@ -28,3 +28,4 @@ pub mod srt;
 pub mod stream;
 pub mod uri;
 pub mod utc;
+pub mod webrtc;

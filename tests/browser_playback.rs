@@ -234,3 +234,81 @@ fn the_page_escapes_its_input_and_missing_scripts_are_a_clear_404() {
     assert_eq!(get(server.http, "/_player/../Cargo.toml").status, 400);
     assert_eq!(get(server.http, "/_player/Cargo.toml").status, 404);
 }
+
+/// The API key of the WebRTC revocation test.
+const API_KEY: &str = "webrtc-test-api-key-0001";
+
+/// The demo config with a `webrtc` port range (one port per shard) and the API.
+fn webrtc_config(port: u16) -> String {
+    format!(
+        "{}webrtc 127.0.0.1:{};\napi_key {API_KEY};\n",
+        config(port),
+        free_port()
+    )
+}
+
+/// A server with WebRTC whose stream is playing, once the browser test can run.
+fn webrtc_server() -> Server {
+    assert_browser_installed();
+    let port = free_port();
+    let server = Server::start(&webrtc_config(port), port);
+    server.wait_ok(ready_path("hls"));
+    server
+}
+
+/// Runs play.mjs's WebRTC check on the page: `revoke`, an API path posted once frames flow.
+fn browse_webrtc(server: &Server, query: &str, seconds: &str, revoke: Option<&str>) -> String {
+    let url = server.url(&format!("/auth-check/embed.html?{query}"));
+    let script = repo().join("tests/browser/play.mjs");
+    let mut cmd = Command::new("node");
+    cmd.arg(&script).arg(&url).arg("webrtc").arg(seconds);
+    if let Some(path) = revoke {
+        cmd.arg(server.url(path)).env("TESSERA_API_KEY", API_KEY);
+    }
+    let out = run_bounded(&mut cmd, BROWSER_RUN_LIMIT);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{url} (webrtc) failed:\n{stdout}\n{}\nserver log tail:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        tail(&server.log_text(), 40)
+    );
+    stdout
+}
+
+/// WHEP in Chromium: the page's WHEP client posts its offer with the token, ICE and DTLS
+/// come up against the shard's port, and the video frames decoded (getStats) rise over
+/// 10 s. Prints what the browser measured (time from POST to the first decoded frame, its
+/// jitter buffer delay and RTT) for the notes.
+#[test]
+fn webrtc_plays_in_chromium() {
+    let server = webrtc_server();
+    let seen = browse_webrtc(&server, "token=test1&format=webrtc", "10", None);
+    assert!(seen.contains("\"ok\":true"), "{seen}");
+    assert!(seen.contains("\"connection\":\"connected\""), "{seen}");
+    eprintln!("webrtc: {seen}");
+    assert!(
+        server.log_text().contains("proto=webrtc"),
+        "no webrtc session opened"
+    );
+}
+
+#[test]
+fn webrtc_without_the_token_the_page_reports_403() {
+    let server = webrtc_server();
+    let seen = browse(&server, "format=webrtc", "refused");
+    assert!(seen.contains("\"ok\":true"), "{seen}");
+    assert!(seen.contains("403 /auth-check/whep"), "{seen}");
+}
+
+/// Revoking the viewer's token (the operator API) ends its WebRTC session at the driver's
+/// next re-check: the browser's decoded frames stop (play.mjs prints after how long).
+#[test]
+fn a_revoked_webrtc_viewer_stops() {
+    let server = webrtc_server();
+    let revoke = "/streamer/api/v3/revoke?token=test1";
+    let seen = browse_webrtc(&server, "token=test1&format=webrtc", "2", Some(revoke));
+    assert!(seen.contains("\"ok\":true"), "{seen}");
+    eprintln!("webrtc revoked: {seen}");
+    wait_log(&server, "webrtc play ended");
+}

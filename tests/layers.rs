@@ -24,7 +24,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "L4 protocols",
         &[
-            "dash", "hls", "http", "mss", "player", "pull", "rtmp", "rtsp", "srt",
+            "dash", "hls", "http", "mss", "player", "pull", "rtmp", "rtsp", "srt", "webrtc",
         ],
     ),
     ("L5 shard state", &["catalog", "shard"]),

@@ -21,6 +21,9 @@ command -v nginx >/dev/null 2>&1 || missing+=(nginx)
 [ -f /usr/lib/nginx/modules/ngx_rtmp_module.so ] || missing+=(libnginx-mod-rtmp)
 # The fleet test (tests/fleet.rs) runs its own Redis.
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+# WebRTC's DTLS and SRTP (str0m's `openssl` backend) link the system's libssl.
+[ -f /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 # The browser test (tests/browser_playback.rs) drives Debian's Chromium.
 [ -n "${TESSERA_CHROMIUM:-}" ] || [ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then

@@ -84,6 +84,10 @@ pub struct Config {
     pub cluster: Option<crate::config::ClusterConfig>,
     /// `cluster_key KEY;`: the fleet's shared secret (keyed hashes agree across nodes).
     pub cluster_key: Option<String>,
+    /// `webrtc_candidate IP;`: the address WHEP answers give browsers for the `webrtc`
+    /// ports (the public one behind NAT). Unset: the listener's address, or the one the
+    /// offer came in on.
+    pub webrtc_candidate: Option<std::net::IpAddr>,
 }
 
 /// One `server_name` block.
@@ -129,6 +133,7 @@ impl Default for Config {
             api_allowed_from: Vec::new(),
             cluster: None,
             cluster_key: None,
+            webrtc_candidate: None,
         }
     }
 }
@@ -160,6 +165,9 @@ pub enum ListenerProto {
     Rtmp,
     Rtsp,
     Srt,
+    /// `webrtc PORT;`: WebRTC's UDP ports, `PORT + i` on shard `i` (a WHEP answer names
+    /// its shard's port, so a browser's datagrams reach the shard holding its session).
+    Webrtc,
     /// HTTP, RTMP and RTSP inside TLS (Flussonic's `https`, `rtmps`, `rtsps`).
     Https,
     Rtmps,
@@ -178,6 +186,7 @@ impl ListenerProto {
             ListenerProto::Rtmp => "rtmp",
             ListenerProto::Rtsp => "rtsp",
             ListenerProto::Srt => "srt",
+            ListenerProto::Webrtc => "webrtc",
             ListenerProto::Https => "https",
             ListenerProto::Rtmps => "rtmps",
             ListenerProto::Rtsps => "rtsps",
@@ -217,7 +226,7 @@ impl ListenerProto {
     /// The socket kind the protocol binds. Two listeners conflict only on the same transport.
     pub fn transport(self) -> Transport {
         match self {
-            ListenerProto::Srt => Transport::Udp,
+            ListenerProto::Srt | ListenerProto::Webrtc => Transport::Udp,
             _ => Transport::Tcp,
         }
     }

@@ -216,6 +216,8 @@ impl Context {
                 "rtmp",
                 "rtsp",
                 "srt",
+                "webrtc",
+                "webrtc_candidate",
                 "https",
                 "rtmps",
                 "rtsps",
@@ -311,6 +313,8 @@ fn usage(directive: &str) -> &'static str {
         "rtmp" => "rtmp PORT|IP:PORT|[IPV6]:PORT;",
         "rtsp" => "rtsp PORT|IP:PORT|[IPV6]:PORT;",
         "srt" => "srt PORT|IP:PORT|[IPV6]:PORT;",
+        "webrtc" => "webrtc PORT|IP:PORT|[IPV6]:PORT;",
+        "webrtc_candidate" => "webrtc_candidate IP;",
         "https" => "https PORT|IP:PORT|[IPV6]:PORT;",
         "rtmps" => "rtmps PORT|IP:PORT|[IPV6]:PORT;",
         "rtsps" => "rtsps PORT|IP:PORT|[IPV6]:PORT;",
@@ -418,6 +422,8 @@ impl Lowering<'_> {
             "rtmp" => self.listener(ListenerProto::Rtmp, &d),
             "rtsp" => self.listener(ListenerProto::Rtsp, &d),
             "srt" => self.listener(ListenerProto::Srt, &d),
+            "webrtc" => self.listener(ListenerProto::Webrtc, &d),
+            "webrtc_candidate" => self.webrtc_candidate(&d),
             "https" => self.listener(ListenerProto::Https, &d),
             "rtmps" => self.listener(ListenerProto::Rtmps, &d),
             "rtsps" => self.listener(ListenerProto::Rtsps, &d),
@@ -1081,6 +1087,23 @@ impl Lowering<'_> {
                 );
                 None
             }
+        }
+    }
+
+    /// `webrtc_candidate IP;`: an IPv4 or IPv6 address, not a wildcard.
+    fn webrtc_candidate(&mut self, d: &Directive) {
+        self.no_block(d);
+        let Some(arg) = self.one_arg(d) else { return };
+        match arg.text.parse::<std::net::IpAddr>() {
+            Ok(ip) if !ip.is_unspecified() => self.config.webrtc_candidate = Some(ip),
+            _ => self.diags.error(
+                arg.span,
+                format!(
+                    "invalid webrtc_candidate `{}`: expected the IP address browsers reach \
+                     the webrtc ports at",
+                    show(&arg.text)
+                ),
+            ),
         }
     }
 

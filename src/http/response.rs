@@ -14,10 +14,12 @@ pub const SERVER: &str = concat!("tessera/", env!("CARGO_PKG_VERSION"));
 /// no credentials, so the Fetch standard's wildcards apply: `*` allows any request header
 /// but `Authorization`, which is named, and exposes every response header. Kept short:
 /// these lines go out with every answer, the 403s of a flood included.
-const CORS: &str = "access-control-allow-origin: *\r\n\
-access-control-allow-methods: GET, HEAD, OPTIONS\r\n\
-access-control-allow-headers: *, Authorization\r\n\
+const CORS_ORIGIN: &str = "access-control-allow-origin: *\r\naccess-control-allow-methods: ";
+const CORS_HEADERS: &str = "\r\naccess-control-allow-headers: *, Authorization\r\n\
 access-control-expose-headers: *\r\n";
+
+/// The methods CORS allows unless a response says otherwise (`Head::cors_methods`).
+pub const CORS_METHODS: &str = "GET, HEAD, OPTIONS";
 
 /// How a response may be cached by the client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,6 +52,8 @@ pub struct Head<'a> {
     pub streaming: bool,
     /// More header lines, each ending in CRLF (fixed text, never request data).
     pub extra: &'static str,
+    /// `access-control-allow-methods` (WHEP resources take POST and DELETE too).
+    pub cors_methods: &'static str,
 }
 
 impl<'a> Head<'a> {
@@ -68,6 +72,7 @@ impl<'a> Head<'a> {
             shard: 0,
             streaming: false,
             extra: "",
+            cors_methods: CORS_METHODS,
         }
     }
 }
@@ -97,7 +102,9 @@ pub fn write_head(out: &mut Vec<u8>, head: &Head<'_>, date: &[u8], started: Inst
         CachePolicy::NoCache => b"cache-control: no-cache\r\n".as_slice(),
         CachePolicy::Immutable => b"cache-control: private, max-age=3600, immutable\r\n".as_slice(),
     });
-    out.extend_from_slice(CORS.as_bytes());
+    out.extend_from_slice(CORS_ORIGIN.as_bytes());
+    out.extend_from_slice(head.cors_methods.as_bytes());
+    out.extend_from_slice(CORS_HEADERS.as_bytes());
     if let Some(reason) = head.deny_reason {
         out.extend_from_slice(b"x-deny-reason: ");
         out.extend_from_slice(reason.as_bytes());

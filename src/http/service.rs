@@ -45,6 +45,7 @@ use crate::stream::segment::{MssFragment, Segment};
 use crate::stream::segmenter::PART_TARGET_MS;
 use crate::stream::view::StreamView;
 use crate::stream::window::{Awaited, PartLookup};
+use crate::webrtc::whep::{MAX_OFFER, WhepPath, bearer_token, whep_path};
 use bytes::Bytes;
 use std::io::Write;
 use std::net::IpAddr;
@@ -137,6 +138,23 @@ pub enum Next {
     /// stream the template makes; the connection asks for it (`runtime::templates`), then
     /// asks again with `ConnScratch::stream_waited` set.
     MakeStream(Box<str>),
+    /// Nothing was written: a WHEP exchange the connection carries out
+    /// (`runtime::webrtc_conn`) and answers with the `write_whep_*` functions.
+    Whep(WhepCall),
+}
+
+/// A WHEP request past routing: what the connection does with it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum WhepCall {
+    /// `POST /NAME/whep`: authorize and answer the offer, `body_len` bytes after the head
+    /// (at most `MAX_OFFER`); the token from the query or `Authorization: Bearer`.
+    Offer {
+        stream: StreamId,
+        token: Option<Vec<u8>>,
+        body_len: usize,
+    },
+    /// `DELETE /NAME/whep/ID`: end that session.
+    Delete { id: String },
 }
 
 impl Reply {
@@ -271,10 +289,13 @@ fn phases(
             answer,
         ));
     }
-    method(shard, head.method, answer)?;
     // An `Arc` clone (a reference count), so the catalog can be read while the shard's
     // authorizer and counters are mutated.
     let catalog = shard.catalog().clone();
+    if let Some(reply) = whep_request(shard, scratch, head, &catalog, answer) {
+        return Err(reply);
+    }
+    method(shard, head.method, answer)?;
     normalize(shard, scratch, head.target, &catalog, answer)?;
     let (stream, resource) = route(shard, scratch, head.target, &catalog, answer)?;
     let play = play_request(head, &scratch.target, stream.id, resource, peer);
@@ -968,6 +989,140 @@ fn api_request(
             }
             answer.write(shard, h, e.message.as_bytes())
         }
+    }
+}
+
+/// What WHEP resources take.
+const WHEP_METHODS: &str = "POST, DELETE, OPTIONS";
+const SDP_TYPE: &str = "application/sdp";
+
+/// A WHEP request (`/NAME/whep`, `/NAME/whep/ID`): answered here (preflight, 404, 405,
+/// 400, 413) or handed to the connection (`Next::Whep`). `None`: not a WHEP path.
+fn whep_request(
+    shard: &mut ShardState,
+    scratch: &mut ConnScratch,
+    head: &RequestHead<'_>,
+    catalog: &Catalog,
+    answer: &mut Answer<'_>,
+) -> Option<Reply> {
+    memchr::memmem::find(head.target, b"/whep")?;
+    if let Err(reply) = normalize(shard, scratch, head.target, catalog, answer) {
+        return Some(reply);
+    }
+    let path = whep_path(scratch.target.path())?;
+    let name = match path {
+        WhepPath::Endpoint { stream } | WhepPath::Resource { stream, .. } => stream,
+    };
+    let Some(stream) = catalog.stream_by_name(name) else {
+        return Some(answer.error(shard, Status::NotFound, NOT_FOUND));
+    };
+    let reply = match (head.method, path) {
+        (Method::Options, _) => {
+            let mut h = Head::new(Status::NoContent, "", 0);
+            h.cors_methods = WHEP_METHODS;
+            h.extra = "accept-post: application/sdp\r\n";
+            answer.head_then(shard, h, Next::Done)
+        }
+        (Method::Post, WhepPath::Endpoint { .. }) => {
+            whep_offer(shard, scratch, head, stream, answer)
+        }
+        (Method::Delete, WhepPath::Resource { id, .. }) => {
+            let id = id.to_owned();
+            Reply::then(
+                Status::Ok,
+                answer.close,
+                Next::Whep(WhepCall::Delete { id }),
+            )
+        }
+        _ => {
+            let text = "method not allowed: POST an SDP offer to /NAME/whep, DELETE its \
+                        resource; trickle ICE (PATCH) is not supported\n";
+            let mut h = Head::new(Status::MethodNotAllowed, TEXT_TYPE, text.len());
+            h.allow = Some(WHEP_METHODS);
+            h.cors_methods = WHEP_METHODS;
+            answer.write(shard, h, text.as_bytes())
+        }
+    };
+    Some(reply)
+}
+
+/// `POST /NAME/whep`: an offer of a bounded size, handed to the connection with the token.
+fn whep_offer(
+    shard: &mut ShardState,
+    scratch: &ConnScratch,
+    head: &RequestHead<'_>,
+    stream: &StreamSpec,
+    answer: &mut Answer<'_>,
+) -> Reply {
+    if head.body_len == 0 {
+        return answer.error(shard, Status::BadRequest, "an SDP offer is required\n");
+    }
+    if head.body_len > MAX_OFFER {
+        // The body is not read: the connection cannot find the next request.
+        answer.close = true;
+        return answer.error(shard, Status::PayloadTooLarge, "SDP offer too large\n");
+    }
+    let token = scratch
+        .target
+        .token()
+        .or_else(|| bearer_token(head.authorization))
+        .map(<[u8]>::to_vec);
+    let call = WhepCall::Offer {
+        stream: stream.id,
+        token,
+        body_len: head.body_len,
+    };
+    Reply::then(Status::Created, answer.close, Next::Whep(call))
+}
+
+/// Answers an offer: `201 Created`, the resource's `Location`, the SDP answer.
+pub fn write_whep_created(
+    shard: &mut ShardState,
+    out: &mut Vec<u8>,
+    location: &str,
+    sdp: &str,
+    close: bool,
+) {
+    let mut answer = connection_answer(out, close);
+    let mut h = Head::new(Status::Created, SDP_TYPE, sdp.len());
+    h.location = Some(location);
+    h.cors_methods = WHEP_METHODS;
+    answer.write(shard, h, sdp.as_bytes());
+}
+
+/// Refuses an offer: `403` with `x-deny-reason`, as for every other protocol.
+pub fn write_whep_refused(
+    shard: &mut ShardState,
+    out: &mut Vec<u8>,
+    reason: DenyReason,
+    close: bool,
+) {
+    let mut answer = connection_answer(out, close);
+    let mut body = Vec::with_capacity(64);
+    refuse(shard, &mut body, Refusal::Deny(reason), &mut answer);
+}
+
+/// Any other WHEP answer: a status and a short text.
+pub fn write_whep_status(
+    shard: &mut ShardState,
+    out: &mut Vec<u8>,
+    status: Status,
+    text: &str,
+    close: bool,
+) {
+    let mut answer = connection_answer(out, close);
+    let mut h = Head::new(status, TEXT_TYPE, text.len());
+    h.cors_methods = WHEP_METHODS;
+    answer.write(shard, h, text.as_bytes());
+}
+
+/// An answer the connection writes after running what the service handed it.
+fn connection_answer(out: &mut Vec<u8>, close: bool) -> Answer<'_> {
+    Answer {
+        out,
+        now: Now::read(),
+        close,
+        send_body: true,
     }
 }
 

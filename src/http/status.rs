@@ -3,6 +3,7 @@
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {
     Ok,
+    Created,
     NoContent,
     Found,
     BadRequest,
@@ -22,6 +23,7 @@ impl Status {
     pub fn code(self) -> u16 {
         match self {
             Status::Ok => 200,
+            Status::Created => 201,
             Status::NoContent => 204,
             Status::Found => 302,
             Status::BadRequest => 400,
@@ -42,6 +44,7 @@ impl Status {
     pub fn line(self) -> &'static str {
         match self {
             Status::Ok => "200 OK",
+            Status::Created => "201 Created",
             Status::NoContent => "204 No Content",
             Status::Found => "302 Found",
             Status::BadRequest => "400 Bad Request",

@@ -1,6 +1,6 @@
 // tessera's player page script (served as /_player/embed.js, compiled into the binary).
 // Plays the manifest named by <video data-src> with hls.js (hls, llhls) or dash.js (dash,
-// mss) and reports what happens in the page and in window.tesseraPlayer, which
+// mss), or posts a WHEP offer to it (webrtc: a small WHEP client, below), and reports what happens in the page and in window.tesseraPlayer, which
 // tests/browser/play.mjs reads: { format, state: 'loading' | 'playing' | 'error', errors }.
 (function () {
   'use strict';
@@ -94,8 +94,84 @@
     dash.initialize(video, src, true);
   }
 
+  // WHEP (draft-ietf-wish-whep): a recvonly offer POSTed to data-src (the token is in its
+  // query), the answer applied; the session resource (Location) is DELETEd on page exit.
+  function startWebrtc() {
+    if (typeof RTCPeerConnection === 'undefined') {
+      return fail('setup', 'this browser has no WebRTC');
+    }
+    var pc = new RTCPeerConnection();
+    var media = new MediaStream();
+    var resource = null;
+    pc.addTransceiver('video', { direction: 'recvonly' });
+    pc.addTransceiver('audio', { direction: 'recvonly' });
+    pc.ontrack = function (e) {
+      media.addTrack(e.track);
+      video.srcObject = media;
+    };
+    pc.onconnectionstatechange = function () {
+      var s = pc.connectionState;
+      if (s === 'failed' || s === 'closed' || s === 'disconnected') {
+        fail('webrtc', 'connection ' + s);
+      }
+    };
+    // What tests and operators read: decoded video frames and audio samples, and the
+    // browser's own delay figures (getStats, inbound-rtp and the candidate pair).
+    player.stats = function () {
+      return pc.getStats().then(function (report) {
+        var out = { connection: pc.connectionState, video: null, audio: null, rtt: null };
+        report.forEach(function (r) {
+          if (r.type === 'inbound-rtp') {
+            out[r.kind] = {
+              packets: r.packetsReceived,
+              frames: r.framesDecoded,
+              samples: r.totalSamplesReceived,
+              jitterBufferDelay: r.jitterBufferDelay,
+              jitterBufferEmitted: r.jitterBufferEmittedCount,
+            };
+          } else if (r.type === 'candidate-pair' && r.nominated) {
+            out.rtt = r.currentRoundTripTime;
+          }
+        });
+        return out;
+      });
+    };
+    window.addEventListener('pagehide', function () {
+      if (resource) {
+        fetch(resource, { method: 'DELETE', keepalive: true });
+      }
+    });
+    pc.createOffer()
+      .then(function (offer) {
+        return pc.setLocalDescription(offer);
+      })
+      .then(function () {
+        return fetch(src, {
+          method: 'POST',
+          headers: { 'content-type': 'application/sdp' },
+          body: pc.localDescription.sdp,
+        });
+      })
+      .then(function (r) {
+        if (r.status !== 201) {
+          var reason = r.headers.get('x-deny-reason');
+          throw new Error('HTTP ' + r.status + (reason ? ' ' + reason : ''));
+        }
+        resource = r.headers.get('location');
+        return r.text();
+      })
+      .then(function (sdp) {
+        return pc.setRemoteDescription({ type: 'answer', sdp: sdp });
+      })
+      .catch(function (e) {
+        fail('whep', e.message || String(e));
+      });
+  }
+
   if (format === 'hls' || format === 'llhls') {
     startHls();
+  } else if (format === 'webrtc') {
+    startWebrtc();
   } else {
     startDash();
   }

@@ -25,6 +25,8 @@ pub enum Format {
     LlHls,
     Dash,
     Mss,
+    /// WHEP (`/NAME/whep`), played by embed.js's own small WHEP client.
+    WebRtc,
 }
 
 impl Format {
@@ -34,6 +36,7 @@ impl Format {
             Format::LlHls => "llhls",
             Format::Dash => "dash",
             Format::Mss => "mss",
+            Format::WebRtc => "webrtc",
         }
     }
 
@@ -42,6 +45,7 @@ impl Format {
             Format::Hls | Format::LlHls => &["hls.min.js"],
             Format::Dash => &["dash.all.min.js"],
             Format::Mss => &["dash.all.min.js", "dash.mss.min.js"],
+            Format::WebRtc => &[],
         }
     }
 }
@@ -64,6 +68,7 @@ pub fn format_from_target(raw_target: &[u8]) -> Result<Format, UnknownFormat> {
         Some(b"llhls") => Ok(Format::LlHls),
         Some(b"dash") => Ok(Format::Dash),
         Some(b"mss") => Ok(Format::Mss),
+        Some(b"webrtc") => Ok(Format::WebRtc),
         Some(_) => Err(UnknownFormat),
     }
 }
@@ -88,6 +93,7 @@ pub fn write_page(out: &mut Vec<u8>, name: &str, format: Format, token: TokenQue
         Format::Hls => out.extend_from_slice(b"index.m3u8"),
         Format::LlHls => out.extend_from_slice(b"index.ll.m3u8"),
         Format::Dash => out.extend_from_slice(b"index.mpd"),
+        Format::WebRtc => out.extend_from_slice(b"whep"),
         Format::Mss => {
             // `/a/b/embed.html` → `../b.isml/manifest` = `/a/b.isml/manifest`.
             let last = name.rsplit('/').next().unwrap_or(name);
@@ -150,6 +156,10 @@ mod tests {
             Ok(Format::Mss)
         );
         assert_eq!(
+            format_from_target(b"/a/embed.html?format=webrtc"),
+            Ok(Format::WebRtc)
+        );
+        assert_eq!(
             format_from_target(b"/a/embed.html?format=llhls&format=x"),
             Ok(Format::LlHls)
         );
@@ -171,6 +181,13 @@ mod tests {
         let dash = page("a", Format::Dash, t);
         assert!(dash.contains("data-src=\"index.mpd?token=t1\""));
         assert!(dash.contains("<script src=\"/_player/dash.all.min.js\"></script>"));
+        let webrtc = page("a", Format::WebRtc, t);
+        assert!(webrtc.contains("data-format=\"webrtc\" data-src=\"whep?token=t1\""));
+        assert_eq!(
+            webrtc.matches("<script").count(),
+            1,
+            "embed.js alone: {webrtc}"
+        );
         let mss = page("live/cam 1", Format::Mss, t);
         assert!(
             mss.contains("data-src=\"../cam%201.isml/manifest?token=t1\""),

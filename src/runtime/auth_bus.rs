@@ -20,6 +20,7 @@ use crate::catalog::Catalog;
 use crate::http::api::{MetricsSnapshot, SessionInfo};
 use crate::runtime::operator_api::{shard_metrics, shard_sessions};
 use crate::runtime::portal_client::PortalClient;
+use crate::runtime::webrtc_conn::WebRtcEndpoint;
 use crate::shard::{Outgoing, ShardState};
 use ahash::AHashMap;
 use glommio::channels::channel_mesh::{Receivers, Senders};
@@ -75,6 +76,11 @@ pub enum GatherCall {
     Reauth {
         stream: StreamId,
     },
+    /// `DELETE` of a WHEP session resource, which any shard's connection may take: the
+    /// shard holding the session ends it (`Count(1)`).
+    EndWhep {
+        id: String,
+    },
 }
 
 /// One shard's answer to a gather.
@@ -100,6 +106,8 @@ pub struct AuthBus {
     portal: Rc<PortalClient>,
     gathers: RefCell<AHashMap<u64, Gathering>>,
     next_gather: std::cell::Cell<u64>,
+    /// The shard's WebRTC endpoint (`EndWhep`), when it has one.
+    webrtc: RefCell<Option<Rc<WebRtcEndpoint>>>,
 }
 
 impl AuthBus {
@@ -118,6 +126,7 @@ impl AuthBus {
             portal: PortalClient::new(catalog),
             gathers: RefCell::new(AHashMap::new()),
             next_gather: std::cell::Cell::new(0),
+            webrtc: RefCell::new(None),
         });
         for (_, receiver) in receivers.streams() {
             let bus = bus.clone();
@@ -297,6 +306,10 @@ impl AuthBus {
             GatherCall::Reauth { stream } => {
                 GatherPart::Count(shard.reauth_stream(*stream, now) as u64)
             }
+            GatherCall::EndWhep { id } => {
+                let webrtc = self.webrtc.borrow();
+                GatherPart::Count(u64::from(webrtc.as_ref().is_some_and(|w| w.end(id))))
+            }
         }
     }
 
@@ -341,6 +354,19 @@ impl AuthBus {
             .remove(&id)
             .map(|g| g.parts)
             .unwrap_or_default()
+    }
+
+    /// Gives the bus the shard's WebRTC endpoint (`EndWhep`).
+    pub fn set_webrtc(&self, endpoint: Rc<WebRtcEndpoint>) {
+        *self.webrtc.borrow_mut() = Some(endpoint);
+    }
+
+    /// Ends WHEP resource `id` on whichever shard holds it; `false` when none does.
+    pub async fn end_whep(self: &Rc<Self>, id: String) -> bool {
+        let parts = self.gather(GatherCall::EndWhep { id }).await;
+        parts
+            .iter()
+            .any(|p| matches!(p, GatherPart::Count(n) if *n > 0))
     }
 
     pub fn shards(&self) -> usize {

@@ -1,5 +1,5 @@
 //! The connection driver: the one loop every connection protocol runs on (RTMP, RTSP,
-//! HTTP MPEG-TS and SRT today; WebRTC plugs in the same way).
+//! HTTP MPEG-TS, SRT and WebRTC).
 //!
 //! A protocol plugs in as a `Glue`: its sans-IO connection machine (fed with bytes, polled
 //! for outputs) and a `FrameViewer` (ring frames in, protocol bytes out). The driver owns

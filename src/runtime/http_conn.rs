@@ -7,7 +7,8 @@ use crate::http::api::ApiCall;
 use crate::http::limits::HttpLimits;
 use crate::http::request::{Parsed, parse_head};
 use crate::http::service::{
-    ConnScratch, Next, Reply, SegmentWait, invalid_request, respond, write_api_answer,
+    ConnScratch, Next, Reply, SegmentWait, WhepCall, invalid_request, respond, write_api_answer,
+    write_whep_created, write_whep_refused, write_whep_status,
 };
 use crate::http::status::Status;
 use crate::runtime::admission::Arrival;
@@ -16,6 +17,7 @@ use crate::runtime::play_auth::wait_for_verdict;
 use crate::runtime::ring_wait::SegmentReady;
 use crate::runtime::stop_signal::{StopSignal, shard_stop};
 use crate::runtime::tls::{Wire, handshake};
+use crate::runtime::webrtc_conn::{self, OfferOutcome, WebRtcEndpoint};
 use crate::runtime::{live_ts, operator_api};
 use crate::shard::{Now, ShardState};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -32,7 +34,7 @@ pub async fn serve<S: Wire>(
     stream: S,
     admin: bool,
     state: Rc<RefCell<ShardState>>,
-    bus: Rc<AuthBus>,
+    (bus, webrtc): Shared,
     arrival: Arrival,
 ) {
     let Ok(peer) = stream.tcp().peer_addr().map(|a| a.ip()) else {
@@ -64,12 +66,17 @@ pub async fn serve<S: Wire>(
         stream,
         state,
         bus,
+        webrtc,
         peer,
         limits,
         stop: shard_stop(),
     };
     conn.run().await;
 }
+
+/// What every HTTP connection of a shard shares: the auth bus (API calls), and the WebRTC
+/// endpoint that WHEP offers start sessions on (none without a `webrtc` listener).
+pub type Shared = (Rc<AuthBus>, Option<Rc<WebRtcEndpoint>>);
 
 /// A connection's input buffer at first: most request heads fit.
 const INBUF_START: usize = 4096;
@@ -79,6 +86,7 @@ struct HttpConn<S> {
     stream: S,
     state: Rc<RefCell<ShardState>>,
     bus: Rc<AuthBus>,
+    webrtc: Option<Rc<WebRtcEndpoint>>,
     peer: IpAddr,
     limits: HttpLimits,
     inbuf: Vec<u8>,
@@ -223,6 +231,7 @@ impl<S: Wire> HttpConn<S> {
                 }
                 return After::Stop;
             }
+            Next::Whep(call) => return self.whep(call, reply.close).await,
             Next::Body(body) => {
                 self.answered();
                 if !self.write_out_and_body(&body).await {
@@ -283,6 +292,121 @@ impl<S: Wire> HttpConn<S> {
             return After::Stop;
         }
         After::Continue
+    }
+
+    /// Carries out a WHEP request: an offer (its body read here) answered through the
+    /// shard's WebRTC endpoint, or a session resource deleted.
+    async fn whep(&mut self, call: WhepCall, close: bool) -> After {
+        self.answered();
+        let Some(endpoint) = self.webrtc.clone() else {
+            if matches!(call, WhepCall::Offer { .. }) {
+                // The body stays unread: the connection closes after the answer.
+                self.whep_status(Status::ServiceUnavailable, "webrtc is not enabled\n", true);
+                let _ = self.write_out().await;
+                return After::Stop;
+            }
+            self.whep_status(Status::NotFound, "no such session\n", close);
+            return self.after(close).await;
+        };
+        match call {
+            WhepCall::Offer {
+                stream,
+                token,
+                body_len,
+            } => {
+                let Some(sdp) = self.read_body(body_len).await else {
+                    return After::Stop;
+                };
+                self.whep_offer(&endpoint, stream, token.as_deref(), &sdp, close)
+                    .await;
+            }
+            WhepCall::Delete { id } => {
+                // This shard's session, or another's (the DELETE came on another connection).
+                if endpoint.end(&id) || self.bus.end_whep(id).await {
+                    self.whep_status(Status::Ok, "session ended\n", close);
+                } else {
+                    self.whep_status(Status::NotFound, "no such session\n", close);
+                }
+            }
+        }
+        self.after(close).await
+    }
+
+    /// Answers an offer read whole.
+    async fn whep_offer(
+        &mut self,
+        endpoint: &Rc<WebRtcEndpoint>,
+        stream: crate::auth::verdict::StreamId,
+        token: Option<&[u8]>,
+        sdp: &[u8],
+        close: bool,
+    ) {
+        let arrived_on = self.stream.tcp().local_addr().map(|a| a.ip());
+        let offer = webrtc_conn::Offer {
+            stream,
+            token,
+            peer: crate::auth::verdict::canonical_ip(self.peer),
+            user_agent: None,
+            arrived_on: arrived_on.unwrap_or(self.peer),
+            sdp,
+        };
+        let outcome = webrtc_conn::offer(endpoint, &self.state, offer).await;
+        let mut shard = self.state.borrow_mut();
+        let out = &mut self.out;
+        match outcome {
+            OfferOutcome::Created { resource, answer } => {
+                let name = shard.catalog().stream(stream).map(|s| s.name.clone());
+                let location = format!("/{}/whep/{resource}", name.unwrap_or_default());
+                write_whep_created(&mut shard, out, &location, &answer, close);
+            }
+            OfferOutcome::Refused(reason) => write_whep_refused(&mut shard, out, reason, close),
+            OfferOutcome::Invalid(why) => {
+                let text = format!("{why}\n");
+                write_whep_status(&mut shard, out, Status::BadRequest, &text, close);
+            }
+            OfferOutcome::Busy => {
+                let text = "too many webrtc sessions\n";
+                write_whep_status(&mut shard, out, Status::ServiceUnavailable, text, close);
+            }
+        }
+    }
+
+    fn whep_status(&mut self, status: Status, text: &str, close: bool) {
+        write_whep_status(
+            &mut self.state.borrow_mut(),
+            &mut self.out,
+            status,
+            text,
+            close,
+        );
+    }
+
+    /// After an answer: the connection goes on, or closes when the answer said so.
+    async fn after(&mut self, close: bool) -> After {
+        if close {
+            let _ = self.write_out().await;
+            return After::Stop;
+        }
+        After::Continue
+    }
+
+    /// Reads the `len` bytes of the request body that follow the head (what is buffered
+    /// first); `None` when the connection ends or times out first.
+    async fn read_body(&mut self, len: usize) -> Option<Vec<u8>> {
+        let buffered = (self.end - self.start).min(len);
+        let mut body = Vec::with_capacity(len);
+        body.extend_from_slice(&self.inbuf[self.start..self.start + buffered]);
+        self.start += buffered;
+        self.skip_body = 0;
+        while body.len() < len {
+            let have = body.len();
+            body.resize(len, 0);
+            match self.stream.read(&mut body[have..]).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => body.truncate(have + n),
+            }
+        }
+        Some(body)
     }
 
     /// Writes what is queued; `false` when the connection is gone.
@@ -392,15 +516,15 @@ pub fn admit(
     tls: Option<TlsAcceptor>,
     admin: bool,
     state: Rc<RefCell<ShardState>>,
-    bus: Rc<AuthBus>,
+    shared: Shared,
     arrival: Arrival,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> {
     Box::pin(async move {
         match tls {
-            None => serve(stream, admin, state, bus, arrival).await,
+            None => serve(stream, admin, state, shared, arrival).await,
             Some(acceptor) => {
                 if let Some(stream) = handshake(&state, &acceptor, stream).await {
-                    serve(stream, admin, state, bus, arrival).await;
+                    serve(stream, admin, state, shared, arrival).await;
                 }
             }
         }

@@ -31,6 +31,7 @@ pub mod srt_pull;
 pub mod stop_signal;
 pub mod templates;
 pub mod tls;
+pub mod webrtc_conn;
 
 use crate::auth::verdict::canonical_ip;
 use crate::catalog::Catalog;
@@ -168,13 +169,14 @@ fn listeners_of(config: &Config, tls: Option<TlsSetup>) -> Result<Listeners, Str
         .listeners
         .iter()
         // SRT's are with the streams' own SRT ports, in `srt_conn::ports`.
-        .filter(|l| l.proto != ListenerProto::Srt)
+        .filter(|l| l.proto.transport() == crate::config::Transport::Tcp)
         .map(|l| (l.proto, l.addr))
         .collect();
     let listeners = Listeners {
         tcp,
         srt: srt_conn::ports(config),
         srt_latency: Duration::from_millis(config.srt_latency_ms.into()),
+        webrtc: webrtc_conn::listener(config),
         tls,
     };
     if listeners.tcp.is_empty() && listeners.srt.is_empty() {
@@ -472,6 +474,8 @@ struct Listeners {
     srt: Vec<(SocketAddr, srt_conn::SrtScope)>,
     /// `srt_latency`.
     srt_latency: Duration,
+    /// The `webrtc` listener (shard `i` binds its port + `i`) and `webrtc_candidate`.
+    webrtc: Option<webrtc_conn::Listener>,
     tls: Option<TlsSetup>,
 }
 
@@ -530,6 +534,13 @@ async fn shard_main(
         }
     };
     let udp = bind_rtp_udp(&addrs, id);
+    let webrtc = match addrs.webrtc.as_ref().map(|l| l.bind(id)).transpose() {
+        Ok(webrtc) => webrtc.map(Rc::new),
+        Err(message) => {
+            let _ = ready.send(Err(message));
+            return;
+        }
+    };
     apply_stream_events(receivers, &state);
     let bus = AuthBus::start(auth_senders, auth_receivers, state.clone());
     if let Some(fleet) = fleet {
@@ -547,17 +558,22 @@ async fn shard_main(
         let run = srt_conn::run_endpoint(endpoint, state.clone(), fanout.clone());
         glommio::spawn_local(run).detach();
     }
+    if let Some(endpoint) = &webrtc {
+        bus.set_webrtc(endpoint.clone());
+        glommio::spawn_local(webrtc_conn::run_endpoint(endpoint.clone())).detach();
+    }
     let _ = ready.send(Ok(id));
     let tls = Rc::new(RefCell::new(addrs.tls.clone()));
     let newcomers = Rc::new(RefCell::new(Newcomers::default()));
     for (proto, _, listener) in bound {
+        let http = (bus.clone(), webrtc.clone());
         let serve = Server {
             tls: &tls,
             state: &state,
             newcomers: &newcomers,
             udp: &udp,
             fanout: &fanout,
-            bus: &bus,
+            http: &http,
             seed,
         }
         .connection_server(proto);
@@ -700,7 +716,8 @@ struct Server<'a> {
     newcomers: &'a Rc<RefCell<Newcomers>>,
     udp: &'a Option<Rc<rtsp_conn::UdpPair>>,
     fanout: &'a Rc<Fanout>,
-    bus: &'a Rc<AuthBus>,
+    /// What HTTP connections share: the auth bus, the shard's WebRTC endpoint.
+    http: &'a http_conn::Shared,
     seed: u64,
 }
 
@@ -715,11 +732,11 @@ impl Server<'_> {
         proto: ListenerProto,
     ) -> impl FnMut(TcpStream, u64) -> ConnectionTask + 'static {
         let Server { seed, .. } = self;
-        let (state, udp, fanout, bus) = (
+        let (state, udp, fanout, http) = (
             self.state.clone(),
             self.udp.clone(),
             self.fanout.clone(),
-            self.bus.clone(),
+            self.http.clone(),
         );
         let shard = state.borrow().id();
         let newcomers = self.newcomers.clone();
@@ -758,7 +775,7 @@ impl Server<'_> {
             let (state, udp, fanout) = (state.clone(), udp.clone(), fanout.clone());
             let task: ConnectionTask = match (proto.inner(), tls.clone()) {
                 (ListenerProto::Http, tls) => {
-                    http_conn::admit(stream, tls, proto.is_admin(), state, bus.clone(), arrival)
+                    http_conn::admit(stream, tls, proto.is_admin(), state, http.clone(), arrival)
                 }
                 (ListenerProto::Rtsp, None) => {
                     Box::pin(rtsp_conn::serve(stream, state, udp, conn_seed, arrival))

@@ -4,6 +4,12 @@
 //                                                     SECONDS (default 3) of playback
 //   node tests/browser/play.mjs URL refused           the player reports an error and the
 //                                                     server answered a request with 403
+//   node tests/browser/play.mjs URL webrtc [SECONDS] [REVOKE_URL]
+//                                                     the WebRTC page decodes video frames
+//                                                     for SECONDS (default 10) and audio
+//                                                     samples (getStats); with REVOKE_URL, it
+//                                                     is then POSTed (Bearer $TESSERA_API_KEY)
+//                                                     and the frames must stop
 //
 // Chromium is $TESSERA_CHROMIUM or /usr/bin/chromium, driven by playwright-core from
 // tools/player/node_modules (tools/player/install.sh). Prints one JSON line with what it
@@ -16,12 +22,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 const DEADLINE_MS = 60_000;
-const [url, expect, secondsArg] = process.argv.slice(2);
-if (!url || !['play', 'refused'].includes(expect)) {
-  console.error('usage: play.mjs URL play|refused [SECONDS]');
+const [url, expect, secondsArg, revokeUrl] = process.argv.slice(2);
+if (!url || !['play', 'refused', 'webrtc'].includes(expect)) {
+  console.error('usage: play.mjs URL play|refused|webrtc [SECONDS] [REVOKE_URL]');
   process.exit(2);
 }
-const seconds = Number(secondsArg || 3);
+const seconds = Number(secondsArg || (expect === 'webrtc' ? 10 : 3));
 const chromiumPath = process.env.TESSERA_CHROMIUM || '/usr/bin/chromium';
 if (!existsSync(chromiumPath)) {
   console.error(`play.mjs: no Chromium at ${chromiumPath}: run tools/test.sh as root (apt-get install chromium)`);
@@ -67,14 +73,17 @@ try {
     throw new Error(`the page answered ${response ? response.status() : 'nothing'}`);
   }
   const state = () =>
-    page.evaluate(() => {
+    page.evaluate(async () => {
       const v = document.getElementById('tessera-video');
       const p = window.tesseraPlayer || {};
       const latency = typeof p.latency === 'function' ? p.latency() : null;
-      return { state: p.state, errors: p.errors || [], time: v ? v.currentTime : -1, latency };
+      const stats = typeof p.stats === 'function' ? await p.stats() : null;
+      return { state: p.state, errors: p.errors || [], time: v ? v.currentTime : -1, latency, stats };
     });
   const started = Date.now();
-  if (expect === 'play') {
+  if (expect === 'webrtc') {
+    verdict = await webrtc(state, page);
+  } else if (expect === 'play') {
     let first = null;
     for (;;) {
       const s = await state();
@@ -118,6 +127,7 @@ try {
   }
 } catch (e) {
   verdict = { ok: false, reason: `browser run failed: ${e.message}` };
+  seen.stack = String(e.stack).slice(0, 500);
 } finally {
   if (context) {
     await context.close().catch(() => {});
@@ -126,3 +136,59 @@ try {
 }
 console.log(JSON.stringify({ ...verdict, ...seen }));
 process.exit(verdict.ok ? 0 : 1);
+
+// Frames decoded must rise over `seconds` once the first one is decoded, and audio samples
+// must be decoded too; then, with a revoke URL, the frames must stop after it is posted.
+async function webrtc(state, page) {
+  const frames = (s) => (s.stats && s.stats.video && s.stats.video.frames) || 0;
+  const samples = (s) => (s.stats && s.stats.audio && s.stats.audio.samples) || 0;
+  const posted = Date.now();
+  let first = null;
+  for (;;) {
+    const s = await state();
+    seen.last = s;
+    if (s.state === 'error') {
+      return { ok: false, reason: `the player reported: ${s.errors.join('; ')}` };
+    }
+    if (first === null && frames(s) > 0) {
+      first = { at: Date.now(), frames: frames(s) };
+      seen.firstFrameMs = first.at - posted;
+    }
+    if (first !== null && Date.now() - first.at >= seconds * 1000) {
+      seen.decoded = { frames: frames(s) - first.frames, samples: samples(s) };
+      if (frames(s) <= first.frames) {
+        return { ok: false, reason: `frames decoded stayed at ${first.frames}` };
+      }
+      break;
+    }
+    if (Date.now() - posted > DEADLINE_MS) {
+      return { ok: false, reason: `no frame decoded (${JSON.stringify(s.stats)})` };
+    }
+    await page.waitForTimeout(250);
+  }
+  if (!revokeUrl) {
+    return { ok: true, reason: `frames decoded rose by ${seen.decoded.frames}` };
+  }
+  const key = process.env.TESSERA_API_KEY || '';
+  const revokedAt = Date.now();
+  const r = await fetch(revokeUrl, { method: 'POST', headers: { authorization: `Bearer ${key}` } });
+  if (r.status !== 200) {
+    return { ok: false, reason: `revoke answered ${r.status}` };
+  }
+  // Stopped: no new frame for 2 s (at 25 fps, 50 frames would have come).
+  let last = { at: Date.now(), frames: frames(await state()) };
+  for (;;) {
+    await page.waitForTimeout(50);
+    const s = await state();
+    seen.last = s;
+    if (frames(s) !== last.frames) {
+      last = { at: Date.now(), frames: frames(s) };
+    } else if (Date.now() - last.at >= 2000) {
+      seen.stoppedAfterMs = last.at - revokedAt;
+      return { ok: true, reason: `frames stopped ${seen.stoppedAfterMs} ms after the revocation` };
+    }
+    if (Date.now() - revokedAt > DEADLINE_MS) {
+      return { ok: false, reason: 'frames went on after the revocation' };
+    }
+  }
+}
