@@ -34,23 +34,6 @@ fn rtmp_input(origin: &Listeners) -> String {
     format!("rtmp://127.0.0.1:{}/live/s?token=origin1", origin.rtmp)
 }
 
-/// How many times `needle` is in the server's log.
-fn count(server: &Server, needle: &str) -> usize {
-    server.log_text().matches(needle).count()
-}
-
-/// Waits (bounded, generously) until `cond` holds.
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool, logs: &[&Server]) {
-    let deadline = Instant::now() + Duration::from_secs(40);
-    while !cond() {
-        if Instant::now() > deadline {
-            let logs: Vec<String> = logs.iter().map(|s| s.log_text()).collect();
-            panic!("{what} never happened; logs:\n{}", logs.join("\n-----\n"));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// The edge's media playlist's last segment name (it moves while the pull runs).
 fn last_segment(edge: &Server) -> Option<String> {
     let r = get(edge.http, MEDIA);
