@@ -239,3 +239,49 @@ fn refused_rtsp_and_srt_pulls_are_failed_sources_with_the_reason_logged() {
     refusal_is_logged(Origin::rtsp_input, "origin answered 403 to DESCRIBE");
     refusal_is_logged(|o| o.srt_input(""), "the listener refused (1403)");
 }
+
+/// A third-party RTSP origin that asks for Digest credentials: GStreamer's gst-rtsp-server
+/// (tests/data/rtsp_digest_origin.py, Debian's gir1.2-gst-rtsp-server-1.0 and x264enc),
+/// video only. The URL's credentials answer its 401; wrong ones are a failed source.
+#[test]
+fn an_edge_pulls_from_a_digest_protected_gstreamer_origin() {
+    let port = free_port();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/rtsp_digest_origin.py"
+    );
+    let mut server = std::process::Command::new("/usr/bin/python3");
+    server
+        .arg(script)
+        .arg(port.to_string())
+        .args(["cam", "s3cret"]);
+    let _origin = Background::spawn(&mut server);
+    let e = Listeners::free();
+    let pulled = edge(&e, &format!("rtsp://cam:s3cret@127.0.0.1:{port}/cam"), "");
+    pulled.wait_ok("/s/index.m3u8?token=edge1");
+    let out = run_bounded(
+        tool("ffprobe").arg(pulled.url("/s/index.m3u8?token=edge1")),
+        std::time::Duration::from_secs(60),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && err.contains("Video: h264") && err.contains("320x240"),
+        "{err}"
+    );
+    assert!(
+        !pulled.log_text().contains("s3cret"),
+        "{}",
+        pulled.log_text()
+    );
+
+    let wrong = Listeners::free();
+    let edge = edge(&wrong, &format!("rtsp://cam:nope@127.0.0.1:{port}/cam"), "");
+    wait_for(
+        "the refused credentials in the edge's log",
+        || {
+            edge.log_text()
+                .contains("origin refused the credentials (DESCRIBE: 401)")
+        },
+        &[&edge],
+    );
+}
