@@ -35,22 +35,6 @@ fn edge(ports: &Listeners, inputs: &[String], extra: &str) -> Server {
     Server::start(&edge_config(ports, inputs, extra), ports.http)
 }
 
-fn count(server: &Server, needle: &str) -> usize {
-    server.log_text().matches(needle).count()
-}
-
-/// Waits (bounded, generously) until `cond` holds.
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool, logs: &[&Server]) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !cond() {
-        if Instant::now() > deadline {
-            let logs: Vec<String> = logs.iter().map(|s| s.log_text()).collect();
-            panic!("{what} never happened; logs:\n{}", logs.join("\n-----\n"));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn probe_shows(url: &str, needles: &[&str]) {
     let out = run_bounded(tool("ffprobe").arg(url), Duration::from_secs(60));
     let err = String::from_utf8_lossy(&out.stderr);

@@ -34,11 +34,6 @@ fn rtmp_input(origin: &Listeners) -> String {
     format!("rtmp://127.0.0.1:{}/live/s?token=origin1", origin.rtmp)
 }
 
-/// How many times `needle` is in the server's log.
-fn count(server: &Server, needle: &str) -> usize {
-    server.log_text().matches(needle).count()
-}
-
 /// The edge's media playlist's last segment name (it moves while the pull runs).
 fn last_segment(edge: &Server) -> Option<String> {
     let r = get(edge.http, MEDIA);

@@ -6,7 +6,6 @@
 
 mod common;
 use common::*;
-use std::time::{Duration, Instant};
 
 const MEDIA: &str = "/s/tracks-v1a1/mono.m3u8?token=edge1";
 
@@ -63,22 +62,6 @@ fn edge(ports: &Listeners, input: &str, extra: &str) -> Server {
     Server::start(&config, ports.http)
 }
 
-fn count(server: &Server, needle: &str) -> usize {
-    server.log_text().matches(needle).count()
-}
-
-/// Waits (bounded, generously) until `cond` holds.
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool, logs: &[&Server]) {
-    let deadline = Instant::now() + Duration::from_secs(40);
-    while !cond() {
-        if Instant::now() > deadline {
-            let logs: Vec<String> = logs.iter().map(|s| s.log_text()).collect();
-            panic!("{what} never happened; logs:\n{}", logs.join("\n-----\n"));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// The edge serves the pulled fake source over HLS and RTMP, to several viewers, with one
 /// upstream session at the origin (`started` in its log).
 fn serves_many_viewers_from_one_upstream(
@@ -132,48 +115,6 @@ fn an_edge_pulls_a_published_stream_over_rtsp() {
 }
 
 #[test]
-fn an_rtsp_pull_reconnects_after_an_origin_restart() {
-    let (o, e) = (Origin::free(), Listeners::free());
-    let mut first = o.start("fake://fake");
-    let edge = edge(&e, &o.rtsp_input(), "source_timeout 2;");
-    edge.wait_ok(MEDIA);
-    let _ = first.child().kill();
-    let _ = first.child().wait();
-    wait_until(
-        "the edge noticing the origin is gone",
-        || edge.log_text().contains("every source failed"),
-        &[&edge],
-    );
-    let second = o.start("fake://fake");
-    wait_until(
-        "the edge reconnecting",
-        || count(&second, "rtsp play started") == 1,
-        &[&edge, &second],
-    );
-    edge.wait_ok(MEDIA);
-    assert_probe_shows_fake_source(&[], &edge.url("/s/index.m3u8?token=edge1"));
-}
-
-#[test]
-fn a_refused_rtsp_pull_is_a_failed_source_with_the_reason_logged() {
-    let (o, e) = (Origin::free(), Listeners::free());
-    let _origin = o.start("fake://fake");
-    let input = format!("rtsp://127.0.0.1:{}/s?token=wrong", o.ports.rtsp);
-    let edge = edge(&e, &input, "source_timeout 2;");
-    wait_until(
-        "the refusal in the edge's log",
-        || edge.log_text().contains("origin answered 403 to DESCRIBE"),
-        &[&edge],
-    );
-    assert!(
-        !edge.log_text().contains("token=wrong"),
-        "{}",
-        edge.log_text()
-    );
-    assert_ne!(get(edge.http, MEDIA).status, 200);
-}
-
-#[test]
 fn an_edge_pulls_over_srt_once_for_every_viewer() {
     let (o, e) = (Origin::free(), Listeners::free());
     let origin = o.start("fake://fake");
@@ -193,50 +134,6 @@ fn an_edge_pulls_a_published_stream_over_encrypted_srt() {
     assert_eq!(count(&origin, "srt play started"), 1);
     assert!(
         !edge.log_text().contains("0987654321abc"),
-        "{}",
-        edge.log_text()
-    );
-}
-
-#[test]
-fn an_srt_pull_reconnects_after_an_origin_restart() {
-    let (o, e) = (Origin::free(), Listeners::free());
-    let mut first = o.start("fake://fake");
-    let edge = edge(&e, &o.srt_input(""), "source_timeout 2;");
-    edge.wait_ok(MEDIA);
-    let _ = first.child().kill();
-    let _ = first.child().wait();
-    wait_until(
-        "the edge noticing the origin is gone",
-        || edge.log_text().contains("every source failed"),
-        &[&edge],
-    );
-    let second = o.start("fake://fake");
-    wait_until(
-        "the edge reconnecting",
-        || count(&second, "srt play started") == 1,
-        &[&edge, &second],
-    );
-    edge.wait_ok(MEDIA);
-    assert_probe_shows_fake_source(&[], &edge.url("/s/index.m3u8?token=edge1"));
-}
-
-#[test]
-fn a_refused_srt_pull_is_a_failed_source_with_the_reason_logged() {
-    let (o, e) = (Origin::free(), Listeners::free());
-    let _origin = o.start("fake://fake");
-    let input = format!(
-        "\"srt://127.0.0.1:{}?streamid=#!::r=s,m=request,token=wrong\"",
-        o.srt
-    );
-    let edge = edge(&e, &input, "source_timeout 2;");
-    wait_until(
-        "the refusal in the edge's log",
-        || edge.log_text().contains("the listener refused (1403)"),
-        &[&edge],
-    );
-    assert!(
-        !edge.log_text().contains("token=wrong"),
         "{}",
         edge.log_text()
     );
@@ -265,4 +162,126 @@ fn on_demand_rtsp_and_srt_pulls_start_with_the_first_viewer() {
     let origin = o.start("fake://fake");
     starts_with_the_first_viewer(&o.rtsp_input(), &origin, "rtsp play started");
     starts_with_the_first_viewer(&o.srt_input(""), &origin, "srt play started");
+}
+
+/// libsrt's own listener as the origin: `srt-live-transmit` relays an ffmpeg MPEG-TS feed
+/// from UDP to an encrypted SRT listener, and the edge calls it.
+#[test]
+fn an_edge_pulls_from_libsrt_s_listener_with_a_passphrase() {
+    let (udp, srt, e) = (free_port(), free_port(), Listeners::free());
+    let mut relay = tool("srt-live-transmit");
+    relay.args(["-q", &format!("udp://:{udp}")]).arg(format!(
+        "srt://127.0.0.1:{srt}?mode=listener&passphrase=0987654321abc"
+    ));
+    let _relay = Background::spawn(&mut relay);
+    let _feed = Background::spawn(&mut publish_to(
+        &format!("udp://127.0.0.1:{udp}?pkt_size=1316"),
+        "mpegts",
+        60,
+    ));
+    let input = format!("\"srt://127.0.0.1:{srt}?streamid=s&passphrase=0987654321abc\"");
+    let edge = edge(&e, &input, "");
+    edge.wait_ok(MEDIA);
+    assert_probe_shows_publisher(&[], &edge.url("/s/index.m3u8?token=edge1"));
+}
+
+/// The origin is killed, the edge notices (`source_timeout 2`), the origin comes back:
+/// the pull reconnects by itself and the edge plays again.
+fn reconnects_after_an_origin_restart(input: impl Fn(&Origin) -> String, started: &str) {
+    let (o, e) = (Origin::free(), Listeners::free());
+    let mut first = o.start("fake://fake");
+    let edge = edge(&e, &input(&o), "source_timeout 2;");
+    edge.wait_ok(MEDIA);
+    let _ = first.child().kill();
+    let _ = first.child().wait();
+    wait_for(
+        "the edge noticing the origin is gone",
+        || edge.log_text().contains("every source failed"),
+        &[&edge],
+    );
+    let second = o.start("fake://fake");
+    wait_for(
+        "the edge reconnecting",
+        || count(&second, started) == 1,
+        &[&edge, &second],
+    );
+    edge.wait_ok(MEDIA);
+    assert_probe_shows_fake_source(&[], &edge.url("/s/index.m3u8?token=edge1"));
+}
+
+#[test]
+fn an_rtsp_pull_reconnects_after_an_origin_restart() {
+    reconnects_after_an_origin_restart(Origin::rtsp_input, "rtsp play started");
+}
+
+#[test]
+fn an_srt_pull_reconnects_after_an_origin_restart() {
+    reconnects_after_an_origin_restart(|o| o.srt_input(""), "srt play started");
+}
+
+/// The origin refuses the edge's token: a failed source, its reason logged, the token not.
+fn refusal_is_logged(input: impl Fn(&Origin) -> String, reason: &str) {
+    let (o, e) = (Origin::free(), Listeners::free());
+    let _origin = o.start("fake://fake");
+    let input = input(&o).replace("origin1", "wrong");
+    let edge = edge(&e, &input, "source_timeout 2;");
+    wait_for(
+        "the refusal in the edge's log",
+        || edge.log_text().contains(reason),
+        &[&edge],
+    );
+    assert!(!edge.log_text().contains("wrong"), "{}", edge.log_text());
+    assert_ne!(get(edge.http, MEDIA).status, 200);
+}
+
+#[test]
+fn refused_rtsp_and_srt_pulls_are_failed_sources_with_the_reason_logged() {
+    refusal_is_logged(Origin::rtsp_input, "origin answered 403 to DESCRIBE");
+    refusal_is_logged(|o| o.srt_input(""), "the listener refused (1403)");
+}
+
+/// A third-party RTSP origin that asks for Digest credentials: GStreamer's gst-rtsp-server
+/// (tests/data/rtsp_digest_origin.py, Debian's gir1.2-gst-rtsp-server-1.0 and x264enc),
+/// video only. The URL's credentials answer its 401; wrong ones are a failed source.
+#[test]
+fn an_edge_pulls_from_a_digest_protected_gstreamer_origin() {
+    let port = free_port();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/rtsp_digest_origin.py"
+    );
+    let mut server = std::process::Command::new("/usr/bin/python3");
+    server
+        .arg(script)
+        .arg(port.to_string())
+        .args(["cam", "s3cret"]);
+    let _origin = Background::spawn(&mut server);
+    let e = Listeners::free();
+    let pulled = edge(&e, &format!("rtsp://cam:s3cret@127.0.0.1:{port}/cam"), "");
+    pulled.wait_ok("/s/index.m3u8?token=edge1");
+    let out = run_bounded(
+        tool("ffprobe").arg(pulled.url("/s/index.m3u8?token=edge1")),
+        std::time::Duration::from_secs(60),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && err.contains("Video: h264") && err.contains("320x240"),
+        "{err}"
+    );
+    assert!(
+        !pulled.log_text().contains("s3cret"),
+        "{}",
+        pulled.log_text()
+    );
+
+    let wrong = Listeners::free();
+    let edge = edge(&wrong, &format!("rtsp://cam:nope@127.0.0.1:{port}/cam"), "");
+    wait_for(
+        "the refused credentials in the edge's log",
+        || {
+            edge.log_text()
+                .contains("origin refused the credentials (DESCRIBE: 401)")
+        },
+        &[&edge],
+    );
 }

@@ -24,6 +24,12 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 # WebRTC's DTLS and SRTP (str0m's `openssl` backend) link the system's libssl.
 [ -f /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+# The RTSP pull's Digest test takes its origin from GStreamer's RTSP server with x264
+# (tests/data/rtsp_digest_origin.py, run by Debian's python3 with its gi bindings).
+/usr/bin/python3 -c 'import gi; gi.require_version("GstRtspServer", "1.0")' 2>/dev/null ||
+    missing+=(python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good)
+/usr/bin/python3 -c 'import gi; gi.require_version("Gst", "1.0"); from gi.repository import Gst
+Gst.init(None); assert Gst.ElementFactory.find("x264enc")' 2>/dev/null || missing+=(gstreamer1.0-plugins-ugly)
 # The browser test (tests/browser_playback.rs) drives Debian's Chromium.
 [ -n "${TESSERA_CHROMIUM:-}" ] || [ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then

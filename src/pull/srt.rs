@@ -85,6 +85,16 @@ impl SrtPull {
         Ok(())
     }
 
+    /// Ends the connection from this side; returns the shutdown to send (nothing before
+    /// the handshake completed).
+    pub fn close(&mut self, now: Instant) -> Vec<Bytes> {
+        if let Some(conn) = self.conn.as_mut() {
+            conn.close(now);
+            let _ = self.drain(); // ends with `Closed(Local)`
+        }
+        self.transmit.drain(..).collect()
+    }
+
     fn handshake(&mut self, datagram: &[u8], now: Instant) -> Result<(), String> {
         match self.caller.handle_input(datagram, now) {
             Ok(Some(conn)) => {

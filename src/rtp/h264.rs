@@ -187,10 +187,10 @@ impl Iterator for AvccNals<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn config() -> VideoConfig {
+    pub(crate) fn config() -> VideoConfig {
         VideoConfig {
             sps: Bytes::from_static(&[0x67, 0x42, 0xc0, 0x1e, 0xd9]),
             pps: Bytes::from_static(&[0x68, 0xcb, 0x8c, 0xb2]),

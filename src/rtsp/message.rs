@@ -183,19 +183,20 @@ impl<'a> Request<'a> {
     }
 }
 
-/// What [`parse`] found at the start of the buffer.
+/// What [`parse`] (requests) or [`parse_response`] (responses) found at the start of the
+/// buffer.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Parsed<'a> {
-    /// A complete request of `len` bytes (head and body).
-    Request { request: Request<'a>, len: usize },
+pub enum Parsed<'a, M = Request<'a>> {
+    /// A complete request or response of `len` bytes (head and body).
+    Message { message: M, len: usize },
     /// A complete interleaved binary frame (`$`, channel, u16 length, data; §10.12) of
-    /// `len` bytes, e.g. RTCP receiver reports a client sends over TCP.
+    /// `len` bytes: RTCP receiver reports a client sends over TCP, or a track's RTP.
     Interleaved {
         channel: u8,
         payload: &'a [u8],
         len: usize,
     },
-    /// `len` bytes of empty lines between requests, to be skipped.
+    /// `len` bytes of empty lines between messages, to be skipped.
     Blank { len: usize },
 }
 
@@ -262,25 +263,12 @@ impl std::error::Error for MessageError {}
 /// Frames the message at the start of `buf`: `Ok(None)` when more bytes are needed.
 pub fn parse<'a>(buf: &'a [u8], limits: &RtspLimits) -> Result<Option<Parsed<'a>>, MessageError> {
     let err = |kind, offset| Err(MessageError { kind, offset });
+    if let Some(between) = between_messages(buf) {
+        return Ok(between);
+    }
     let Some(&first) = buf.first() else {
         return Ok(None);
     };
-    if first == b'$' {
-        return Ok(
-            interleaved(buf).map(|(channel, payload, len)| Parsed::Interleaved {
-                channel,
-                payload,
-                len,
-            }),
-        );
-    }
-    if first == b'\r' || first == b'\n' {
-        let len = buf
-            .iter()
-            .take_while(|&&b| b == b'\r' || b == b'\n')
-            .count();
-        return Ok(Some(Parsed::Blank { len }));
-    }
     if !is_token_byte(first) {
         return err(MessageErrorKind::BadRequestLine, 0);
     }
@@ -299,14 +287,7 @@ pub fn parse<'a>(buf: &'a [u8], limits: &RtspLimits) -> Result<Option<Parsed<'a>
     };
 
     // Parse.
-    let head = std::str::from_utf8(&buf[..head_len]).map_err(|e| MessageError {
-        kind: MessageErrorKind::NotUtf8,
-        offset: e.valid_up_to(),
-    })?;
-    let mut lines = Lines {
-        rest: head,
-        offset: 0,
-    };
+    let mut lines = head_lines(&buf[..head_len])?;
     let (line_offset, request_line) = lines.next().unwrap_or((0, ""));
     let (method_name, uri) =
         parse_request_line(request_line, limits).map_err(|kind| MessageError {
@@ -318,8 +299,8 @@ pub fn parse<'a>(buf: &'a [u8], limits: &RtspLimits) -> Result<Option<Parsed<'a>
     let Some(body) = buf.get(head_len..head_len + body_len) else {
         return Ok(None);
     };
-    Ok(Some(Parsed::Request {
-        request: Request {
+    Ok(Some(Parsed::Message {
+        message: Request {
             method: Method::parse(method_name),
             method_name,
             uri,
@@ -362,46 +343,18 @@ impl<'a> Response<'a> {
     }
 }
 
-/// What [`parse_response`] found at the start of the buffer.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ParsedResponse<'a> {
-    /// A complete response of `len` bytes (head and body).
-    Response { response: Response<'a>, len: usize },
-    /// A complete interleaved binary frame of `len` bytes: RTP or RTCP of a track.
-    Interleaved {
-        channel: u8,
-        payload: &'a [u8],
-        len: usize,
-    },
-    /// `len` bytes of empty lines, to be skipped.
-    Blank { len: usize },
-}
-
 /// Frames the response (or interleaved frame) at the start of `buf`, with the same limits
 /// and strictness as requests: `Ok(None)` when more bytes are needed.
 pub fn parse_response<'a>(
     buf: &'a [u8],
     limits: &RtspLimits,
-) -> Result<Option<ParsedResponse<'a>>, MessageError> {
+) -> Result<Option<Parsed<'a, Response<'a>>>, MessageError> {
     let err = |kind, offset| Err(MessageError { kind, offset });
+    if let Some(between) = between_messages(buf) {
+        return Ok(between);
+    }
     match buf.first() {
         None => return Ok(None),
-        Some(b'$') => {
-            return Ok(interleaved(buf).map(|(channel, payload, len)| {
-                ParsedResponse::Interleaved {
-                    channel,
-                    payload,
-                    len,
-                }
-            }));
-        }
-        Some(b'\r' | b'\n') => {
-            let len = buf
-                .iter()
-                .take_while(|&&b| b == b'\r' || b == b'\n')
-                .count();
-            return Ok(Some(ParsedResponse::Blank { len }));
-        }
         Some(b'R') => {}
         Some(_) => return err(MessageErrorKind::BadStatusLine, 0),
     }
@@ -415,14 +368,7 @@ pub fn parse_response<'a>(
         }
         return Ok(None);
     };
-    let head = std::str::from_utf8(&buf[..head_len]).map_err(|e| MessageError {
-        kind: MessageErrorKind::NotUtf8,
-        offset: e.valid_up_to(),
-    })?;
-    let mut lines = Lines {
-        rest: head,
-        offset: 0,
-    };
+    let mut lines = head_lines(&buf[..head_len])?;
     let (_, status_line) = lines.next().unwrap_or((0, ""));
     let status = parse_status_line(status_line).ok_or(MessageError {
         kind: MessageErrorKind::BadStatusLine,
@@ -432,8 +378,8 @@ pub fn parse_response<'a>(
     let Some(body) = buf.get(head_len..head_len + body_len) else {
         return Ok(None);
     };
-    Ok(Some(ParsedResponse::Response {
-        response: Response {
+    Ok(Some(Parsed::Message {
+        message: Response {
             status,
             headers,
             body,
@@ -452,6 +398,28 @@ fn parse_status_line(line: &str) -> Option<u16> {
         return None;
     }
     code.parse().ok().filter(|&c| (100..600).contains(&c))
+}
+
+/// What comes between messages: an interleaved frame (`None` inside while incomplete) or
+/// blank lines; `None` when `buf` starts with neither.
+fn between_messages<'a, M>(buf: &'a [u8]) -> Option<Option<Parsed<'a, M>>> {
+    match buf.first()? {
+        b'$' => Some(
+            interleaved(buf).map(|(channel, payload, len)| Parsed::Interleaved {
+                channel,
+                payload,
+                len,
+            }),
+        ),
+        b'\r' | b'\n' => {
+            let len = buf
+                .iter()
+                .take_while(|&&b| b == b'\r' || b == b'\n')
+                .count();
+            Some(Some(Parsed::Blank { len }))
+        }
+        _ => None,
+    }
 }
 
 /// An interleaved binary frame at the start of `buf` (§10.12: '$', 1-byte channel, 2-byte
@@ -521,6 +489,15 @@ fn find_head_end(buf: &[u8]) -> Option<usize> {
         from = nl + 1;
     }
     None
+}
+
+/// The lines of a complete head, which must be UTF-8.
+fn head_lines(head: &[u8]) -> Result<Lines<'_>, MessageError> {
+    let rest = std::str::from_utf8(head).map_err(|e| MessageError {
+        kind: MessageErrorKind::NotUtf8,
+        offset: e.valid_up_to(),
+    })?;
+    Ok(Lines { rest, offset: 0 })
 }
 
 /// Lines of a head with their byte offsets; accepts CRLF and bare LF.
@@ -775,7 +752,7 @@ mod tests {
 
     fn request(buf: &[u8]) -> (Request<'_>, usize) {
         match parse(buf, &limits()).unwrap().unwrap() {
-            Parsed::Request { request, len } => (request, len),
+            Parsed::Message { message, len } => (message, len),
             other => panic!("not a request: {other:?}"),
         }
     }

@@ -128,32 +128,20 @@ pub fn base64_encode(data: &[u8], out: &mut String) {
 }
 
 /// Standard base64 with optional padding (RFC 4648 §4), as `sprop-parameter-sets` carries
-/// it; `None` on any other character.
+/// it; `None` on any other character. Read as base64url (§5) with the two letters swapped,
+/// by the strict decoder the signed keys use.
 pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let text = text.trim_end_matches('=');
-    let value = |c: u8| -> Option<u32> {
-        Some(u32::from(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        }))
-    };
-    if text.len() % 4 == 1 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    for chunk in text.as_bytes().chunks(4) {
-        let mut n = 0u32;
-        for (i, &c) in chunk.iter().enumerate() {
-            n |= value(c)? << (18 - 6 * i);
-        }
-        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-        out.extend_from_slice(&bytes[..chunk.len() - 1]);
-    }
-    Some(out)
+    let url: Vec<u8> = text
+        .trim_end_matches('=')
+        .bytes()
+        .map(|b| match b {
+            b'+' => b'-',
+            b'/' => b'_',
+            b'-' | b'_' => b'!', // not standard base64: refused
+            b => b,
+        })
+        .collect();
+    crate::auth::signed::base64url_decode(&url)
 }
 
 /// Appends lowercase hex.

@@ -283,7 +283,10 @@ impl RtspConnection {
                     used += len;
                     self.keepalive(now);
                 }
-                Ok(Some(Parsed::Request { request, len })) => {
+                Ok(Some(Parsed::Message {
+                    message: request,
+                    len,
+                })) => {
                     used += len;
                     self.on_request(&request, now);
                 }

@@ -100,6 +100,18 @@ impl SrtLink {
     }
 }
 
+impl Drop for SrtLink {
+    /// The listener hears the end at once (a shutdown, sent without waiting; lost if the
+    /// socket is full) rather than after its idle timeout.
+    fn drop(&mut self) {
+        use nix::sys::socket::{MsgFlags, send};
+        use std::os::fd::AsRawFd;
+        for datagram in self.pull.close(Instant::now()) {
+            let _ = send(self.socket.as_raw_fd(), &datagram, MsgFlags::MSG_DONTWAIT);
+        }
+    }
+}
+
 /// 32 bytes from the OS for the salt and the stream key of an encrypted pull.
 fn key_seed() -> [u8; 32] {
     let mut seed = [0u8; 32];

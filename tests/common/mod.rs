@@ -453,6 +453,23 @@ impl Drop for Background {
     }
 }
 
+/// How many times `needle` is in the server's log (e.g. an origin's upstream sessions).
+pub fn count(server: &Server, needle: &str) -> usize {
+    server.log_text().matches(needle).count()
+}
+
+/// Waits (bounded, generously: 60 s) until `cond` holds; panics with `what` and the logs.
+pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool, logs: &[&Server]) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        if Instant::now() > deadline {
+            let logs: Vec<String> = logs.iter().map(|s| s.log_text()).collect();
+            panic!("{what} never happened; logs:\n{}", logs.join("\n-----\n"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Waits (bounded) until the server log contains `needle`.
 pub fn wait_log(server: &Server, needle: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -508,16 +525,4 @@ pub fn wait_exit(child: &mut Child, limit: Duration) -> Option<Duration> {
     let _ = child.kill();
     let _ = child.wait();
     None
-}
-
-/// Waits (bounded, generously) until `cond` holds.
-pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool, logs: &[&Server]) {
-    let deadline = Instant::now() + Duration::from_secs(40);
-    while !cond() {
-        if Instant::now() > deadline {
-            let logs: Vec<String> = logs.iter().map(|s| s.log_text()).collect();
-            panic!("{what} never happened; logs:\n{}", logs.join("\n-----\n"));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }

@@ -149,33 +149,47 @@ fn md5_hex(text: &str) -> String {
 mod tests {
     use super::*;
 
+    fn answer<'a>(
+        user: &'a str,
+        password: &'a str,
+        method: &'a str,
+        uri: &'a str,
+        cnonce: &'a str,
+    ) -> Answer<'a> {
+        Answer {
+            user,
+            password,
+            method,
+            uri,
+            count: 1,
+            cnonce,
+        }
+    }
+
     fn response_of(header: &str) -> &str {
         let at = header.find("response=\"").unwrap() + 10;
         &header[at..at + 32]
     }
 
+    /// The header answering `challenges` for the RFCs' example request (Mufasa, GET
+    /// /dir/index.html, nc 1).
+    fn rfc_example(challenges: &[&str], password: &str, cnonce: &str) -> String {
+        let challenge = pick_challenge(challenges.iter().copied()).unwrap();
+        let a = answer("Mufasa", password, "GET", "/dir/index.html", cnonce);
+        authorization(&challenge, &a)
+    }
+
     #[test]
     fn rfc_2617_section_3_5_vector() {
-        let challenge = pick_challenge(
-            [
+        let header = rfc_example(
+            &[
                 "Basic realm=\"x\"",
                 "Digest realm=\"testrealm@host.com\", qop=\"auth,auth-int\", \
                  nonce=\"dcd98b7102dd2f0e8b11d0f600bfb0c093\", \
                  opaque=\"5ccc069c403ebaf9f0171e9517f40e41\"",
-            ]
-            .into_iter(),
-        )
-        .unwrap();
-        let header = authorization(
-            &challenge,
-            &Answer {
-                user: "Mufasa",
-                password: "Circle Of Life",
-                method: "GET",
-                uri: "/dir/index.html",
-                count: 1,
-                cnonce: "0a4f113b",
-            },
+            ],
+            "Circle Of Life",
+            "0a4f113b",
         );
         assert_eq!(response_of(&header), "6629fae49393a05397450978507c4ef1");
         assert!(header.contains("nc=00000001"));
@@ -184,27 +198,17 @@ mod tests {
 
     #[test]
     fn rfc_7616_section_3_9_1_md5_vector() {
-        let challenge = pick_challenge(
-            [
+        // The SHA-256 challenge comes first; tessera answers the MD5 one.
+        let header = rfc_example(
+            &[
                 "Digest realm=\"http-auth@example.org\", qop=\"auth, auth-int\", \
                  algorithm=SHA-256, nonce=\"7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v\"",
                 "Digest realm=\"http-auth@example.org\", qop=\"auth, auth-int\", \
                  algorithm=MD5, nonce=\"7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v\", \
                  opaque=\"FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS\"",
-            ]
-            .into_iter(),
-        )
-        .unwrap();
-        let header = authorization(
-            &challenge,
-            &Answer {
-                user: "Mufasa",
-                password: "Circle of Life",
-                method: "GET",
-                uri: "/dir/index.html",
-                count: 1,
-                cnonce: "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ",
-            },
+            ],
+            "Circle of Life",
+            "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ",
         );
         assert_eq!(response_of(&header), "8ca523f5e9506fed4657c9700eebdbec");
     }
@@ -213,14 +217,7 @@ mod tests {
     fn rfc_2069_form_basic_and_refusals() {
         // No qop: MD5(HA1:nonce:HA2) (RFC 2617 §3.2.2.1), what many cameras send.
         let c = pick_challenge(["Digest realm=\"r\", nonce=\"n\""].into_iter()).unwrap();
-        let a = Answer {
-            user: "u",
-            password: "p",
-            method: "DESCRIBE",
-            uri: "rtsp://h/s",
-            count: 1,
-            cnonce: "c",
-        };
+        let a = answer("u", "p", "DESCRIBE", "rtsp://h/s", "c");
         let ha1 = md5_hex("u:r:p");
         let ha2 = md5_hex("DESCRIBE:rtsp://h/s");
         let header = authorization(&c, &a);

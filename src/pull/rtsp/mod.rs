@@ -24,7 +24,7 @@ use crate::rtmp::flv::MediaFrame;
 use crate::rtp::depacketize::{
     AacDepacketizer, DepacketizeError, H264Depacketizer, H264Output, parse_rtp,
 };
-use crate::rtsp::message::{ParsedResponse, Response, RtspLimits, parse_response};
+use crate::rtsp::message::{Parsed, Response, RtspLimits, parse_response};
 use bytes::Bytes;
 use digest::{Answer, Challenge};
 use sdp::{SdpTrack, TrackCodec};
@@ -211,8 +211,8 @@ impl RtspPull {
                 .map_err(|e| format!("malformed RTSP from the origin: {e}"))?;
             match parsed {
                 None => break,
-                Some(ParsedResponse::Blank { len }) => pos += len,
-                Some(ParsedResponse::Interleaved {
+                Some(Parsed::Blank { len }) => pos += len,
+                Some(Parsed::Interleaved {
                     channel,
                     payload,
                     len,
@@ -220,7 +220,10 @@ impl RtspPull {
                     self.interleaved(channel, payload)?;
                     pos += len;
                 }
-                Some(ParsedResponse::Response { response, len }) => {
+                Some(Parsed::Message {
+                    message: response,
+                    len,
+                }) => {
                     self.response(&response)?;
                     pos += len;
                 }

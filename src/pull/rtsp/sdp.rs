@@ -226,21 +226,16 @@ pub fn track_url(base: &str, control: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::frame::{MediaInfo, VideoConfig};
+    use crate::media::frame::MediaInfo;
 
     #[test]
     fn tessera_s_own_description_reads_back() {
         let media = MediaInfo {
-            video: Some(VideoConfig {
-                sps: Bytes::from_static(&[0x67, 0x42, 0xc0, 0x1e, 0xd9]),
-                pps: Bytes::from_static(&[0x68, 0xcb, 0x8c, 0xb2]),
-                width: 320,
-                height: 240,
-                profile_idc: 0x42,
-                constraint_flags: 0xc0,
-                level_idc: 0x1e,
-                frame_rate: None,
-            }),
+            video: crate::media::h264::video_config(
+                Bytes::from_static(crate::rtmp::flv::tests::SPS),
+                Bytes::from_static(crate::rtmp::flv::tests::PPS),
+            )
+            .ok(),
             audio: crate::media::aac::audio_config(2, 48_000, 2),
         };
         let mut text = String::new();

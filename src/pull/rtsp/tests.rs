@@ -1,5 +1,4 @@
 use super::*;
-use crate::media::frame::VideoConfig;
 
 use crate::rtmp::flv::tests::{PPS, SPS};
 
@@ -24,18 +23,10 @@ fn cseq(request: &str) -> u32 {
 
 fn sdp() -> String {
     let mut text = String::new();
-    let video = VideoConfig {
-        sps: Bytes::from_static(SPS),
-        pps: Bytes::from_static(PPS),
-        width: 0,
-        height: 0,
-        profile_idc: 0,
-        constraint_flags: 0,
-        level_idc: 0,
-        frame_rate: None,
-    };
+    let video =
+        crate::media::h264::video_config(Bytes::from_static(SPS), Bytes::from_static(PPS)).ok();
     let media = MediaInfo {
-        video: Some(video),
+        video,
         audio: crate::media::aac::audio_config(2, 48_000, 2),
     };
     crate::rtsp::sdp::write_sdp(&media, "cam", 1, &mut text);
@@ -117,30 +108,25 @@ fn playing() -> RtspPull {
         ),
     )
     .unwrap();
-    let setup = sent(&mut pull);
-    assert!(setup.starts_with("SETUP rtsp://10.0.0.1:554/cam/trackID=0 RTSP/1.0\r\n"));
-    assert!(setup.contains("Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n"));
-    answer(
-        &mut pull,
-        &format!(
-            "RTSP/1.0 200 OK\r\nCSeq: {}\r\nSession: F00D;timeout=20\r\n\
-             Transport: RTP/AVP/TCP;unicast;interleaved=4-5\r\n\r\n",
-            cseq(&setup)
-        ),
-    )
-    .unwrap();
-    let setup = sent(&mut pull);
-    assert!(setup.starts_with("SETUP rtsp://10.0.0.1:554/cam/trackID=1 RTSP/1.0\r\n"));
-    assert!(setup.contains("Session: F00D\r\n"));
-    answer(
-        &mut pull,
-        &format!(
-            "RTSP/1.0 200 OK\r\nCSeq: {}\r\nSession: F00D;timeout=20\r\n\
-             Transport: RTP/AVP/TCP;unicast;interleaved=2-3\r\n\r\n",
-            cseq(&setup)
-        ),
-    )
-    .unwrap();
+    // The origin picks other channels than the ones asked for (video 4-5, audio 2-3).
+    for (track, asked, given) in [(0, "0-1", "4-5"), (1, "2-3", "2-3")] {
+        let setup = sent(&mut pull);
+        let line = format!("SETUP rtsp://10.0.0.1:554/cam/trackID={track} RTSP/1.0\r\n");
+        assert!(setup.starts_with(&line), "{setup}");
+        assert!(setup.contains(&format!(
+            "Transport: RTP/AVP/TCP;unicast;interleaved={asked}\r\n"
+        )));
+        assert_eq!(track == 1, setup.contains("Session: F00D\r\n"));
+        answer(
+            &mut pull,
+            &format!(
+                "RTSP/1.0 200 OK\r\nCSeq: {}\r\nSession: F00D;timeout=20\r\n\
+                 Transport: RTP/AVP/TCP;unicast;interleaved={given}\r\n\r\n",
+                cseq(&setup)
+            ),
+        )
+        .unwrap();
+    }
     let play = sent(&mut pull);
     assert!(
         play.starts_with("PLAY rtsp://10.0.0.1:554/cam/ RTSP/1.0\r\n"),

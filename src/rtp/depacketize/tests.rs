@@ -1,21 +1,9 @@
 use super::*;
-use crate::media::frame::{Frame, TrackKind, VideoConfig};
+use crate::media::frame::{Frame, TrackKind};
 use crate::rtp::aac::AacPacketizer;
 use crate::rtp::h264::H264Packetizer;
+use crate::rtp::h264::tests::config;
 use crate::rtp::{RtpPacket, RtpParams};
-
-fn config() -> VideoConfig {
-    VideoConfig {
-        sps: Bytes::from_static(&[0x67, 0x42, 0xc0, 0x1e, 0xd9]),
-        pps: Bytes::from_static(&[0x68, 0xcb, 0x8c, 0xb2]),
-        width: 320,
-        height: 240,
-        profile_idc: 0x42,
-        constraint_flags: 0xc0,
-        level_idc: 0x1e,
-        frame_rate: Some((25, 1)),
-    }
-}
 
 fn params(payload_type: u8, clock_rate: u32) -> RtpParams {
     RtpParams {
