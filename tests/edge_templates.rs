@@ -241,20 +241,43 @@ fn input_state_and_reconnects_show_in_metrics_and_the_stream_listing() {
     assert!(n >= 1, "{reconnects}");
 }
 
-#[test]
-fn an_rtmp_viewer_gets_a_template_stream_after_its_on_play() {
+/// A connection protocol's viewer of a template stream: a refused token plays and pulls
+/// nothing; the right one makes the stream (on demand) and plays it.
+fn a_viewer_gets_a_template_stream_after_its_on_play(
+    options: &[&str],
+    url_of: impl Fn(&Listeners, &str) -> String,
+) {
     let (o, e) = (Listeners::free(), Listeners::free());
     let origin = origin(&o);
     let edge = edge(&e, &o, "clients_timeout 5;");
-    let url = |token: &str| format!("rtmp://127.0.0.1:{}/live/tv/ch2?token={token}", e.rtmp);
+    let url = |token: &str| url_of(&e, token);
     let refused = run_bounded(
-        tool("ffprobe").args(["-v", "error", "-show_streams", &url("bad")]),
+        tool("ffprobe")
+            .args(["-v", "error", "-show_streams"])
+            .args(options)
+            .arg(url("bad")),
         Duration::from_secs(20),
     );
     assert!(!refused.status.success(), "a refused token plays nothing");
     assert!(!edge.log_text().contains("made [tv/ch2]"));
     assert_eq!(origin_sessions(&origin, "tv/ch2"), 0, "and pulls nothing");
-    assert_probe_shows_fake_source(&[], &url("edge1"));
+    assert_probe_shows_fake_source(options, &url("edge1"));
     assert!(edge.log_text().contains("made [tv/ch2]"));
     assert_eq!(origin_sessions(&origin, "tv/ch2"), 1);
+}
+
+#[test]
+fn an_rtmp_viewer_gets_a_template_stream_after_its_on_play() {
+    a_viewer_gets_a_template_stream_after_its_on_play(&[], |e, token| {
+        format!("rtmp://127.0.0.1:{}/live/tv/ch2?token={token}", e.rtmp)
+    });
+}
+
+/// RTSP's DESCRIBE answers with the stream's tracks, so it waits for the on-demand pull's
+/// first segment instead of refusing a stream that has no media yet.
+#[test]
+fn an_rtsp_viewer_gets_a_template_stream_after_its_on_play() {
+    a_viewer_gets_a_template_stream_after_its_on_play(&["-rtsp_transport", "tcp"], |e, token| {
+        format!("rtsp://127.0.0.1:{}/tv/ch2?token={token}", e.rtsp)
+    });
 }

@@ -5,6 +5,9 @@
 
 use crate::auth::play::{Access, PlayLifecycle};
 use crate::auth::verdict::Proto;
+use crate::config::InputUrl;
+use crate::http::service::FIRST_SEGMENT_WAIT;
+use crate::media::frame::MediaInfo;
 use crate::rtsp::session::{
     AuthAnswer, ConnectionConfig, Output, PlayStart, PortPair, RtspConnection,
 };
@@ -14,8 +17,12 @@ use crate::runtime::driver::{
     Conn, Flow, Glue, Io, Playback, Profile, drive_stream, prepare_stream,
 };
 use crate::runtime::play_auth::authorize;
+use crate::runtime::ring_wait::SegmentReady;
+use crate::runtime::templates;
 use crate::runtime::tls::Wire;
 use crate::shard::ShardState;
+use crate::stream::StreamId;
+use crate::stream::window::Awaited;
 use glommio::net::UdpSocket;
 use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr};
@@ -79,7 +86,10 @@ pub async fn serve<S: Wire>(
 /// RTSP keeps nothing beside its machine and its viewer.
 struct RtspGlue;
 
-/// DESCRIBE's decision: the machine's answer; an allowed play is kept for PLAY.
+/// DESCRIBE's decision: the machine's answer; an allowed play is kept for PLAY. A name
+/// under a template's prefix is authorized against the template and made first; a pulled
+/// stream without media yet (an on-demand pull starting) is waited for, bounded, since
+/// DESCRIBE must answer with the stream's tracks.
 async fn authorize_describe(
     playback: &mut Playback<RtspViewer>,
     io: &Io<'_>,
@@ -88,14 +98,15 @@ async fn authorize_describe(
     user_agent: Option<&str>,
 ) -> AuthAnswer {
     let state = io.state;
-    let (id, token_param) = {
-        let shard = state.borrow();
-        let id = shard.catalog().stream_by_name(name).map(|s| s.id);
-        (id, shard.catalog().token_param.clone())
+    let id = match templates::play_stream(io, Proto::Rtsp, name, token).await {
+        Ok((id, _)) => id,
+        Err(None) => return AuthAnswer::NotFound,
+        Err(Some(reason)) => {
+            let reason = reason.as_str();
+            return AuthAnswer::Denied { reason };
+        }
     };
-    let Some(id) = id else {
-        return AuthAnswer::NotFound;
-    };
+    let token_param = state.borrow().catalog().token_param.clone();
     let ua = user_agent.map(str::as_bytes);
     let now = Instant::now();
     let mut play = PlayLifecycle::new(
@@ -112,16 +123,37 @@ async fn authorize_describe(
         let reason = reason.as_str();
         return AuthAnswer::Denied { reason };
     }
-    let media = state
-        .borrow()
-        .view(id)
-        .and_then(|v| v.live_media().cloned());
-    let Some(media) = media else {
+    let Some(media) = media_of(io, id).await else {
         log::info!("rtsp {}: stream {name} has no media yet", io.peer);
         return AuthAnswer::NotFound;
     };
     playback.play = Some(play);
     AuthAnswer::Allowed { media }
+}
+
+/// The stream's current media; for a pulled stream that has none yet, once its first
+/// segment is cut (at most `FIRST_SEGMENT_WAIT`). The parked wait is what makes an
+/// on-demand pull start (`on_demand` counts a stream with waiters as watched).
+async fn media_of(io: &Io<'_>, id: StreamId) -> Option<MediaInfo> {
+    let media = |io: &Io<'_>| io.state.borrow().view(id)?.live_media().cloned();
+    if let Some(found) = media(io) {
+        return Some(found);
+    }
+    let pulled = {
+        let shard = io.state.borrow();
+        let stream = shard.catalog().stream(id);
+        stream.is_some_and(|s| matches!(s.input, InputUrl::Pull(_)))
+    };
+    if !pulled {
+        return None;
+    }
+    let first = SegmentReady {
+        state: io.state,
+        stream: id,
+        until: Awaited::FirstSegment,
+    };
+    futures_lite::future::or(first, glommio::timer::sleep(FIRST_SEGMENT_WAIT)).await;
+    media(io)
 }
 
 impl RtspGlue {

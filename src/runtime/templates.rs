@@ -1,4 +1,4 @@
-//! Template streams for connection protocols (RTMP play, SRT play): a name no stream has
+//! Template streams for connection protocols (RTMP play, RTSP DESCRIBE, SRT play): a name no stream has
 //! but a template covers is authorized against the template's gate with the viewer's
 //! token, then made on every shard by the main thread (`control::request_stream`), and
 //! played like any stream. HTTP does the same in its service phases (`Next::MakeStream`).
