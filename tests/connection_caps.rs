@@ -35,6 +35,19 @@ fn start_limited(config: &str, http: u16, fd_limit: usize) -> Server {
     Server::spawn(cmd, http)
 }
 
+/// Waits (bounded) until the server answers a playlist request.
+fn wait_ready(server: &Server, http: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !curl_ok(http) {
+        assert!(
+            Instant::now() < deadline,
+            "never ready:\n{}",
+            server.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// The server's open file descriptors.
 fn open_fds(server: &Server) -> usize {
     std::fs::read_dir(format!("/proc/{}/fd", server.pid()))
@@ -169,15 +182,7 @@ fn floods_hit_the_caps_before_the_file_limit_and_viewers_are_served() {
         l.http,
         FD_LIMIT,
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !curl_ok(l.http) {
-        assert!(
-            Instant::now() < deadline,
-            "never ready:\n{}",
-            server.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_ready(&server, l.http);
     let idle = open_fds(&server);
     let rtmp_url = format!("rtmp://127.0.0.1:{}/live/cam", l.rtmp);
     let rtsp_url = format!("rtsp://127.0.0.1:{}/cam", l.rtsp);
@@ -268,15 +273,7 @@ fn connections_that_asked_keep_their_place_in_a_full_cap() {
         l.http,
         FD_LIMIT,
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !curl_ok(l.http) {
-        assert!(
-            Instant::now() < deadline,
-            "never ready:\n{}",
-            server.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_ready(&server, l.http);
     // Twice the cap: whatever the kernel's spread over the two shards, both fill up. Each
     // connection asks (and is answered) before the next one comes.
     let mut conns = Vec::new();
