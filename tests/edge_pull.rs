@@ -5,6 +5,7 @@
 
 mod common;
 use common::*;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const MEDIA: &str = "/s/tracks-v1a1/mono.m3u8?token=edge1";
@@ -206,6 +207,35 @@ fn a_first_hls_request_waits_for_the_on_demand_pull_instead_of_503() {
     assert_probe_shows_fake_source(&[], &edge.url("/s/index.m3u8?token=edge1"));
     assert_eq!(get(edge.http, MEDIA).status, 200);
     assert_eq!(count(&origin, "rtmp play started stream=s"), 1);
+}
+
+/// `first_segment_timeout` bounds that wait: with an origin that never answers and a 1 s
+/// bound, the first request gets its 503 well inside curl's 6 s (the default 10 s would
+/// not).
+#[test]
+fn first_segment_timeout_bounds_the_first_request_s_wait() {
+    let (dead, e) = (Listeners::free(), Listeners::free());
+    let input = format!("rtmp://127.0.0.1:{}/live/s", dead.rtmp);
+    let edge = edge(&e, &[input], "static false; first_segment_timeout 1;");
+    let out = run_bounded(
+        Command::new("curl").args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "6",
+            &edge.url(MEDIA),
+        ]),
+        Duration::from_secs(20),
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "503",
+        "{}",
+        edge.log_text()
+    );
 }
 
 /// nginx with its RTMP module (Debian's libnginx-mod-rtmp), as a third-party RTMP origin

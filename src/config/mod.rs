@@ -380,7 +380,7 @@ mod tests {
     fn pulled_streams_take_failover_inputs_and_on_demand_options() {
         let cfg = parse(
             "stream e {\n  input rtmp://a:user@origin1/live/e;\n  input tshttp://origin2:8080/e/mpegts;\n  \
-             static false;\n  clients_timeout 5;\n  source_timeout 3;\n}",
+             static false;\n  clients_timeout 5;\n  source_timeout 3;\n  first_segment_timeout 20;\n}",
             "t.conf",
         )
         .expect("parses");
@@ -395,6 +395,20 @@ mod tests {
         assert_eq!(
             (e.pull.clients_timeout_ms, e.pull.source_timeout_ms),
             (5000, 3000)
+        );
+        assert_eq!(e.pull.first_segment_timeout_ms, 20_000);
+        assert_eq!(
+            parse("stream s { input fake://fake; }", "t.conf")
+                .unwrap()
+                .streams[0]
+                .pull
+                .first_segment_timeout_ms,
+            10_000,
+            "the default"
+        );
+        assert_eq!(
+            errors("stream s { input fake://fake; first_segment_timeout 61; }"),
+            "t.conf:1:53: error: invalid first_segment_timeout `61`: expected whole seconds from 1 to 60"
         );
         assert_eq!(
             errors("stream s { input fake://fake; static false; }"),

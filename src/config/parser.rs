@@ -262,6 +262,7 @@ impl Context {
                 "static",
                 "clients_timeout",
                 "source_timeout",
+                "first_segment_timeout",
             ],
             Context::ServerName => &["ssl_certificate", "ssl_certificate_key"],
             Context::SrtPlay => &["port"],
@@ -304,7 +305,11 @@ const TEMPLATE_DIRECTIVES: &[&str] = &[
     "static",
     "clients_timeout",
     "source_timeout",
+    "first_segment_timeout",
 ];
+
+/// The longest a first request may wait for a stream's first segment.
+const MAX_FIRST_SEGMENT_TIMEOUT_MS: u32 = 60_000;
 
 /// How each directive is written, for messages about missing or extra arguments.
 fn usage(directive: &str) -> &'static str {
@@ -347,6 +352,7 @@ fn usage(directive: &str) -> &'static str {
         "static" => "static true|false;",
         "clients_timeout" => "clients_timeout SECONDS;",
         "source_timeout" => "source_timeout SECONDS;",
+        "first_segment_timeout" => "first_segment_timeout SECONDS;",
         "signed_key" => "signed_key ID SECRET;",
         "securetoken" => "securetoken SECRET [no_check_ip];",
         "cluster" => "cluster { redis redis://[USER:PASSWORD@]HOST:PORT[/DB]; node NAME; }",
@@ -1459,7 +1465,9 @@ impl Lowering<'_> {
                         .error(arg.span, "expected `static true;` or `static false;`"),
                 }
             }
-            "clients_timeout" | "source_timeout" => self.stream_timeout(body, item),
+            "clients_timeout" | "source_timeout" | "first_segment_timeout" => {
+                self.stream_timeout(body, item)
+            }
             "on_play" => {
                 let duplicate = |first| format!("duplicate `on_play` (first set at {first})");
                 if let Some(arg) = self.once(&mut body.on_play_at, item, duplicate) {
@@ -1532,13 +1540,14 @@ impl Lowering<'_> {
         }
     }
 
-    /// `clients_timeout SECONDS;` / `source_timeout SECONDS;`.
+    /// `clients_timeout SECONDS;` / `source_timeout SECONDS;` / `first_segment_timeout
+    /// SECONDS;`.
     fn stream_timeout(&mut self, body: &mut StreamBody, item: &Directive) {
         let name = item.name.text.as_str();
-        let seen = if name == "clients_timeout" {
-            &mut body.clients_timeout_at
-        } else {
-            &mut body.source_timeout_at
+        let seen = match name {
+            "clients_timeout" => &mut body.clients_timeout_at,
+            "source_timeout" => &mut body.source_timeout_at,
+            _ => &mut body.first_segment_timeout_at,
         };
         let duplicate = |first| format!("duplicate `{name}` (first set at {first})");
         let Some(arg) = self.once(seen, item, duplicate) else {
@@ -1546,7 +1555,15 @@ impl Lowering<'_> {
         };
         match super::pull::parse_timeout_seconds(name, &arg.text) {
             Ok(ms) if name == "clients_timeout" => body.pull.clients_timeout_ms = ms,
-            Ok(ms) => body.pull.source_timeout_ms = ms,
+            Ok(ms) if name == "source_timeout" => body.pull.source_timeout_ms = ms,
+            Ok(ms) if ms > MAX_FIRST_SEGMENT_TIMEOUT_MS => self.diags.error(
+                arg.span,
+                format!(
+                    "invalid {name} `{}`: expected whole seconds from 1 to 60",
+                    arg.text
+                ),
+            ),
+            Ok(ms) => body.pull.first_segment_timeout_ms = ms,
             Err(message) => self.diags.error(arg.span, message),
         }
     }
@@ -1969,6 +1986,7 @@ struct StreamBody {
     pull: super::pull::PullOptions,
     static_at: Option<Span>,
     clients_timeout_at: Option<Span>,
+    first_segment_timeout_at: Option<Span>,
     source_timeout_at: Option<Span>,
 }
 

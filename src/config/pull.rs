@@ -212,10 +212,15 @@ pub struct PullOptions {
     pub clients_timeout_ms: u32,
     /// `source_timeout`: how long a source may send no frame before it counts as failed.
     pub source_timeout_ms: u32,
+    /// `first_segment_timeout`: how long a first request (an HLS/DASH playlist, an RTSP
+    /// DESCRIBE) waits for the stream's first segment (an on-demand pull starting, a stream
+    /// just started) before it is answered `503` / `404`.
+    pub first_segment_timeout_ms: u32,
 }
 
 pub const DEFAULT_CLIENTS_TIMEOUT_MS: u32 = 30_000;
 pub const DEFAULT_SOURCE_TIMEOUT_MS: u32 = 10_000;
+pub const DEFAULT_FIRST_SEGMENT_TIMEOUT_MS: u32 = 10_000;
 
 impl Default for PullOptions {
     fn default() -> Self {
@@ -224,6 +229,7 @@ impl Default for PullOptions {
             on_demand: false,
             clients_timeout_ms: DEFAULT_CLIENTS_TIMEOUT_MS,
             source_timeout_ms: DEFAULT_SOURCE_TIMEOUT_MS,
+            first_segment_timeout_ms: DEFAULT_FIRST_SEGMENT_TIMEOUT_MS,
         }
     }
 }

@@ -71,9 +71,6 @@ const DEFAULT_BANDWIDTH: u64 = 2_000_000;
 
 /// Longest a DASH or MSS request for the segment being cut waits for it.
 pub const SEGMENT_WAIT: Duration = Duration::from_secs(6);
-/// How long a request for a stream without a segment yet (just started, or being pulled
-/// on demand) waits for the first one instead of getting 503.
-pub const FIRST_SEGMENT_WAIT: Duration = Duration::from_secs(10);
 
 /// Per-connection buffers the service reuses, so steady-state requests allocate nothing.
 pub struct ConnScratch {
@@ -575,10 +572,11 @@ impl<'a> Serving<'a> {
         if !self.may_wait || !(self.view.live || pulled) {
             return Unserved::NotReady;
         }
+        let limit = Duration::from_millis(self.stream.pull.first_segment_timeout_ms.into());
         match self.view.window.newest() {
-            None => self.wait(Awaited::FirstSegment, FIRST_SEGMENT_WAIT),
+            None => self.wait(Awaited::FirstSegment, limit),
             Some(newest) if pulled && !self.view.live => {
-                self.wait(Awaited::SegmentAfter(newest.sequence), FIRST_SEGMENT_WAIT)
+                self.wait(Awaited::SegmentAfter(newest.sequence), limit)
             }
             Some(_) => Unserved::NotReady,
         }

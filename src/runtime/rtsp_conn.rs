@@ -6,7 +6,6 @@
 use crate::auth::play::{Access, PlayLifecycle};
 use crate::auth::verdict::Proto;
 use crate::config::InputUrl;
-use crate::http::service::FIRST_SEGMENT_WAIT;
 use crate::media::frame::MediaInfo;
 use crate::rtsp::session::{
     AuthAnswer, ConnectionConfig, Output, PlayStart, PortPair, RtspConnection,
@@ -132,27 +131,27 @@ async fn authorize_describe(
 }
 
 /// The stream's current media; for a pulled stream that has none yet, once its first
-/// segment is cut (at most `FIRST_SEGMENT_WAIT`). The parked wait is what makes an
+/// segment is cut (at most its `first_segment_timeout`). The parked wait is what makes an
 /// on-demand pull start (`on_demand` counts a stream with waiters as watched).
 async fn media_of(io: &Io<'_>, id: StreamId) -> Option<MediaInfo> {
     let media = |io: &Io<'_>| io.state.borrow().view(id)?.live_media().cloned();
     if let Some(found) = media(io) {
         return Some(found);
     }
-    let pulled = {
+    let pulled_wait = {
         let shard = io.state.borrow();
         let stream = shard.catalog().stream(id);
-        stream.is_some_and(|s| matches!(s.input, InputUrl::Pull(_)))
+        stream
+            .filter(|s| matches!(s.input, InputUrl::Pull(_)))
+            .map(|s| Duration::from_millis(s.pull.first_segment_timeout_ms.into()))
     };
-    if !pulled {
-        return None;
-    }
+    let limit = pulled_wait?;
     let first = SegmentReady {
         state: io.state,
         stream: id,
         until: Awaited::FirstSegment,
     };
-    futures_lite::future::or(first, glommio::timer::sleep(FIRST_SEGMENT_WAIT)).await;
+    futures_lite::future::or(first, glommio::timer::sleep(limit)).await;
     media(io)
 }
 
