@@ -103,13 +103,7 @@ fn an_edge_survives_an_origin_restart() {
     let mut first = origin(&o);
     let edge = edge(&e, &[rtmp_input(&o)], "source_timeout 2;");
     edge.wait_ok(MEDIA);
-    let _ = first.child().kill();
-    let _ = first.child().wait();
-    wait_for(
-        "the edge noticing the origin is gone",
-        || edge.log_text().contains("every source failed"),
-        &[&edge],
-    );
+    kill_origin_until_the_edge_notices(&mut first, &edge);
     let before = last_segment(&edge);
     let second = origin(&o);
     wait_for(

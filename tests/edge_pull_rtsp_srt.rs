@@ -192,13 +192,7 @@ fn reconnects_after_an_origin_restart(input: impl Fn(&Origin) -> String, started
     let mut first = o.start("fake://fake");
     let edge = edge(&e, &input(&o), "source_timeout 2;");
     edge.wait_ok(MEDIA);
-    let _ = first.child().kill();
-    let _ = first.child().wait();
-    wait_for(
-        "the edge noticing the origin is gone",
-        || edge.log_text().contains("every source failed"),
-        &[&edge],
-    );
+    kill_origin_until_the_edge_notices(&mut first, &edge);
     let second = o.start("fake://fake");
     wait_for(
         "the edge reconnecting",

@@ -458,6 +458,18 @@ pub fn count(server: &Server, needle: &str) -> usize {
     server.log_text().matches(needle).count()
 }
 
+/// Kills an origin and waits (bounded) until the edge pulling from it logs that every
+/// source failed.
+pub fn kill_origin_until_the_edge_notices(origin: &mut Server, edge: &Server) {
+    let _ = origin.child().kill();
+    let _ = origin.child().wait();
+    wait_for(
+        "the edge noticing the origin is gone",
+        || edge.log_text().contains("every source failed"),
+        &[edge],
+    );
+}
+
 /// Waits (bounded, generously: 60 s) until `cond` holds; panics with `what` and the logs.
 pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool, logs: &[&Server]) {
     let deadline = Instant::now() + Duration::from_secs(60);
