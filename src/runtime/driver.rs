@@ -247,6 +247,19 @@ pub(crate) struct Conn<G: Glue + ?Sized> {
     deadline: Option<Instant>,
 }
 
+impl<G: Glue + ?Sized> Conn<G> {
+    /// A connection about to be driven, boxed: the connection task's future then holds a
+    /// pointer, not the machine (several hundred bytes, which the future's layout would
+    /// keep once per `async fn` it passes through, for as long as the connection lives).
+    pub fn boxed(machine: G::Machine, playback: Playback<G::Viewer>) -> Box<Self> {
+        Box::new(Conn {
+            machine,
+            playback,
+            deadline: None,
+        })
+    }
+}
+
 /// Feeds `input` to the machine; returns how many bytes it consumed (none while it waits
 /// for an authorization). A framing error consumes everything (on a byte stream the machine
 /// has queued its refusal and the close; on a datagram link the datagram is dropped).
@@ -289,18 +302,26 @@ pub(crate) struct PeerLink {
 }
 
 /// Runs a byte-stream connection (TCP or TLS) that starts with nothing playing.
-pub(crate) async fn drive_stream<G: Glue>(
-    glue: &mut G,
+/// Not an `async fn`: the machine is boxed before the connection's future is made, so no
+/// layer of it keeps a copy.
+pub(crate) fn drive_stream<'a, G: Glue>(
+    glue: &'a mut G,
     machine: G::Machine,
-    socket: &mut dyn Wire,
-    state: &Rc<RefCell<ShardState>>,
+    socket: &'a mut dyn Wire,
+    state: &'a Rc<RefCell<ShardState>>,
     peer: IpAddr,
     udp: Option<Rc<UdpPair>>,
     arrival: Arrival,
-) {
-    let conn = (machine, Playback::default());
-    let link = Link::Stream(socket);
-    drive(glue, conn, (link, arrival), state, peer, udp).await;
+) -> impl Future<Output = ()> + 'a {
+    let conn = Conn::boxed(machine, Playback::default());
+    drive(
+        glue,
+        conn,
+        (Link::Stream(socket), arrival),
+        state,
+        peer,
+        udp,
+    )
 }
 
 /// Sets up an accepted TCP (or TLS) connection for media: no Nagle delay, the shard's write
@@ -603,7 +624,7 @@ enum Wake {
 /// Runs a connection until it ends, then lets the glue release what it holds.
 pub(crate) async fn drive<'a, G: Glue>(
     glue: &mut G,
-    conn: (G::Machine, Playback<G::Viewer>),
+    mut conn: Box<Conn<G>>,
     (link, arrival): (Link<'a>, Arrival),
     state: &'a Rc<RefCell<ShardState>>,
     peer: IpAddr,
@@ -619,12 +640,6 @@ pub(crate) async fn drive<'a, G: Glue>(
         link,
         udp,
         stop: shard_stop(),
-    };
-    let (machine, playback) = conn;
-    let mut conn = Conn {
-        machine,
-        playback,
-        deadline: None,
     };
     run(glue, &mut conn, &mut io).await;
     close_play(&mut conn, &io);

@@ -519,16 +519,16 @@ pub fn admit(
     shared: Shared,
     arrival: Arrival,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> {
-    Box::pin(async move {
-        match tls {
-            None => serve(stream, admin, state, shared, arrival).await,
-            Some(acceptor) => {
-                if let Some(stream) = handshake(&state, &acceptor, stream).await {
-                    serve(stream, admin, state, shared, arrival).await;
-                }
+    // Two futures, not one with both arms: a plain connection's task then does not carry
+    // the size of a TLS one (its handshake and record buffers' state).
+    match tls {
+        None => Box::pin(serve(stream, admin, state, shared, arrival)),
+        Some(acceptor) => Box::pin(async move {
+            if let Some(stream) = handshake(&state, &acceptor, stream).await {
+                serve(stream, admin, state, shared, arrival).await;
             }
-        }
-    })
+        }),
+    }
 }
 
 /// Answers a connection the shard has no room for (`runtime::connection_server` asked

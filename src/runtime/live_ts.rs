@@ -56,7 +56,7 @@ pub async fn stream_live_ts(
     };
     drive(
         &mut TsGlue,
-        (Ignore, playback),
+        Conn::boxed(Ignore, playback),
         // Its HTTP connection asked already (a request for the stream).
         (Link::Stream(socket), Arrival::default()),
         state,

@@ -84,7 +84,8 @@ struct RtmpGlue {
     play_version: Option<u64>,
     /// A publish allowed and claimed, until the machine starts it.
     claimed: Option<Claimed>,
-    publisher: Option<Publisher>,
+    /// Boxed: a viewer's connection (most of them) then carries a pointer, not a publisher.
+    publisher: Option<Box<Publisher>>,
 }
 
 /// Whether `id` is pulled from an origin (maybe on demand, starting now).
@@ -182,7 +183,7 @@ impl RtmpGlue {
     /// The machine accepted the publish: its frames go through a `Publisher` from now on.
     fn start_publish(&mut self, io: &Io<'_>) {
         if let Some(claimed) = self.claimed.take() {
-            self.publisher = Some(Publisher::start(io, Proto::Rtmp, claimed));
+            self.publisher = Some(Box::new(Publisher::start(io, Proto::Rtmp, claimed)));
         }
     }
 
@@ -192,14 +193,17 @@ impl RtmpGlue {
         };
         match media {
             MediaFrame::Config(info) => p.configure(info),
-            MediaFrame::Frame(frame) => p.push(frame, &self.fanout).await,
+            // Boxed (one allocation per published frame): the push is the largest future
+            // of `act`, which every viewer's connection task would otherwise carry.
+            MediaFrame::Frame(frame) => Box::pin(p.push(frame, &self.fanout)).await,
         }
     }
 
     /// Ends a publish, whatever ended it (see `Publisher::end`).
     async fn end_publish(&mut self) {
         if let Some(p) = self.publisher.take() {
-            p.end(&self.fanout).await;
+            // Boxed for the same reason, once per publish.
+            Box::pin(p.end(&self.fanout)).await;
         }
     }
 }

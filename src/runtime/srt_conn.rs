@@ -285,7 +285,7 @@ async fn serve(
         behind: false,
     };
     let ip = canonical_ip(peer.ip());
-    let conn = (machine, Playback::default());
+    let conn = Conn::boxed(machine, Playback::default());
     // SRT peers have caps of their own (`MAX_PEERS`), not the TCP admission.
     let link = (Link::Datagrams(link), Arrival::default());
     drive(&mut glue, conn, link, &state, ip, None).await;
@@ -303,7 +303,8 @@ struct SrtGlue {
     fanout: Rc<Fanout>,
     /// A publish allowed and claimed, until the handshake completes.
     claimed: Option<Claimed>,
-    ingest: Option<TsPublisher>,
+    /// Boxed: a viewer's connection task then carries a pointer, not a publisher.
+    ingest: Option<Box<TsPublisher>>,
 }
 
 /// The reject code for a refused play: no token at all is 1401, an unreachable portal
@@ -415,7 +416,7 @@ impl SrtGlue {
             return Flow::Close;
         };
         let publisher = Publisher::start(io, Proto::Srt, claimed);
-        self.ingest = Some(TsPublisher::new(publisher));
+        self.ingest = Some(Box::new(TsPublisher::new(publisher)));
         Flow::Idle
     }
 
@@ -514,7 +515,9 @@ impl Glue for SrtGlue {
     /// Whatever ended it, the peer hears a shutdown (when the connection is still up).
     async fn finish(&mut self, conn: &mut Conn<Self>, io: &mut Io<'_>) {
         if let Some(ingest) = self.ingest.take() {
-            ingest.end(&self.fanout).await;
+            // Boxed (once per publish): the largest future of the glue, which every
+            // viewer's connection task would otherwise carry.
+            Box::pin(ingest.end(&self.fanout)).await;
         }
         conn.machine.conn.close(Instant::now());
         while let Some(output) = conn.machine.conn.poll_output() {

@@ -346,7 +346,7 @@ async fn serve(
         let mut glue = WebRtcGlue;
         drive(
             &mut glue,
-            (machine, playback),
+            Conn::boxed(machine, playback),
             // Authorized at the offer already: no connection cap's newcomer.
             (Link::Datagrams(link), Arrival::default()),
             &state,
