@@ -9,6 +9,23 @@ use tessera::runtime::control::ConfigSource;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc 2's `mi_option_purge_delay` (mimalloc.h; the -sys crate names no constant for
+/// it): the one after `eager_commit_delay`.
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t =
+    libmimalloc_sys::mi_option_eager_commit_delay + 1;
+
+/// Freed pages go back to the system at once rather than on a later allocation, which an
+/// idle shard never makes: memory comes back after viewers leave (figures: Cargo.toml).
+fn purge_freed_memory_at_once() {
+    // SAFETY: mimalloc's documented option API, with its own option and a valid value.
+    unsafe {
+        // Its documented default; anything else means the enum moved: leave it alone.
+        if libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) == 10 {
+            libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0);
+        }
+    }
+}
+
 const USAGE: &str = "\
 usage: tessera [--shards N] [CONFIG]
        tessera --check CONFIG
@@ -123,6 +140,7 @@ fn token_sign(args: &[String]) -> Result<String, String> {
 }
 
 fn main() -> ExitCode {
+    purge_freed_memory_at_once();
     tessera::logging::init();
     let raw: Vec<String> = std::env::args().skip(1).collect();
     if raw.first().map(String::as_str) == Some("token") {
