@@ -13,6 +13,7 @@ use crate::http::service::{
 use crate::http::status::Status;
 use crate::runtime::admission::Arrival;
 use crate::runtime::auth_bus::AuthBus;
+use crate::runtime::body_files;
 use crate::runtime::play_auth::wait_for_verdict;
 use crate::runtime::ring_wait::SegmentReady;
 use crate::runtime::stop_signal::{StopSignal, shard_stop};
@@ -20,6 +21,7 @@ use crate::runtime::tls::{Wire, handshake};
 use crate::runtime::webrtc_conn::{self, OfferOutcome, WebRtcEndpoint};
 use crate::runtime::{live_ts, operator_api};
 use crate::shard::{Now, ShardState};
+use bytes::Bytes;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use futures_rustls::TlsAcceptor;
 use glommio::net::TcpStream;
@@ -80,6 +82,8 @@ pub type Shared = (Rc<AuthBus>, Option<Rc<WebRtcEndpoint>>);
 
 /// A connection's input buffer at first: most request heads fit.
 const INBUF_START: usize = 4096;
+/// What a body sent from its file writes the usual way to wait for room in a full socket.
+const FILE_WAIT_PIECE: usize = 16 * 1024;
 
 /// One HTTP connection's buffers and state; allocated once, at accept.
 struct HttpConn<S> {
@@ -420,16 +424,61 @@ impl<S: Wire> HttpConn<S> {
         ok
     }
 
-    /// Writes the queued head and a shared body as it is: on plain TCP in one vectored
-    /// send (`driver::send_pieces`), inside TLS encrypted from it, never staged.
-    async fn write_out_and_body(&mut self, body: &[u8]) -> bool {
-        let pieces = [&self.out[..], body];
+    /// Writes the queued head and a shared body as it is: a large body on plain TCP from
+    /// its memory file (`body_files`), a smaller one in one vectored send with the head
+    /// (`driver::send_pieces`), inside TLS encrypted from it; never staged.
+    async fn write_out_and_body(&mut self, body: &Bytes) -> bool {
+        if body.len() >= body_files::MIN_BODY
+            && let Some(fd) = self.stream.plain_fd()
+            && let Some(file) = body_files::file_for(body)
+        {
+            return self.write_head_more(fd).await && self.send_body_file(fd, &file, body).await;
+        }
+        let pieces = [&self.out[..], &body[..]];
         let ok = crate::runtime::driver::send_pieces(&mut self.stream, pieces.into_iter())
             .await
             .is_ok()
             && self.stream.flush().await.is_ok();
         self.out.clear();
         ok
+    }
+
+    /// Sends the queued head with `MSG_MORE` (it leaves in one packet with the body's
+    /// start); what does not go at once is written the usual way.
+    async fn write_head_more(&mut self, fd: std::os::fd::RawFd) -> bool {
+        use nix::sys::socket::{MsgFlags, send};
+        let more = MsgFlags::from_bits_retain(nix::libc::MSG_MORE);
+        let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL | more;
+        let sent = send(fd, &self.out, flags).unwrap_or(0);
+        self.out.drain(..sent);
+        self.write_out().await
+    }
+
+    /// Sends `body` from its memory `file`; when the socket is full, waits for room the one
+    /// way glommio offers, a write (of the next `FILE_WAIT_PIECE` bytes, copied), then goes
+    /// on from the file.
+    async fn send_body_file(
+        &mut self,
+        fd: std::os::fd::RawFd,
+        file: &std::os::fd::OwnedFd,
+        body: &Bytes,
+    ) -> bool {
+        let mut offset: i64 = 0;
+        while let Some(left) = body.len().checked_sub(offset as usize).filter(|&n| n > 0) {
+            match body_files::send_now(fd, file, &mut offset, left) {
+                Ok(body_files::Sent::Bytes(0)) | Err(_) => return false,
+                Ok(body_files::Sent::Bytes(_)) => {}
+                Ok(body_files::Sent::Full) => {
+                    let start = offset as usize;
+                    let piece = &body[start..start + left.min(FILE_WAIT_PIECE)];
+                    match self.stream.write(piece).await {
+                        Ok(0) | Err(_) => return false,
+                        Ok(n) => offset += n as i64,
+                    }
+                }
+            }
+        }
+        true
     }
 
     /// Reads more of the next request, within what is left of its deadline.

@@ -8,6 +8,7 @@
 
 pub mod admission;
 pub mod auth_bus;
+pub mod body_files;
 pub mod cluster;
 pub mod control;
 pub mod driver;
