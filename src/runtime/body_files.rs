@@ -14,6 +14,7 @@ use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::rc::Rc;
 
 /// Bodies below this are sent as they are: the file costs more than the copy.
 pub const MIN_BODY: usize = 64 * 1024;
@@ -22,7 +23,9 @@ const KEPT: usize = 8;
 
 struct Kept {
     body: Bytes,
-    file: OwnedFd,
+    /// Shared with the sends in flight (no `dup`: a descriptor per download would count
+    /// against the file limit the connection caps are derived from).
+    file: Rc<OwnedFd>,
 }
 
 thread_local! {
@@ -30,18 +33,19 @@ thread_local! {
     static FILES: RefCell<VecDeque<Kept>> = const { RefCell::new(VecDeque::new()) };
 }
 
-/// The memory file holding `body`'s bytes (made now when it is not kept yet), as a
-/// descriptor that stays open while `body` is alive; `None` when one cannot be made.
-pub fn file_for(body: &Bytes) -> Option<OwnedFd> {
+/// The memory file holding `body`'s bytes (made now when it is not kept yet), open for as
+/// long as the caller holds it; `None` when one cannot be made.
+pub fn file_for(body: &Bytes) -> Option<Rc<OwnedFd>> {
     FILES.with(|files| {
         let mut files = files.borrow_mut();
         if let Some(kept) = files.iter().find(|k| same_buffer(&k.body, body)) {
-            return kept.file.try_clone().ok();
+            return Some(kept.file.clone());
         }
         let file = write_file(body)
             .map_err(|e| log::debug!("no memory file for a {} B body: {e}", body.len()))
             .ok()?;
-        let mine = file.try_clone().ok()?;
+        let file = Rc::new(file);
+        let mine = file.clone();
         if files.len() == KEPT {
             files.pop_front();
         }
@@ -115,9 +119,9 @@ mod tests {
         let body = Bytes::from(vec![7u8; MIN_BODY]);
         let a = file_for(&body).expect("memfd");
         let b = file_for(&body.clone()).expect("memfd");
-        let size = |f: &OwnedFd| nix::sys::stat::fstat(f.as_raw_fd()).unwrap().st_size;
+        let size = |f: &Rc<OwnedFd>| nix::sys::stat::fstat(f.as_raw_fd()).unwrap().st_size;
         assert_eq!(size(&a), MIN_BODY as i64);
-        let inode = |f: &OwnedFd| nix::sys::stat::fstat(f.as_raw_fd()).unwrap().st_ino;
+        let inode = |f: &Rc<OwnedFd>| nix::sys::stat::fstat(f.as_raw_fd()).unwrap().st_ino;
         assert_eq!(inode(&a), inode(&b));
         let c = file_for(&body.slice(1..)).expect("memfd");
         assert_ne!(inode(&a), inode(&c));
