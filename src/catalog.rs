@@ -1,7 +1,8 @@
 //! The `Catalog`: the configured streams, their auth policies and the player's scripts,
 //! compiled once from the config and shared read-only by every shard (an `Arc`, never
 //! mutated; a reload builds a new one). The one exception is each `publish://` stream's
-//! `PublishSlot`, an atomic claim (see there), taken through a [`PublishClaim`].
+//! `PublishSlot`, an atomic claim (see there), taken through a [`PublishClaim`]; the
+//! other is `opus_demand`, the WebRTC viewers per stream (`stream::webrtc_audio`).
 //!
 //! It sits above the modules whose parts it holds: `stream` (the slots), `auth` (its
 //! `AuthCatalog`, which the catalog derefs to, so `authorizer.authorize(&catalog, ..)`
@@ -13,6 +14,7 @@ use crate::config::{Config, InputUrl};
 use crate::stream::StreamId;
 use crate::stream::live_input::Timeline;
 use crate::stream::publish_slot::PublishSlot;
+use crate::stream::webrtc_audio::OpusDemand;
 use std::sync::Arc;
 
 #[derive(Debug)]
@@ -82,6 +84,9 @@ pub struct Catalog {
     /// The streams the templates made, by name, with their template's name: kept across
     /// reloads while their template stays and still covers the name.
     made: Vec<(Box<str>, Box<str>)>,
+    /// WebRTC viewers per stream, counted across shards: the input's shard transcodes
+    /// AAC to Opus while it is non-zero. Handed from catalog to catalog like the slots.
+    pub opus_demand: Arc<OpusDemand>,
 }
 
 /// The authorizer reads the catalog as its `AuthCatalog`: every shard hands the one catalog
@@ -180,6 +185,7 @@ impl Catalog {
         });
         // Ids are never given twice, even those of the last streams removed.
         catalog.by_id.resize(next as usize, NO_STREAM);
+        catalog.opus_demand = self.opus_demand.clone();
         let changes = Changes::between(self, &catalog);
         (catalog, changes)
     }
@@ -231,6 +237,7 @@ impl Catalog {
                     Some((s.name.as_str().into(), t.name.as_str().into()))
                 })
                 .collect(),
+            opus_demand: Arc::default(),
         }
     }
 

@@ -122,6 +122,7 @@ pub struct ShardState {
     users: UserSessions,
     limits: HttpLimits,
     http: HttpStats,
+    webrtc: crate::webrtc::WebRtcStats,
     connections: ConnectionCount,
     date_second: i64,
     date: [u8; HTTP_DATE_LEN],
@@ -163,6 +164,7 @@ impl ShardState {
             },
             limits,
             http: HttpStats::default(),
+            webrtc: Default::default(),
             date_second: i64::MIN,
             date: [b' '; HTTP_DATE_LEN],
         }
@@ -265,6 +267,15 @@ impl ShardState {
     /// This shard's HTTP counters.
     pub fn http_stats(&self) -> &HttpStats {
         &self.http
+    }
+
+    /// This shard's WebRTC counters (`runtime::webrtc_conn` keeps them).
+    pub fn webrtc_stats(&self) -> &crate::webrtc::WebRtcStats {
+        &self.webrtc
+    }
+
+    pub fn webrtc_stats_mut(&mut self) -> &mut crate::webrtc::WebRtcStats {
+        &mut self.webrtc
     }
 
     /// The connection caps this shard enforces (the runtime derives them from the file

@@ -277,9 +277,11 @@ fn browse_webrtc(server: &Server, query: &str, seconds: &str, revoke: Option<&st
 }
 
 /// WHEP in Chromium: the page's WHEP client posts its offer with the token, ICE and DTLS
-/// come up against the shard's port, and the video frames decoded (getStats) rise over
-/// 10 s. Prints what the browser measured (time from POST to the first decoded frame, its
-/// jitter buffer delay and RTT) for the notes.
+/// come up against the shard's port, the video frames decoded (getStats) rise over 10 s,
+/// and the fake source's audio, transcoded to Opus, is received and decoded. Prints what
+/// the browser measured (time from POST to the first decoded frame, its jitter buffer
+/// delay and RTT) for the notes. `/metrics` then shows the bytes sent and the RTTs the
+/// browser's receiver reports gave.
 #[test]
 fn webrtc_plays_in_chromium() {
     let server = webrtc_server();
@@ -291,6 +293,18 @@ fn webrtc_plays_in_chromium() {
         server.log_text().contains("proto=webrtc"),
         "no webrtc session opened"
     );
+    let metrics = api_call(server.http, API_KEY, "GET", "/metrics").text();
+    let value = |name: &str| -> f64 {
+        let line = metrics.lines().find(|l| l.starts_with(&format!("{name} ")));
+        let line = line.unwrap_or_else(|| panic!("no {name}:\n{metrics}"));
+        line.rsplit_once(' ').unwrap().1.parse().unwrap()
+    };
+    assert!(
+        value("tessera_webrtc_sent_bytes_total") > 100_000.0,
+        "{metrics}"
+    );
+    assert!(value("tessera_webrtc_rtt_seconds_count") > 0.0, "{metrics}");
+    assert!(value("tessera_webrtc_rtt_seconds_sum") >= 0.0, "{metrics}");
 }
 
 #[test]

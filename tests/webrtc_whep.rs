@@ -2,8 +2,9 @@
 //! (tests/data/chromium_whep_offer.sdp, made by Chromium's RTCPeerConnection with a video
 //! and an audio recvonly transceiver) posted as a WHEP client posts it: 201 with Location
 //! and an SDP answer naming a shard's own UDP port, then DELETE of that resource, on the
-//! same connection or another. Refusals: no token 403 with the reason, PATCH 405, an
-//! oversized offer 413, an offer without H.264 400.
+//! same connection or another. The answer sends Opus on the offer's audio section. Refusals:
+//! no token 403 with the reason, PATCH 405, an oversized offer 413, an offer without H.264
+//! 400. `/metrics` counts the peers and the sessions whose ICE never came up.
 
 mod common;
 use common::*;
@@ -11,8 +12,21 @@ use common::*;
 const OFFER: &str = include_str!("data/chromium_whep_offer.sdp");
 const NAME: &str = "auth-check";
 
+const API_KEY: &str = "whep-metrics-key-0123";
+
 fn config(http: u16, webrtc: u16) -> String {
-    format!("{}webrtc 127.0.0.1:{webrtc};\n", demo_config(http))
+    format!(
+        "{}webrtc 127.0.0.1:{webrtc};\napi_key {API_KEY};\n",
+        demo_config(http)
+    )
+}
+
+/// The answer's section of `kind` ("audio", "video"): its lines, from its `m=` line on.
+fn section<'a>(answer: &'a str, kind: &str) -> Option<&'a str> {
+    let start = answer.find(&format!("m={kind} "))?;
+    let rest = &answer[start..];
+    let end = rest[2..].find("\nm=").map_or(rest.len(), |e| e + 2);
+    Some(&rest[..end])
 }
 
 /// The responses to `requests` sent back to back on one keep-alive connection (the last
@@ -64,6 +78,10 @@ fn a_recorded_browser_offer_is_answered() {
         );
     }
     assert!(answer.contains("H264/90000") && answer.contains("packetization-mode=1"));
+    let audio = section(&answer, "audio").expect("an audio section");
+    assert!(!audio.starts_with("m=audio 0 "), "audio rejected:\n{audio}");
+    assert!(audio.contains("opus/48000/2"), "no Opus:\n{audio}");
+    assert!(audio.contains("a=sendonly"), "{audio}");
     let shard_ports = [webrtc, webrtc + 1].map(|p| format!(" 127.0.0.1 {p} typ host"));
     assert!(
         shard_ports.iter().any(|c| answer.contains(c.as_str())),
@@ -186,4 +204,69 @@ fn the_offer_is_authorized_first_and_bounded() {
 
     let unknown = &exchange(http, &[post("/nope/whep?token=test1", "", OFFER, true)])[0];
     assert_eq!(unknown.status, 404);
+}
+
+/// A `/metrics` sample line's value (`name` with its labels, as written).
+fn metric(http: u16, name: &str) -> f64 {
+    let text = api_call(http, API_KEY, "GET", "/metrics").text();
+    let line = text
+        .lines()
+        .find(|l| l.rsplit_once(' ').is_some_and(|(n, _)| n == name))
+        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"));
+    line.rsplit_once(' ').unwrap().1.parse().unwrap()
+}
+
+/// A session DELETEd before ICE is no failure; one whose browser never sends a STUN
+/// check is an ICE failure once `ICE_WAIT` (10 s) passed, and leaves the gauge.
+#[test]
+fn metrics_count_peers_and_ice_failures() {
+    let (http, webrtc) = (free_port(), free_port());
+    let _server = Server::start(&config(http, webrtc), http);
+    let whep = format!("/{NAME}/whep?token=test1");
+    let ice = "tessera_webrtc_failures_total{stage=\"ice\"}";
+    let connecting = "tessera_webrtc_peers{state=\"connecting\"}";
+    assert_eq!(metric(http, ice), 0.0);
+    let created = &exchange(http, &[post(&whep, "", OFFER, true)])[0];
+    let location = created.header("location").expect("Location").to_owned();
+    assert_eq!(request(http, "DELETE", &location, "").status, 200);
+    let created = &exchange(http, &[post(&whep, "", OFFER, true)])[0];
+    assert_eq!(created.status, 201);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while metric(http, ice) < 1.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no ICE failure counted"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(metric(http, ice), 1.0, "the DELETEd session is no failure");
+    assert_eq!(metric(http, connecting), 0.0);
+    assert_eq!(
+        metric(http, "tessera_webrtc_failures_total{stage=\"dtls\"}"),
+        0.0
+    );
+}
+
+/// A `publish://` stream's H.264 goes out only on a profile the offer receives: a High
+/// profile publisher (x264 `veryfast`) against the recorded Chromium offer (Baseline,
+/// Constrained Baseline, Main, High 4:4:4: nothing that takes High as str0m answers) is
+/// refused with 406 and a message naming the stream's profile.
+#[test]
+fn a_published_profile_the_offer_does_not_receive_is_refused() {
+    let (http, webrtc, rtmp) = (free_port(), free_port(), free_port());
+    let config = format!(
+        "http 127.0.0.1:{http};\nrtmp 127.0.0.1:{rtmp};\nwebrtc 127.0.0.1:{webrtc};\n\
+         auth_backend any {{\n    allow token t1;\n}}\n\
+         stream cam {{\n    input publish://;\n    on_play auth://any;\n    \
+         on_publish auth://any;\n    segment_duration 1;\n}}\n"
+    );
+    let server = Server::start(&config, http);
+    let mut high = publisher(60);
+    high.args(["-preset", "veryfast", "-pix_fmt", "yuv420p", "-f", "flv"])
+        .arg(format!("rtmp://127.0.0.1:{rtmp}/static/cam?token=t1"));
+    let _publisher = Background::spawn(&mut high);
+    server.wait_ok("/cam/index.m3u8?token=t1");
+    let refused = &exchange(http, &[post("/cam/whep?token=t1", "", OFFER, true)])[0];
+    assert_eq!(refused.status, 406, "{}", refused.text());
+    assert!(refused.text().contains("avc1.64"), "{}", refused.text());
 }

@@ -23,6 +23,8 @@ command -v nginx >/dev/null 2>&1 || missing+=(nginx)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 # WebRTC's DTLS and SRTP (str0m's `openssl` backend) link the system's libssl.
 [ -f /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
+# WebRTC audio's Opus encoder (the `opus` crate) links the system's libopus via pkg-config.
+pkg-config --exists opus 2>/dev/null || missing+=(libopus-dev)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 # The RTSP pull's Digest test takes its origin from GStreamer's RTSP server with x264
 # (tests/data/rtsp_digest_origin.py, run by Debian's python3 with its gi bindings).

@@ -28,6 +28,7 @@ use crate::http::input_stats::{
 use crate::http::request::Method;
 use crate::http::status::Status;
 use crate::http::target::percent_decode_into;
+use crate::webrtc::WebRtcStats;
 use serde::{Serialize, Serializer};
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -442,6 +443,8 @@ pub struct MetricsSnapshot {
     pub revocations: u64,
     /// The pulled inputs (each on its owner shard only).
     pub inputs: Vec<InputMetric>,
+    /// WebRTC peers and their counters (`webrtc::WebRtcStats`).
+    pub webrtc: WebRtcStats,
 }
 
 impl MetricsSnapshot {
@@ -484,6 +487,14 @@ impl MetricsSnapshot {
         self.lookups_pending += o.lookups_pending;
         self.revocations += o.revocations;
         self.inputs.extend(o.inputs.iter().cloned());
+        let (w, ow) = (&mut self.webrtc, &o.webrtc);
+        w.connecting += ow.connecting;
+        w.connected += ow.connected;
+        w.ice_failures += ow.ice_failures;
+        w.dtls_failures += ow.dtls_failures;
+        w.bytes_sent += ow.bytes_sent;
+        w.rtt_reports += ow.rtt_reports;
+        w.rtt_sum_us += ow.rtt_sum_us;
     }
 }
 
@@ -521,6 +532,7 @@ enum MetricKind {
     Counter,
     Gauge,
     Histogram,
+    Summary,
 }
 
 impl MetricKind {
@@ -529,6 +541,7 @@ impl MetricKind {
             MetricKind::Counter => "counter",
             MetricKind::Gauge => "gauge",
             MetricKind::Histogram => "histogram",
+            MetricKind::Summary => "summary",
         }
     }
 }
@@ -551,6 +564,31 @@ fn write_tls_handshakes(out: &mut String, name: &str, m: &MetricsSnapshot) {
     ] {
         let _ = writeln!(out, "{name}{{outcome=\"{outcome}\"}} {n}");
     }
+}
+
+fn write_webrtc_peers(out: &mut String, name: &str, m: &MetricsSnapshot) {
+    for (state, n) in [
+        ("connecting", m.webrtc.connecting),
+        ("connected", m.webrtc.connected),
+    ] {
+        let _ = writeln!(out, "{name}{{state=\"{state}\"}} {n}");
+    }
+}
+
+fn write_webrtc_failures(out: &mut String, name: &str, m: &MetricsSnapshot) {
+    for (stage, n) in [
+        ("ice", m.webrtc.ice_failures),
+        ("dtls", m.webrtc.dtls_failures),
+    ] {
+        let _ = writeln!(out, "{name}{{stage=\"{stage}\"}} {n}");
+    }
+}
+
+/// A summary without quantiles: the sum and the count, which add up across shards.
+fn write_webrtc_rtt(out: &mut String, name: &str, m: &MetricsSnapshot) {
+    let sum = m.webrtc.rtt_sum_us as f64 / 1e6;
+    let _ = writeln!(out, "{name}_sum {sum}");
+    let _ = writeln!(out, "{name}_count {}", m.webrtc.rtt_reports);
 }
 
 /// Every family of `/metrics`, in the order they are written.
@@ -692,6 +730,30 @@ const METRIC_FAMILIES: &[MetricFamily] = &[
         kind: MetricKind::Counter,
         help: "Connections a pull made after its first (reconnects and failovers).",
         samples: Samples::Lines(|o, name, m| write_input_reconnects(o, name, &m.inputs)),
+    },
+    MetricFamily {
+        name: "tessera_webrtc_peers",
+        kind: MetricKind::Gauge,
+        help: "WebRTC peer connections, by state: connecting (answered, ICE or DTLS not up) and connected.",
+        samples: Samples::Lines(write_webrtc_peers),
+    },
+    MetricFamily {
+        name: "tessera_webrtc_failures_total",
+        kind: MetricKind::Counter,
+        help: "WebRTC sessions that ended (not by DELETE) before ICE was up (stage ice) or with ICE up and DTLS not (stage dtls).",
+        samples: Samples::Lines(write_webrtc_failures),
+    },
+    MetricFamily {
+        name: "tessera_webrtc_sent_bytes_total",
+        kind: MetricKind::Counter,
+        help: "UDP payload bytes sent to WebRTC peers (SRTP, SRTCP, DTLS, STUN).",
+        samples: Samples::Value(|m| m.webrtc.bytes_sent),
+    },
+    MetricFamily {
+        name: "tessera_webrtc_rtt_seconds",
+        kind: MetricKind::Summary,
+        help: "Round-trip times WebRTC peers' RTCP receiver reports gave (one a second per peer).",
+        samples: Samples::Lines(write_webrtc_rtt),
     },
     MetricFamily {
         name: "tessera_shards",
@@ -943,11 +1005,23 @@ mod tests {
         let mut m = MetricsSnapshot {
             shards: 1,
             allowed: 3,
+            webrtc: WebRtcStats {
+                connected: 1,
+                ice_failures: 2,
+                rtt_reports: 4,
+                rtt_sum_us: 10_000,
+                ..WebRtcStats::default()
+            },
             ..MetricsSnapshot::default()
         };
         m.add(&m.clone());
         let text = write_metrics(&m);
         assert!(text.contains("tessera_decisions_total{result=\"allow\",reason=\"\"} 6\n"));
+        assert!(text.contains("tessera_webrtc_peers{state=\"connected\"} 2\n"));
+        assert!(text.contains("tessera_webrtc_failures_total{stage=\"ice\"} 4\n"));
+        assert!(text.contains("# TYPE tessera_webrtc_rtt_seconds summary\n"));
+        assert!(text.contains("tessera_webrtc_rtt_seconds_sum 0.02\n"));
+        assert!(text.contains("tessera_webrtc_rtt_seconds_count 8\n"));
         assert!(text.contains(
             "tessera_decisions_total{result=\"deny\",reason=\"backend_unavailable\"} 0\n"
         ));

@@ -48,6 +48,7 @@ mod tests {
             frame,
             ts: ts.clone(),
             flv,
+            opus: Bytes::new(),
         };
         let mut v = TsViewer::default();
         let media = MediaNow {

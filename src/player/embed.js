@@ -126,6 +126,7 @@
               packets: r.packetsReceived,
               frames: r.framesDecoded,
               samples: r.totalSamplesReceived,
+              concealed: r.concealedSamples,
               jitterBufferDelay: r.jitterBufferDelay,
               jitterBufferEmitted: r.jitterBufferEmittedCount,
             };

@@ -368,6 +368,10 @@ impl<S: Wire> HttpConn<S> {
                 let text = format!("{why}\n");
                 write_whep_status(&mut shard, out, Status::BadRequest, &text, close);
             }
+            OfferOutcome::Unplayable(why) => {
+                let text = format!("{why}\n");
+                write_whep_status(&mut shard, out, Status::NotAcceptable, &text, close);
+            }
             OfferOutcome::Busy => {
                 let text = "too many webrtc sessions\n";
                 write_whep_status(&mut shard, out, Status::ServiceUnavailable, text, close);

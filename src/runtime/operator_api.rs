@@ -299,5 +299,6 @@ pub fn shard_metrics(shard: &ShardState) -> MetricsSnapshot {
                 Some(InputMetric { stream, status })
             })
             .collect(),
+        webrtc: *shard.webrtc_stats(),
     }
 }

@@ -25,17 +25,28 @@
 //! portal's deny end it) and skips or drops a viewer left behind. `DELETE` on the session
 //! resource, ICE lost, or a refusal ends it: the queue closes, the driver's one exit
 //! closes the session, and `finish` sends a DTLS close.
+//!
+//! **Audio.** From its offer to its end a session holds a `DemandHold` on its stream: the
+//! input's shard, wherever it is, transcodes the stream's AAC to Opus while any shard holds
+//! one (`stream::webrtc_audio`), so the transcoder is warm by the time DTLS is up.
+//!
+//! **Counters** (`WebRtcStats`, `/metrics`): peers connecting and connected; a session
+//! that ends before ICE is up is an ICE failure, one that ends with ICE up and DTLS not an
+//! DTLS failure (a DELETE first is neither); bytes sent and the receiver reports' RTT come
+//! with the peer's `Stats` output once a second, and the rest of the bytes at the end.
 
 use crate::auth::play::{Access, PlayLifecycle};
 use crate::auth::verdict::{DenyReason, Proto, StreamId, canonical_ip};
 use crate::config::{Config, ListenerProto};
+use crate::media::frame::VideoConfig;
 use crate::runtime::admission::Arrival;
 use crate::runtime::driver::{
     Conn, Flow, Glue, Io, Link, Machine, PeerLink, Playback, Profile, drive,
 };
 use crate::runtime::play_auth::authorize;
 use crate::shard::ShardState;
-use crate::webrtc::peer::{DtlsCert, Output, PeerError, WebRtcPeer};
+use crate::stream::webrtc_audio::DemandHold;
+use crate::webrtc::peer::{DtlsCert, OfferError, Output, PeerError, Phase, WebRtcPeer};
 use crate::webrtc::viewer::WebRtcViewer;
 use crate::webrtc::whep::{resource_id, stun_local_ufrag};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
@@ -242,6 +253,8 @@ pub enum OfferOutcome {
     Refused(DenyReason),
     /// 400: the offer cannot be answered.
     Invalid(String),
+    /// 406: the offer receives no H.264 profile that decodes the stream's (said why).
+    Unplayable(String),
     /// 503: the shard holds `MAX_SESSIONS`.
     Busy,
 }
@@ -284,11 +297,16 @@ pub async fn offer(
     let ufrag = creds.ufrag.clone();
     let local = endpoint.candidate_for(offer.arrived_on);
     let cert = endpoint.cert.clone();
-    let (peer, answer) = match WebRtcPeer::answer(sdp, local, creds, cert, now) {
+    let video = playing_video(state, stream);
+    let answered = WebRtcPeer::answer_for(sdp, local, creds, cert, video.as_ref(), now);
+    let (peer, answer) = match answered {
         Ok(answered) => answered,
         Err(e) => {
             log::info!("webrtc {ip}: offer refused: {e}");
-            return OfferOutcome::Invalid(e.to_string());
+            return match e {
+                OfferError::Profile(_) => OfferOutcome::Unplayable(e.to_string()),
+                _ => OfferOutcome::Invalid(e.to_string()),
+            };
         }
     };
     let resource = resource_id(endpoint.unguessable());
@@ -304,22 +322,49 @@ pub async fn offer(
         .by_resource
         .borrow_mut()
         .insert(by_resource.0, by_resource.1);
-    let task = serve(endpoint.clone(), state.clone(), peer, play, inbox, ufrag);
+    let demand = state.borrow().catalog().opus_demand.hold(stream);
+    state.borrow_mut().webrtc_stats_mut().connecting += 1;
+    let session = Session {
+        peer,
+        play,
+        inbox,
+        ufrag,
+        _demand: demand,
+    };
+    let task = serve(endpoint.clone(), state.clone(), session);
     glommio::spawn_local(task).detach();
     log::info!("webrtc {ip}: offer answered, candidate {local}");
     OfferOutcome::Created { resource, answer }
 }
 
-/// Serves one session: waits for the browser's first datagram, then runs the driver until
-/// the session ends.
-async fn serve(
-    endpoint: Rc<WebRtcEndpoint>,
-    state: Rc<RefCell<ShardState>>,
+/// The H.264 configuration `stream` sends now, if it is live with video (a publisher's
+/// may be any profile: the answer must pick one the browser decodes).
+fn playing_video(state: &Rc<RefCell<ShardState>>, stream: StreamId) -> Option<VideoConfig> {
+    let state = state.borrow();
+    let view = state.view(stream).filter(|v| v.live)?;
+    view.media.as_ref()?.video.clone()
+}
+
+/// An answered offer, until its session ends.
+struct Session {
     peer: WebRtcPeer,
     play: PlayLifecycle,
     inbox: LocalReceiver<Vec<u8>>,
     ufrag: String,
-) {
+    /// The stream's Opus is wanted while the session lives.
+    _demand: DemandHold,
+}
+
+/// Serves one session: waits for the browser's first datagram, then runs the driver until
+/// the session ends.
+async fn serve(endpoint: Rc<WebRtcEndpoint>, state: Rc<RefCell<ShardState>>, session: Session) {
+    let Session {
+        peer,
+        play,
+        inbox,
+        ufrag,
+        _demand,
+    } = session;
     let first = async { inbox.recv().await };
     let timeout = async {
         glommio::timer::sleep(ICE_WAIT).await;
@@ -327,6 +372,7 @@ async fn serve(
     };
     let first = futures_lite::future::or(first, timeout).await;
     let remote = endpoint.routes.borrow().get(&ufrag).and_then(|r| r.remote);
+    let mut glue = WebRtcGlue::default();
     if let (Some(datagram), Some(remote)) = (first, remote) {
         let mut machine = WebRtcMachine { peer };
         machine.peer.set_remote(remote);
@@ -343,7 +389,6 @@ async fn serve(
             viewing: None,
         };
         let ip = canonical_ip(remote.ip());
-        let mut glue = WebRtcGlue;
         drive(
             &mut glue,
             Conn::boxed(machine, playback),
@@ -354,14 +399,45 @@ async fn serve(
             None,
         )
         .await;
-    } else {
+    } else if endpoint.routes.borrow().contains_key(&ufrag) {
         log::info!("webrtc: no ICE check within {ICE_WAIT:?}: session dropped");
     }
+    let deleted = !endpoint.routes.borrow().contains_key(&ufrag);
+    count_end(&mut state.borrow_mut(), &glue, deleted);
     endpoint.forget(&ufrag);
 }
 
-/// WebRTC keeps nothing beside its machine.
-struct WebRtcGlue;
+/// Counts a session's end: out of its gauge, and as a failure if it got no further than
+/// ICE or DTLS and was not DELETEd.
+fn count_end(state: &mut ShardState, glue: &WebRtcGlue, deleted: bool) {
+    let stats = state.webrtc_stats_mut();
+    if glue.counted_connected {
+        stats.connected -= 1;
+    } else {
+        stats.connecting -= 1;
+    }
+    match glue.reached {
+        Phase::Offered if !deleted => stats.ice_failures += 1,
+        Phase::IceUp if !deleted => stats.dtls_failures += 1,
+        _ => {}
+    }
+}
+
+/// What the session's glue remembers: how far the peer connection got, and whether the
+/// `connected` gauge counts it.
+struct WebRtcGlue {
+    reached: Phase,
+    counted_connected: bool,
+}
+
+impl Default for WebRtcGlue {
+    fn default() -> Self {
+        WebRtcGlue {
+            reached: Phase::Offered,
+            counted_connected: false,
+        }
+    }
+}
 
 impl Glue for WebRtcGlue {
     type Machine = WebRtcMachine;
@@ -371,6 +447,12 @@ impl Glue for WebRtcGlue {
     async fn act(&mut self, output: Output, conn: &mut Conn<Self>, io: &mut Io<'_>) -> Flow {
         match output {
             Output::Connected => {
+                self.counted_connected = true;
+                let mut state = io.state.borrow_mut();
+                let stats = state.webrtc_stats_mut();
+                stats.connecting -= 1;
+                stats.connected += 1;
+                drop(state);
                 let Ok(session) = conn.playback.start(io.state, WebRtcViewer::new()) else {
                     return Flow::Close;
                 };
@@ -379,6 +461,15 @@ impl Glue for WebRtcGlue {
             Output::KeyframeRequest => {
                 if let Some(viewing) = conn.playback.viewing.as_mut() {
                     viewing.viewer.want_keyframe();
+                }
+            }
+            Output::Stats { sent, rtt } => {
+                let mut state = io.state.borrow_mut();
+                let stats = state.webrtc_stats_mut();
+                stats.bytes_sent += sent;
+                if let Some(rtt) = rtt {
+                    stats.rtt_reports += 1;
+                    stats.rtt_sum_us += rtt.as_micros() as u64;
                 }
             }
             Output::Closed(why) => {
@@ -392,12 +483,16 @@ impl Glue for WebRtcGlue {
 
     /// Whatever ended it, the browser hears a DTLS close.
     async fn finish(&mut self, conn: &mut Conn<Self>, io: &mut Io<'_>) {
-        conn.machine.peer.close();
-        while let Some(output) = conn.machine.peer.poll_output() {
+        let peer = &mut conn.machine.peer;
+        self.reached = peer.phase();
+        peer.close();
+        while let Some(output) = peer.poll_output() {
             if let Output::Transmit(datagram) = output {
                 io.transmit(&datagram);
             }
         }
+        let sent = peer.take_unreported();
+        io.state.borrow_mut().webrtc_stats_mut().bytes_sent += sent;
         if let Some(v) = &conn.playback.viewing {
             log::info!(
                 "webrtc play ended ip={} frames={} keyframe_requests={} seconds={}",

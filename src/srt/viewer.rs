@@ -145,6 +145,7 @@ mod tests {
         FeedFrame {
             flv: crate::mux::flv::frame_tag(&frame),
             ts: Bytes::from(packets.concat()),
+            opus: Bytes::new(),
             frame,
         }
     }

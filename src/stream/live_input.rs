@@ -18,6 +18,7 @@ use crate::stream::ring::FeedFrame;
 use crate::stream::segmenter::Segmenter;
 use crate::stream::ts_feed::TsFeed;
 use crate::stream::view::StreamEvent;
+use bytes::Bytes;
 
 /// Where a stream's timeline stands between inputs: what the next input continues from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -193,7 +194,12 @@ impl LiveInput {
         let flv = frame_tag(&frame);
         out.push(StreamEvent::Frame {
             stream: self.stream,
-            frame: FeedFrame { frame, ts, flv },
+            frame: FeedFrame {
+                frame,
+                ts,
+                flv,
+                opus: Bytes::new(),
+            },
         });
     }
 

@@ -10,6 +10,7 @@ pub mod segmenter;
 pub mod ts_feed;
 pub mod view;
 pub mod viewer;
+pub mod webrtc_audio;
 pub mod window;
 
 /// Index of a stream in the catalog.

@@ -37,12 +37,15 @@ pub const WAKE_EVERY: i64 = 90 * 20;
 const TIMELINE_JUMP: i64 = 90_000;
 
 /// A frame as the ring keeps it: the frame, its MPEG-TS packets from the stream's `TsFeed`
-/// (HTTP MPEG-TS viewers) and its FLV tag (RTMP viewers), each built once by the owner shard.
+/// (HTTP MPEG-TS viewers), its FLV tag (RTMP viewers) and, for an AAC frame while WebRTC
+/// viewers want it, the Opus packets it completes (`media::opus::packets`; empty
+/// otherwise), each built once by the owner shard.
 #[derive(Clone, Debug)]
 pub struct FeedFrame {
     pub frame: Frame,
     pub ts: Bytes,
     pub flv: FlvTag,
+    pub opus: Bytes,
 }
 
 /// What a cursor finds.
@@ -286,6 +289,7 @@ mod tests {
             frame,
             ts: Bytes::new(),
             flv,
+            opus: Bytes::new(),
         }
     }
 

@@ -209,6 +209,7 @@ mod tests {
                 frame,
                 ts: Bytes::new(),
                 flv,
+                opus: Bytes::new(),
             },
         }
     }

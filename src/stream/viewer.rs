@@ -219,6 +219,7 @@ pub fn fake_frames(n: usize) -> Vec<FeedFrame> {
         .map(|frame| FeedFrame {
             flv: crate::mux::flv::frame_tag(&frame),
             ts: Bytes::new(),
+            opus: Bytes::new(),
             frame,
         })
         .collect()

@@ -1,23 +1,27 @@
-//! The media side of a WebRTC viewer, sans-IO: the ring's H.264 frames as media units for
-//! the peer connection, which packetizes (RFC 6184), encrypts (SRTP) and paces them.
+//! The media side of a WebRTC viewer, sans-IO: the ring's H.264 frames and Opus packets as
+//! media units for the peer connection, which packetizes (RFC 6184, RFC 7587), encrypts
+//! (SRTP) and paces them.
 //!
-//! Each unit goes into the outbox as one datagram: a `UNIT_HEADER` (track, 90 kHz
-//! presentation time, keyframe flag) and the access unit in Annex B, the form str0m's
-//! packetizer reads, with the stream's SPS and PPS before every keyframe. The viewer
-//! starts at a keyframe and, after the browser asks for one (PLI or FIR,
-//! `want_keyframe`), holds delta frames back until the next keyframe: a browser that lost
-//! a reference decodes again from the first picture it can.
+//! Each unit goes into the outbox as one datagram: a `UNIT_HEADER` (track, presentation
+//! time, keyframe flag) and the payload: a video access unit in Annex B, the form str0m's
+//! packetizer reads, with the stream's SPS and PPS before every keyframe, or one Opus
+//! packet (the input's shard transcoded the stream's AAC once: `FeedFrame::opus`). The
+//! viewer starts at a keyframe (audio too, so both tracks start together) and, after the
+//! browser asks for one (PLI or FIR, `want_keyframe`), holds delta frames back until the
+//! next keyframe: a browser that lost a reference decodes again from the first picture it
+//! can. Audio flows on meanwhile.
 
 use crate::media::frame::{TrackKind, VideoConfig};
 use crate::media::h264::avcc_nal_units;
+use crate::media::opus;
 use crate::stream::ring::FeedFrame;
 use crate::stream::viewer::{Channel, DatagramTo, FrameViewer, MediaNow, Outbox};
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::time::Instant;
 
-/// Bytes before a unit's payload: track (0 video, 1 audio), pts (u64, big-endian), flags
-/// (bit 0: keyframe).
+/// Bytes before a unit's payload: track (0 video, 1 audio), pts (u64, big-endian: 90 kHz
+/// for video, Opus's 48 kHz RTP clock for audio), flags (bit 0: keyframe).
 pub const UNIT_HEADER: usize = 10;
 
 /// Units queued at most between two writes: the driver writes after every frame, so more
@@ -60,11 +64,15 @@ pub fn read_unit(datagram: &[u8]) -> Option<Unit<'_>> {
 
 /// A frame waiting to be written, with the configuration a keyframe carries.
 #[derive(Debug)]
-struct Queued {
-    pts: i64,
-    keyframe: bool,
-    data: Bytes,
-    config: Option<(Bytes, Bytes)>,
+enum Queued {
+    Video {
+        pts: i64,
+        keyframe: bool,
+        data: Bytes,
+        config: Option<(Bytes, Bytes)>,
+    },
+    /// The Opus packets of one AAC frame (`media::opus::packets`).
+    Audio(Bytes),
 }
 
 /// One WebRTC viewer's frames on their way to its peer connection.
@@ -72,6 +80,8 @@ struct Queued {
 pub struct WebRtcViewer {
     /// A keyframe was sent since the start or the last keyframe request.
     synced: bool,
+    /// A keyframe was sent: audio may flow (it starts with the picture).
+    started: bool,
     queue: VecDeque<Queued>,
     units: u64,
     keyframe_requests: u32,
@@ -102,7 +112,14 @@ impl WebRtcViewer {
 impl FrameViewer for WebRtcViewer {
     fn queue(&mut self, feed: &FeedFrame, media: MediaNow<'_>, _now: Instant, _wall_ms: i64) {
         let frame = &feed.frame;
-        if frame.track != TrackKind::Video || (!self.synced && !frame.keyframe) {
+        if frame.track == TrackKind::Audio {
+            let audio_only = media.info.is_some_and(|m| m.video.is_none());
+            if (self.started || audio_only) && !feed.opus.is_empty() {
+                self.enqueue(Queued::Audio(feed.opus.clone()));
+            }
+            return;
+        }
+        if !self.synced && !frame.keyframe {
             return;
         }
         let video = media.info.and_then(|m| m.video.as_ref());
@@ -112,12 +129,8 @@ impl FrameViewer for WebRtcViewer {
             return;
         }
         self.synced = true;
-        if self.queue.len() >= MAX_QUEUED {
-            self.queue.clear();
-            self.synced = false;
-            return;
-        }
-        self.queue.push_back(Queued {
+        self.started = true;
+        self.enqueue(Queued::Video {
             pts: frame.pts,
             keyframe: frame.keyframe,
             data: frame.data.clone(),
@@ -130,10 +143,37 @@ impl FrameViewer for WebRtcViewer {
             let Some(q) = self.queue.pop_front() else {
                 return true;
             };
-            out.push_datagram(UNITS, |d| write_unit(d, &q));
+            match &q {
+                Queued::Video {
+                    pts,
+                    keyframe,
+                    data,
+                    config,
+                } => out.push_datagram(UNITS, |d| {
+                    write_video(d, *pts, *keyframe, data, config.as_ref())
+                }),
+                Queued::Audio(packets) => {
+                    for (time, packet) in opus::packets(packets) {
+                        out.push_datagram(UNITS, |d| write_audio(d, time, packet));
+                    }
+                }
+            }
             self.units += 1;
         }
         self.queue.is_empty()
+    }
+}
+
+impl WebRtcViewer {
+    /// Queues a unit; a full queue (the peer connection stopped taking them) is dropped
+    /// whole and the viewer waits for the next keyframe.
+    fn enqueue(&mut self, unit: Queued) {
+        if self.queue.len() >= MAX_QUEUED {
+            self.queue.clear();
+            self.synced = false;
+            return;
+        }
+        self.queue.push_back(unit);
     }
 }
 
@@ -141,21 +181,35 @@ fn sps_pps(video: &VideoConfig) -> (Bytes, Bytes) {
     (video.sps.clone(), video.pps.clone())
 }
 
-/// The unit's header, then its NAL units in Annex B (the configuration first).
-fn write_unit(d: &mut Vec<u8>, q: &Queued) {
+/// A video unit: its header, then its NAL units in Annex B (the configuration first).
+fn write_video(
+    d: &mut Vec<u8>,
+    pts: i64,
+    keyframe: bool,
+    data: &[u8],
+    config: Option<&(Bytes, Bytes)>,
+) {
     d.push(0);
-    d.extend_from_slice(&(q.pts as u64).to_be_bytes());
-    d.push(u8::from(q.keyframe));
-    if let Some((sps, pps)) = &q.config {
+    d.extend_from_slice(&(pts as u64).to_be_bytes());
+    d.push(u8::from(keyframe));
+    if let Some((sps, pps)) = config {
         for nal in [sps, pps] {
             d.extend_from_slice(&ANNEX_B_START);
             d.extend_from_slice(nal);
         }
     }
-    for nal in avcc_nal_units(&q.data).flatten() {
+    for nal in avcc_nal_units(data).flatten() {
         d.extend_from_slice(&ANNEX_B_START);
         d.extend_from_slice(nal);
     }
+}
+
+/// An audio unit: its header (48 kHz time), then one Opus packet.
+fn write_audio(d: &mut Vec<u8>, time: u64, packet: &[u8]) {
+    d.push(1);
+    d.extend_from_slice(&time.to_be_bytes());
+    d.push(1);
+    d.extend_from_slice(packet);
 }
 
 #[cfg(test)]
@@ -190,6 +244,7 @@ mod tests {
         FeedFrame {
             flv: crate::mux::flv::frame_tag(&frame),
             ts: Bytes::new(),
+            opus: Bytes::new(),
             frame,
         }
     }
@@ -266,6 +321,61 @@ mod tests {
         let mut viewer = WebRtcViewer::new();
         queue(&mut viewer, &feed(0, true), &info);
         assert!(written(&mut viewer).is_empty());
+    }
+
+    fn opus_feed(pts: i64, times: &[u64]) -> FeedFrame {
+        let frame = Frame {
+            track: TrackKind::Audio,
+            pts,
+            dts: pts,
+            keyframe: true,
+            data: Bytes::from_static(&[0x21, 0, 0, 0, 0, 0x1c]),
+        };
+        let mut opus = Vec::new();
+        for &t in times {
+            opus::write_packet(&mut opus, t, &[0xfc, 0xff, 0xfe]);
+        }
+        FeedFrame {
+            flv: crate::mux::flv::frame_tag(&frame),
+            ts: Bytes::new(),
+            opus: Bytes::from(opus),
+            frame,
+        }
+    }
+
+    #[test]
+    fn opus_packets_follow_the_first_keyframe_and_flow_through_a_keyframe_request() {
+        let info = MediaInfo {
+            video: Some(video_config()),
+            audio: None,
+        };
+        let mut viewer = WebRtcViewer::new();
+        queue(&mut viewer, &opus_feed(0, &[0]), &info);
+        assert!(
+            written(&mut viewer).is_empty(),
+            "no audio before the picture"
+        );
+        queue(&mut viewer, &feed(1800, true), &info);
+        queue(&mut viewer, &opus_feed(1920, &[960, 1920]), &info);
+        viewer.want_keyframe();
+        queue(&mut viewer, &opus_feed(3840, &[2880]), &info);
+        let units = written(&mut viewer);
+        let audio: Vec<(u64, Vec<u8>)> = units
+            .iter()
+            .filter_map(|u| read_unit(u))
+            .filter(|u| u.track == TrackKind::Audio)
+            .map(|u| (u.pts, u.payload.to_vec()))
+            .collect();
+        let packet = vec![0xfc, 0xff, 0xfe];
+        assert_eq!(
+            audio,
+            [
+                (960, packet.clone()),
+                (1920, packet.clone()),
+                (2880, packet)
+            ]
+        );
+        assert_eq!(units.len(), 4, "the keyframe and three packets");
     }
 
     #[test]

@@ -6,8 +6,10 @@
 //                                                     server answered a request with 403
 //   node tests/browser/play.mjs URL webrtc [SECONDS] [REVOKE_URL]
 //                                                     the WebRTC page decodes video frames
-//                                                     for SECONDS (default 10) and audio
-//                                                     samples (getStats); with REVOKE_URL, it
+//                                                     for SECONDS (default 10), and audio:
+//                                                     packets received rise and samples are
+//                                                     decoded, not concealed (getStats);
+//                                                     with REVOKE_URL, it
 //                                                     is then POSTed (Bearer $TESSERA_API_KEY)
 //                                                     and the frames must stop
 //
@@ -141,7 +143,10 @@ process.exit(verdict.ok ? 0 : 1);
 // must be decoded too; then, with a revoke URL, the frames must stop after it is posted.
 async function webrtc(state, page) {
   const frames = (s) => (s.stats && s.stats.video && s.stats.video.frames) || 0;
-  const samples = (s) => (s.stats && s.stats.audio && s.stats.audio.samples) || 0;
+  const audio = (s, field) => (s.stats && s.stats.audio && s.stats.audio[field]) || 0;
+  const samples = (s) => audio(s, 'samples');
+  // Decoded from packets: what was received less what the jitter buffer made up.
+  const decodedSamples = (s) => samples(s) - audio(s, 'concealed');
   const posted = Date.now();
   let first = null;
   for (;;) {
@@ -151,13 +156,21 @@ async function webrtc(state, page) {
       return { ok: false, reason: `the player reported: ${s.errors.join('; ')}` };
     }
     if (first === null && frames(s) > 0) {
-      first = { at: Date.now(), frames: frames(s) };
+      first = { at: Date.now(), frames: frames(s), audioPackets: audio(s, 'packets') };
       seen.firstFrameMs = first.at - posted;
     }
     if (first !== null && Date.now() - first.at >= seconds * 1000) {
-      seen.decoded = { frames: frames(s) - first.frames, samples: samples(s) };
+      seen.decoded = {
+        frames: frames(s) - first.frames,
+        samples: samples(s),
+        decodedSamples: decodedSamples(s),
+        audioPackets: audio(s, 'packets') - first.audioPackets,
+      };
       if (frames(s) <= first.frames) {
         return { ok: false, reason: `frames decoded stayed at ${first.frames}` };
+      }
+      if (seen.decoded.audioPackets <= 0 || seen.decoded.decodedSamples <= 0) {
+        return { ok: false, reason: `no audio decoded (${JSON.stringify(s.stats.audio)})` };
       }
       break;
     }
@@ -167,7 +180,11 @@ async function webrtc(state, page) {
     await page.waitForTimeout(250);
   }
   if (!revokeUrl) {
-    return { ok: true, reason: `frames decoded rose by ${seen.decoded.frames}` };
+    const d = seen.decoded;
+    return {
+      ok: true,
+      reason: `frames decoded rose by ${d.frames}, audio packets by ${d.audioPackets}`,
+    };
   }
   const key = process.env.TESSERA_API_KEY || '';
   const revokedAt = Date.now();
