@@ -136,14 +136,15 @@ impl AacToOpus {
     /// it completes to `out` (`write_packet`). A frame that cannot be decoded is dropped
     /// (the next one restarts the clock).
     pub fn push(&mut self, pts: i64, aac: &[u8], out: &mut Vec<u8>) -> Result<(), TranscodeError> {
+        // Saturating: a publisher's timestamps are untrusted and may sit near the ends.
         if self
             .next_pts
-            .is_none_or(|next| (pts - next).abs() > self.frame_ticks / 2)
+            .is_none_or(|next| pts.abs_diff(next) > (self.frame_ticks / 2).unsigned_abs())
         {
             self.pcm.clear();
             self.clock = Some(opus_time(pts));
         }
-        self.next_pts = Some(pts + self.frame_ticks);
+        self.next_pts = Some(pts.saturating_add(self.frame_ticks));
         self.decode(aac).inspect_err(|_| self.next_pts = None)?;
         self.encode_ready(out)
     }
@@ -232,7 +233,7 @@ fn decoder_channels(channels: usize) -> symphonia_core::audio::Channels {
 
 /// A 90 kHz time on Opus's 48 kHz clock (negative times start at 0).
 pub fn opus_time(pts: i64) -> u64 {
-    (pts.max(0) as u64) * u64::from(OPUS_CLOCK) / TIMESCALE as u64
+    (pts.max(0) as u64).saturating_mul(u64::from(OPUS_CLOCK)) / TIMESCALE as u64
 }
 
 /// Appends one packet and its 48 kHz time to a packet buffer.
