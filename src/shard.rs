@@ -498,7 +498,7 @@ impl ShardState {
         None
     }
 
-    /// On the owner of its key: another shard's portal question, asked here unless the
+    /// On the holder of its key's claim: another shard's portal question, asked here unless the
     /// same question is open already (then its answer serves both). `Some(outcome)` when
     /// the key was settled a moment ago (the question crossed the answer): the asking
     /// shard is to be answered with it at once.
@@ -513,7 +513,7 @@ impl ShardState {
         }
     }
 
-    /// On the owner of its key: counts a portal question asked here, how it ended and how
+    /// On the claim's holder: counts a portal question asked here, how it ended and how
     /// long it took.
     pub fn record_portal_answer(
         &mut self,
@@ -525,7 +525,12 @@ impl ShardState {
             .record_portal(&self.catalog, question, outcome, took);
     }
 
-    /// A portal question ended (here or on its owner shard): caches the verdict and wakes
+    /// When the portal question under `key` was opened on this shard, while it is open.
+    pub fn portal_question_opened(&self, key: u64) -> Option<Instant> {
+        self.auth.lookups.opened_at(key)
+    }
+
+    /// A portal question ended (here or on another shard): caches the verdict and wakes
     /// the requests waiting for it.
     pub fn settle_portal_question(
         &mut self,

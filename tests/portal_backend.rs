@@ -149,6 +149,62 @@ fn concurrent_first_requests_across_shards_make_one_portal_request() {
 }
 
 #[test]
+fn a_cold_decision_is_asked_by_the_shard_that_took_the_request() {
+    // 20 first requests one after another, a new token each: the shard that answered
+    // (`x-shard`) is the one that asked the portal (its `decision` log line), not the key's
+    // hash owner, so a cold decision does not cross to the other shard and back. (The other
+    // shard asks only when it holds the key's claim slot, shared by 16 Ki keys: rare here.)
+    const TOKENS: usize = 20;
+    let tokens: Vec<String> = (0..TOKENS).map(|i| format!("own{i}")).collect();
+    let mut args = vec!["--token", "warmup-token"];
+    for t in &tokens {
+        args.extend(["--token", t.as_str()]);
+    }
+    let portal = Portal::start(&args);
+    let (server, ports) = start_tessera(&portal, "");
+    let mut answered_by = Vec::new();
+    for token in &tokens {
+        let r = get(
+            ports.http,
+            &format!("/live/tracks-v1a1/mono.m3u8?token={token}"),
+        );
+        assert_eq!(r.status, 200, "{token}");
+        answered_by.push(r.header("x-shard").expect("x-shard").to_string());
+    }
+    // Each decision's log line is written just after its answer (the warm-up's first).
+    let decisions = portal.stat("requests") as usize;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let asked_by = loop {
+        let shards = decision_shards(&server.log_text());
+        if shards.len() >= decisions {
+            break shards[decisions - TOKENS..decisions].to_vec();
+        }
+        assert!(Instant::now() < deadline, "{shards:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let same = answered_by
+        .iter()
+        .zip(&asked_by)
+        .filter(|(a, b)| a == b)
+        .count();
+    assert!(
+        same >= TOKENS - 2,
+        "answered by {answered_by:?}, asked by {asked_by:?}"
+    );
+}
+
+/// The shard of each portal `decision` log line, in order.
+fn decision_shards(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains("] decision stream="))
+        .filter_map(|l| {
+            let shard = l.split("[shard ").nth(1)?;
+            Some(shard.split(']').next()?.to_string())
+        })
+        .collect()
+}
+
+#[test]
 fn an_expired_decision_is_renewed_with_one_update_session() {
     let portal = Portal::start(&[
         "--token",

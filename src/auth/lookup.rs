@@ -1,20 +1,20 @@
 //! `Lookups`: the portal questions a shard has open, so that no question is asked twice.
 //!
 //! Owns: one `Pending` per decision key with the wakers of the local requests waiting for it,
-//! the outbox of keys the
-//! runtime has yet to send (to the owner shard, or to the portal when this shard owns the
-//! key), and the question itself (`PortalQuestion`, owned, `Send`, so it can cross shards;
-//! the owner sends the outcome with the question to every shard, asked or not).
+//! the outbox of keys the runtime has yet to send (to the portal when this shard holds the
+//! key's claim, `claims`, or to the shard that does), and the question itself
+//! (`PortalQuestion`, owned, `Send`, so it can cross shards; the asker sends the outcome
+//! with the question to every shard, asked or not).
 //!
 //! Never does: I/O, clocks, or deciding. Coalescing is two-level: every shard asks once per
-//! key however many of its viewers wait, and the owner shard (the key's hash modulo the
-//! shard count) asks the portal once however many shards ask it (spec §7.1).
+//! key however many of its viewers wait, and the shard holding the key's claim asks the
+//! portal once however many shards ask it (spec §7.1).
 //!
-//! A question can be on its way to the owner while the owner settles the same key: the
-//! asking shard opened it just before the owner's answer reached it. So a shard remembers
-//! how each question it settled ended for `LATE_QUESTION_WINDOW`, and a remote question for
-//! a key settled that recently is answered with that outcome instead of asking the portal
-//! a second time.
+//! A question can be on its way to the claim's holder while the holder settles the same
+//! key: the asking shard opened it just before the holder's answer reached it. So a shard
+//! remembers how each question it settled ended for `LATE_QUESTION_WINDOW`, and a remote
+//! question for a key settled that recently is answered with that outcome instead of asking
+//! the portal a second time.
 
 use crate::auth::PortalOutcome;
 use crate::auth::catalog::PolicyId;
@@ -34,7 +34,7 @@ pub const LATE_QUESTION_WINDOW: Duration = Duration::from_secs(2);
 /// Settled outcomes kept at most (the oldest are dropped first).
 const SETTLED_CAPACITY: usize = 4096;
 
-/// Everything a portal request says, owned (it may travel to the owner shard).
+/// Everything a portal request says, owned (it may travel to another shard).
 #[derive(Clone, Debug)]
 pub struct PortalQuestion {
     /// The decision key's hash (process-wide seeds: the same on every shard).
@@ -83,7 +83,7 @@ struct Asked {
     token: Option<Box<[u8]>>,
 }
 
-/// What the owner does with another shard's question.
+/// What the claim's holder does with another shard's question.
 #[derive(Debug, PartialEq, Eq)]
 pub enum RemoteQuestion {
     /// Nothing open or recently settled for the key: the portal must be asked.
@@ -136,7 +136,7 @@ impl Lookups {
         true
     }
 
-    /// On the owner: another shard asks `question`. The portal is asked only when nothing
+    /// On the claim's holder: another shard asks `question`. The portal is asked only when nothing
     /// is open for the key and nothing settled it within `LATE_QUESTION_WINDOW`.
     pub fn begin_remote(&mut self, question: PortalQuestion, now: Instant) -> RemoteQuestion {
         self.forget_settled(now);
@@ -228,6 +228,11 @@ impl Lookups {
     /// Registers the dispatcher's waker (it found nothing to send).
     pub fn park_dispatcher(&mut self, dispatcher: &Waker) {
         self.dispatcher = Some(dispatcher.clone());
+    }
+
+    /// When the lookup of `key` was opened on this shard, while it is open.
+    pub fn opened_at(&self, key: u64) -> Option<Instant> {
+        self.pending.get(&key).map(|p| p.since)
     }
 
     /// Registers a request waiting for `key`'s answer; `false` when nothing is pending.

@@ -4,12 +4,13 @@
 //! token or session is refused whatever else is cached), the shard's `DecisionCache`, then
 //! the stream's `Policy` (signed tokens, local rules). When the rules leave the question to
 //! portal backends, the answer is `Authorization::Pending`: the question goes into
-//! `Lookups` (once per key per shard; the runtime forwards it to the key's owner shard,
-//! which asks the portal once for every shard) and the caller waits for `complete`. A
+//! `Lookups` (once per key per shard; the shard that claims the key in `PortalClaims` asks
+//! the portal once for every shard) and the caller waits for `complete`. A
 //! portal allow past its duration is served stale while `update_session` re-asks. Sessions
 //! (`SessionTable`) are tracked beside it with ids every shard derives alike; users with a
 //! session limit are reported to their owner shard (`UserSessions`). The shard owns one
-//! `Authorizer`; nothing here is shared between threads or does I/O.
+//! `Authorizer`; nothing here does I/O, and only `claims` (atomics) is shared between
+//! threads.
 //!
 //! Sans-IO parts: `portal` (the backend request/answer codec), `backend_client` (keep-alive
 //! client state machine, pool bookkeeping, circuit breaker), `lookup` (pending questions),
@@ -18,6 +19,7 @@
 pub mod backend_client;
 pub mod cache;
 pub mod catalog;
+pub mod claims;
 pub mod fleet;
 pub mod lookup;
 pub mod play;

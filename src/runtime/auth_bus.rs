@@ -1,9 +1,11 @@
 //! `AuthBus`: how shards talk about authorization, over a glommio channel mesh of
 //! `AuthMsg` (the stream mesh carries media; this one carries decisions).
 //!
-//! - Portal questions: a shard's `Lookups` outbox is drained by the dispatcher task; a
-//!   question goes to the owner shard of its decision key (`Catalog::owner_of`), which asks
-//!   the portal once (`PortalClient`) for every shard that asked and sends each the outcome.
+//! - Portal questions: a shard's `Lookups` outbox is drained by the dispatcher task. The
+//!   shard that claims the key's slot in the process-wide `PortalClaims` asks the portal
+//!   itself (`PortalClient`), so a cold decision crosses no shard; a question whose slot
+//!   another shard holds goes to that shard, which asks once for every shard that asked.
+//!   The asker sends the outcome to every shard.
 //! - User session events go to the owner shard of the user, whose `UserSessions` names the
 //!   sessions a limit closes; those are revoked on every shard (fire and forget).
 //! - Operator API calls run as gathers: every shard applies the call (list sessions,
@@ -12,40 +14,49 @@
 //! Sends never wait while a handler runs: a full peer queue gets the message from a spawned
 //! task, so two shards answering each other cannot deadlock.
 
+use crate::auth::claims::{Claim, PortalClaims};
 use crate::auth::lookup::PortalQuestion;
 use crate::auth::revoke::RevokeTarget;
 use crate::auth::verdict::{DenyReason, StreamId};
 use crate::auth::{PortalOutcome, UserEvent};
-use crate::catalog::Catalog;
 use crate::http::api::{MetricsSnapshot, SessionInfo};
 use crate::runtime::operator_api::{shard_metrics, shard_sessions};
-use crate::runtime::portal_client::PortalClient;
+use crate::runtime::portal_client::{PortalClient, PortalTime};
 use crate::runtime::webrtc_conn::WebRtcEndpoint;
 use crate::shard::{Outgoing, ShardState};
 use ahash::AHashMap;
 use glommio::channels::channel_mesh::{Receivers, Senders};
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 /// Messages queued per peer before a sender has to wait.
 pub const AUTH_MESH_QUEUE: usize = 1024;
+/// How long after its viewers were answered a decision is copied to the other shards.
+/// Waking another shard at once competes with the answer on its way out (measured on 2
+/// cores, `tools/measure-portal.sh` with `SHARDS=2`: 40-70 µs of the median cold request);
+/// a request on another shard meanwhile finds the key's claim held here and is answered
+/// from this shard's memory of the outcome (one hop, no second portal question).
+const ANSWER_COPY_DELAY: Duration = Duration::from_millis(1);
 /// How long an API call waits for the other shards' parts.
 const GATHER_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What one shard tells another about authorization.
 #[derive(Debug)]
 pub enum AuthMsg {
-    /// To the owner of `question.key`: ask the portal (or join the open question).
+    /// To the holder of `question.key`'s claim: ask the portal (or join the open question).
     Ask {
         from: usize,
         question: PortalQuestion,
     },
-    /// From the owner, to every shard: how a question ended.
+    /// From the asker, to every shard: how a question ended, and the portal's share of
+    /// the time it took (zero when answered from memory).
     Answer {
         question: PortalQuestion,
         outcome: PortalOutcome,
+        portal: Duration,
     },
     /// Applied by everyone (session limits).
     Revoke {
@@ -104,6 +115,7 @@ pub struct AuthBus {
     senders: Senders<AuthMsg>,
     state: Rc<RefCell<ShardState>>,
     portal: Rc<PortalClient>,
+    claims: Arc<PortalClaims>,
     gathers: RefCell<AHashMap<u64, Gathering>>,
     next_gather: std::cell::Cell<u64>,
     /// The shard's WebRTC endpoint (`EndWhep`), when it has one.
@@ -116,6 +128,7 @@ impl AuthBus {
         senders: Senders<AuthMsg>,
         mut receivers: Receivers<AuthMsg>,
         state: Rc<RefCell<ShardState>>,
+        claims: Arc<PortalClaims>,
     ) -> Rc<AuthBus> {
         let catalog = state.borrow().catalog().clone();
         let bus = Rc::new(AuthBus {
@@ -124,6 +137,7 @@ impl AuthBus {
             senders,
             state,
             portal: PortalClient::new(catalog),
+            claims,
             gathers: RefCell::new(AHashMap::new()),
             next_gather: std::cell::Cell::new(0),
             webrtc: RefCell::new(None),
@@ -168,20 +182,41 @@ impl AuthBus {
         let now = Instant::now();
         match msg {
             AuthMsg::Ask { from, question } => {
-                // Queued in the outbox; the dispatcher asks the portal (this is the owner),
-                // unless the question crossed this key's answer on its way here.
+                // Queued in the outbox; the dispatcher asks the portal (this shard holds
+                // the claim), unless the question crossed this key's answer on its way here.
                 let settled = self
                     .state
                     .borrow_mut()
                     .queue_portal_question(question.clone(), now);
                 if let Some(outcome) = settled {
-                    self.send(from, AuthMsg::Answer { question, outcome });
+                    let portal = Duration::ZERO;
+                    self.send(
+                        from,
+                        AuthMsg::Answer {
+                            question,
+                            outcome,
+                            portal,
+                        },
+                    );
                 }
             }
-            AuthMsg::Answer { question, outcome } => {
-                self.state
-                    .borrow_mut()
-                    .settle_portal_question(&question, &outcome, now);
+            AuthMsg::Answer {
+                question,
+                outcome,
+                portal,
+            } => {
+                let mut state = self.state.borrow_mut();
+                let opened = state.portal_question_opened(question.key);
+                state.settle_portal_question(&question, &outcome, now);
+                if let Some(opened) = opened {
+                    let times = DecisionTimes {
+                        opened,
+                        asked: None,
+                        portal,
+                        settled: now,
+                    };
+                    times.trace(question.key);
+                }
             }
             AuthMsg::Revoke { target, reason } => {
                 self.state.borrow_mut().revoke(&target, reason, now);
@@ -240,21 +275,7 @@ impl AuthBus {
             })
             .await;
             match outgoing {
-                Outgoing::Question(q) => {
-                    let owner = Catalog::owner_of(q.key, self.shards);
-                    if owner == self.me {
-                        glommio::spawn_local(self.clone().ask_portal(q)).detach();
-                    } else {
-                        let me = self.me;
-                        self.send(
-                            owner,
-                            AuthMsg::Ask {
-                                from: me,
-                                question: q,
-                            },
-                        );
-                    }
-                }
+                Outgoing::Question(q) => self.route_question(q),
                 Outgoing::UserEvents(events) => {
                     for event in events {
                         let user = match &event {
@@ -269,16 +290,46 @@ impl AuthBus {
         }
     }
 
-    /// On the key's owner: asks the portal, settles the question here and tells every
-    /// shard (not only those that asked: the viewer's next request may land anywhere).
-    async fn ask_portal(self: Rc<Self>, q: PortalQuestion) {
-        let started = Instant::now();
-        let outcome = self.portal.ask(&q).await;
+    /// Asks the portal here when this shard holds the key's claim (always, with one
+    /// shard); otherwise sends the question to the shard that holds it.
+    fn route_question(self: &Rc<Self>, q: PortalQuestion) {
         let now = Instant::now();
-        {
+        let longest = self.state.borrow().catalog().max_backend_timeout();
+        match self.claims.claim(q.key, self.me, now, longest) {
+            Claim::Mine => {
+                glommio::spawn_local(self.clone().ask_portal(q, now)).detach();
+            }
+            Claim::Held(holder) => {
+                let me = self.me;
+                self.send(
+                    holder,
+                    AuthMsg::Ask {
+                        from: me,
+                        question: q,
+                    },
+                );
+            }
+        }
+    }
+
+    /// On the claim's holder: asks the portal, settles the question here and tells every
+    /// shard (not only those that asked: the viewer's next request may land anywhere).
+    async fn ask_portal(self: Rc<Self>, q: PortalQuestion, claimed: Instant) {
+        let (outcome, time) = self.portal.ask(&q).await;
+        let portal = time.map_or(Duration::ZERO, |t| t.portal);
+        let now = Instant::now();
+        let opened = {
             let mut shard = self.state.borrow_mut();
-            shard.record_portal_answer(&q, &outcome, now.duration_since(started));
+            let opened = shard.portal_question_opened(q.key);
             shard.settle_portal_question(&q, &outcome, now);
+            opened
+        };
+        // The requests just woken answer their viewers first; the other shards' copies and
+        // the decision's log line come after (a yield puts this task behind them), the
+        // copies `ANSWER_COPY_DELAY` later still.
+        futures_lite::future::yield_now().await;
+        if self.shards > 1 {
+            glommio::timer::sleep(ANSWER_COPY_DELAY).await;
         }
         for shard in (0..self.shards).filter(|&s| s != self.me) {
             self.send(
@@ -286,8 +337,21 @@ impl AuthBus {
                 AuthMsg::Answer {
                     question: q.clone(),
                     outcome: outcome.clone(),
+                    portal,
                 },
             );
+        }
+        self.state
+            .borrow_mut()
+            .record_portal_answer(&q, &outcome, now.duration_since(claimed));
+        if let Some(opened) = opened {
+            let times = DecisionTimes {
+                opened,
+                asked: Some((claimed, time)),
+                portal,
+                settled: now,
+            };
+            times.trace(q.key);
         }
     }
 
@@ -376,5 +440,53 @@ impl AuthBus {
     /// The authorizer's keyed hash of a token (what a fleet revocation carries).
     pub fn token_hash(&self, token: &[u8]) -> u64 {
         self.state.borrow().authorizer().token_hash(token)
+    }
+}
+
+/// Where a cold decision's time went on the viewer's shard, logged at trace level
+/// (`TESSERA_LOG=trace`; `PHASES=1 tools/measure-portal.sh` takes the medians): from the
+/// question opened (the request's `now`, before its head was parsed) to its verdict settled
+/// there; the portal's share (request written to answer read); tessera's, the rest. When
+/// this shard asked: `dispatch` (opened to claimed: the request's own handling, the
+/// dispatcher), `prepare` (claimed to the send: the question's task, pool, request), `send`
+/// (the send call) and `settle` (answer read to settled). Keys only, never tokens.
+struct DecisionTimes {
+    opened: Instant,
+    /// When this shard claimed the key, and its portal timing (`None`: another shard asked).
+    asked: Option<(Instant, Option<PortalTime>)>,
+    portal: Duration,
+    settled: Instant,
+}
+
+impl DecisionTimes {
+    fn trace(&self, key: u64) {
+        if !log::log_enabled!(log::Level::Trace) {
+            return;
+        }
+        let us = |from: Instant, to: Instant| to.saturating_duration_since(from).as_micros();
+        let total = self.settled.saturating_duration_since(self.opened);
+        let mut phases = String::new();
+        if let Some((claimed, time)) = self.asked {
+            phases = format!(" dispatch_us={}", us(self.opened, claimed));
+            if let Some(t) = time {
+                phases += &format!(
+                    " prepare_us={} send_us={} settle_us={}",
+                    us(claimed, t.sending),
+                    us(t.sending, t.written),
+                    us(t.written + t.portal, self.settled)
+                );
+            }
+        }
+        log::trace!(
+            "portal decision key={key:016x} asked={} total_us={} portal_us={} tessera_us={}{phases}",
+            if self.asked.is_some() {
+                "here"
+            } else {
+                "elsewhere"
+            },
+            total.as_micros(),
+            self.portal.as_micros(),
+            total.saturating_sub(self.portal).as_micros(),
+        );
     }
 }

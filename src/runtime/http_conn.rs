@@ -207,7 +207,12 @@ impl<S: Wire> HttpConn<S> {
                 if !self.write_out().await {
                     return After::Stop;
                 }
+                let parked = Instant::now();
                 wait_for_verdict(&self.state, key).await;
+                log::trace!(
+                    "portal verdict key={key:016x} resumed_us={}",
+                    parked.elapsed().as_micros()
+                );
                 self.scratch.portal_waited = true;
                 return After::Continue;
             }

@@ -34,6 +34,7 @@ pub mod templates;
 pub mod tls;
 pub mod webrtc_conn;
 
+use crate::auth::claims::PortalClaims;
 use crate::auth::verdict::canonical_ip;
 use crate::catalog::Catalog;
 use crate::config::{Config, ConnectionCaps, ListenerProto, Served};
@@ -97,6 +98,7 @@ pub fn run(
     let mesh: MeshBuilder<StreamEvent, _> = MeshBuilder::full(shards, MESH_QUEUE);
     let auth_mesh: MeshBuilder<AuthMsg, _> = MeshBuilder::full(shards, auth_bus::AUTH_MESH_QUEUE);
     let demand_mesh = on_demand::mesh(shards);
+    let portal_claims = Arc::new(PortalClaims::new(std::time::Instant::now()));
     let (ready_tx, ready_rx) = mpsc::channel::<Result<usize, String>>();
 
     // Before any listener is bound: a signal that arrives while the shards start is kept
@@ -127,6 +129,7 @@ pub fn run(
                 stream: mesh,
                 auth: auth_mesh,
                 demand: demand_mesh,
+                claims: portal_claims,
             };
             let limits = limits.clone();
             let board = shard_board.clone();
@@ -486,6 +489,8 @@ struct Meshes {
     stream: MeshBuilder<StreamEvent, glommio::channels::channel_mesh::Full>,
     auth: MeshBuilder<AuthMsg, glommio::channels::channel_mesh::Full>,
     demand: on_demand::DemandMesh,
+    /// Which shard asks the portal about a key (shared by every shard).
+    claims: Arc<PortalClaims>,
 }
 
 async fn shard_main(
@@ -543,7 +548,7 @@ async fn shard_main(
         }
     };
     apply_stream_events(receivers, &state);
-    let bus = AuthBus::start(auth_senders, auth_receivers, state.clone());
+    let bus = AuthBus::start(auth_senders, auth_receivers, state.clone(), meshes.claims);
     if let Some(fleet) = fleet {
         cluster::join(fleet, state.clone(), &bus);
     }

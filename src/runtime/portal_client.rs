@@ -25,7 +25,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// A pooled connection: the socket and its protocol state.
 pub struct PooledConn {
@@ -39,7 +39,22 @@ pub struct PortalClient {
     pool: RefCell<BackendPool<PooledConn>>,
 }
 
-type Asked = Pin<Box<dyn Future<Output = Result<BackendAnswer, String>>>>;
+type Asked = Pin<Box<dyn Future<Output = Result<Exchanged, String>>>>;
+
+/// A backend's answer and when it was asked.
+pub struct Exchanged {
+    pub answer: BackendAnswer,
+    pub time: PortalTime,
+}
+
+/// When a request's send to the portal began and ended, and the portal's share of the
+/// time: from then to the answer read (the portal's work and the network both ways).
+#[derive(Clone, Copy, Debug)]
+pub struct PortalTime {
+    pub sending: Instant,
+    pub written: Instant,
+    pub portal: Duration,
+}
 
 impl PortalClient {
     pub fn new(catalog: Arc<Catalog>) -> Rc<Self> {
@@ -50,8 +65,9 @@ impl PortalClient {
         })
     }
 
-    /// Asks every backend of the question's policy; the combined outcome.
-    pub async fn ask(self: &Rc<Self>, q: &PortalQuestion) -> PortalOutcome {
+    /// Asks every backend of the question's policy; the combined outcome, and the timing of
+    /// the answer used (none when no backend answered).
+    pub async fn ask(self: &Rc<Self>, q: &PortalQuestion) -> (PortalOutcome, Option<PortalTime>) {
         let backends = self
             .catalog
             .policies
@@ -66,7 +82,7 @@ impl PortalClient {
                 Some(Box::pin(async move { me.ask_one(b as usize, &q).await }) as Asked)
             })
             .collect();
-        let mut denied: Option<BackendAnswer> = None;
+        let mut denied: Option<Exchanged> = None;
         // Dropping the futures that are still out (after an allow) closes their
         // connections; their `PermitGuard`s give the permits back.
         std::future::poll_fn(|cx| {
@@ -75,11 +91,11 @@ impl PortalClient {
                 if let Poll::Ready(result) = fut.as_mut().poll(cx) {
                     *slot = None;
                     match result {
-                        Ok(a) if a.decision == BackendDecision::Allow => {
-                            return Poll::Ready(PortalOutcome::Answered(a));
+                        Ok(e) if e.answer.decision == BackendDecision::Allow => {
+                            return Poll::Ready((PortalOutcome::Answered(e.answer), Some(e.time)));
                         }
-                        Ok(a) => {
-                            denied.get_or_insert(a);
+                        Ok(e) => {
+                            denied.get_or_insert(e);
                         }
                         Err(e) => log::warn!("portal backend: {e}"),
                     }
@@ -87,8 +103,8 @@ impl PortalClient {
             }
             if asked.iter().all(Option::is_none) {
                 Poll::Ready(match denied.take() {
-                    Some(a) => PortalOutcome::Answered(a),
-                    None => PortalOutcome::Unreachable,
+                    Some(e) => (PortalOutcome::Answered(e.answer), Some(e.time)),
+                    None => (PortalOutcome::Unreachable, None),
                 })
             } else {
                 Poll::Pending
@@ -97,7 +113,7 @@ impl PortalClient {
         .await
     }
 
-    async fn ask_one(&self, backend: usize, q: &PortalQuestion) -> Result<BackendAnswer, String> {
+    async fn ask_one(&self, backend: usize, q: &PortalQuestion) -> Result<Exchanged, String> {
         let Some(spec) = self.catalog.backends.get(backend) else {
             return Err(format!("no backend {backend}"));
         };
@@ -128,11 +144,7 @@ impl PortalClient {
 
     /// One request, on an idle connection when there is one (retried once on a fresh
     /// connection when the idle one turns out closed).
-    async fn exchange(
-        &self,
-        backend: usize,
-        q: &PortalQuestion,
-    ) -> Result<BackendAnswer, Exchange> {
+    async fn exchange(&self, backend: usize, q: &PortalQuestion) -> Result<Exchanged, Exchange> {
         let spec = &self.catalog.backends[backend];
         let addr = spec
             .addr
@@ -248,17 +260,19 @@ async fn round_trip(
     pooled: &mut PooledConn,
     request: &[u8],
     deadline: Instant,
-) -> Result<BackendAnswer, Exchange> {
+) -> Result<Exchanged, Exchange> {
     let now = Instant::now();
     pooled.conn.start(request, now).map_err(Exchange::Portal)?;
     let work = async {
         let out = pooled.conn.poll_transmit().to_vec();
+        let sending = Instant::now();
         pooled
             .stream
             .write_all(&out)
             .await
             .map_err(|e| Exchange::Io(format!("write: {e}")))?;
         pooled.conn.transmitted(out.len());
+        let written = Instant::now();
         let mut buf = [0u8; 4096];
         loop {
             let n = pooled
@@ -272,7 +286,15 @@ async fn round_trip(
                 pooled.conn.handle_input(&buf[..n], Instant::now())
             };
             match got {
-                Ok(Some(answer)) => return Ok(answer),
+                Ok(Some(answer)) => {
+                    let portal = written.elapsed();
+                    let time = PortalTime {
+                        sending,
+                        written,
+                        portal,
+                    };
+                    return Ok(Exchanged { answer, time });
+                }
                 Ok(None) if n == 0 || pooled.conn.is_closed() => {
                     return Err(Exchange::Io("connection closed without an answer".into()));
                 }
