@@ -507,6 +507,8 @@ impl ShardState {
         question: PortalQuestion,
         now: Instant,
     ) -> Option<PortalOutcome> {
+        let mut question = question;
+        self.auth.renewal_of(&mut question, now);
         match self.auth.lookups.begin_remote(question, now) {
             RemoteQuestion::Settled(outcome) => Some(outcome),
             RemoteQuestion::Ask | RemoteQuestion::Joined => None,

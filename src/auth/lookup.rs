@@ -52,6 +52,8 @@ pub struct PortalQuestion {
     pub request_number: u64,
     pub stream_clients: u64,
     pub total_clients: u64,
+    /// When the asking shard opened it (a reauth after it makes its answer stale at once).
+    pub opened: Instant,
 }
 
 struct Pending {
@@ -322,6 +324,7 @@ mod tests {
             request_number: 1,
             stream_clients: 0,
             total_clients: 0,
+            opened: Instant::now(),
         }
     }
 

@@ -44,6 +44,7 @@ use crate::auth::session_limit::LimitPolicy;
 use crate::auth::verdict::{
     Access, DenyReason, PlayRequest, Proto, StreamId, Verdict, canonical_ip,
 };
+use ahash::AHashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::num::NonZeroU32;
 use std::rc::Rc;
@@ -147,6 +148,9 @@ pub struct Authorizer {
     /// Fixed keys, so the same token gets the same tag in every run's logs.
     tag_hasher: ahash::RandomState,
     decision_ttl: Duration,
+    /// When each stream was last re-authorized by the operator (kept while a question
+    /// asked before it may still be answered).
+    reauthed: AHashMap<StreamId, Instant>,
     user_events: Vec<UserEvent>,
     pub stats: AuthStats,
 }
@@ -183,6 +187,7 @@ impl Authorizer {
                 0x6e74_6167,
             ),
             decision_ttl: DEFAULT_DECISION_TTL,
+            reauthed: AHashMap::new(),
             user_events: Vec::new(),
             stats: AuthStats::default(),
         }
@@ -455,6 +460,7 @@ impl Authorizer {
             request_number,
             stream_clients: self.sessions.on_stream(req.stream),
             total_clients: self.sessions.len() as u64,
+            opened: now,
         };
         let _ = catalog;
         self.lookups.begin(question, now);
@@ -591,8 +597,14 @@ impl Authorizer {
                     from_portal: true,
                     redirect,
                 };
-                self.cache
-                    .insert(&dkey, verdict, grant, now, answer.duration);
+                // Asked before the operator's reauth of its stream (the answer, or its copy
+                // from another shard, arrived after it): already due for renewal.
+                let duration = if self.asked_before_reauth(q) {
+                    Duration::ZERO
+                } else {
+                    answer.duration
+                };
+                self.cache.insert(&dkey, verdict, grant, now, duration);
             }
             PortalOutcome::Unreachable => {
                 if let Some(grant) = self.cache.stale_grant(&dkey, now) {
@@ -824,8 +836,37 @@ impl Authorizer {
     /// `POST .../sessions/reauth?name=`: every portal verdict of the stream is re-asked at
     /// its session's next request (allows keep serving until the answer).
     pub fn reauth_stream(&mut self, stream: StreamId, now: Instant) -> usize {
+        self.reauthed.insert(stream, now);
         self.lookups.forget_settled_stream(stream);
         self.cache.expire_stream(stream, now)
+    }
+
+    fn asked_before_reauth(&self, q: &PortalQuestion) -> bool {
+        self.reauthed
+            .get(&q.stream)
+            .is_some_and(|&reauth| q.opened <= reauth)
+    }
+
+    /// On the shard that asks the portal for another shard: a new-session question about a
+    /// key this shard holds an allow for is a running session's renewal (the asking shard
+    /// had not yet received this shard's copy of the decision, e.g. right after a reauth),
+    /// so it goes out as `update_session`, as it would have from here.
+    pub fn renewal_of(&mut self, q: &mut PortalQuestion, now: Instant) {
+        if q.request_type != RequestType::NewSession {
+            return;
+        }
+        let dkey = DecisionKey {
+            hash: q.key,
+            stream: q.stream,
+            ip: q.ip,
+            token: q.token.as_deref().unwrap_or_default(),
+        };
+        if let Cached::Fresh(Verdict::Allow, _) | Cached::Stale(_) = self.cache.get(&dkey, now) {
+            q.request_type = RequestType::UpdateSession {
+                duration: Duration::ZERO,
+                bytes: 0,
+            };
+        }
     }
 
     /// Housekeeping for the shard's timer: drops expired decisions and revocations, closes
@@ -833,6 +874,9 @@ impl Authorizer {
     pub fn expire(&mut self, catalog: &AuthCatalog, now: Instant, lookup_deadline: Duration) {
         self.cache.sweep(now);
         self.revocations.sweep(now);
+        // A question lives at most `lookup_deadline`: older reauths can no longer matter.
+        self.reauthed
+            .retain(|_, &mut at| now.saturating_duration_since(at) <= lookup_deadline);
         let mut closed = Vec::new();
         let timeout = DEFAULT_DECISION_TTL;
         self.sessions.close_where(
@@ -1216,6 +1260,63 @@ mod tests {
             other.authorize(&cat, &req(PORTAL, Some(b"t")), later, 0),
             Authorization::Allow(_)
         ));
+    }
+
+    #[test]
+    fn an_answer_copied_after_a_reauth_is_renewed_at_the_next_request() {
+        let cat = catalog();
+        let (mut asker, mut other) = (Authorizer::new(9), Authorizer::new(9));
+        let now = Instant::now();
+        let q = first_question(&mut asker, &cat, now);
+        asker.complete(&cat, &q, &answer(true, 10, None), now);
+        // The reauth reaches the other shard before the asker's copy of the answer.
+        let soon = now + Duration::from_millis(1);
+        other.reauth_stream(PORTAL, soon);
+        other.complete(&cat, &q, &answer(true, 10, None), soon);
+        assert!(matches!(
+            other.authorize(&cat, &req(PORTAL, Some(b"t")), soon, 0),
+            Authorization::Allow(_)
+        ));
+        let update = other.lookups.next_to_send().expect("an update_session");
+        assert!(matches!(
+            update.request_type,
+            RequestType::UpdateSession { .. }
+        ));
+        // A question asked after the reauth is answered for its whole duration.
+        let later = soon + Duration::from_millis(1);
+        let mut renewed = update.clone();
+        renewed.opened = later;
+        other.complete(&cat, &renewed, &answer(true, 10, None), later);
+        assert!(matches!(
+            other.authorize(&cat, &req(PORTAL, Some(b"t")), later, 0),
+            Authorization::Allow(_)
+        ));
+        assert!(other.lookups.next_to_send().is_none());
+    }
+
+    #[test]
+    fn a_new_session_question_about_a_running_session_goes_out_as_its_renewal() {
+        let cat = catalog();
+        let (mut asker, mut other) = (Authorizer::new(9), Authorizer::new(9));
+        let now = Instant::now();
+        let q = first_question(&mut asker, &cat, now);
+        asker.complete(&cat, &q, &answer(true, 10, None), now);
+        let soon = now + Duration::from_millis(1);
+        asker.reauth_stream(PORTAL, soon);
+        other.reauth_stream(PORTAL, soon);
+        // The other shard has not had the copy: to it the viewer is new.
+        let mut asked = first_question(&mut other, &cat, soon);
+        assert_eq!(asked.request_type, RequestType::NewSession);
+        asker.renewal_of(&mut asked, soon);
+        assert!(matches!(
+            asked.request_type,
+            RequestType::UpdateSession { .. }
+        ));
+        // A key the shard knows nothing of (or denied) stays a new session.
+        let mut fresh = first_question(&mut Authorizer::new(9), &cat, soon);
+        fresh.key ^= 1;
+        Authorizer::new(9).renewal_of(&mut fresh, soon);
+        assert_eq!(fresh.request_type, RequestType::NewSession);
     }
 
     #[test]
