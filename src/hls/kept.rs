@@ -5,6 +5,7 @@
 
 use crate::hls::names::Container;
 use crate::hls::playlist::{TRACKS_DIR, write_ll_media, write_media};
+use crate::stream::segmenter::PART_TARGET_MS;
 use crate::stream::view::{KEPT_DOCUMENTS, StreamView};
 use crate::uri::{SlotMarks, TokenQuery, TokenTemplate};
 
@@ -54,16 +55,12 @@ pub fn write_kept_media(
 }
 
 /// [`write_ll_media`] over the view's window and open parts, from the template kept for it.
-pub fn write_kept_ll_media(
-    out: &mut Vec<u8>,
-    view: &StreamView,
-    part_target_ms: u32,
-    token: TokenQuery<'_>,
-) {
+/// The part target is the segmenter's, the same for every stream.
+pub fn write_kept_ll_media(out: &mut Vec<u8>, view: &StreamView, token: TokenQuery<'_>) {
     let window = &view.window;
     let render = |text: &mut Vec<u8>, marks: SlotMarks<'_>| {
         let parts = window.open_parts();
-        write_ll_media(text, window.playlist(), parts, part_target_ms, marks)
+        write_ll_media(text, window.playlist(), parts, PART_TARGET_MS, marks)
     };
     let revision = window.revision();
     write_from_template(out, view, (Kept::Ll, revision), render, token);
@@ -168,9 +165,9 @@ mod tests {
                 );
             }
             let (mut kept, mut direct) = (Vec::new(), Vec::new());
-            write_kept_ll_media(&mut kept, view, 320, token);
+            write_kept_ll_media(&mut kept, view, token);
             let parts = window.open_parts();
-            write_ll_media(&mut direct, window.playlist(), parts, 320, token);
+            write_ll_media(&mut direct, window.playlist(), parts, PART_TARGET_MS, token);
             assert_eq!(
                 String::from_utf8(kept).unwrap(),
                 String::from_utf8(direct).unwrap()

@@ -41,7 +41,6 @@ use crate::player::page::{PAGE_HEADERS, SCRIPT_HEADERS, format_from_target, writ
 use crate::player::{ASSET_PREFIX, Asset};
 use crate::shard::{Now, ShardState};
 use crate::stream::segment::{MssFragment, Segment};
-use crate::stream::segmenter::PART_TARGET_MS;
 use crate::stream::view::StreamView;
 use crate::stream::window::{Awaited, PartLookup};
 use crate::webrtc::whep::{MAX_OFFER, WhepPath, bearer_token, whep_path};
@@ -880,7 +879,7 @@ fn ll_playlist<'b>(s: &Serving<'_>, body: &'b mut Vec<u8>) -> Result<Served<'b>,
     };
     match reload {
         Reload::Now => {
-            write_kept_ll_media(body, s.view, PART_TARGET_MS, s.token);
+            write_kept_ll_media(body, s.view, s.token);
             Ok(Served::rendered(PLAYLIST_TYPE, body))
         }
         Reload::BadRequest => Err(Unserved::BadDirectives),
