@@ -1,7 +1,8 @@
 //! criterion benches of the HTTP playback hot path, phase by phase and whole:
 //! request parsing, target normalization, a decision-cache hit, a signed-token check, the
 //! portal miss path (the shard's side of it: question built, answer cached, next request a
-//! hit), media playlist rendering with a token, the full cached request (parse →
+//! hit), the media playlist with a token as a request gets it (from the template the shard
+//! keeps) and the template's rendering at a segment cut, the full cached request (parse →
 //! normalize → route → authorize → serve), and the full 403 answer to a request without a
 //! token.
 
@@ -13,6 +14,8 @@ use tessera::auth::portal::{BackendAnswer, BackendDecision, HeaderNotes};
 use tessera::auth::verdict::{PlayRequest, Proto};
 use tessera::auth::{Authorization, Authorizer, PortalOutcome};
 use tessera::catalog::Catalog;
+use tessera::hls::kept::write_kept_media;
+use tessera::hls::names::Container;
 use tessera::hls::playlist::{TokenQuery, write_media};
 use tessera::http::limits::HttpLimits;
 use tessera::http::request::{Parsed, parse_head};
@@ -20,8 +23,8 @@ use tessera::http::service::{ConnScratch, respond};
 use tessera::http::target::Target;
 use tessera::shard::{Now, ShardState};
 use tessera::stream::segment::Segment;
-use tessera::stream::view::StreamEvent;
-use tessera::stream::window::SegmentWindow;
+use tessera::stream::view::{StreamEvent, StreamView};
+use tessera::uri::TokenTemplate;
 
 const REQUEST: &[u8] = b"GET /auth-check/tracks-v1a1/mono.m3u8?token=test1 HTTP/1.1\r\n\
 User-Agent: Lavf/59.27.100\r\nAccept: */*\r\nRange: bytes=0-\r\nConnection: keep-alive\r\n\
@@ -154,26 +157,32 @@ fn bench(c: &mut Criterion) {
         })
     });
 
-    let mut window = SegmentWindow::default();
-    for s in segments() {
-        window.push(s);
+    let mut view = StreamView::default();
+    for segment in segments() {
+        view.apply(0, StreamEvent::Segment { stream: 0, segment });
     }
     let mut out = Vec::with_capacity(4096);
     let token = TokenQuery {
         param: "token",
         token: Some(b"test1"),
     };
+    // What a request pays: the kept template copied with the token written in.
     c.bench_function("hls/media_playlist_with_token", |b| {
         b.iter(|| {
             out.clear();
-            write_media(
-                &mut out,
-                window.playlist(),
-                "",
-                token,
-                tessera::hls::names::Container::Ts,
-            );
+            write_kept_media(&mut out, &view, "", Container::Ts, token);
             out.len()
+        })
+    });
+    // What a segment cut pays, once per playlist asked for: the template rendered.
+    let mut template = TokenTemplate::default();
+    let mut revision = 0;
+    c.bench_function("hls/media_playlist_template_render", |b| {
+        b.iter(|| {
+            revision += 1;
+            template.refresh(revision, |text, marks| {
+                write_media(text, view.window.playlist(), "", marks, Container::Ts)
+            });
         })
     });
 

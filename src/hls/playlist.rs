@@ -11,6 +11,7 @@ use crate::stream::segment::{Part, Segment};
 use crate::stream::view::VariantInfo;
 /// The token query moved to [`crate::uri`]; this is its old path.
 pub use crate::uri::TokenQuery;
+use crate::uri::TokenSlot;
 use crate::utc::{write_decimal, write_zero_padded};
 use std::io::Write;
 
@@ -50,12 +51,13 @@ pub const INIT_NAME: &str = "init.mp4";
 /// Live media playlist (RFC 8216 §4.3.3) over `segments` (oldest first). `dir` is the
 /// segment directory relative to the playlist: `""` under `tracks-v1a1/`, or
 /// [`TRACKS_DIR`] for playlists at the stream root. fMP4 playlists are version 7 and name the
-/// init segment in `EXT-X-MAP` (§4.3.2.5), token included.
+/// init segment in `EXT-X-MAP` (§4.3.2.5), token included. `token` is the viewer's, or
+/// marks its places in a template (`hls::kept`).
 pub fn write_media<'s>(
     out: &mut Vec<u8>,
     segments: impl Iterator<Item = &'s Segment> + Clone,
     dir: &str,
-    token: TokenQuery<'_>,
+    mut token: impl TokenSlot,
     container: Container,
 ) {
     let target = target_duration_s(segments.clone());
@@ -75,7 +77,7 @@ pub fn write_media<'s>(
         out.extend_from_slice(b"#EXT-X-MAP:URI=\"");
         out.extend_from_slice(dir.as_bytes());
         out.extend_from_slice(INIT_NAME.as_bytes());
-        token.write(out);
+        token.put(out);
         out.extend_from_slice(b"\"\n");
     }
     for s in segments {
@@ -86,7 +88,7 @@ pub fn write_media<'s>(
         out.extend_from_slice(b",\n");
         out.extend_from_slice(dir.as_bytes());
         write_segment_path(out, s, container);
-        token.write(out);
+        token.put(out);
         out.push(b'\n');
     }
 }
@@ -111,13 +113,13 @@ fn write_seconds(out: &mut Vec<u8>, ms: u32) {
     write_zero_padded(out, u64::from(ms % 1000), 3);
 }
 
-fn write_part(out: &mut Vec<u8>, part: &Part, token: TokenQuery<'_>) {
+fn write_part(out: &mut Vec<u8>, part: &Part, token: &mut impl TokenSlot) {
     out.extend_from_slice(b"#EXT-X-PART:DURATION=");
     write_seconds(out, part.duration_ms());
     out.extend_from_slice(b",URI=\"");
     out.extend_from_slice(LL_DIR.as_bytes());
     write_ll_part_path(out, part.segment, part.index);
-    token.write(out);
+    token.put(out);
     out.push(b'"');
     if part.independent {
         out.extend_from_slice(b",INDEPENDENT=YES");
@@ -135,7 +137,7 @@ pub fn write_ll_media<'s>(
     segments: impl Iterator<Item = &'s Segment> + Clone,
     open_parts: &[Part],
     part_target_ms: u32,
-    token: TokenQuery<'_>,
+    mut token: impl TokenSlot,
 ) {
     let target = target_duration_s(segments.clone());
     let first = segments.clone().next().map_or(0, |s| s.sequence);
@@ -150,7 +152,7 @@ pub fn write_ll_media<'s>(
     out.extend_from_slice(b"\n#EXT-X-MAP:URI=\"");
     out.extend_from_slice(LL_DIR.as_bytes());
     out.extend_from_slice(INIT_NAME.as_bytes());
-    token.write(out);
+    token.put(out);
     out.extend_from_slice(b"\"\n");
 
     let edge_dts = open_parts
@@ -167,7 +169,7 @@ pub fn write_ll_media<'s>(
         out.push(b'\n');
         if s.end_dts > listing_from {
             for part in s.parts.iter() {
-                write_part(out, part, token);
+                write_part(out, part, &mut token);
             }
         }
         out.extend_from_slice(b"#EXTINF:");
@@ -175,7 +177,7 @@ pub fn write_ll_media<'s>(
         out.extend_from_slice(b",\n");
         out.extend_from_slice(LL_DIR.as_bytes());
         write_ll_segment_path(out, s.sequence);
-        token.write(out);
+        token.put(out);
         out.push(b'\n');
         next = (s.sequence + 1, 0);
     }
@@ -184,14 +186,14 @@ pub fn write_ll_media<'s>(
         crate::utc::write_iso8601(out, first_open.start_utc_ms);
         out.push(b'\n');
         for part in open_parts {
-            write_part(out, part, token);
+            write_part(out, part, &mut token);
             next = (part.segment, part.index + 1);
         }
     }
     out.extend_from_slice(b"#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"");
     out.extend_from_slice(LL_DIR.as_bytes());
     write_ll_part_path(out, next.0, next.1);
-    token.write(out);
+    token.put(out);
     out.extend_from_slice(b"\"\n");
 }
 

@@ -25,11 +25,10 @@ use crate::auth::play::{Attempt, Decision};
 use crate::auth::verdict::{DenyReason, PlayRequest, StreamId};
 use crate::catalog::{Catalog, StreamKind, StreamSpec};
 use crate::dash::mpd::{MpdContext, write_mpd};
+use crate::hls::kept::{write_kept_ll_media, write_kept_media};
 use crate::hls::ll::{Reload, blocking_reload};
 use crate::hls::names::{Container, LlName};
-use crate::hls::playlist::{
-    TRACKS_DIR, TokenQuery, target_duration_s, write_ll_media, write_master, write_media,
-};
+use crate::hls::playlist::{TRACKS_DIR, TokenQuery, target_duration_s, write_master};
 use crate::http::api::ApiCall;
 use crate::http::request::{Method, RequestHead};
 use crate::http::response::{CachePolicy, Head, write_head};
@@ -42,7 +41,6 @@ use crate::player::page::{PAGE_HEADERS, SCRIPT_HEADERS, format_from_target, writ
 use crate::player::{ASSET_PREFIX, Asset};
 use crate::shard::{Now, ShardState};
 use crate::stream::segment::{MssFragment, Segment};
-use crate::stream::segmenter::PART_TARGET_MS;
 use crate::stream::view::StreamView;
 use crate::stream::window::{Awaited, PartLookup};
 use crate::webrtc::whep::{MAX_OFFER, WhepPath, bearer_token, whep_path};
@@ -715,7 +713,7 @@ fn hls_media<'b>(
     if s.view.window.is_empty() || !has_init {
         return Err(s.not_ready());
     }
-    write_media(body, s.view.window.playlist(), dir, s.token, container);
+    write_kept_media(body, s.view, dir, container, s.token);
     Ok(Served::rendered(PLAYLIST_TYPE, body))
 }
 
@@ -881,8 +879,7 @@ fn ll_playlist<'b>(s: &Serving<'_>, body: &'b mut Vec<u8>) -> Result<Served<'b>,
     };
     match reload {
         Reload::Now => {
-            let parts = window.open_parts();
-            write_ll_media(body, window.playlist(), parts, PART_TARGET_MS, s.token);
+            write_kept_ll_media(body, s.view, s.token);
             Ok(Served::rendered(PLAYLIST_TYPE, body))
         }
         Reload::BadRequest => Err(Unserved::BadDirectives),

@@ -10,7 +10,9 @@ use crate::stream::StreamId;
 use crate::stream::ring::{FeedFrame, FrameRing};
 use crate::stream::segment::{Part, Segment};
 use crate::stream::window::SegmentWindow;
+use crate::uri::TokenTemplate;
 use bytes::Bytes;
+use std::cell::RefCell;
 
 /// What an input announces to every shard. `Send`: it crosses shards, and its payloads are
 /// `Bytes`, so crossing costs a reference count, not a copy.
@@ -75,7 +77,13 @@ pub struct StreamView {
     pub init_mp4: Option<Bytes>,
     /// The single-track init segments DASH uses: (video, audio).
     pub dash_init: (Option<Bytes>, Option<Bytes>),
+    /// Documents rendered from `window` with the token's places marked, re-rendered when
+    /// it changes (`hls::kept`: the media playlists). A cell: requests see the view shared.
+    pub kept_documents: RefCell<[TokenTemplate; KEPT_DOCUMENTS]>,
 }
+
+/// How many documents a view keeps rendered.
+pub const KEPT_DOCUMENTS: usize = 4;
 
 impl StreamView {
     /// Applies an event that shard `from` sent.

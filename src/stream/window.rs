@@ -21,6 +21,10 @@ pub struct SegmentWindow {
     waiters: Vec<Waker>,
     playlist_len: usize,
     keep: usize,
+    /// Segments taken, and changes to the open parts (taken or dropped): what a document
+    /// rendered from the window is keyed by.
+    segments_taken: u64,
+    part_changes: u64,
 }
 
 /// Segments listed in a live playlist.
@@ -71,6 +75,8 @@ impl SegmentWindow {
             waiters: Vec::new(),
             playlist_len,
             keep: playlist_len + extra,
+            segments_taken: 0,
+            part_changes: 0,
         }
     }
 
@@ -92,6 +98,7 @@ impl SegmentWindow {
             self.open_parts.clear();
         }
         self.segments.push_back(segment);
+        self.segments_taken += 1;
         while self.segments.len() > self.keep {
             self.segments.pop_front();
         }
@@ -115,11 +122,13 @@ impl SegmentWindow {
         {
             // A new segment began while the previous one's end was lost.
             self.open_parts.clear();
+            self.part_changes += 1;
         }
         if part.index as usize != self.open_parts.len() || self.open_parts.len() >= MAX_OPEN_PARTS {
             return;
         }
         self.open_parts.push(part);
+        self.part_changes += 1;
         self.wake_all();
     }
 
@@ -127,6 +136,18 @@ impl SegmentWindow {
         for waker in self.waiters.drain(..) {
             waker.wake();
         }
+    }
+
+    /// Changes whenever the segments change (not with parts): a playlist of segments
+    /// rendered at one value is current while the window has it.
+    pub fn segments_revision(&self) -> u64 {
+        self.segments_taken
+    }
+
+    /// Changes whenever the segments or the open parts change (an LL-HLS playlist's key):
+    /// both counts only grow, so their sum never repeats.
+    pub fn revision(&self) -> u64 {
+        self.segments_taken + self.part_changes
     }
 
     /// The parts of the segment being cut, oldest first.

@@ -8,7 +8,9 @@
 mod percent;
 mod target;
 mod token_query;
+mod token_template;
 
 pub use percent::{percent_decode_into, percent_encode_into};
 pub use target::{HlsDirectives, Target, TargetError, path_and_query};
 pub use token_query::TokenQuery;
+pub use token_template::{SlotMarks, TokenSlot, TokenTemplate};
