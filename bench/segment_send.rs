@@ -12,7 +12,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tessera::runtime::body_files::{self, Sent};
 
 /// A connected pair's sending end; the receiving end drains on its own thread.
@@ -72,7 +72,7 @@ fn bench(c: &mut Criterion) {
 
 /// One segment request's body as the server sends it now.
 fn send_file(socket: &TcpStream, body: &Bytes) {
-    let file = body_files::file_for(body).expect("memfd");
+    let file = body_files::file_for(body, Instant::now()).expect("memfd");
     let mut offset = 0i64;
     while (offset as usize) < body.len() {
         let left = body.len() - offset as usize;

@@ -13,9 +13,12 @@
 
 /// Descriptors kept back for the process itself, before any per-shard or proportional part.
 pub const FD_RESERVE_BASE: u64 = 32;
+/// Descriptors a shard keeps open for the memory files of its hot segment bodies
+/// (`runtime::body_files`).
+pub const FD_RESERVE_BODY_FILES: u64 = 8;
 /// Descriptors kept back per shard (its listeners, rings, eventfds, UDP pair, portal pool,
-/// connections being refused).
-pub const FD_RESERVE_PER_SHARD: u64 = 16;
+/// connections being refused, the body files).
+pub const FD_RESERVE_PER_SHARD: u64 = 8 + FD_RESERVE_BODY_FILES;
 /// One part in this many of the limit is kept back too (connections being refused under a
 /// flood scale with the load).
 pub const FD_RESERVE_FRACTION: u64 = 32;

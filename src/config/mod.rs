@@ -21,7 +21,7 @@ pub mod template;
 
 pub use backend_url::{BackendUrl, BackendUrlError, MAX_BACKEND_URL_LEN};
 pub use cluster::{ClusterConfig, RedisUrl};
-pub use connection_caps::{ConnectionCaps, Served};
+pub use connection_caps::{ConnectionCaps, FD_RESERVE_BODY_FILES, Served};
 pub use error::{ConfigError, ConfigErrors};
 pub use http_limits::{HEADER_SLOTS, HttpLimits};
 pub use model::*;

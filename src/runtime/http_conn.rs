@@ -439,7 +439,7 @@ impl<S: Wire> HttpConn<S> {
     async fn write_out_and_body(&mut self, body: &Bytes) -> bool {
         if body.len() >= body_files::MIN_BODY
             && let Some(fd) = self.stream.plain_fd()
-            && let Some(file) = body_files::file_for(body)
+            && let Some(file) = body_files::file_for(body, Instant::now())
         {
             return self.write_head_more(fd).await && self.send_body_file(fd, &file, body).await;
         }
