@@ -32,7 +32,7 @@ use crate::runtime::rtsp_conn::UdpPair;
 use crate::runtime::stop_signal::{StopSignal, shard_stop};
 use crate::runtime::tls::Wire;
 use crate::shard::{Now, ShardState};
-use crate::stream::ring::{Step, ViewerCursor};
+use crate::stream::ring::{Patience, Step, ViewerCursor};
 use crate::stream::viewer::{Channel, DatagramTo, FrameViewer, MediaNow, Outbox, Piece};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::channels::local_channel::LocalReceiver;
@@ -228,6 +228,8 @@ pub(crate) struct Profile {
     pub name: &'static str,
     /// Input buffer size at first, and the most it may grow to (doubling).
     pub input: (usize, usize),
+    /// How long its viewer's frames may wait to be woken for in company.
+    pub patience: Patience,
 }
 
 impl Profile {
@@ -235,6 +237,16 @@ impl Profile {
         Profile {
             name,
             input: (input, max_input),
+            patience: Patience::Prompt,
+        }
+    }
+
+    /// The protocol's players buffer seconds: its viewers are woken less often, for
+    /// fewer, larger sends (`Patience::Buffered`).
+    pub const fn buffered(self) -> Profile {
+        Profile {
+            patience: Patience::Buffered,
+            ..self
         }
     }
 }
@@ -784,6 +796,7 @@ async fn wait<G: Glue>(
                     state,
                     stream,
                     cursor,
+                    patience: G::PROFILE.patience,
                 }
                 .await;
                 Wake::Frame

@@ -107,7 +107,7 @@ impl Machine for Ignore {
 impl Glue for TsGlue {
     type Machine = Ignore;
     type Viewer = TsViewer;
-    const PROFILE: Profile = Profile::new("mpegts", INPUT_BUFFER, INPUT_BUFFER);
+    const PROFILE: Profile = Profile::new("mpegts", INPUT_BUFFER, INPUT_BUFFER).buffered();
 
     fn count_sent(shard: &mut ShardState, bytes: u64) {
         shard.count_http_bytes(bytes);

@@ -12,7 +12,7 @@
 
 use crate::shard::ShardState;
 use crate::stream::StreamId;
-use crate::stream::ring::Lookup;
+use crate::stream::ring::{Lookup, Patience};
 use crate::stream::window::Awaited;
 use std::cell::RefCell;
 use std::future::Future;
@@ -26,6 +26,7 @@ pub struct RingReady<'a> {
     pub state: &'a Rc<RefCell<ShardState>>,
     pub stream: StreamId,
     pub cursor: Option<u64>,
+    pub patience: Patience,
 }
 
 impl Future for RingReady<'_> {
@@ -43,7 +44,7 @@ impl Future for RingReady<'_> {
         if ready {
             Poll::Ready(())
         } else {
-            view.ring.wait(cx.waker());
+            view.ring.wait(cx.waker(), self.patience);
             Poll::Pending
         }
     }

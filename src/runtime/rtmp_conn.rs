@@ -211,7 +211,7 @@ impl RtmpGlue {
 impl Glue for RtmpGlue {
     type Machine = RtmpConnection;
     type Viewer = RtmpViewer;
-    const PROFILE: Profile = Profile::new("rtmp", INPUT_BUFFER, MAX_INPUT_BUFFER);
+    const PROFILE: Profile = Profile::new("rtmp", INPUT_BUFFER, MAX_INPUT_BUFFER).buffered();
 
     fn input_ended(conn: &mut Conn<Self>, out: &mut Outbox) {
         conn.machine.unpublish_notify();
