@@ -1262,45 +1262,49 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn an_answer_copied_after_a_reauth_is_renewed_at_the_next_request() {
+    /// Whether `shard` lets the test viewer (token `t`) in at `now`.
+    fn serves(shard: &mut Authorizer, cat: &AuthCatalog, now: Instant) -> bool {
+        let asked = shard.authorize(cat, &req(PORTAL, Some(b"t")), now, 0);
+        matches!(asked, Authorization::Allow(_))
+    }
+
+    /// `shard`'s next portal question, which must be an `update_session`.
+    fn next_update(shard: &mut Authorizer) -> PortalQuestion {
+        let q = shard.lookups.next_to_send().expect("an update_session");
+        assert!(matches!(q.request_type, RequestType::UpdateSession { .. }));
+        q
+    }
+
+    /// Two shards; the first asked the test viewer's question and has its allow.
+    fn answered_on_one_of_two() -> (AuthCatalog, Authorizer, Authorizer, Instant, PortalQuestion) {
         let cat = catalog();
-        let (mut asker, mut other) = (Authorizer::new(9), Authorizer::new(9));
+        let (mut asker, other) = (Authorizer::new(9), Authorizer::new(9));
         let now = Instant::now();
         let q = first_question(&mut asker, &cat, now);
         asker.complete(&cat, &q, &answer(true, 10, None), now);
+        (cat, asker, other, now, q)
+    }
+
+    #[test]
+    fn an_answer_copied_after_a_reauth_is_renewed_at_the_next_request() {
+        let (cat, _asker, mut other, now, q) = answered_on_one_of_two();
         // The reauth reaches the other shard before the asker's copy of the answer.
         let soon = now + Duration::from_millis(1);
         other.reauth_stream(PORTAL, soon);
         other.complete(&cat, &q, &answer(true, 10, None), soon);
-        assert!(matches!(
-            other.authorize(&cat, &req(PORTAL, Some(b"t")), soon, 0),
-            Authorization::Allow(_)
-        ));
-        let update = other.lookups.next_to_send().expect("an update_session");
-        assert!(matches!(
-            update.request_type,
-            RequestType::UpdateSession { .. }
-        ));
+        assert!(serves(&mut other, &cat, soon));
+        let mut renewed = next_update(&mut other);
         // A question asked after the reauth is answered for its whole duration.
         let later = soon + Duration::from_millis(1);
-        let mut renewed = update.clone();
         renewed.opened = later;
         other.complete(&cat, &renewed, &answer(true, 10, None), later);
-        assert!(matches!(
-            other.authorize(&cat, &req(PORTAL, Some(b"t")), later, 0),
-            Authorization::Allow(_)
-        ));
+        assert!(serves(&mut other, &cat, later));
         assert!(other.lookups.next_to_send().is_none());
     }
 
     #[test]
     fn a_new_session_question_about_a_running_session_goes_out_as_its_renewal() {
-        let cat = catalog();
-        let (mut asker, mut other) = (Authorizer::new(9), Authorizer::new(9));
-        let now = Instant::now();
-        let q = first_question(&mut asker, &cat, now);
-        asker.complete(&cat, &q, &answer(true, 10, None), now);
+        let (cat, mut asker, mut other, now, _) = answered_on_one_of_two();
         let soon = now + Duration::from_millis(1);
         asker.reauth_stream(PORTAL, soon);
         other.reauth_stream(PORTAL, soon);
@@ -1332,15 +1336,8 @@ mod tests {
         owner.reauth_stream(PORTAL, soon);
         other.reauth_stream(PORTAL, soon);
         // The next request lands on the other shard: served, and re-asked at the owner.
-        assert!(matches!(
-            other.authorize(&cat, &req(PORTAL, Some(b"t")), soon, 0),
-            Authorization::Allow(_)
-        ));
-        let update = other.lookups.next_to_send().expect("an update_session");
-        assert!(matches!(
-            update.request_type,
-            RequestType::UpdateSession { .. }
-        ));
+        assert!(serves(&mut other, &cat, soon));
+        let update = next_update(&mut other);
         assert_eq!(
             owner.lookups.begin_remote(update, soon),
             RemoteQuestion::Ask

@@ -435,7 +435,11 @@ mod tests {
             1,
             "within 100 ms of the oldest waiting"
         );
-        assert_eq!(woken(&prompt_count), 2, "prompt ones woken meanwhile at 46 ms");
+        assert_eq!(
+            woken(&prompt_count),
+            2,
+            "prompt ones woken meanwhile at 46 ms"
+        );
         push(TrackKind::Video, false, 120);
         assert_eq!(
             woken(&buffered_count),
