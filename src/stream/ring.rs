@@ -34,9 +34,9 @@ pub const RING_SECONDS: i64 = 8;
 /// most this plus one frame interval while the input sends), as does the input's end.
 pub const WAKE_EVERY: i64 = 90 * 20;
 /// The same for `Patience::Buffered` viewers: each wake and send costs a viewer a task poll
-/// and a `sendmsg` whatever it carries, and at 100 ms instead of 20 the server's CPU per
-/// RTMP viewer fell by 30% (1,000 players of the fake source: 25.5-25.6% of a core to
-/// 17.4-18.3%), for at most 100 ms more in a player that buffers seconds.
+/// and a `sendmsg` whatever it carries, and at 100 ms instead of 20 the server's CPU for
+/// 1,000 RTMP viewers fell by 27-31% (`tools/ab-rtmp.sh`: 19.1-19.5% of a core to
+/// 13.9-14.2%), for at most 100 ms more in a player that buffers seconds.
 pub const BUFFERED_WAKE_EVERY: i64 = 90 * 100;
 
 /// How long a viewer's frames may wait to be woken for in company.
