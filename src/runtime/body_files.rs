@@ -103,7 +103,7 @@ impl Files {
         if len > KEPT_BYTES {
             return false;
         }
-        let (mut count, mut bytes, mut drop) = (self.kept.len(), self.bytes, 0);
+        let (mut count, mut bytes, mut dropped) = (self.kept.len(), self.bytes, 0);
         for k in &self.kept {
             if count < KEPT && bytes + len <= KEPT_BYTES {
                 break;
@@ -113,9 +113,9 @@ impl Files {
             }
             count -= 1;
             bytes -= k.body.len();
-            drop += 1;
+            dropped += 1;
         }
-        for old in self.kept.drain(..drop) {
+        for old in self.kept.drain(..dropped) {
             self.bytes -= old.body.len();
         }
         true
