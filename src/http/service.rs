@@ -561,13 +561,17 @@ impl<'a> Serving<'a> {
         self.wait(Awaited::SegmentAfter(newest.sequence), SEGMENT_WAIT)
     }
 
-    /// A stream without a segment yet that is live or pulled (maybe on demand, starting
-    /// now): park the request for the first segment (once), else 503.
+    /// A stream without a segment yet that is live, or whose input the server runs itself
+    /// (fake, or pulled — maybe on demand —: starting now, or this shard has not heard of
+    /// its start yet, as right after the process started): park the request for the first
+    /// segment (once), else 503. A `publish://` stream waits for nobody: no publisher, 503.
     /// (A stopped on-demand pull keeps its last segments listed: `/NAME/mpegts` then waits
     /// for the next segment, which the restarted pull cuts.)
     fn not_ready(&self) -> Unserved {
-        let pulled = matches!(self.stream.input, crate::config::InputUrl::Pull(_));
-        if !self.may_wait || !(self.view.live || pulled) {
+        use crate::config::InputUrl;
+        let pulled = matches!(self.stream.input, InputUrl::Pull(_));
+        let runs_itself = pulled || self.stream.input == InputUrl::Fake;
+        if !self.may_wait || !(self.view.live || runs_itself) {
             return Unserved::NotReady;
         }
         let limit = Duration::from_millis(self.stream.pull.first_segment_timeout_ms.into());

@@ -12,10 +12,10 @@ use crate::stream::live_input::{LiveInput, Timeline};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// `auth-check` needs `token=test1`; `idle` is open but never gets media.
+/// `auth-check` needs `token=test1`; `idle` is open but never gets media (no publisher).
 const CONFIG: &str = "auth_backend play-auth { allow token test1; }\n\
     stream auth-check { input fake://fake; on_play auth://play-auth; }\n\
-    stream idle { input fake://fake; }\n";
+    stream idle { input publish://; }\n";
 
 /// `auth-check` is left to a portal.
 const PORTAL_CONFIG: &str = "auth_backend p { backend http://127.0.0.1:9/auth; }\n\
@@ -524,6 +524,18 @@ fn live_ts_is_streamed_by_the_connection() {
         assert_eq!(c.header(absent), None);
     }
     assert_eq!(c.body(), "");
+}
+
+#[test]
+fn a_fake_stream_this_shard_has_not_seen_start_waits_for_its_first_segment() {
+    // Right after the process starts, a shard may take a request before the input's
+    // start has reached it (a new process beside an old one gets connections at once).
+    // (The harness feeds the first stream only.)
+    let mut c =
+        Client::new("stream fed { input fake://fake; }\nstream starting { input fake://fake; }\n");
+    let wait = c.parked("/starting/index.m3u8");
+    assert_eq!(wait.until, Awaited::FirstSegment);
+    assert_eq!(wait.timeout, Duration::from_secs(10));
 }
 
 #[test]
