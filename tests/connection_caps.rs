@@ -38,7 +38,10 @@ fn start_limited(config: &str, http: u16, fd_limit: usize) -> Server {
 /// Waits (bounded) until the server answers a playlist request.
 fn wait_ready(server: &Server, http: u16) {
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !curl_ok(http) {
+    // Every shard's listeners are bound (the main thread says so once all are): a playlist
+    // served by the first shard up says nothing of the other's, and the caps tests count
+    // on both.
+    while !server.log_text().contains("serving with") || !curl_ok(http) {
         assert!(
             Instant::now() < deadline,
             "never ready:\n{}",
