@@ -94,8 +94,18 @@ impl DecisionCache {
         self.entries.is_empty()
     }
 
-    /// The cached verdict for `key` at `now`.
+    /// The cached verdict for `key` at `now`, counted as a hit or a miss.
     pub fn get(&mut self, key: &DecisionKey<'_>, now: Instant) -> Cached {
+        let cached = self.peek(key, now);
+        match cached {
+            Cached::Miss => self.misses += 1,
+            _ => self.hits += 1,
+        }
+        cached
+    }
+
+    /// The cached verdict for `key` at `now`, not counted (another shard's question).
+    pub fn peek(&self, key: &DecisionKey<'_>, now: Instant) -> Cached {
         let found = self.entries.get(&key.hash).filter(|e| {
             e.stale_until > now
                 && e.stream == key.stream
@@ -103,18 +113,9 @@ impl DecisionCache {
                 && constant_time_eq(key.token, &e.token)
         });
         match found {
-            Some(e) if e.expires > now => {
-                self.hits += 1;
-                Cached::Fresh(e.verdict, e.grant.clone())
-            }
-            Some(e) => {
-                self.hits += 1;
-                Cached::Stale(e.grant.clone())
-            }
-            None => {
-                self.misses += 1;
-                Cached::Miss
-            }
+            Some(e) if e.expires > now => Cached::Fresh(e.verdict, e.grant.clone()),
+            Some(e) => Cached::Stale(e.grant.clone()),
+            None => Cached::Miss,
         }
     }
 

@@ -851,7 +851,7 @@ impl Authorizer {
     /// key this shard holds an allow for is a running session's renewal (the asking shard
     /// had not yet received this shard's copy of the decision, e.g. right after a reauth),
     /// so it goes out as `update_session`, as it would have from here.
-    pub fn renewal_of(&mut self, q: &mut PortalQuestion, now: Instant) {
+    pub fn renewal_of(&self, q: &mut PortalQuestion, now: Instant) {
         if q.request_type != RequestType::NewSession {
             return;
         }
@@ -861,7 +861,7 @@ impl Authorizer {
             ip: q.ip,
             token: q.token.as_deref().unwrap_or_default(),
         };
-        if let Cached::Fresh(Verdict::Allow, _) | Cached::Stale(_) = self.cache.get(&dkey, now) {
+        if let Cached::Fresh(Verdict::Allow, _) | Cached::Stale(_) = self.cache.peek(&dkey, now) {
             q.request_type = RequestType::UpdateSession {
                 duration: Duration::ZERO,
                 bytes: 0,
