@@ -1,9 +1,10 @@
-//! Stopping and upgrading as an operator does: SIGTERM lets a download in flight finish,
+//! Stopping and upgrading as an operator does: SIGTERM lets a request in flight finish,
 //! ends every viewer with its protocol's goodbye (players exit cleanly instead of seeing a
 //! broken connection), closes every session and exits 0; a second signal exits at once; a
 //! new process started beside the old one takes over with no refused request.
 
 mod common;
+use common::portal::Portal;
 use common::*;
 use std::io::Read;
 use std::process::{Child, Command, Stdio};
@@ -100,11 +101,19 @@ fn newest_segment(http: u16) -> String {
 #[test]
 fn sigterm_finishes_what_is_in_flight_says_goodbye_and_exits_zero() {
     let ports = Listeners::free();
-    let mut server = Server::start(&config(&ports, "shutdown_timeout 30;\n"), ports.http);
+    // A stream whose portal takes 8 s to answer (tessera waits 15): a request for it is in
+    // flight for that long.
+    let portal = Portal::start(&["--token", "slow", "--delay-ms", "8000"]);
+    let held_stream = format!(
+        "shutdown_timeout 30;\nbackend_timeout 15;\nstream held {{\n    input fake://fake;\n    on_play http://127.0.0.1:{}/auth;\n}}\n",
+        portal.port
+    );
+    let mut server = Server::start(&config(&ports, &held_stream), ports.http);
     server.wait_ok("/live/mono.m3u8?token=one");
     let segment = newest_segment(ports.http);
 
-    // A slow segment download (about 4 s at 100 kB/s), live MPEG-TS, and an RTMP player.
+    // A slow segment download (its body may be all in the kernel's buffers when the process
+    // exits: it still arrives whole), live MPEG-TS, and an RTMP player.
     let slow = spawn_quiet(
         Command::new("curl")
             .args(["-s", "--limit-rate", "100k", "-o", "/dev/null"])
@@ -139,20 +148,39 @@ fn sigterm_finishes_what_is_in_flight_says_goodbye_and_exits_zero() {
     // ffmpeg has its stream parameters (it needs a keyframe a second apart at most).
     std::thread::sleep(Duration::from_secs(2));
     let expected_size = get(ports.http, &segment).body.len();
+    // And a playlist request waiting for the portal's answer when SIGTERM comes.
+    let mut held = spawn_quiet(
+        Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+            .arg(server.url("/held/index.m3u8?token=slow")),
+    );
+    wait_for(
+        "the portal asked",
+        || portal.stat("by_token slow") == 1,
+        &[&server],
+    );
 
     assert!(listens(server.pid(), ports.http));
     signal(server.pid(), "-TERM");
-    // The listeners close at once (new connections are refused) while the download runs.
-    let deadline = Instant::now() + Duration::from_secs(2);
+    // The listeners close at once (new connections are refused) while the request runs
+    // (within 4 s: a loaded machine can starve the process for a while).
+    let deadline = Instant::now() + Duration::from_secs(4);
     while listens(server.pid(), ports.http) || listens(server.pid(), ports.rtmp) {
-        assert!(Instant::now() < deadline, "still listening after SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "still listening after SIGTERM\n{}",
+            server.log_text()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(
         server.child().try_wait().unwrap().is_none(),
         "still draining"
     );
-    // What runs, ends.
+    // What runs, ends: the held request is answered once the portal has answered.
+    assert!(wait_exit(&mut held, Duration::from_secs(20)).success());
+    let (status, _) = output_of(held);
+    assert_eq!(status, "200", "{}", server.log_text());
     assert_eq!(
         wait_exit(&mut rtmp, Duration::from_secs(20)).code(),
         Some(0)
@@ -174,7 +202,7 @@ fn sigterm_finishes_what_is_in_flight_says_goodbye_and_exits_zero() {
     assert_eq!(
         written,
         format!("200 {expected_size} video/mp2t"),
-        "the download in flight finished whole"
+        "the download finished whole"
     );
     let status = wait_exit(server.child(), Duration::from_secs(40));
     assert_eq!(status.code(), Some(0), "{}", server.log_text());
@@ -239,43 +267,55 @@ fn a_new_process_takes_over_without_a_refused_request() {
     let mut old = Server::start(&text, ports.http);
     old.wait_ok("/live/index.m3u8?token=one");
 
-    // A client that opens a new connection for every request, all through the swap.
+    // Clients that open a new connection for every request, as fast as they can, all
+    // through two swaps (the second from a process that itself took over).
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let client = {
-        let stop = stop.clone();
-        let port = ports.http;
-        std::thread::spawn(move || {
-            let (mut ok, mut failed) = (0u32, Vec::new());
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                match fetch_once(port, "/live/index.m3u8?token=one") {
-                    Ok(200) => ok += 1,
-                    Ok(status) => failed.push(format!("status {status}")),
-                    Err(e) => failed.push(e),
+    let clients: Vec<_> = (0..3)
+        .map(|_| {
+            let stop = stop.clone();
+            let port = ports.http;
+            std::thread::spawn(move || {
+                let (mut ok, mut failed) = (0u32, Vec::new());
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match fetch_once(port, "/live/index.m3u8?token=one") {
+                        Ok(200) => ok += 1,
+                        Ok(status) => failed.push(format!("status {status}")),
+                        Err(e) => failed.push(e),
+                    }
                 }
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            (ok, failed)
+                (ok, failed)
+            })
         })
-    };
+        .collect();
     std::thread::sleep(Duration::from_millis(500));
-    let new = Server::start(&text, ports.http);
-    // The new process's stream has its first segments before the old one goes.
-    std::thread::sleep(Duration::from_secs(3));
-    signal(old.pid(), "-TERM");
-    assert_eq!(
-        wait_exit(old.child(), Duration::from_secs(30)).code(),
-        Some(0)
-    );
+    let mut logs = Vec::new();
+    for _ in 0..2 {
+        let new = Server::start(&text, ports.http);
+        // The new process's stream has its first segments before the old one goes.
+        std::thread::sleep(Duration::from_secs(3));
+        signal(old.pid(), "-TERM");
+        assert_eq!(
+            wait_exit(old.child(), Duration::from_secs(30)).code(),
+            Some(0)
+        );
+        logs.push(old.log_text());
+        old = new;
+    }
     std::thread::sleep(Duration::from_secs(1));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (ok, failed) = client.join().expect("client");
+    let (mut ok, mut failed) = (0u32, Vec::new());
+    for client in clients {
+        let (n, mut errors) = client.join().expect("client");
+        ok += n;
+        failed.append(&mut errors);
+    }
     assert!(
         failed.is_empty(),
-        "{} of {} requests failed across the swap: {failed:?}\nold:\n{}\nnew:\n{}",
+        "{} of {} requests failed across the swaps: {failed:?}\nstopped:\n{}\nlast:\n{}",
         failed.len(),
         ok as usize + failed.len(),
-        old.log_text(),
-        new.log_text()
+        logs.join("\n"),
+        old.log_text()
     );
     assert!(ok > 100, "{ok} requests");
 }

@@ -11,7 +11,7 @@
 use crate::catalog::{Catalog, Changes};
 use crate::config::{Config, Listener};
 use crate::runtime::inputs::OwnedInputs;
-use crate::runtime::stop_signal::shard_stop;
+use crate::runtime::stop_signal::{open_listeners, shard_stop};
 use crate::runtime::tls::TlsSetup;
 use crate::shard::{ConnKind, ShardState};
 use std::cell::RefCell;
@@ -22,6 +22,9 @@ use std::time::{Duration, Instant};
 
 /// How often a shard looks at the board.
 const POLL: Duration = Duration::from_millis(50);
+/// How long a stopping shard waits for its accept loops to close their listeners (they
+/// need one turn of the executor).
+const LISTENERS_CLOSE: Duration = Duration::from_secs(1);
 /// How often a shard looks whether the main thread answered it.
 const STREAM_POLL: Duration = Duration::from_millis(20);
 /// How long a request waits for its template stream to be made.
@@ -427,6 +430,7 @@ impl ShardControl {
         let deadline = Instant::now() + grace;
         shard_stop().fire();
         self.inputs.borrow_mut().stop_all();
+        self.wait_for_listeners_to_close().await;
         while Instant::now() < deadline && self.open_connections() > 0 {
             glommio::timer::sleep(POLL).await;
         }
@@ -437,6 +441,24 @@ impl ShardControl {
             "shard stopped: {closed} sessions closed, {left} connections still open at the end \
              of the grace"
         );
+    }
+
+    /// Waits until every accept loop has taken what its listener queued and closed it;
+    /// each connection it took is counted open from then on. Not bounded by the grace (a
+    /// zero grace still serves what was accepted), only by `LISTENERS_CLOSE`.
+    async fn wait_for_listeners_to_close(&self) {
+        let limit = Instant::now() + LISTENERS_CLOSE;
+        while open_listeners() > 0 {
+            if Instant::now() >= limit {
+                log::warn!(
+                    "{} listeners still open {} ms after the stop",
+                    open_listeners(),
+                    LISTENERS_CLOSE.as_millis()
+                );
+                return;
+            }
+            glommio::timer::sleep(Duration::from_millis(1)).await;
+        }
     }
 
     fn open_connections(&self) -> usize {

@@ -55,7 +55,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
-use stop_signal::shard_stop;
+use stop_signal::{ListenerOpen, shard_stop};
 use tls::TlsSetup;
 
 /// Stream events a shard may have queued from one peer before that peer's input waits.
@@ -583,7 +583,8 @@ async fn shard_main(
             seed,
         }
         .connection_server(proto);
-        glommio::spawn_local(accept_loop(listener, proto, serve)).detach();
+        let open = ListenerOpen::begin();
+        glommio::spawn_local(accept_loop(listener, proto, serve, open)).detach();
     }
     control::set_shard_board(board.clone());
     let control = ShardControl {
@@ -856,6 +857,7 @@ async fn accept_loop(
     bound: Bound,
     proto: ListenerProto,
     mut serve: impl FnMut(TcpStream, u64) -> ConnectionTask,
+    open: ListenerOpen,
 ) {
     let Bound { listener, queue } = bound;
     let stop = shard_stop();
@@ -903,6 +905,7 @@ async fn accept_loop(
     take_queued(&queue, &mut admit);
     drop(listener);
     drop(queue);
+    drop(open);
     log::debug!(
         "{} listener closed after {accepted} connections",
         proto.as_str()

@@ -5,6 +5,9 @@
 //! it, and a closed semaphore fails every waiter at once. Waiters leave its list when they
 //! are dropped, so a signal raced in a select loop (polled anew each time round) never
 //! piles up wakers.
+//!
+//! `ListenerOpen` counts the shard's accept loops, so that its stop can wait for every
+//! listener to be closed.
 
 use glommio::sync::Semaphore;
 use std::cell::Cell;
@@ -73,4 +76,32 @@ thread_local! {
 /// This shard's stop signal (one per shard thread).
 pub fn shard_stop() -> StopSignal {
     SHARD_STOP.with(StopSignal::clone)
+}
+
+thread_local! {
+    /// The shard's accept loops still running. A stop waits for them: a loop the shard's
+    /// end dropped could have an accept completing in the kernel, and the connection it took
+    /// would close unread (a reset) instead of being served.
+    static OPEN_LISTENERS: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Held by one accept loop, from before it is spawned until it has closed its listener.
+pub struct ListenerOpen(());
+
+impl ListenerOpen {
+    pub fn begin() -> ListenerOpen {
+        OPEN_LISTENERS.with(|n| n.set(n.get() + 1));
+        ListenerOpen(())
+    }
+}
+
+impl Drop for ListenerOpen {
+    fn drop(&mut self) {
+        OPEN_LISTENERS.with(|n| n.set(n.get() - 1));
+    }
+}
+
+/// How many of this shard's accept loops have not closed their listener yet.
+pub fn open_listeners() -> usize {
+    OPEN_LISTENERS.with(Cell::get)
 }
