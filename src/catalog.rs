@@ -53,6 +53,13 @@ pub enum StreamKind {
 /// prefix past it is refused (503) until some are forgotten.
 pub const MAX_TEMPLATE_STREAMS: usize = 10_000;
 
+/// Ids of forgotten template streams, by name.
+type Retired = ahash::AHashMap<Box<str>, StreamId>;
+
+/// At most this many forgotten template streams keep their id for their name's next making;
+/// names past it take fresh ids, as every stream did before.
+pub const MAX_RETIRED_NAMES: usize = 100_000;
+
 /// The name of template `t`'s gate: with a space and a trailing `/`, no stream and no
 /// request path can name it.
 fn gate_name(t: &TemplateConfig) -> String {
@@ -84,6 +91,12 @@ pub struct Catalog {
     /// The streams the templates made, by name, with their template's name: kept across
     /// reloads while their template stays and still covers the name.
     made: Vec<(Box<str>, Box<str>)>,
+    /// The ids of made streams since forgotten, by name: the name's next making takes its
+    /// id back, so an edge whose viewers zap across an origin's channels for months keeps
+    /// one id (and one view per shard) per channel, not one per making. At most
+    /// `MAX_RETIRED_NAMES`; only the same name ever gets an id back, and only under the
+    /// config it was made under (a reload empties it).
+    retired: Arc<Retired>,
     /// WebRTC viewers per stream, counted across shards: the input's shard transcodes
     /// AAC to Opus while it is non-zero. Handed from catalog to catalog like the slots.
     pub opus_demand: Arc<OpusDemand>,
@@ -111,14 +124,17 @@ impl Catalog {
 
     /// The catalog a reload to `config` makes, and what changed: a stream that stays keeps
     /// its id (and, if it still takes publishers, its `PublishSlot`, so a live publisher
-    /// keeps its claim); a new one takes an id never used before.
+    /// keeps its claim); a new one takes an id never used before (a reload gives no
+    /// forgotten template stream its id back).
     pub fn reloaded(&self, config: &Config) -> (Catalog, Changes) {
-        self.remade(config, &self.made)
+        // A reload may change a template's policy: no id goes back to a name from before.
+        self.remade(config, &self.made, None)
     }
 
     /// The catalog with the template streams `add` made (each a name under a template's
     /// prefix that no stream has) and `forget` gone; the running `config` otherwise. Names
-    /// past `MAX_TEMPLATE_STREAMS` are left out (the caller finds them missing).
+    /// past `MAX_TEMPLATE_STREAMS` are left out (the caller finds them missing). A name
+    /// made again takes back the id it had (`retired`).
     pub fn with_template_streams(
         &self,
         config: &Config,
@@ -142,7 +158,7 @@ impl Catalog {
                 made.push((name.clone(), t.name.as_str().into()));
             }
         }
-        let (mut next, changes) = self.remade(config, &made);
+        let (mut next, changes) = self.remade(config, &made, Some(self.retired.clone()));
         next.player = self.player.clone();
         (next, changes)
     }
@@ -163,29 +179,52 @@ impl Catalog {
         self.stream(gate.id)
     }
 
-    /// The catalog of `config` plus the template streams `made`, ids kept by name.
-    fn remade(&self, config: &Config, made: &[(Box<str>, Box<str>)]) -> (Catalog, Changes) {
+    /// The catalog of `config` plus the template streams `made`, ids kept by name. With
+    /// `retired` (the running config's template streams made or forgotten), a made stream
+    /// takes its name's retired id back, and the made streams that leave retire theirs.
+    fn remade(
+        &self,
+        config: &Config,
+        made: &[(Box<str>, Box<str>)],
+        retired: Option<Arc<Retired>>,
+    ) -> (Catalog, Changes) {
         let (config, kinds) = expand(config, made);
         let config = &config;
         let mut next = self.by_id.len() as StreamId;
+        let reusing = retired.is_some();
+        let mut retired = retired.unwrap_or_default();
         let ids: Vec<StreamId> = config
             .streams
             .iter()
-            .map(|s| match self.auth.stream_by_name(&s.name) {
-                Some(old) => old.id,
-                None => {
-                    next += 1;
-                    next - 1
+            .zip(&kinds)
+            .map(|(s, &kind)| {
+                if let Some(old) = self.auth.stream_by_name(&s.name) {
+                    return old.id;
                 }
+                if kind == StreamKind::Made
+                    && let Some(id) = retired.get(s.name.as_str()).copied()
+                {
+                    Arc::make_mut(&mut retired).remove(s.name.as_str());
+                    return id;
+                }
+                next += 1;
+                next - 1
             })
             .collect();
         let mut catalog = Catalog::compile(config, &kinds, &ids, |name| {
             let old = self.stream_by_name(name)?;
             old.publish.clone()
         });
-        // Ids are never given twice, even those of the last streams removed.
+        // Ids are never given to another name, even those of the last streams removed.
         catalog.by_id.resize(next as usize, NO_STREAM);
         catalog.opus_demand = self.opus_demand.clone();
+        let made_streams = self.streams.iter().filter(|s| s.kind == StreamKind::Made);
+        for gone in made_streams.filter(|_| reusing) {
+            if catalog.stream(gone.id).is_none() && retired.len() < MAX_RETIRED_NAMES {
+                Arc::make_mut(&mut retired).insert(gone.name.clone(), gone.id);
+            }
+        }
+        catalog.retired = retired;
         let changes = Changes::between(self, &catalog);
         (catalog, changes)
     }
@@ -238,6 +277,7 @@ impl Catalog {
                 })
                 .collect(),
             opus_demand: Arc::default(),
+            retired: Arc::default(),
         }
     }
 
@@ -542,16 +582,46 @@ mod tests {
         let (forgotten, changes) = reloaded.with_template_streams(&config, &[], &names[..1]);
         assert_eq!(changes.removed, vec![ch1.id]);
         assert!(forgotten.stream_by_name("tv/ch1").is_none());
-        let (again, _) = forgotten.with_template_streams(&config, &names[..1], &[]);
-        assert_ne!(
+        let (again, changes) = forgotten.with_template_streams(&config, &names[..1], &[]);
+        assert_eq!(
             again.stream_by_name("tv/ch1").unwrap().id,
             ch1.id,
-            "ids are never reused"
+            "made again, the name takes its id back"
         );
+        assert_eq!(changes.added, vec![ch1.id]);
+        assert_eq!(again.id_bound(), forgotten.id_bound());
         let without = parse("stream tv/local { input fake://fake; }");
         let (gone, changes) = again.reloaded(&without);
         assert_eq!(gone.template_streams(), 0, "its template is gone");
         assert_eq!(changes.removed.len(), 2, "the gate and the made stream");
+    }
+
+    #[test]
+    fn a_name_made_again_takes_its_id_back_and_no_other_name_does() {
+        let config = parse(
+            "auth_backend e { allow token t; }\n\
+             template tv { prefix tv; input tshttp://o/%s/mpegts; on_play auth://e; }",
+        );
+        let names = |n: &[&str]| -> Vec<Box<str>> { n.iter().map(|&s| s.into()).collect() };
+        let id = |c: &Catalog, name: &str| c.stream_by_name(name).expect(name).id;
+        let start = Catalog::from_config(&config);
+        let (made, _) = start.with_template_streams(&config, &names(&["tv/a", "tv/b"]), &[]);
+        let (a, bound) = (id(&made, "tv/a"), made.id_bound());
+        // A thousand zaps away from and back to tv/a: one id, no growth.
+        let mut catalog = made;
+        for _ in 0..1000 {
+            (catalog, _) = catalog.with_template_streams(&config, &[], &names(&["tv/a"]));
+            (catalog, _) = catalog.with_template_streams(&config, &names(&["tv/a"]), &[]);
+        }
+        assert_eq!((id(&catalog, "tv/a"), catalog.id_bound()), (a, bound));
+        // Another name never gets tv/a's id, even while tv/a is forgotten.
+        let (forgotten, _) = catalog.with_template_streams(&config, &[], &names(&["tv/a"]));
+        let (other, _) = forgotten.with_template_streams(&config, &names(&["tv/c"]), &[]);
+        assert_eq!(id(&other, "tv/c"), bound as StreamId);
+        // After a reload (a template's policy may have changed), a fresh id.
+        let (reloaded, _) = other.reloaded(&config);
+        let (again, _) = reloaded.with_template_streams(&config, &names(&["tv/a"]), &[]);
+        assert_eq!(id(&again, "tv/a"), bound as StreamId + 1);
     }
 
     #[test]

@@ -110,6 +110,9 @@ fn a_template_makes_an_authorized_name_a_pulled_stream_and_refuses_the_rest() {
         &[&edge, &origin],
     );
     assert_eq!(origin_sessions(&origin, "tv/ch1"), 1);
+    // Made again under its old id (its views on every shard come back to life): it plays.
+    assert_probe_shows_fake_source(&[], &edge.url("/tv/ch1/index.m3u8?token=edge1"));
+    assert_probe_shows_fake_source(&[], &edge.url("/tv/ch1/mpegts?token=edge1"));
     assert!(
         !edge.log_text().contains("origin1"),
         "the origin's token is never logged"
