@@ -17,12 +17,10 @@ use crate::pull::hls::{HlsPull, Location, Step};
 use crate::pull::http::{BodyDecoder, Framing, MAX_HEAD, get_request_keep_alive, parse_head};
 use crate::rtmp::flv::MediaFrame;
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use glommio::net::TcpStream;
 use rustls::ClientConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 use std::cell::OnceCell;
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -244,11 +242,9 @@ async fn within<T>(
 }
 
 async fn connect(at: &Location, deadline: Instant) -> Result<HttpConn, String> {
-    let addr = resolve(&at.host, at.port)?;
     let wait = deadline.saturating_duration_since(Instant::now());
-    let tcp = TcpStream::connect_timeout(addr, wait.max(Duration::from_millis(1)))
-        .await
-        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    let tcp =
+        super::resolve::connect(&at.host, at.port, wait.max(Duration::from_millis(1))).await?;
     let _ = tcp.set_nodelay(true);
     let wire: Box<dyn Stream> = if at.tls {
         let name = ServerName::try_from(at.host.clone())
@@ -267,16 +263,6 @@ async fn connect(at: &Location, deadline: Instant) -> Result<HttpConn, String> {
         buf: Vec::new(),
         closes: false,
     })
-}
-
-/// Resolves a host name through the system resolver (briefly blocking the shard: origins
-/// are usually IP literals or in /etc/hosts).
-fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
-    (host, port)
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {host}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("{host} has no address"))
 }
 
 thread_local! {

@@ -24,6 +24,7 @@ pub mod play_auth;
 pub mod portal_client;
 pub mod publish;
 pub mod pull;
+pub mod resolve;
 pub mod ring_wait;
 pub mod rtmp_conn;
 pub mod rtsp_conn;

@@ -31,7 +31,6 @@ use crate::stream::live_input::{LiveInput, Timeline};
 use crate::stream::view::StreamEvent;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -251,16 +250,6 @@ fn client_for(url: &PullUrl) -> Option<Box<dyn PullClient>> {
     })
 }
 
-/// Resolves `url`'s host. Host names go through the system resolver (which blocks the
-/// shard briefly: origins are usually IP literals or in /etc/hosts).
-pub(crate) fn resolve(url: &PullUrl) -> Result<SocketAddr, String> {
-    (url.host.as_str(), url.port)
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {}: {e}", url.host))?
-        .next()
-        .ok_or_else(|| format!("{} has no address", url.host))
-}
-
 /// One connection to a source, until it fails (or, on a backup, until the primary is back).
 async fn session(
     url: &PullUrl,
@@ -376,11 +365,7 @@ struct StreamConnection {
 impl StreamConnection {
     async fn open(url: &PullUrl, timeout: Duration) -> Result<StreamConnection, String> {
         let client = client_for(url).ok_or("not a stream protocol")?;
-        let addr = resolve(url)?;
-        let connect = TcpStream::connect_timeout(addr, timeout);
-        let socket = connect
-            .await
-            .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+        let socket = super::resolve::connect(&url.host, url.port, timeout).await?;
         let _ = socket.set_nodelay(true);
         Ok(StreamConnection {
             socket,

@@ -24,7 +24,7 @@ pub struct SrtLink {
 impl SrtLink {
     /// Calls the listener; done when the handshake completes within `timeout`.
     pub async fn open(url: &PullUrl, timeout: Duration) -> Result<SrtLink, String> {
-        let peer = super::pull::resolve(url)?;
+        let peer = super::resolve::resolve(&url.host, url.port, timeout).await?;
         let local = if peer.is_ipv4() {
             "0.0.0.0:0"
         } else {
