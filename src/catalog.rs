@@ -60,6 +60,10 @@ type Retired = ahash::AHashMap<Box<str>, StreamId>;
 /// names past it take fresh ids, as every stream did before.
 pub const MAX_RETIRED_NAMES: usize = 100_000;
 
+/// Longer names (a request's path can be kilobytes) take a fresh id when made again, so
+/// the retired names hold at most ~25 MB.
+pub const MAX_RETIRED_NAME_LEN: usize = 255;
+
 /// The name of template `t`'s gate: with a space and a trailing `/`, no stream and no
 /// request path can name it.
 fn gate_name(t: &TemplateConfig) -> String {
@@ -220,7 +224,8 @@ impl Catalog {
         catalog.opus_demand = self.opus_demand.clone();
         let made_streams = self.streams.iter().filter(|s| s.kind == StreamKind::Made);
         for gone in made_streams.filter(|_| reusing) {
-            if catalog.stream(gone.id).is_none() && retired.len() < MAX_RETIRED_NAMES {
+            let keep = gone.name.len() <= MAX_RETIRED_NAME_LEN && retired.len() < MAX_RETIRED_NAMES;
+            if catalog.stream(gone.id).is_none() && keep {
                 Arc::make_mut(&mut retired).insert(gone.name.clone(), gone.id);
             }
         }
@@ -622,6 +627,12 @@ mod tests {
         let (reloaded, _) = other.reloaded(&config);
         let (again, _) = reloaded.with_template_streams(&config, &names(&["tv/a"]), &[]);
         assert_eq!(id(&again, "tv/a"), bound as StreamId + 1);
+        // A name too long to keep takes a fresh id each time.
+        let long = format!("tv/{}", "x".repeat(MAX_RETIRED_NAME_LEN));
+        let (made, _) = again.with_template_streams(&config, &names(&[&long]), &[]);
+        let (gone, _) = made.with_template_streams(&config, &[], &names(&[&long]));
+        let (back, _) = gone.with_template_streams(&config, &names(&[&long]), &[]);
+        assert_ne!(id(&back, &long), id(&made, &long));
     }
 
     #[test]
